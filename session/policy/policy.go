@@ -1,0 +1,157 @@
+// Package policy decides who may use which resource and which statements
+// they may run there. It is pure: decisions are functions of the policy, the
+// identity and the classified request, with no I/O and no clock.
+//
+// Access is denied by default. Grants are evaluated in configuration order;
+// the first grant that matches the identity and the resource admits the
+// session and decides, for the whole session, which statement classes it may
+// run and which masking profile applies to its results.
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/session/sqlclass"
+)
+
+// Grant admits identities to resources.
+type Grant struct {
+	Name string
+	// Who: an identity matches if its name is in Identities, or it is in one
+	// of Groups, or its kind is in Kinds. At least one must be set.
+	Identities []string
+	Groups     []string
+	Kinds      []identity.Kind
+	// Resources the grant applies to ("*" for all).
+	Resources []string
+	// Allow lists statement classes the session may run; transaction control
+	// and session statements are always allowed.
+	Allow []sqlclass.Class
+	// Masking names the masking profile for result rows ("" for none).
+	Masking string
+}
+
+func (g *Grant) matches(id identity.Identity, resource string) bool {
+	if !slices.Contains(g.Resources, resource) && !slices.Contains(g.Resources, "*") {
+		return false
+	}
+	if slices.Contains(g.Identities, id.Name) || slices.Contains(g.Kinds, id.Kind) {
+		return true
+	}
+	for _, grp := range g.Groups {
+		if id.InGroup(grp) {
+			return true
+		}
+	}
+	return false
+}
+
+// Allows reports whether the grant lets a session run statements of class c.
+func (g *Grant) Allows(c sqlclass.Class) bool {
+	return c.AlwaysAllowed() || slices.Contains(g.Allow, c)
+}
+
+// ReadOnly reports whether the grant allows nothing that changes data or
+// schema; the proxy then also opens the upstream session read-only.
+func (g *Grant) ReadOnly() bool {
+	for _, c := range g.Allow {
+		if c != sqlclass.Read && c != sqlclass.Export && !c.AlwaysAllowed() {
+			return false
+		}
+	}
+	return true
+}
+
+// Policy is a validated, ordered list of grants.
+type Policy struct {
+	grants []Grant
+}
+
+// New validates grants against the known resources and masking profiles.
+func New(grants []Grant, resources, profiles []string) (*Policy, error) {
+	seen := map[string]bool{}
+	for i, g := range grants {
+		if g.Name == "" {
+			return nil, fmt.Errorf("policy: grant %d has no name", i)
+		}
+		if seen[g.Name] {
+			return nil, fmt.Errorf("policy: grant %q defined twice", g.Name)
+		}
+		seen[g.Name] = true
+		if len(g.Identities)+len(g.Groups)+len(g.Kinds) == 0 {
+			return nil, fmt.Errorf("policy: grant %q names no identities, groups or kinds", g.Name)
+		}
+		if len(g.Resources) == 0 {
+			return nil, fmt.Errorf("policy: grant %q names no resources", g.Name)
+		}
+		for _, r := range g.Resources {
+			if r != "*" && !slices.Contains(resources, r) {
+				return nil, fmt.Errorf("policy: grant %q: unknown resource %q", g.Name, r)
+			}
+		}
+		if g.Masking != "" && !slices.Contains(profiles, g.Masking) {
+			return nil, fmt.Errorf("policy: grant %q: unknown masking profile %q", g.Name, g.Masking)
+		}
+	}
+	return &Policy{grants: slices.Clone(grants)}, nil
+}
+
+// ParseAllow turns configured class names into classes; "all" means every class.
+func ParseAllow(names []string) ([]sqlclass.Class, error) {
+	var out []sqlclass.Class
+	for _, n := range names {
+		if n == "all" {
+			return slices.Clone(sqlclass.Classes), nil
+		}
+		c, err := sqlclass.ParseClass(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Decision is the outcome of a policy check. Reason is safe to show to the
+// client: it names classes and resources, never data.
+type Decision struct {
+	Allowed bool
+	Grant   *Grant
+	Reason  string
+}
+
+// Rule names the grant that decided, for the recording.
+func (d Decision) Rule() string {
+	if d.Grant == nil {
+		return ""
+	}
+	return d.Grant.Name
+}
+
+// Connect decides whether id may open a session on resource.
+func (p *Policy) Connect(id identity.Identity, resource string) Decision {
+	for i := range p.grants {
+		if g := &p.grants[i]; g.matches(id, resource) {
+			return Decision{Allowed: true, Grant: g}
+		}
+	}
+	return Decision{Reason: fmt.Sprintf("no grant gives %q access to resource %q", id.Name, resource)}
+}
+
+// Command decides whether a session admitted by g may run the classified
+// statements of one command. Every statement must be allowed.
+func Command(g *Grant, stmts []sqlclass.Statement) Decision {
+	var denied []string
+	for _, s := range stmts {
+		if !g.Allows(s.Class) && !slices.Contains(denied, string(s.Class)) {
+			denied = append(denied, string(s.Class))
+		}
+	}
+	if len(denied) > 0 {
+		return Decision{Grant: g, Reason: fmt.Sprintf("grant %q does not allow %s statements", g.Name, strings.Join(denied, ", "))}
+	}
+	return Decision{Allowed: true, Grant: g}
+}

@@ -1,0 +1,162 @@
+package record
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Kind names what an event records.
+type Kind string
+
+const (
+	// KindSessionStart opens every recording: who connected, from where, to what.
+	KindSessionStart Kind = "session.start"
+	// KindAuthFailed records a rejected identity token (the token itself is never recorded).
+	KindAuthFailed Kind = "auth.failed"
+	// KindAccessDenied records a connection refused by policy.
+	KindAccessDenied Kind = "access.denied"
+	// KindCommand is written before a command is forwarded to the target (write-ahead).
+	KindCommand Kind = "command"
+	// KindResult closes a command: tag, rows, bytes, error, duration, masking.
+	KindResult Kind = "result"
+	// KindCopyData carries a slice of the data a client sent with COPY FROM STDIN.
+	KindCopyData Kind = "copy.data"
+	// KindProtocolError records malformed input that ended the session.
+	KindProtocolError Kind = "protocol.error"
+	// KindSessionEnd closes every recording that ended cleanly or was recovered.
+	KindSessionEnd Kind = "session.end"
+)
+
+// Event is one entry of a session recording. Exactly one of the kind-specific
+// parts is set, matching Kind. Seq and Prev are assigned by Chain.Seal; the
+// caller fills in the rest.
+//
+// Events carry PHI (SQL text, parameters, COPY data): the recording is the
+// protected audit store. Event implements slog.LogValuer so that logging one
+// prints only its kind and position.
+type Event struct {
+	Seq  uint64    `json:"seq"`
+	Prev string    `json:"prev"` // hex SHA-256 of the previous event's payload, or of the session genesis for seq 0
+	Time time.Time `json:"time"`
+	Kind Kind      `json:"kind"`
+
+	Session  string `json:"session"`
+	Node     string `json:"node"`
+	Identity string `json:"identity,omitempty"` // identity name; empty before authentication
+	Resource string `json:"resource,omitempty"`
+
+	Start   *SessionStart  `json:"start,omitempty"`
+	Auth    *AuthFailure   `json:"auth,omitempty"`
+	Denied  *Denial        `json:"denied,omitempty"`
+	Command *Command       `json:"command,omitempty"`
+	Result  *Result        `json:"result,omitempty"`
+	Copy    *CopyData      `json:"copy,omitempty"`
+	Error   *ProtocolError `json:"error,omitempty"`
+	End     *SessionEnd    `json:"end,omitempty"`
+}
+
+// LogValue keeps event contents (which may hold PHI) out of logs.
+func (e *Event) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("kind", string(e.Kind)),
+		slog.Uint64("seq", e.Seq),
+		slog.String("session", e.Session),
+	)
+}
+
+// SessionStart describes the connection and the identity behind it.
+type SessionStart struct {
+	Protocol     string   `json:"protocol"` // "postgres"
+	Client       string   `json:"client"`   // remote address
+	TLS          bool     `json:"tls"`
+	TLSVersion   string   `json:"tls_version,omitempty"`
+	IdentityKind string   `json:"identity_kind,omitempty"` // agent | ci | human
+	Groups       []string `json:"groups,omitempty"`
+	User         string   `json:"user,omitempty"` // user name the client presented
+	Database     string   `json:"database,omitempty"`
+	Application  string   `json:"application,omitempty"`
+	Grant        string   `json:"grant,omitempty"` // policy grant that admitted the session
+	Masking      string   `json:"masking,omitempty"`
+	Upstream     string   `json:"upstream,omitempty"` // target address (never its credential)
+}
+
+// AuthFailure records why a presented token was rejected.
+type AuthFailure struct {
+	User   string `json:"user,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Denial records a policy decision that refused a connection or a command.
+type Denial struct {
+	Rule   string `json:"rule,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Command is what the client asked the target to do.
+type Command struct {
+	ID        uint64   `json:"id"`       // per-session command number, starting at 1
+	Protocol  string   `json:"protocol"` // simple | extended | function
+	SQL       string   `json:"sql"`
+	Statement string   `json:"statement,omitempty"` // prepared statement name (extended)
+	Portal    string   `json:"portal,omitempty"`
+	Params    []Param  `json:"params,omitempty"`
+	Classes   []string `json:"classes,omitempty"` // statement classes, in order (read, write, ddl, ...)
+	Decision  string   `json:"decision"`          // allow | deny
+	Rule      string   `json:"rule,omitempty"`    // grant that decided
+	Reason    string   `json:"reason,omitempty"`  // why denied
+}
+
+// Param is one bound parameter value as the client sent it.
+type Param struct {
+	Null   bool   `json:"null,omitempty"`
+	Format string `json:"format,omitempty"` // "text" (default) or "binary"
+	Value  string `json:"value,omitempty"`  // text as is; binary as base64
+}
+
+// Result closes one statement of a command.
+type Result struct {
+	Command    uint64         `json:"command"` // Command.ID this result belongs to
+	Tag        string         `json:"tag,omitempty"`
+	Rows       int64          `json:"rows"`
+	Bytes      int64          `json:"bytes"` // bytes forwarded to the client for this statement
+	DurationUS int64          `json:"duration_us"`
+	Error      *SQLError      `json:"error,omitempty"`
+	Suspended  bool           `json:"suspended,omitempty"` // portal suspended (Execute row limit reached)
+	Masked     []MaskedColumn `json:"masked,omitempty"`
+}
+
+// SQLError is an ErrorResponse, by SQLSTATE and message.
+type SQLError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Source  string `json:"source"` // upstream | phigate
+}
+
+// MaskedColumn says which rule masked a result column and how many values it changed.
+type MaskedColumn struct {
+	Column string `json:"column"` // output name
+	Source string `json:"source,omitempty"` // schema.table.column when known
+	Rule   string `json:"rule"`
+	Action string `json:"action"`
+	Values int64  `json:"values"`
+}
+
+// CopyData is a slice of a COPY FROM STDIN stream.
+type CopyData struct {
+	Command uint64 `json:"command"`
+	Offset  int64  `json:"offset"`
+	Data    []byte `json:"data"` // base64 in JSON
+}
+
+// ProtocolError records input that phigate refused as malformed.
+type ProtocolError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// SessionEnd closes a recording.
+type SessionEnd struct {
+	Reason     string `json:"reason"` // terminate | client closed | upstream closed | protocol error | node shutdown | recovered
+	Commands   uint64 `json:"commands"`
+	DurationUS int64  `json:"duration_us"`
+}
