@@ -1,0 +1,202 @@
+package mask
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"hash"
+)
+
+// Column is a result column as the proxy sees it in a RowDescription, after
+// resolving the table OID.
+type Column struct {
+	// Source is "schema.table.column" when the column comes straight from a
+	// table column, else "".
+	Source string
+	// Name is the output name (may be an alias).
+	Name    string
+	TypeOID uint32
+	TypeMod int32
+	// Binary is true for format code 1.
+	Binary bool
+}
+
+// Params are session settings that change how text-format values look.
+type Params struct {
+	// DateStyle is the session's DateStyle, e.g. "ISO, MDY" (the default
+	// when empty).
+	DateStyle string
+}
+
+// Applied records that a rule masked a column of a result set.
+type Applied struct {
+	Index  int    // column index in the RowDescription
+	Column string // output name
+	Source string // "schema.table.column" or ""
+	Rule   string
+	Action string
+	Values int64 // non-NULL values replaced so far
+}
+
+// Plan masks the values of one result set. It is computed once per
+// RowDescription and used by one goroutine at a time.
+type Plan struct {
+	cols   []planCol
+	active bool
+	params Params
+	key    []byte
+	rules  []rule
+
+	mac hash.Hash // HMAC-SHA256 with key, made on first use
+	dom [1]byte
+	sum [sha256.Size]byte
+	u16 [16]byte // digest input that must not escape per call
+
+	// Scratch buffers reused across values so the hot path does not allocate.
+	tmp, tmp2    []byte // scalar decode and transform
+	arrIn, arrOut []byte // one array element, before and after masking
+}
+
+type planCol struct {
+	masked bool
+	kind   kind
+	array  bool
+	binary bool
+	typmod int32
+	action Action
+	rule   int
+	name   string
+	source string
+	values int64
+}
+
+// Plan returns the masking plan for a result set with columns cols. A nil
+// Profile gives a plan that masks nothing.
+func (p *Profile) Plan(cols []Column, params Params) *Plan {
+	pl := &Plan{cols: make([]planCol, len(cols)), params: params}
+	if p == nil {
+		return pl
+	}
+	pl.key, pl.rules = p.key, p.rules
+	for i, c := range cols {
+		pc := &pl.cols[i]
+		pc.rule = -1
+		r := p.match(c)
+		if r < 0 {
+			continue
+		}
+		pc.masked = true
+		pc.rule = r
+		pc.action = p.rules[r].action
+		pc.kind, pc.array = typeOf(c.TypeOID)
+		pc.binary = c.Binary
+		pc.typmod = c.TypeMod
+		pc.name, pc.source = c.Name, c.Source
+		pl.active = true
+	}
+	return pl
+}
+
+// Active reports whether any column is masked; when false the proxy may
+// forward rows untouched.
+func (pl *Plan) Active() bool { return pl != nil && pl.active }
+
+// Masked reports whether column i needs [Plan.AppendValue].
+func (pl *Plan) Masked(i int) bool {
+	return pl != nil && i >= 0 && i < len(pl.cols) && pl.cols[i].masked
+}
+
+// AppendValue appends the masked form of value v of column i to dst. null
+// reports that the masked value is SQL NULL (then nothing is appended).
+// v == nil means the input is NULL. A column that is not masked is copied.
+// Input that is not a valid value of the column's type becomes NULL.
+func (pl *Plan) AppendValue(dst []byte, i int, v []byte) (out []byte, null bool) {
+	if pl == nil {
+		if v == nil {
+			return dst, true
+		}
+		return append(dst, v...), false
+	}
+	if i < 0 || i >= len(pl.cols) {
+		return dst, true
+	}
+	c := &pl.cols[i]
+	if !c.masked {
+		if v == nil {
+			return dst, true
+		}
+		return append(dst, v...), false
+	}
+	if v == nil {
+		return dst, true
+	}
+	c.values++
+	if c.action == ActionNull {
+		return dst, true
+	}
+	mark := len(dst)
+	var ok bool
+	if c.array {
+		if c.binary {
+			out, ok = pl.appendBinaryArray(dst, c.kind, c.action, c.typmod, v)
+		} else {
+			out, ok = pl.appendTextArray(dst, c.kind, c.action, c.typmod, v)
+		}
+	} else {
+		out, ok = pl.appendScalar(dst, c.kind, c.action, c.typmod, c.binary, v)
+	}
+	if !ok {
+		return dst[:mark], true
+	}
+	return out, false
+}
+
+// Applied lists, for the recording, which rule and action masked which
+// column, with the number of values replaced so far.
+func (pl *Plan) Applied() []Applied {
+	if pl == nil {
+		return nil
+	}
+	var out []Applied
+	for i := range pl.cols {
+		c := &pl.cols[i]
+		if !c.masked {
+			continue
+		}
+		out = append(out, Applied{
+			Index: i, Column: c.name, Source: c.source,
+			Rule: pl.rules[c.rule].name, Action: c.action.String(), Values: c.values,
+		})
+	}
+	return out
+}
+
+// digest returns HMAC-SHA256(key, domain || data). The result aliases
+// pl.sum and is valid until the next call.
+func (pl *Plan) digest(domain byte, data []byte) []byte {
+	if pl.mac == nil {
+		pl.mac = hmac.New(sha256.New, pl.key)
+	}
+	pl.mac.Reset()
+	pl.dom[0] = domain
+	pl.mac.Write(pl.dom[:])
+	pl.mac.Write(data)
+	return pl.mac.Sum(pl.sum[:0])
+}
+
+// keyStream expands a digest into as many pseudo-random bytes as needed.
+type keyStream struct {
+	blk [sha256.Size]byte
+	n   int
+}
+
+func (ks *keyStream) init(d []byte) { copy(ks.blk[:], d); ks.n = 0 }
+
+func (ks *keyStream) next() byte {
+	if ks.n == len(ks.blk) {
+		ks.blk = sha256.Sum256(ks.blk[:])
+		ks.n = 0
+	}
+	b := ks.blk[ks.n]
+	ks.n++
+	return b
+}
