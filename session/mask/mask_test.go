@@ -101,13 +101,13 @@ func TestMatch(t *testing.T) {
 // gives for it ("" = NULL, "*" = some non-NULL value, else the exact text
 // format output).
 type typeCase struct {
-	name    string
-	oid     uint32
-	typmod  int32
-	value   any
-	redact  string
-	keep4   string
-	hash    string
+	name   string
+	oid    uint32
+	typmod int32
+	value  any
+	redact string
+	keep4  string
+	hash   string
 }
 
 func typeCases() []typeCase {
@@ -243,7 +243,7 @@ func TestHashDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		oid uint32
+		oid  uint32
 		a, b any
 	}{
 		{oidInt4, int32(42), int32(43)},

@@ -52,7 +52,7 @@ type Plan struct {
 	u16 [16]byte // digest input that must not escape per call
 
 	// Scratch buffers reused across values so the hot path does not allocate.
-	tmp, tmp2    []byte // scalar decode and transform
+	tmp, tmp2     []byte // scalar decode and transform
 	arrIn, arrOut []byte // one array element, before and after masking
 }
 

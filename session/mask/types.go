@@ -4,10 +4,10 @@ package mask
 type kind uint8
 
 const (
-	kindOther kind = iota // unknown type: any action gives NULL
-	kindText              // text, varchar, name, unknown
-	kindBpchar            // char(n): padded to n
-	kindChar              // "char": one byte
+	kindOther  kind = iota // unknown type: any action gives NULL
+	kindText               // text, varchar, name, unknown
+	kindBpchar             // char(n): padded to n
+	kindChar               // "char": one byte
 	kindBytea
 	kindBool
 	kindInt2

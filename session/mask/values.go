@@ -293,10 +293,10 @@ func parseInteger(k kind, bin bool, v []byte) (int64, bool) {
 		lo, hi = math.MinInt64, math.MaxInt64
 	}
 	if neg {
-		if u > uint64(-(lo + 1))+1 {
+		if u > uint64(-(lo+1))+1 {
 			return 0, false
 		}
-		x := -int64(u - 1) - 1
+		x := -int64(u-1) - 1
 		if k == kindOID {
 			x = int64(uint32(int32(x)))
 		}
