@@ -23,6 +23,8 @@ const (
 	KindCopyData Kind = "copy.data"
 	// KindProtocolError records malformed input that ended the session.
 	KindProtocolError Kind = "protocol.error"
+	// KindCancel records a request to cancel the running command.
+	KindCancel Kind = "cancel"
 	// KindSessionEnd closes every recording that ended cleanly or was recovered.
 	KindSessionEnd Kind = "session.end"
 )
@@ -52,6 +54,7 @@ type Event struct {
 	Result  *Result        `json:"result,omitempty"`
 	Copy    *CopyData      `json:"copy,omitempty"`
 	Error   *ProtocolError `json:"error,omitempty"`
+	Cancel  *Cancel        `json:"cancel,omitempty"`
 	End     *SessionEnd    `json:"end,omitempty"`
 }
 
@@ -134,7 +137,7 @@ type SQLError struct {
 
 // MaskedColumn says which rule masked a result column and how many values it changed.
 type MaskedColumn struct {
-	Column string `json:"column"` // output name
+	Column string `json:"column"`           // output name
 	Source string `json:"source,omitempty"` // schema.table.column when known
 	Rule   string `json:"rule"`
 	Action string `json:"action"`
@@ -152,6 +155,11 @@ type CopyData struct {
 type ProtocolError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// Cancel records why phigate asked the target to cancel a running command.
+type Cancel struct {
+	Reason string `json:"reason"` // client cancel request | client disconnected
 }
 
 // SessionEnd closes a recording.

@@ -79,6 +79,10 @@ type Copy struct {
 	Null          string
 	Header        bool
 	Quote, Escape string
+	// Describe is a SELECT whose result columns are the COPY's columns, in
+	// order, so that the proxy can learn their source and type by describing
+	// it (set for COPY ... TO; empty when it cannot be built).
+	Describe string
 }
 
 // ErrSyntax wraps parser errors; its message is the parser's, which is the
@@ -94,12 +98,12 @@ func Classify(sql string) ([]Statement, error) {
 	}
 	out := make([]Statement, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		out = append(out, classify(raw.GetStmt()))
+		out = append(out, classify(tree.GetVersion(), raw.GetStmt()))
 	}
 	return out, nil
 }
 
-func classify(n *pg_query.Node) Statement {
+func classify(version int32, n *pg_query.Node) Statement {
 	kind := nodeKind(n)
 	st := Statement{Kind: kind, Class: Admin}
 	switch x := n.GetNode().(type) {
@@ -111,10 +115,10 @@ func classify(n *pg_query.Node) Statement {
 	case *pg_query.Node_ExplainStmt:
 		st.Class = Read
 		if explainAnalyze(x.ExplainStmt) {
-			st.Class = classify(x.ExplainStmt.GetQuery()).Class
+			st.Class = classify(version, x.ExplainStmt.GetQuery()).Class
 		}
 	case *pg_query.Node_CopyStmt:
-		st.Copy, st.Class = copyInfo(x.CopyStmt)
+		st.Copy, st.Class = copyInfo(version, x.CopyStmt)
 	case *pg_query.Node_TransactionStmt:
 		st.Class = Tx
 		if readWriteOption(x.TransactionStmt.GetOptions()) {
@@ -129,10 +133,10 @@ func classify(n *pg_query.Node) Statement {
 		*pg_query.Node_ClosePortalStmt:
 		st.Class = Session
 	case *pg_query.Node_DeclareCursorStmt:
-		st.Class = classify(x.DeclareCursorStmt.GetQuery()).Class
+		st.Class = classify(version, x.DeclareCursorStmt.GetQuery()).Class
 	case *pg_query.Node_PrepareStmt:
 		st.Prepare = x.PrepareStmt.GetName()
-		st.Class = classify(x.PrepareStmt.GetQuery()).Class
+		st.Class = classify(version, x.PrepareStmt.GetQuery()).Class
 	case *pg_query.Node_ExecuteStmt:
 		st.Execute = x.ExecuteStmt.GetName()
 	case *pg_query.Node_CreateTableAsStmt:
@@ -270,7 +274,7 @@ func setClass(s *pg_query.VariableSetStmt) Class {
 	return Session
 }
 
-func copyInfo(c *pg_query.CopyStmt) (*Copy, Class) {
+func copyInfo(version int32, c *pg_query.CopyStmt) (*Copy, Class) {
 	info := &Copy{From: c.GetIsFrom(), Format: "text", Query: c.GetQuery() != nil}
 	info.Stdio = c.GetFilename() == "" && !c.GetIsProgram()
 	if rv := c.GetRelation(); rv != nil {
@@ -302,6 +306,9 @@ func copyInfo(c *pg_query.CopyStmt) (*Copy, Class) {
 			info.Escape = v
 		}
 	}
+	if !info.From {
+		info.Describe = copyDescribe(version, c, info)
+	}
 	switch {
 	case !info.Stdio:
 		return info, Admin // server-side files and programs
@@ -311,6 +318,32 @@ func copyInfo(c *pg_query.CopyStmt) (*Copy, Class) {
 		return info, Export
 	}
 }
+
+// copyDescribe builds the SELECT that yields the same columns as COPY TO.
+func copyDescribe(version int32, c *pg_query.CopyStmt, info *Copy) string {
+	if q := c.GetQuery(); q != nil {
+		sql, err := pg_query.Deparse(&pg_query.ParseResult{Version: version, Stmts: []*pg_query.RawStmt{{Stmt: q}}})
+		if err != nil {
+			return ""
+		}
+		return sql
+	}
+	cols := "*"
+	if len(info.Columns) > 0 {
+		quoted := make([]string, len(info.Columns))
+		for i, col := range info.Columns {
+			quoted[i] = quoteIdent(col)
+		}
+		cols = strings.Join(quoted, ", ")
+	}
+	rel := quoteIdent(info.Table)
+	if info.Schema != "" {
+		rel = quoteIdent(info.Schema) + "." + rel
+	}
+	return "SELECT " + cols + " FROM " + rel
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // defString renders a DefElem argument the way PostgreSQL's defGetString would.
 func defString(d *pg_query.DefElem) string {

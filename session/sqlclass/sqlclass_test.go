@@ -89,11 +89,14 @@ func TestClassifyCopy(t *testing.T) {
 		c.Format != "csv" || !c.Header || c.Delimiter != ";" || c.From || !c.Stdio || c.Query {
 		t.Fatalf("copy info = %+v", c)
 	}
+	if want := `SELECT "ssn", "Name" FROM "clinic"."patients"`; c.Describe != want {
+		t.Fatalf("describe = %q, want %q", c.Describe, want)
+	}
 	stmts, err = Classify(`COPY (SELECT 1) TO STDOUT (FORMAT binary)`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := stmts[0].Copy; !c.Query || c.Format != "binary" {
+	if c := stmts[0].Copy; !c.Query || c.Format != "binary" || c.Describe != "SELECT 1" {
 		t.Fatalf("copy info = %+v", c)
 	}
 }
