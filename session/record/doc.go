@@ -1,0 +1,23 @@
+// Package record is the recording format of a phigate session: the Event
+// type, the hash chain that links events, and the frame format of a
+// per-session recording file, with a streaming verifier that locates the
+// first break.
+//
+// A recording file is a fixed 8-byte header ("PHIGREC1": magic and format
+// version) followed by frames:
+//
+//	uint32 big-endian payload length | payload | SHA-256(payload) (32 bytes)
+//
+// The payload is the JSON encoding of one Event. Every event carries its
+// sequence number (0, 1, 2, ...) and the hex SHA-256 of the previous event's
+// payload; event 0 carries the hash of a genesis string bound to the session
+// id, so an event cannot be moved into another session's recording. A
+// flipped byte, a removed, reordered or appended event and a truncated file
+// are all detected by Verify, which reports the index of the first event that
+// does not hold.
+//
+// The package is pure format code: it never opens files, never reads the
+// clock (callers stamp Event.Time), and never logs event contents, which hold
+// PHI. Durability is storage/spool's job; presenting a recording to a person
+// is replay's.
+package record
