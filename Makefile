@@ -1,0 +1,54 @@
+# phigate — see README.md. The two commands a newcomer runs: `make demo`, `make test`.
+SHELL := /usr/bin/env bash
+GO ?= go
+BIN := bin/phigate
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/phigate/phigate/node/cli.Version=$(VERSION)
+PKGS := ./...
+FUZZTIME ?= 20s
+# Debian packages the tests and benchmarks drive: a real PostgreSQL 15 server
+# and its clients (psql, pgbench), and PgBouncer for the benchmark.
+TEST_DEBS := postgresql-15 postgresql-client-15
+BENCH_DEBS := $(TEST_DEBS) pgbouncer
+
+.PHONY: all build test test-race vet demo bench fuzz deps bench-deps clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./node/cmd/phigate
+
+# deps installs the Debian packages the tests need, when they are missing.
+deps:
+	@./.ci/install-debs.sh $(TEST_DEBS)
+
+bench-deps:
+	@./.ci/install-debs.sh $(BENCH_DEBS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: deps build vet
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+# test-race runs the concurrent core (proxy, spool, recording) under the race detector.
+test-race: deps
+	$(GO) test -count=1 -race -timeout 20m ./session/... ./storage/... ./replay/...
+
+demo: deps build
+	$(GO) run ./examples/demo --phigate $(BIN)
+
+bench: bench-deps build
+	$(GO) run ./bench/pg --phigate $(BIN) --results bench/results
+	$(GO) run ./bench/mask --results bench/results
+
+# fuzz runs every fuzz target for FUZZTIME each (crashers land in testdata/fuzz).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

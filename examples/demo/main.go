@@ -1,0 +1,309 @@
+// Command demo is what `make demo` runs: a throwaway PostgreSQL with
+// synthetic patients, a phigate node in front of it, agents querying through
+// it with psql (allowed and masked, denied, a bad token), and then the
+// recorded evidence, verified and printed with `phigate replay`.
+//
+// Everything lives in a temporary directory and every process it starts is
+// stopped when it ends, on error, or on Ctrl-C.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/phigate/phigate/internal/pgtest"
+	"github.com/phigate/phigate/internal/synth"
+	"github.com/phigate/phigate/session/identity"
+)
+
+func main() {
+	phigate := flag.String("phigate", "bin/phigate", "path to the phigate binary (make build)")
+	patients := flag.Int("patients", 200, "synthetic patients to load")
+	keep := flag.Bool("keep", false, "keep the temporary directory (recordings, logs) after the demo")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *phigate, *patients, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+type demo struct {
+	dir     string
+	phigate string
+	tokens  map[string]string
+	port    int
+}
+
+func run(ctx context.Context, phigate string, patients int, keep bool) error {
+	phigate, err := filepath.Abs(phigate)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(phigate); err != nil {
+		return fmt.Errorf("%s not found: run `make build` first", phigate)
+	}
+	dir, err := os.MkdirTemp("", "phigate-demo-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		defer fmt.Printf("\nkept %s (recordings in phigate-data/recordings, node log in node.log)\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	d := &demo{dir: dir, phigate: phigate, tokens: map[string]string{}}
+
+	step("Starting a throwaway PostgreSQL 15 with %d synthetic patients", patients)
+	gwPassword := secret()
+	pg, err := pgtest.Start(ctx, filepath.Join(dir, "pg"), pgtest.Options{
+		Users: []pgtest.User{{Name: "phigate_gateway", Password: gwPassword, Auth: pgtest.AuthSCRAM}},
+	})
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer pg.Stop()
+	if err := pg.CreateDatabase(ctx, "clinic", "phigate_gateway"); err != nil {
+		return err
+	}
+	if err := synth.Load(ctx, pg.DSN("phigate_gateway", gwPassword, "clinic"), patients); err != nil {
+		return fmt.Errorf("load patients: %w", err)
+	}
+	fmt.Printf("  PostgreSQL on %s; only the gateway knows the password of role phigate_gateway\n", pg.Addr())
+
+	step("Starting a phigate node")
+	node, err := d.startNode(ctx, pg.Addr(), gwPassword)
+	if err != nil {
+		return err
+	}
+	defer node.stop()
+
+	step("Agents query through phigate with psql")
+	d.psql("claims-agent reads patients: PHI columns are masked by the hipaa profile", "claims-agent",
+		"SELECT id, first_name, last_name, dob, ssn, mrn, phone, city, zip FROM patients ORDER BY id LIMIT 5")
+	d.psql("claims-agent reads visit notes", "claims-agent",
+		"SELECT visit_date, clinician, left(notes, 90) AS notes FROM encounters ORDER BY id LIMIT 3")
+	d.psql("claims-agent tries to delete: denied by policy (42501), recorded", "claims-agent",
+		"DELETE FROM patients WHERE id = 1")
+	d.psql("nightly-etl (CI) updates a phone number: allowed, recorded with its text", "nightly-etl",
+		"UPDATE patients SET phone = '+1 555 0100' WHERE id = 2 RETURNING id, phone")
+	d.psqlToken("someone presents a stolen-looking token: refused (28P01), recorded", "claims-agent", "phg_not-a-real-token")
+
+	step("Stopping the node (every session records its end first)")
+	if err := node.stop(); err != nil {
+		return err
+	}
+
+	step("The recorded evidence")
+	data := filepath.Join(dir, "phigate-data")
+	list := exec.CommandContext(ctx, phigate, "replay", "--data-dir", data, "--list")
+	out, err := list.CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil {
+		return fmt.Errorf("replay --list: %w", err)
+	}
+	for _, id := range sessionIDs(data) {
+		fmt.Printf("\n$ phigate replay %s\n", id)
+		cmd := exec.CommandContext(ctx, phigate, "replay", "--data-dir", data, id)
+		out, err := cmd.CombinedOutput()
+		fmt.Print(indent(string(out)))
+		if err != nil {
+			return fmt.Errorf("replay %s: %w", id, err)
+		}
+	}
+	step("Done: every command above was recorded, hash-chained and verified before it was shown")
+	return nil
+}
+
+type nodeProc struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  *os.File
+}
+
+func (d *demo) startNode(ctx context.Context, pgAddr, gwPassword string) (*nodeProc, error) {
+	pwFile := filepath.Join(d.dir, "clinic.pw")
+	if err := os.WriteFile(pwFile, []byte(gwPassword+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"claims-agent", "nightly-etl"} {
+		d.tokens[name] = "phg_" + secret()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	d.port = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg := fmt.Sprintf(demoConfig, filepath.Join(d.dir, "phigate-data"), d.port,
+		identity.HashToken(d.tokens["claims-agent"]), identity.HashToken(d.tokens["nightly-etl"]), pgAddr, pwFile)
+	cfgFile := filepath.Join(d.dir, "phigate.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(d.dir, "node.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(d.phigate, "node", "--config", cfgFile)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := pgtest.Spawn(cmd, syscall.SIGTERM); err != nil {
+		return nil, err
+	}
+	n := &nodeProc{cmd: cmd, done: make(chan error, 1), log: logf}
+	go func() { n.done <- cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", d.port))
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-n.done:
+			b, _ := os.ReadFile(logf.Name())
+			return nil, fmt.Errorf("phigate node exited: %v\n%s", err, b)
+		case <-ctx.Done():
+			n.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			n.stop()
+			return nil, errors.New("phigate node did not start listening in 20s")
+		}
+	}
+	fmt.Printf("  node listening on 127.0.0.1:%d (TLS with a development certificate); config %s\n", d.port, cfgFile)
+	return n, nil
+}
+
+func (n *nodeProc) stop() error {
+	if n.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.done:
+		n.done <- err
+		n.log.Close()
+		if err != nil && !strings.Contains(err.Error(), "signal") {
+			return fmt.Errorf("phigate node: %w", err)
+		}
+		return nil
+	case <-time.After(20 * time.Second):
+		pgtest.KillGroup(n.cmd.Process.Pid)
+		return errors.New("phigate node did not stop in 20s; killed")
+	}
+}
+
+func (d *demo) psql(title, identityName, sql string) {
+	d.run(title, identityName, d.tokens[identityName], sql)
+}
+
+func (d *demo) psqlToken(title, identityName, token string) {
+	d.run(title, identityName, token, "SELECT count(*) FROM patients")
+}
+
+// run shows one agent command and what psql printed. Errors are part of the
+// show (a denied command is the point), so they are printed, not returned.
+func (d *demo) run(title, identityName, token, sql string) {
+	fmt.Printf("\n-- %s\n$ psql \"host=127.0.0.1 port=%d dbname=clinic user=%s sslmode=require\" -c %q\n", title, d.port, identityName, sql)
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=clinic user=%s sslmode=require", d.port, identityName)
+	cmd := exec.Command("psql", "-X", dsn, "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
+	out, _ := cmd.CombinedOutput()
+	fmt.Print(indent(string(out)))
+}
+
+func step(format string, args ...any) {
+	fmt.Printf("\n==> "+format+"\n", args...)
+}
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
+}
+
+func secret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func sessionIDs(dataDir string) []string {
+	files, _ := filepath.Glob(filepath.Join(dataDir, "recordings", "sessions", "*.rec"))
+	var ids []string
+	for _, f := range files {
+		ids = append(ids, strings.TrimSuffix(filepath.Base(f), ".rec"))
+	}
+	return ids
+}
+
+const demoConfig = `# Written by the phigate demo.
+node:
+  id: demo-node-1
+  data_dir: %s
+listen:
+  postgres: 127.0.0.1:%d
+identities:
+  tokens:
+    - name: claims-agent
+      kind: agent
+      groups: [agents]
+      token_sha256: %s
+    - name: nightly-etl
+      kind: ci
+      groups: [etl]
+      token_sha256: %s
+resources:
+  - name: clinic
+    address: %s
+    database: clinic
+    user: phigate_gateway
+    password_file: %s
+    tls: disable
+grants:
+  - name: agents-read-clinic
+    groups: [agents]
+    resources: [clinic]
+    allow: [read]
+    masking: hipaa
+  - name: etl-write-clinic
+    groups: [etl]
+    resources: [clinic]
+    allow: [read, write]
+    masking: hipaa
+masking:
+  profiles:
+    hipaa:
+      rules:
+        - column: patients.ssn
+          action: keep-last-4
+        - column: patients.mrn
+          action: hash
+        - column: patients.dob
+          action: "null"
+        - pattern: "^(first_name|last_name|clinician)$"
+          action: redact
+        - pattern: "phone"
+          action: keep-last-4
+        - pattern: "^(email|street|insurance_member_id)$"
+          action: redact
+        - column: patients.zip
+          action: keep-last-4
+`

@@ -1,0 +1,135 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/phigate/phigate/session/mask"
+)
+
+// Config is a node's YAML configuration. Every field documents its zero
+// value; examples/phigate.yaml shows a complete file.
+type Config struct {
+	Node struct {
+		// ID names the node in logs and recordings. Empty: the host name.
+		ID string `yaml:"id"`
+		// DataDir holds recordings (spool), the development TLS certificate
+		// and generated keys. Empty: ./phigate-data.
+		DataDir string `yaml:"data_dir"`
+	} `yaml:"node"`
+
+	Listen struct {
+		// Postgres is the address agents' PostgreSQL clients connect to.
+		// Empty: ":6432".
+		Postgres string `yaml:"postgres"`
+		// CleartextLoopback lets clients on loopback send their token
+		// without TLS. False: TLS is always required.
+		CleartextLoopback bool `yaml:"cleartext_loopback"`
+	} `yaml:"listen"`
+
+	TLS struct {
+		// CertFile and KeyFile are the PEM certificate and key agents see.
+		// Empty: a self-signed development certificate is created in
+		// DataDir/tls on first start (and reused after).
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+	} `yaml:"tls"`
+
+	Limits struct {
+		// MaxMessageBytes caps one protocol message. Zero: 64 MiB.
+		MaxMessageBytes int `yaml:"max_message_bytes"`
+	} `yaml:"limits"`
+
+	Keys struct {
+		// PseudonymKeyFile holds the HMAC key (at least 32 bytes) for keyed
+		// hashes and pseudonyms. Empty: DataDir/keys/pseudonym.key, created
+		// with 32 random bytes on first start. Every node of a deployment
+		// must use the same key for masked values to join across nodes.
+		PseudonymKeyFile string `yaml:"pseudonym_key_file"`
+	} `yaml:"keys"`
+
+	Log struct {
+		// Level is debug, info, warn or error. Empty: info.
+		Level string `yaml:"level"`
+	} `yaml:"log"`
+
+	Identities struct {
+		Tokens []TokenConfig `yaml:"tokens"`
+	} `yaml:"identities"`
+
+	Resources []ResourceConfig `yaml:"resources"`
+	Grants    []GrantConfig    `yaml:"grants"`
+
+	Masking struct {
+		Profiles map[string]mask.ProfileConfig `yaml:"profiles"`
+	} `yaml:"masking"`
+}
+
+// TokenConfig is one static identity token, stored as its SHA-256.
+type TokenConfig struct {
+	Name   string   `yaml:"name"`
+	Kind   string   `yaml:"kind"` // agent | ci | human
+	Groups []string `yaml:"groups"`
+	// TokenSHA256 is the hex SHA-256 of the token (`phigate token hash`).
+	TokenSHA256 string `yaml:"token_sha256"`
+}
+
+// ResourceConfig is a protected PostgreSQL database.
+type ResourceConfig struct {
+	// Name is what agents put in the startup "database" (dbname=...).
+	Name     string `yaml:"name"`
+	Protocol string `yaml:"protocol"` // postgres (the only one today); empty means postgres
+	// Address is host:port or a Unix socket directory.
+	Address  string `yaml:"address"`
+	Database string `yaml:"database"`
+	User     string `yaml:"user"`
+	// PasswordFile or PasswordEnv names where the upstream password is; the
+	// password itself never appears in the configuration.
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+	// TLS is disable, require or verify-full. Empty: verify-full.
+	TLS        string `yaml:"tls"`
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// GrantConfig admits identities to resources.
+type GrantConfig struct {
+	Name       string   `yaml:"name"`
+	Identities []string `yaml:"identities"`
+	Groups     []string `yaml:"groups"`
+	Kinds      []string `yaml:"kinds"`
+	Resources  []string `yaml:"resources"`
+	// Allow lists statement classes: read, write, ddl, admin, export,
+	// import, or all. Transaction control and session settings are always
+	// allowed.
+	Allow []string `yaml:"allow"`
+	// Masking names a profile under masking.profiles. Empty: no masking.
+	Masking string `yaml:"masking"`
+}
+
+// LoadConfig reads and parses a YAML configuration file. Unknown fields are
+// errors, so that a typo does not silently weaken a policy.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(b)
+}
+
+// ParseConfig parses YAML configuration bytes.
+func ParseConfig(b []byte) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file is the zero configuration
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &cfg, nil
+}

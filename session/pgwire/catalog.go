@@ -1,0 +1,121 @@
+package pgwire
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// catalog resolves the table OID and attribute number that a RowDescription
+// carries into schema.table.column, which is what masking rules name. It
+// keeps one gateway-owned connection per resource, separate from agents'
+// sessions, and caches relations for ttl.
+type catalog struct {
+	res     *Resource
+	timeout time.Duration
+	ttl     time.Duration
+
+	mu   sync.Mutex // serialises use of conn
+	conn *pgconn.PgConn
+	rels map[uint32]*relation
+}
+
+type relation struct {
+	schema, table string
+	cols          map[int16]string
+	fetched       time.Time
+}
+
+func newCatalog(r *Resource, timeout, ttl time.Duration) *catalog {
+	return &catalog{res: r, timeout: timeout, ttl: ttl, rels: map[uint32]*relation{}}
+}
+
+const relationQuery = `SELECT n.nspname, c.relname, a.attnum, a.attname
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+WHERE c.oid = $1 AND a.attnum > 0 AND NOT a.attisdropped`
+
+// source returns "schema.table.column" for a result column, or "" when the
+// column does not come straight from a table column.
+func (c *catalog) source(ctx context.Context, oid uint32, attnum int16) (string, error) {
+	if oid == 0 || attnum <= 0 {
+		return "", nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rel := c.rels[oid]
+	if rel == nil || time.Since(rel.fetched) > c.ttl {
+		var err error
+		if rel, err = c.fetch(ctx, oid); err != nil {
+			return "", err
+		}
+		c.rels[oid] = rel
+	}
+	col, ok := rel.cols[attnum]
+	if !ok {
+		return "", nil
+	}
+	return rel.schema + "." + rel.table + "." + col, nil
+}
+
+func (c *catalog) fetch(ctx context.Context, oid uint32) (*relation, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		if c.conn == nil || c.conn.IsClosed() {
+			up, err := c.connect(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("catalog: connect to %q: %w", c.res.Name, err)
+			}
+			c.conn = up
+		}
+		rr := c.conn.ExecParams(ctx, relationQuery, [][]byte{fmt.Appendf(nil, "%d", oid)}, []uint32{26}, nil, nil)
+		rel := &relation{cols: map[int16]string{}, fetched: time.Now()}
+		for rr.NextRow() {
+			v := rr.Values()
+			rel.schema, rel.table = string(v[0]), string(v[1])
+			var n int16
+			if _, err := fmt.Sscan(string(v[2]), &n); err == nil {
+				rel.cols[n] = string(v[3])
+			}
+		}
+		if _, err := rr.Close(); err != nil {
+			if c.conn.IsClosed() && attempt == 0 {
+				continue // the server restarted under us; reconnect once
+			}
+			return nil, fmt.Errorf("catalog: look up relation %d: %w", oid, err)
+		}
+		return rel, nil
+	}
+}
+
+func (c *catalog) connect(ctx context.Context) (*pgconn.PgConn, error) {
+	cfg, err := c.res.connConfig(c.timeout)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams = map[string]string{"application_name": "phigate-catalog", "default_transaction_read_only": "on"}
+	return pgconn.ConnectConfig(ctx, cfg)
+}
+
+// invalidate forgets every cached relation, after DDL went through.
+func (c *catalog) invalidate() {
+	c.mu.Lock()
+	clear(c.rels)
+	c.mu.Unlock()
+}
+
+func (c *catalog) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = c.conn.Close(ctx)
+		cancel()
+		c.conn = nil
+	}
+}

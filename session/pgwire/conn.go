@@ -1,0 +1,351 @@
+package pgwire
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/session/mask"
+	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/session/sqlclass"
+)
+
+// conn is one proxied session. After login two goroutines run it: frontend
+// (agent -> upstream) and backend (upstream -> agent). They share the queue
+// of expected responses and the statement/portal tables under mu; every
+// other field is owned by one of them, as marked.
+type conn struct {
+	srv     *Server
+	id      string
+	log     *slog.Logger
+	started time.Time
+	st      *startup
+
+	client net.Conn
+	up     *upstream
+	rec    *session.Recording
+
+	ident   identity.Identity
+	res     *Resource
+	grant   *policy.Grant
+	profile *mask.Profile // nil: results are not masked
+	cat     *catalog
+
+	keyPID    uint32
+	keySecret [4]byte
+
+	cin  *frameReader // frontend
+	uout *outBuf      // frontend
+	uin  *frameReader // backend
+	cout *outBuf      // backend
+
+	mu      sync.Mutex
+	queue   []*expect
+	stmts   map[string]*stmtInfo
+	portals map[string]*portalInfo
+	lastErr *pgproto3.ErrorResponse // first fatal error for the agent, sent by the backend loop as it ends
+	reason  string                  // why the session ended, first cause wins
+
+	// frontend-owned
+	nextCmd     uint64
+	copyIn      *command
+	copyOffset  int64
+	sqlPrepared map[string]sqlclass.Class
+	describeSeq int
+
+	// backend-owned
+	params   mask.Params
+	txStatus byte
+}
+
+// stmtInfo is a prepared statement as the agent defined it.
+type stmtInfo struct {
+	name   string
+	sql    string
+	stmts  []sqlclass.Statement
+	denied bool
+	// described is set by the frontend when a Describe of this statement is
+	// on its way; desc by the backend when the answer arrives.
+	described bool
+	desc      []pgproto3.FieldDescription
+}
+
+// portalInfo is a bound portal.
+type portalInfo struct {
+	name          string
+	stmt          *stmtInfo
+	params        []record.Param
+	resultFormats []int16
+	described     bool
+	desc          []pgproto3.FieldDescription
+	descKnown     bool
+}
+
+// expKind is what the upstream will answer to one forwarded message.
+type expKind uint8
+
+const (
+	expParse          expKind = iota // ParseComplete
+	expBind                          // BindComplete
+	expDescribeStmt                  // ParameterDescription, then RowDescription or NoData
+	expDescribePortal                // RowDescription or NoData
+	expExecute                       // rows, then CommandComplete, EmptyQueryResponse or PortalSuspended
+	expClose                         // CloseComplete
+	expSync                          // ReadyForQuery
+	expQuery                         // per statement: rows and CommandComplete; then ReadyForQuery
+	expFunction                      // FunctionCallResponse, then ReadyForQuery
+)
+
+// expect is one pending answer.
+type expect struct {
+	kind expKind
+	// hidden marks messages phigate injected: their answers are not
+	// forwarded.
+	hidden bool
+	// deny replaces the upstream's error: the message was swapped for one
+	// certain to fail because policy refused it.
+	deny   *pgproto3.ErrorResponse
+	stmt   *stmtInfo
+	portal *portalInfo
+	cmd    *command
+	// copyDesc marks the hidden describe of a COPY TO's columns.
+	copyDesc *command
+}
+
+// command is a recorded command in flight: one Query, one Execute or one
+// function call.
+type command struct {
+	id    uint64
+	start time.Time
+	stmts []sqlclass.Statement
+	// backend-owned progress through the command's statements
+	index    int
+	run      stmtRun
+	errored  bool
+	copyCols []pgproto3.FieldDescription // columns of a COPY TO, from the hidden describe
+	copyDesc bool                        // a describe was sent; copyCols may be nil if it failed
+}
+
+// stmtRun accumulates one statement's result.
+type stmtRun struct {
+	start   time.Time
+	rows    int64
+	bytes   int64
+	plan    *mask.Plan
+	planned bool
+	copy    *copyPlan
+	refused *pgproto3.ErrorResponse // the statement's output was withheld
+}
+
+func (c *conn) serve(ctx context.Context, st *startup) {
+	if err := c.login(ctx, st); err != nil {
+		return
+	}
+	defer c.srv.keys.release(c)
+	defer c.up.conn.Close()
+	_ = c.client.SetDeadline(time.Time{})
+	c.stmts = map[string]*stmtInfo{}
+	c.portals = map[string]*portalInfo{}
+	c.sqlPrepared = map[string]sqlclass.Class{}
+	c.txStatus = c.up.txStatus
+	c.params.DateStyle = c.up.params["DateStyle"]
+
+	if err := c.greet(ctx); err != nil {
+		c.setReason("recording failed")
+		c.finish()
+		return
+	}
+	c.log.Info("session started", "resource", c.res.Name, "grant", c.grant.Name)
+	c.relay(ctx)
+	c.finish()
+}
+
+// greet completes the agent's login with the upstream's parameters and a
+// cancel key of phigate's own, once session.start is durable.
+func (c *conn) greet(ctx context.Context) error {
+	if err := c.rec.Sync(ctx); err != nil {
+		_ = writeRaw(c.client, pgError("FATAL", codeIOError, "phigate cannot record this session; refusing it"))
+		return err
+	}
+	buf, _ := (&pgproto3.AuthenticationOk{}).Encode(nil)
+	for k, v := range c.up.params {
+		buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(buf)
+	}
+	buf, _ = (&pgproto3.BackendKeyData{ProcessID: c.keyPID, SecretKey: c.keySecret[:]}).Encode(buf)
+	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: c.up.txStatus}).Encode(buf)
+	_, err := c.client.Write(buf)
+	return err
+}
+
+// errTerminate ends the frontend loop after the agent's Terminate.
+var errTerminate = errors.New("terminate")
+
+func (c *conn) relay(ctx context.Context) {
+	max := c.srv.cfg.MaxMessageBytes
+	const bufSize = 64 << 10
+	c.cin = newFrameReader("client", c.client, bufSize, max)
+	c.uin = newFrameReader("upstream", c.up.conn, bufSize, max)
+	sync := func() error { return c.rec.Sync(ctx) }
+	c.uout = newOutBuf("upstream", c.up.conn, bufSize, sync)
+	c.cout = newOutBuf("client", c.client, bufSize, sync)
+
+	fe := make(chan error, 1)
+	be := make(chan error, 1)
+	go func() { fe <- c.frontend(ctx) }()
+	go func() { be <- c.backend(ctx) }()
+	var err error
+	frontendFirst := false
+	select {
+	case err = <-fe:
+		frontendFirst = true
+	case err = <-be:
+	}
+	var pe *peerError
+	switch {
+	case errors.Is(err, errTerminate):
+		c.setReason("terminate")
+	case errors.As(err, &pe):
+		c.setReason(pe.peer + " closed")
+	}
+	if frontendFirst && errors.Is(err, errTerminate) {
+		// Let the upstream see Terminate and close; the backend then ends
+		// on EOF.
+		_ = c.up.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		<-be
+		return
+	}
+	if pe != nil && pe.peer == "client" && c.pending() {
+		// The agent vanished mid-command: stop the work upstream too.
+		c.cancelUpstream(context.WithoutCancel(ctx), "client disconnected")
+	}
+	c.up.conn.Close()
+	if frontendFirst {
+		<-be // the backend writes any final error to the agent before it ends
+		c.client.Close()
+		return
+	}
+	c.client.Close()
+	<-fe
+}
+
+// stop ends the session from outside (node shutdown).
+func (c *conn) stop(reason string) {
+	c.setFatal(pgError("FATAL", codeAdminShutdown, "terminating connection: the phigate node is shutting down"), reason)
+	if c.up != nil {
+		c.up.conn.Close()
+	} else {
+		c.client.Close()
+	}
+}
+
+func (c *conn) setReason(r string) {
+	c.mu.Lock()
+	if c.reason == "" {
+		c.reason = r
+	}
+	c.mu.Unlock()
+}
+
+// setFatal records the error the agent will be sent when the backend
+// finishes. The first one wins.
+func (c *conn) setFatal(e *pgproto3.ErrorResponse, reason string) {
+	c.mu.Lock()
+	if c.lastErr == nil {
+		c.lastErr = e
+	}
+	if c.reason == "" {
+		c.reason = reason
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) pending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) > 0
+}
+
+// finish records results for commands that never completed and closes the
+// recording with session.end.
+func (c *conn) finish() {
+	c.mu.Lock()
+	q := c.queue
+	c.queue = nil
+	reason := c.reason
+	c.mu.Unlock()
+	if reason == "" {
+		reason = "closed"
+	}
+	seen := map[*command]bool{}
+	for _, e := range q {
+		if e.cmd != nil && !seen[e.cmd] && !e.cmd.errored {
+			seen[e.cmd] = true
+			c.appendResult(e.cmd, "", &record.SQLError{Code: "08006", Message: "session ended before the command completed (" + reason + ")", Source: "phigate"}, false)
+		}
+	}
+	c.end(reason)
+	c.log.Info("session ended", "reason", reason, "commands", c.nextCmd)
+}
+
+// end appends session.end and closes the recording.
+func (c *conn) end(reason string) {
+	if c.rec == nil {
+		return
+	}
+	ev := &record.Event{Kind: record.KindSessionEnd, End: &record.SessionEnd{
+		Reason:     reason,
+		Commands:   c.nextCmd,
+		DurationUS: time.Since(c.started).Microseconds(),
+	}}
+	if err := c.rec.Append(ev); err != nil {
+		c.log.Error("cannot record session end", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.rec.Close(ctx); err != nil {
+		c.log.Error("cannot close recording", "err", err)
+	}
+	c.rec = nil
+}
+
+func (c *conn) recordCancel(why string) {
+	if err := c.rec.Append(&record.Event{Kind: record.KindCancel, Cancel: &record.Cancel{Reason: why}}); err != nil {
+		c.log.Warn("cannot record cancel", "err", err)
+	}
+}
+
+// queue operations: the frontend pushes in the order it forwards; the
+// backend consumes in the order the upstream answers.
+
+func (c *conn) push(e *expect) {
+	c.mu.Lock()
+	c.queue = append(c.queue, e)
+	c.mu.Unlock()
+}
+
+func (c *conn) head() *expect {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		return nil
+	}
+	return c.queue[0]
+}
+
+func (c *conn) pop() {
+	c.mu.Lock()
+	c.queue[0] = nil
+	c.queue = c.queue[1:]
+	if len(c.queue) == 0 {
+		c.queue = c.queue[:0:0]
+	}
+	c.mu.Unlock()
+}

@@ -1,0 +1,25 @@
+// Package pgwire is phigate's PostgreSQL proxy: it speaks the frontend/backend
+// protocol (v3.0) to agents and to the real server, between them authenticating
+// the agent's identity token, enforcing the policy grant on every statement,
+// masking result rows and recording every command.
+//
+// The data path of one session:
+//
+//	agent --TLS--> startup, token, grant --> upstream login with the gateway's credential
+//	agent  ==> frontend loop: classify (pg_query), decide, record command (write-ahead) ==> upstream
+//	agent <==  backend loop: describe columns, mask rows, record result                <== upstream
+//
+// Invariants this package keeps:
+//   - nothing is written to either peer before every event recorded so far in
+//     the session is durable (outBuf's before hook waits on the spool);
+//   - a command that cannot be recorded is not forwarded: the session ends with
+//     an error;
+//   - the upstream credential never reaches the agent: the gateway logs in
+//     upstream itself and only relays the session afterwards;
+//   - a denied statement never reaches upstream: it is swapped for one that is
+//     certain to fail, so the server's transaction state matches what the agent
+//     is told, and the server's error is replaced by SQLSTATE 42501;
+//   - malformed or oversized input ends only that session, with 08P01.
+//
+// It never logs SQL text, parameters, row data, tokens or passwords.
+package pgwire

@@ -1,0 +1,588 @@
+package pgwire_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/phigate/phigate/session/record"
+)
+
+func psql(t *testing.T, dsn string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("psql", append([]string{"-X", "-v", "ON_ERROR_STOP=1", "-At", dsn}, args...)...)
+	cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=10")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestPsqlMasksAndRecords(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	out, err := psql(t, g.dsn("reader-bot", "require"), "-c", "SELECT id, name, ssn, dob, phone, notes FROM patients ORDER BY id")
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, out)
+	}
+	want := "1|[redacted]|***-**-6789||+* *** *** 0134|Seen for follow-up.\n" +
+		"2|[redacted]|***-**-4321||+* *** *** 0188|\n" +
+		"3|[redacted]||||No PHI here.\n"
+	if out != want {
+		t.Fatalf("masked output:\n%s\nwant:\n%s", out, want)
+	}
+	evs := only(t, g.sessions(t, 1))
+	if got := kinds(evs); !slices.Equal(got, []record.Kind{record.KindSessionStart, record.KindCommand, record.KindResult, record.KindSessionEnd}) {
+		t.Fatalf("event kinds = %v", got)
+	}
+	start, cmd, res := evs[0], evs[1], evs[2]
+	if start.Identity != "reader-bot" || start.Resource != "clinic" || !start.Start.TLS || start.Start.IdentityKind != "agent" || start.Start.Grant != "readers" {
+		t.Errorf("session.start = %+v %+v", start, start.Start)
+	}
+	if cmd.Command.SQL != "SELECT id, name, ssn, dob, phone, notes FROM patients ORDER BY id" || cmd.Command.Decision != "allow" || cmd.Command.Protocol != "simple" {
+		t.Errorf("command = %+v", cmd.Command)
+	}
+	if res.Result.Tag != "SELECT 3" || res.Result.Rows != 3 || res.Result.Command != cmd.Command.ID || res.Result.Bytes == 0 {
+		t.Errorf("result = %+v", res.Result)
+	}
+	masked := map[string]string{}
+	for _, m := range res.Result.Masked {
+		masked[m.Source] = m.Action
+	}
+	for src, action := range map[string]string{"public.patients.name": "redact", "public.patients.ssn": "keep-last-4", "public.patients.dob": "null", "public.patients.phone": "keep-last-4"} {
+		if masked[src] != action {
+			t.Errorf("masked[%s] = %q, want %q (all: %+v)", src, masked[src], action, res.Result.Masked)
+		}
+	}
+	if evs[3].End.Reason != "terminate" {
+		t.Errorf("session.end reason = %q", evs[3].End.Reason)
+	}
+}
+
+func TestDeniedCommandKeepsTransactionSemantics(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, g.dsn("reader-bot", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DELETE FROM patients")
+	if !isSQLState(err, "42501") || !strings.Contains(err.Error(), "does not allow write") {
+		t.Fatalf("DELETE: %v, want 42501", err)
+	}
+	// The session keeps working, and a denial inside a transaction aborts
+	// it exactly as a server-side permission error would.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE patients SET name = 'x'", pgx.QueryExecModeSimpleProtocol); !isSQLState(err, "42501") {
+		t.Fatalf("UPDATE in tx: %v", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); !isSQLState(err, "25P02") {
+		t.Fatalf("after denial: %v, want 25P02 (in failed transaction)", err)
+	}
+	_ = tx.Rollback(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM patients").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("count = %d, %v", n, err)
+	}
+	conn.Close(ctx)
+	evs := only(t, g.sessions(t, 1))
+	var denied []*record.Command
+	for _, e := range evs {
+		if e.Kind == record.KindCommand && e.Command.Decision == "deny" {
+			denied = append(denied, e.Command)
+		}
+	}
+	if len(denied) != 2 || denied[0].SQL != "DELETE FROM patients" || denied[0].Rule != "readers" || !strings.Contains(denied[0].Reason, "write") {
+		t.Fatalf("denied commands = %+v", denied)
+	}
+}
+
+func TestBadTokenIsRefusedAndRecorded(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	dsn := strings.Replace(g.dsn("reader-bot", "require"), g.tokens["reader-bot"], "not-a-token", 1)
+	_, err := pgx.Connect(context.Background(), dsn)
+	if !isSQLState(err, "28P01") {
+		t.Fatalf("connect with bad token: %v, want 28P01", err)
+	}
+	evs := only(t, g.sessions(t, 1))
+	if got := kinds(evs); !slices.Equal(got, []record.Kind{record.KindSessionStart, record.KindAuthFailed, record.KindSessionEnd}) {
+		t.Fatalf("kinds = %v", got)
+	}
+	if evs[1].Auth.User != "reader-bot" || evs[1].Auth.Reason != "invalid token" {
+		t.Fatalf("auth.failed = %+v", evs[1].Auth)
+	}
+	raw, _ := os.ReadFile(g.dir + "/spool/sessions/" + evs[0].Session + ".rec")
+	if bytes.Contains(raw, []byte("not-a-token")) {
+		t.Fatal("the rejected token was written to the recording")
+	}
+}
+
+func TestConnectionPolicy(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ctx := context.Background()
+	if _, err := pgx.Connect(ctx, g.dsn("outsider", "require")); !isSQLState(err, "42501") {
+		t.Fatalf("outsider: %v, want 42501", err)
+	}
+	if _, err := pgx.Connect(ctx, strings.Replace(g.dsn("reader-bot", "require"), "dbname=clinic", "dbname=nope", 1)); !isSQLState(err, "3D000") {
+		t.Fatalf("unknown resource: %v, want 3D000", err)
+	}
+	if _, err := pgx.Connect(ctx, g.dsn("reader-bot", "disable")); !isSQLState(err, "28000") {
+		t.Fatalf("cleartext without TLS: %v, want 28000", err)
+	}
+	sessions := g.sessions(t, 3)
+	var denied, authFailed int
+	for _, evs := range sessions {
+		for _, e := range evs {
+			switch e.Kind {
+			case record.KindAccessDenied:
+				denied++
+			case record.KindAuthFailed:
+				authFailed++
+			}
+		}
+	}
+	if denied != 2 || authFailed != 1 {
+		t.Fatalf("access.denied = %d, auth.failed = %d", denied, authFailed)
+	}
+}
+
+func TestCleartextLoopbackWhenAllowed(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cleartextLoopback: true})
+	out, err := psql(t, g.dsn("reader-bot", "disable"), "-c", "SELECT ssn FROM patients WHERE id = 2")
+	if err != nil || out != "***-**-4321\n" {
+		t.Fatalf("psql: %v %q", err, out)
+	}
+}
+
+func TestPgxExtendedProtocol(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, g.dsn("writer-ci", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	// Binary result formats: masked values must still decode as their types.
+	var (
+		name  string
+		ssn   string
+		dob   *time.Time
+		mrn   int64
+		phone string
+	)
+	err = conn.QueryRow(ctx, "SELECT name, ssn, dob, mrn, phone FROM patients WHERE id = $1", 1).Scan(&name, &ssn, &dob, &mrn, &phone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "[redacted]" || ssn != "***-**-6789" || dob != nil || mrn == 4400123 || phone != "+* *** *** 0134" {
+		t.Fatalf("masked row = %q %q %v %d %q", name, ssn, dob, mrn, phone)
+	}
+	var mrn2 int64
+	if err := conn.QueryRow(ctx, "SELECT mrn FROM patients WHERE id = 1", pgx.QueryExecModeSimpleProtocol).Scan(&mrn2); err != nil || mrn2 != mrn {
+		t.Fatalf("keyed hash differs between text and binary: %d vs %d (%v)", mrn2, mrn, err)
+	}
+
+	// Named statements, reused.
+	if _, err := conn.Prepare(ctx, "by_id", "SELECT ssn FROM patients WHERE id = $1"); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[int]string{1: "***-**-6789", 2: "***-**-4321"} {
+		var got string
+		if err := conn.QueryRow(ctx, "by_id", id).Scan(&got); err != nil || got != want {
+			t.Fatalf("by_id(%d) = %q, %v", id, got, err)
+		}
+	}
+
+	// A pipeline (batch) mixing reads, a write and an error.
+	b := &pgx.Batch{}
+	b.Queue("INSERT INTO audit_log (msg) VALUES ($1)", "batched")
+	b.Queue("SELECT name FROM patients WHERE id = $1", 2)
+	b.Queue("SELECT 1/0")
+	b.Queue("SELECT 2")
+	br := conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		t.Fatalf("batch insert: %v", err)
+	}
+	var n2 string
+	if err := br.QueryRow().Scan(&n2); err != nil || n2 != "[redacted]" {
+		t.Fatalf("batch select = %q %v", n2, err)
+	}
+	if _, err := br.Exec(); !isSQLState(err, "22012") {
+		t.Fatalf("batch division: %v, want 22012", err)
+	}
+	br.Close()
+
+	// Portals with a row limit (pgx does not expose them; use pgconn).
+	pc := conn.PgConn()
+	if _, err := pc.Prepare(ctx, "all_ssn", "SELECT ssn FROM patients ORDER BY id", nil); err != nil {
+		t.Fatal(err)
+	}
+	rr := pc.ExecPrepared(ctx, "all_ssn", nil, nil, nil)
+	var ssns []string
+	for rr.NextRow() {
+		ssns = append(ssns, string(rr.Values()[0]))
+	}
+	if _, err := rr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ssns, []string{"***-**-6789", "***-**-4321", ""}) {
+		t.Fatalf("ssns = %q", ssns)
+	}
+	conn.Close(ctx)
+
+	evs := only(t, g.sessions(t, 1))
+	var params []record.Param
+	var results int
+	for _, e := range evs {
+		if e.Kind == record.KindCommand && e.Command.SQL == "INSERT INTO audit_log (msg) VALUES ($1)" {
+			params = e.Command.Params
+		}
+		if e.Kind == record.KindResult {
+			results++
+		}
+	}
+	if len(params) != 1 || params[0].Value != "batched" {
+		t.Fatalf("recorded params = %+v", params)
+	}
+	if results < 8 {
+		t.Fatalf("only %d results recorded", results)
+	}
+}
+
+func TestCopyInAndOut(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, g.dsn("writer-ci", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// COPY FROM STDIN (binary, as pgx sends it).
+	n, err := conn.CopyFrom(ctx, pgx.Identifier{"patients"}, []string{"id", "name", "ssn"},
+		pgx.CopyFromRows([][]any{{10, "Dan Ortiz", "111-22-3333"}, {11, "Eve Park", "222-33-4444"}}))
+	if err != nil || n != 2 {
+		t.Fatalf("CopyFrom = %d, %v", n, err)
+	}
+	// COPY TO STDOUT, text and CSV, masked.
+	var buf bytes.Buffer
+	if _, err := conn.PgConn().CopyTo(ctx, &buf, "COPY patients (id, name, ssn) TO STDOUT"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "10\t[redacted]\t***-**-3333\n") || strings.Contains(buf.String(), "Dan") {
+		t.Fatalf("COPY text output:\n%s", buf.String())
+	}
+	buf.Reset()
+	if _, err := conn.PgConn().CopyTo(ctx, &buf, "COPY (SELECT id, ssn, notes FROM patients WHERE id <= 2 ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "id,ssn,notes\n1,***-**-6789,Seen for follow-up.\n2,***-**-4321,\n"; buf.String() != want {
+		t.Fatalf("COPY csv output:\n%q\nwant\n%q", buf.String(), want)
+	}
+	_, err = conn.PgConn().CopyTo(ctx, io.Discard, "COPY patients TO STDOUT (FORMAT binary)")
+	if !isSQLState(err, "0A000") {
+		t.Fatalf("binary COPY of masked columns: %v, want 0A000", err)
+	}
+	// The session is still usable after the refusal.
+	var cnt int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM patients").Scan(&cnt); err != nil || cnt != 5 {
+		t.Fatalf("count = %d %v", cnt, err)
+	}
+	conn.Close(ctx)
+	evs := only(t, g.sessions(t, 1))
+	var copied []byte
+	for _, e := range evs {
+		if e.Kind == record.KindCopyData {
+			copied = append(copied, e.Copy.Data...)
+		}
+	}
+	if !bytes.Contains(copied, []byte("Dan Ortiz")) {
+		t.Fatal("COPY FROM STDIN data was not recorded")
+	}
+}
+
+func TestCopyWithPsql(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	cmd := exec.Command("psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", g.dsn("writer-ci", "require"),
+		"-c", `\copy patients (id, name, ssn) from stdin`,
+		"-c", `\copy (SELECT id, ssn FROM patients WHERE id >= 20 ORDER BY id) to stdout`)
+	cmd.Stdin = strings.NewReader("20\tGus Lee\t333-44-5555\n21\tHana Ito\t\\N\n\\.\n")
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, b)
+	}
+	if want := "20\t***-**-5555\n21\t\\N\n"; !strings.HasSuffix(string(b), want) {
+		t.Fatalf("psql copy output %q, want suffix %q", b, want)
+	}
+}
+
+func TestCancelRequest(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, g.dsn("reader-bot", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = conn.Exec(qctx, "SELECT pg_sleep(30)")
+	if err == nil {
+		t.Fatal("pg_sleep was not cancelled")
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("cancel took %v", time.Since(start))
+	}
+	// pgx closes the connection after a cancelled query; check the upstream
+	// query was really cancelled by looking at the recording.
+	conn.Close(ctx)
+	evs := only(t, g.sessions(t, 1))
+	var cancelled bool
+	for _, e := range evs {
+		if e.Kind == record.KindCancel {
+			cancelled = true
+		}
+	}
+	if !cancelled {
+		t.Fatalf("no cancel event recorded: %v", kinds(evs))
+	}
+}
+
+func TestNoticesAndNotifications(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ctx := context.Background()
+	var notices []string
+	cfg, err := pgx.ParseConfig(g.dsn("writer-ci", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "LISTEN ch"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_notify('ch', 'hello')"); err != nil {
+		t.Fatal(err)
+	}
+	nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := conn.WaitForNotification(nctx)
+	if err != nil || n.Channel != "ch" || n.Payload != "hello" {
+		t.Fatalf("notification = %+v, %v", n, err)
+	}
+	if _, err := conn.Exec(ctx, "DO $$BEGIN RAISE NOTICE 'note %', 1; END$$"); !isSQLState(err, "42501") {
+		t.Fatalf("DO without the admin class: %v, want 42501", err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE FUNCTION note() RETURNS int LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'note %', 1; RETURN 1; END$$`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT note()"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(notices, []string{"note 1"}) {
+		t.Fatalf("notices = %q", notices)
+	}
+}
+
+// TestUpstreamCredentialNeverReachesAgent captures every byte the agent
+// receives and checks that none of the gateway's upstream secrets is in it.
+func TestUpstreamCredentialNeverReachesAgent(t *testing.T) {
+	for _, auth := range []string{"scram-sha-256", "md5", "password"} {
+		t.Run(auth, func(t *testing.T) {
+			g := startGateway(t, gatewayOptions{upstreamAuth: auth, cleartextLoopback: true})
+			var seen bytes.Buffer
+			cfg, err := pgx.ParseConfig(g.dsn("writer-ci", "disable"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return &recordingConn{Conn: c, seen: &seen}, nil
+			}
+			ctx := context.Background()
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var user string
+			if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Exec(ctx, "SELECT * FROM patients"); err != nil {
+				t.Fatal(err)
+			}
+			conn.Close(ctx)
+			if bytes.Contains(seen.Bytes(), []byte(g.upstreamPW)) {
+				t.Fatal("the upstream password reached the agent")
+			}
+			if seen.Len() == 0 || !strings.HasPrefix(user, "phigate_svc") {
+				t.Fatalf("nothing captured (%d bytes) or wrong upstream user %q", seen.Len(), user)
+			}
+		})
+	}
+}
+
+type recordingConn struct {
+	net.Conn
+	seen *bytes.Buffer
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.seen.Write(p[:n])
+	return n, err
+}
+
+// TestKillClientMidQuery: the agent vanishes while a long result streams;
+// the node keeps serving others and the session's recording is closed and
+// verifies.
+func TestKillClientMidQuery(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cleartextLoopback: true})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, g.dsn("reader-bot", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, "SELECT g, repeat('x', 1000) FROM generate_series(1, 2000000) g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10 && rows.Next(); i++ {
+	}
+	// Kill the socket under pgx, as a crashed client would.
+	_ = conn.PgConn().Conn().Close()
+	rows.Close()
+
+	other, err := pgx.Connect(ctx, g.dsn("reader-bot", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one int
+	if err := other.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("other session: %d %v", one, err)
+	}
+	other.Close(ctx)
+	sessions := g.sessions(t, 2)
+	var found bool
+	for _, evs := range sessions {
+		last := evs[len(evs)-1]
+		if last.End.Reason == "client closed" {
+			found = true
+			var res *record.Result
+			for _, e := range evs {
+				if e.Kind == record.KindResult {
+					res = e.Result
+				}
+			}
+			if res == nil || res.Error == nil || res.Error.Code != "08006" {
+				t.Fatalf("killed session's last result = %+v", res)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no session ended with reason 'client closed'")
+	}
+}
+
+// TestGarbageAndOversizedMessages: malformed input gets 08P01, the session
+// is closed and recorded, and other sessions are untouched.
+func TestGarbageAndOversizedMessages(t *testing.T) {
+	g := startGateway(t, gatewayOptions{cleartextLoopback: true, maxMessageBytes: 1 << 20})
+	ctx := context.Background()
+	bystander, err := pgx.Connect(ctx, g.dsn("reader-bot", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bystander.Close(ctx)
+
+	for name, payload := range map[string][]byte{
+		"unknown type": []byte("\x99\x00\x00\x00\x08garbage!"),
+		"bad length":   {'Q', 0, 0, 0, 2},
+		"oversized":    append([]byte{'Q'}, binary.BigEndian.AppendUint32(nil, 4<<20)...),
+		"bad query":    {'Q', 0, 0, 0, 4},
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := pgconn.Connect(ctx, g.dsn("reader-bot", "disable"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc := conn.Conn()
+			if _, err := nc.Write(payload); err != nil {
+				t.Fatal(err)
+			}
+			_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			fe := pgproto3.NewFrontend(nc, nil)
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			er, ok := msg.(*pgproto3.ErrorResponse)
+			if !ok || er.Code != "08P01" {
+				t.Fatalf("got %#v, want ErrorResponse 08P01", msg)
+			}
+			if _, err := fe.Receive(); err == nil {
+				t.Fatal("connection still open after protocol error")
+			}
+		})
+	}
+	var one int
+	if err := bystander.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("bystander: %v", err)
+	}
+	bystander.Close(ctx)
+	var protoErrors int
+	for _, evs := range g.sessions(t, 5) {
+		for _, e := range evs {
+			if e.Kind == record.KindProtocolError {
+				protoErrors++
+			}
+		}
+	}
+	if protoErrors != 4 {
+		t.Fatalf("protocol.error events = %d, want 4", protoErrors)
+	}
+}
+
+func TestPgbenchThroughGateway(t *testing.T) {
+	if _, err := exec.LookPath("pgbench"); err != nil {
+		t.Skip("pgbench not installed")
+	}
+	g := startGateway(t, gatewayOptions{})
+	dsn := g.dsn("writer-ci", "require")
+	for _, args := range [][]string{
+		{"-i", "-s", "1", "-q", "-I", "dtgp"},
+		{"-c", "4", "-j", "2", "-t", "50", "-M", "simple"},
+		{"-c", "4", "-j", "2", "-t", "50", "-M", "prepared"},
+		{"-c", "4", "-j", "2", "-t", "50", "-M", "extended", "-S"},
+	} {
+		cmd := exec.Command("pgbench", append(args, dsn)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("pgbench %v: %v\n%s", args, err, out)
+		}
+		if len(args) > 0 && args[0] != "-i" && !strings.Contains(string(out), "number of failed transactions: 0") {
+			t.Fatalf("pgbench %v:\n%s", args, out)
+		}
+	}
+}

@@ -1,0 +1,406 @@
+package pgwire
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/session/record"
+)
+
+const (
+	sslRequestCode    = 80877103
+	gssEncRequestCode = 80877104
+	cancelRequestCode = 80877102
+	protocol30        = 3 << 16
+	// maxStartupPacket is PostgreSQL's own limit (MAX_STARTUP_PACKET_LENGTH).
+	maxStartupPacket = 10000
+)
+
+// SQLSTATEs phigate itself sends.
+const (
+	codeProtocolViolation = "08P01"
+	codeConnectFailure    = "08001"
+	codeAuthSpec          = "28000"
+	codeInvalidPassword   = "28P01"
+	codeInsufficientPriv  = "42501"
+	codeInvalidCatalog    = "3D000"
+	codeIOError           = "58030"
+	codeAdminShutdown     = "57P01"
+	codeFeatureNotSupp    = "0A000"
+	codeSyntaxError       = "42601"
+	codeDuplicatePrepared = "42P05"
+)
+
+// passthroughParams are the startup parameters an agent may set on its
+// upstream session. Anything else (notably "options", which can carry
+// -c role=...) is dropped.
+var passthroughParams = map[string]bool{
+	"application_name":   true,
+	"client_encoding":    true,
+	"DateStyle":          true,
+	"TimeZone":           true,
+	"IntervalStyle":      true,
+	"extra_float_digits": true,
+	"search_path":        true,
+	"datestyle":          true,
+	"timezone":           true,
+	"intervalstyle":      true,
+	"lc_monetary":        true,
+	"lc_numeric":         true,
+}
+
+// startup is what the agent said before authentication.
+type startup struct {
+	params   map[string]string
+	tls      bool
+	tlsState tls.ConnectionState
+}
+
+// readPacket reads one untyped startup-phase packet.
+func readPacket(r io.Reader) (code uint32, body []byte, err error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n < 8 || n > maxStartupPacket {
+		return 0, nil, fmt.Errorf("%w: startup packet length %d", ErrBadLength, n)
+	}
+	code = binary.BigEndian.Uint32(hdr[4:])
+	body = make([]byte, n-8)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, err
+	}
+	return code, body, nil
+}
+
+func writeRaw(w io.Writer, msgs ...pgproto3.BackendMessage) error {
+	var buf []byte
+	var err error
+	for _, m := range msgs {
+		if buf, err = m.Encode(buf); err != nil {
+			return err
+		}
+	}
+	_, err = w.Write(buf)
+	return err
+}
+
+func pgError(severity, code, msg string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: severity, SeverityUnlocalized: severity, Code: code, Message: msg}
+}
+
+// serveConn runs one client connection from its first byte to its end.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	tc, st, err := s.negotiate(ctx, nc)
+	if err != nil {
+		if !errors.Is(err, errHandled) {
+			s.log.Debug("startup ended", "remote", nc.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	c := &conn{srv: s, client: tc, started: time.Now()}
+	c.id = session.NewID(c.started)
+	c.log = s.log.With("session", c.id)
+	if !s.track(c) {
+		_ = writeRaw(tc, pgError("FATAL", codeAdminShutdown, "the phigate node is shutting down"))
+		return
+	}
+	defer s.untrack(c)
+	c.serve(ctx, st)
+}
+
+var errHandled = errors.New("handled")
+
+// negotiate handles SSLRequest, GSSENCRequest and CancelRequest until the
+// StartupMessage arrives.
+func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *startup, error) {
+	var conn net.Conn = nc
+	st := &startup{}
+	for {
+		code, body, err := readPacket(conn)
+		if err != nil {
+			if errors.Is(err, ErrBadLength) {
+				_ = writeRaw(conn, pgError("FATAL", codeProtocolViolation, "invalid startup packet length"))
+			}
+			return nil, nil, err
+		}
+		switch {
+		case code == sslRequestCode:
+			if st.tls {
+				_ = writeRaw(conn, pgError("FATAL", codeProtocolViolation, "SSLRequest received on an encrypted connection"))
+				return nil, nil, errHandled
+			}
+			if s.cfg.TLS == nil {
+				if _, err := conn.Write([]byte{'N'}); err != nil {
+					return nil, nil, err
+				}
+				continue
+			}
+			if _, err := conn.Write([]byte{'S'}); err != nil {
+				return nil, nil, err
+			}
+			tc := tls.Server(conn, s.cfg.TLS)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return nil, nil, fmt.Errorf("tls handshake: %w", err)
+			}
+			conn, st.tls, st.tlsState = tc, true, tc.ConnectionState()
+		case code == gssEncRequestCode:
+			// GSSAPI encryption is not offered; libpq then tries TLS or plain.
+			if _, err := conn.Write([]byte{'N'}); err != nil {
+				return nil, nil, err
+			}
+		case code == cancelRequestCode:
+			s.handleCancel(ctx, body)
+			return nil, nil, errHandled
+		case code>>16 == 3:
+			params, err := parseStartupParams(body)
+			if err != nil {
+				_ = writeRaw(conn, pgError("FATAL", codeProtocolViolation, err.Error()))
+				return nil, nil, errHandled
+			}
+			st.params = params
+			// Protocol 3.x with x > 0, or _pq_ extensions: answer what we
+			// speak (3.0, no extensions), as PostgreSQL does.
+			var unknown []string
+			for k := range params {
+				if strings.HasPrefix(k, "_pq_.") {
+					unknown = append(unknown, k)
+					delete(params, k)
+				}
+			}
+			if code&0xffff != 0 || len(unknown) > 0 {
+				if err := writeRaw(conn, &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown}); err != nil {
+					return nil, nil, err
+				}
+			}
+			return conn, st, nil
+		default:
+			_ = writeRaw(conn, pgError("FATAL", codeProtocolViolation,
+				fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff)))
+			return nil, nil, errHandled
+		}
+	}
+}
+
+func parseStartupParams(b []byte) (map[string]string, error) {
+	params := map[string]string{}
+	for len(b) > 0 && b[0] != 0 {
+		k, rest, ok := cstring(b)
+		if !ok {
+			return nil, errors.New("invalid startup packet layout: missing terminator")
+		}
+		v, rest, ok := cstring(rest)
+		if !ok {
+			return nil, errors.New("invalid startup packet layout: missing value")
+		}
+		params[string(k)] = string(v)
+		b = rest
+	}
+	if len(b) != 1 {
+		return nil, errors.New("invalid startup packet layout: expected terminator as last byte")
+	}
+	if params["user"] == "" {
+		return nil, errors.New("no PostgreSQL user name specified in startup packet")
+	}
+	return params, nil
+}
+
+func isLoopback(a net.Addr) bool {
+	switch t := a.(type) {
+	case *net.TCPAddr:
+		return t.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
+}
+
+// login authenticates the agent, opens the recording, applies the grant and
+// connects upstream. On failure it has already answered the client and
+// recorded why.
+func (c *conn) login(ctx context.Context, st *startup) error {
+	s := c.srv
+	c.st = st
+	user := st.params["user"]
+	dbname := st.params["database"]
+	if dbname == "" {
+		dbname = user
+	}
+	if st.params["replication"] != "" && st.params["replication"] != "false" && st.params["replication"] != "0" {
+		return c.refuse(ctx, nil, codeFeatureNotSupp, "replication connections are not supported through phigate")
+	}
+	if !st.tls && !(s.cfg.AllowCleartextLoopback && isLoopback(c.client.RemoteAddr())) {
+		return c.refuse(ctx, &record.Event{Kind: record.KindAuthFailed, Auth: &record.AuthFailure{User: user, Reason: "tls required"}},
+			codeAuthSpec, "phigate requires an encrypted connection: use sslmode=require or stronger")
+	}
+	if err := writeRaw(c.client, &pgproto3.AuthenticationCleartextPassword{}); err != nil {
+		return err
+	}
+	typ, body, err := readTyped(c.client, 1<<16)
+	if err != nil || typ != 'p' {
+		if err == nil {
+			err = fmt.Errorf("expected password message, got %q", typ)
+			_ = writeRaw(c.client, pgError("FATAL", codeProtocolViolation, "expected password response"))
+		}
+		return err
+	}
+	token, _, ok := cstring(body)
+	if !ok {
+		return c.refuse(ctx, nil, codeProtocolViolation, "invalid password packet")
+	}
+	id, err := s.cfg.Auth.Authenticate(ctx, identity.Credentials{User: user, Token: string(token)})
+	if err != nil {
+		reason := "invalid token"
+		if !errors.Is(err, identity.ErrInvalidToken) {
+			reason = "authenticator error"
+			c.log.Warn("authenticate", "err", err)
+		}
+		return c.refuse(ctx, &record.Event{Kind: record.KindAuthFailed, Auth: &record.AuthFailure{User: user, Reason: reason}},
+			codeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", user))
+	}
+	c.ident = id
+	c.log = c.log.With("identity", id.Name)
+	res := s.cfg.Resources[dbname]
+	if res == nil {
+		return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: dbname, Denied: &record.Denial{Reason: "unknown resource"}},
+			codeInvalidCatalog, fmt.Sprintf("resource %q does not exist", dbname))
+	}
+	d := s.cfg.Policy.Connect(id, res.Name)
+	if !d.Allowed {
+		return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: res.Name, Denied: &record.Denial{Reason: d.Reason}},
+			codeInsufficientPriv, "permission denied: "+d.Reason)
+	}
+	c.res, c.grant = res, d.Grant
+	if d.Grant.Masking != "" {
+		c.profile = s.cfg.Profiles[d.Grant.Masking]
+		c.cat = s.catalogFor(res)
+	}
+	if err := c.startRecording(); err != nil {
+		return err
+	}
+
+	runtime := map[string]string{}
+	for k, v := range st.params {
+		if passthroughParams[k] {
+			runtime[k] = v
+		}
+	}
+	if c.grant.ReadOnly() {
+		runtime["default_transaction_read_only"] = "on"
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	up, err := dialUpstream(dctx, res, runtime, s.cfg.ConnectTimeout)
+	cancel()
+	if err != nil {
+		// The upstream's error may name hosts and roles; the agent only
+		// learns that the resource is unreachable.
+		c.log.Warn("upstream connect failed", "resource", res.Name, "err", err)
+		c.end("upstream unavailable")
+		return c.fatal(ctx, codeConnectFailure, fmt.Sprintf("phigate cannot connect to resource %q", res.Name))
+	}
+	c.up = up
+	s.keys.issue(c)
+	return nil
+}
+
+// startRecording opens the session's recording with its session.start event.
+func (c *conn) startRecording() error {
+	st := c.st
+	rec, err := c.srv.cfg.Recorder.Start(c.id)
+	if err != nil {
+		c.log.Error("cannot start recording", "err", err)
+		_ = writeRaw(c.client, pgError("FATAL", codeIOError, "phigate cannot record this session; refusing it"))
+		return err
+	}
+	c.rec = rec
+	start := &record.SessionStart{
+		Protocol:    "postgres",
+		Client:      c.client.RemoteAddr().String(),
+		TLS:         st.tls,
+		User:        st.params["user"],
+		Database:    st.params["database"],
+		Application: st.params["application_name"],
+	}
+	if st.tls {
+		start.TLSVersion = tls.VersionName(st.tlsState.Version)
+	}
+	if c.ident.Name != "" {
+		start.IdentityKind = string(c.ident.Kind)
+		start.Groups = c.ident.Groups
+	}
+	resource := ""
+	if c.res != nil {
+		resource = c.res.Name
+		start.Upstream = c.res.Address + "/" + c.res.Database
+		start.Grant = c.grant.Name
+		if c.profile != nil {
+			start.Masking = c.grant.Masking
+		}
+	}
+	rec.SetSubject(c.ident.Name, resource)
+	if err := rec.Append(&record.Event{Kind: record.KindSessionStart, Start: start}); err != nil {
+		c.log.Error("cannot record session start", "err", err)
+		_ = writeRaw(c.client, pgError("FATAL", codeIOError, "phigate cannot record this session; refusing it"))
+		return err
+	}
+	return nil
+}
+
+// refuse records why a login was refused (if ev is set), makes that durable,
+// and only then tells the client.
+func (c *conn) refuse(ctx context.Context, ev *record.Event, code, msg string) error {
+	if ev != nil {
+		if c.rec == nil {
+			if err := c.startRecording(); err != nil {
+				return err
+			}
+		}
+		if err := c.rec.Append(ev); err != nil {
+			c.log.Error("cannot record refusal", "err", err)
+		}
+		c.end("refused")
+	}
+	return c.fatal(ctx, code, msg)
+}
+
+// fatal syncs the recording, then sends a FATAL error.
+func (c *conn) fatal(ctx context.Context, code, msg string) error {
+	if c.rec != nil {
+		if err := c.rec.Sync(ctx); err != nil {
+			code, msg = codeIOError, "phigate cannot record this session; refusing it"
+		}
+	}
+	_ = writeRaw(c.client, pgError("FATAL", code, msg))
+	return errHandled
+}
+
+// readTyped reads one typed message during the startup phase.
+func readTyped(r io.Reader, max int) (byte, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(int32(binary.BigEndian.Uint32(hdr[1:])))
+	if n < 4 || n-4 > max {
+		return 0, nil, fmt.Errorf("%w: %d", ErrBadLength, n)
+	}
+	body := make([]byte, n-4)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, err
+	}
+	return hdr[0], body, nil
+}

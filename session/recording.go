@@ -1,0 +1,125 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage/spool"
+)
+
+// ErrNotRecorded wraps every failure to make an event durable. Proxies treat
+// it as fatal for the command and the session: nothing goes through
+// unrecorded.
+var ErrNotRecorded = errors.New("recording unavailable")
+
+// Recorder opens recordings on a node's spool.
+type Recorder struct {
+	spool  *spool.Spool
+	nodeID string
+	now    func() time.Time
+}
+
+// NewRecorder records into sp, stamping events with nodeID.
+func NewRecorder(sp *spool.Spool, nodeID string) *Recorder {
+	return &Recorder{spool: sp, nodeID: nodeID, now: time.Now}
+}
+
+// Start creates the recording of a new session.
+func (r *Recorder) Start(id string) (*Recording, error) {
+	log, err := r.spool.Create(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	}
+	return &Recording{rec: r, id: id, log: log, chain: record.NewChain(id)}, nil
+}
+
+// Recording is one session's event log. Append and Sync are safe for
+// concurrent use by the two directions of a proxy.
+type Recording struct {
+	rec   *Recorder
+	id    string
+	log   *spool.Log
+	chain *record.Chain
+
+	mu       sync.Mutex
+	buf      []byte
+	identity string
+	resource string
+	err      error // first failure; sticky
+
+	last atomic.Uint64 // LSN of the last appended frame
+}
+
+// ID is the session identifier.
+func (r *Recording) ID() string { return r.id }
+
+// SetSubject stamps later events with the identity and resource once they are known.
+func (r *Recording) SetSubject(identity, resource string) {
+	r.mu.Lock()
+	r.identity, r.resource = identity, resource
+	r.mu.Unlock()
+}
+
+// Append seals ev into the chain and hands it to the spool. It does not
+// wait for durability: call Sync before forwarding anything that depends on
+// the event. Session, Node, Identity, Resource and Time are filled in when
+// empty.
+func (r *Recording) Append(ev *record.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	if ev.Time.IsZero() {
+		ev.Time = r.rec.now().UTC()
+	}
+	ev.Session, ev.Node = r.id, r.rec.nodeID
+	if ev.Identity == "" {
+		ev.Identity = r.identity
+	}
+	if ev.Resource == "" {
+		ev.Resource = r.resource
+	}
+	var err error
+	r.buf, err = r.chain.Seal(r.buf[:0], ev)
+	if err != nil {
+		r.err = fmt.Errorf("%w: seal %s: %w", ErrNotRecorded, ev.Kind, err)
+		return r.err
+	}
+	lsn, err := r.log.Append(r.buf)
+	if err != nil {
+		r.err = fmt.Errorf("%w: append %s: %w", ErrNotRecorded, ev.Kind, err)
+		return r.err
+	}
+	r.last.Store(uint64(lsn))
+	if cap(r.buf) > 1<<20 {
+		r.buf = nil
+	}
+	return nil
+}
+
+// Sync returns once every event appended so far is durable.
+func (r *Recording) Sync(ctx context.Context) error {
+	last := spool.LSN(r.last.Load())
+	if last == 0 {
+		return nil
+	}
+	if err := r.rec.spool.Wait(ctx, last); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	}
+	return nil
+}
+
+// Close makes the recording durable and closes its file. The caller appends
+// the session.end event first.
+func (r *Recording) Close(ctx context.Context) error {
+	if err := r.log.Close(ctx); err != nil {
+		return fmt.Errorf("%w: close: %w", ErrNotRecorded, err)
+	}
+	return nil
+}
