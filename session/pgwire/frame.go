@@ -30,8 +30,8 @@ func (e *peerError) Unwrap() error { return e.err }
 type frameReader struct {
 	peer string
 	r    *bufio.Reader
-	max int
-	buf []byte
+	max  int
+	buf  []byte
 	// raw is the whole last message (type and length included), for
 	// forwarding untouched.
 	raw []byte
