@@ -1,0 +1,328 @@
+// Command pg is phigate's PostgreSQL benchmark. In one run, side by side, it
+// measures a real PostgreSQL (fsync on) reached (a) directly, (b) through
+// PgBouncer in session pooling, and (c) through phigate with recording and a
+// masking profile on:
+//
+//   - pgbench select-only and the TPC-B-like read-write mix, at 1, 16 and 64
+//     clients, simple and prepared protocol, the systems interleaved so that
+//     load drift hits them alike; TPS from pgbench, p50/p99 latency from its
+//     per-transaction logs;
+//   - result streaming: a SELECT of 256 MiB and of 1 GiB read by a pgx client,
+//     throughput per system and phigate's peak RSS for each size.
+//
+// It prints a table and writes one JSON file per figure (bench.Result) and a
+// README.md under -out. Nothing it starts outlives it: children are stopped
+// in order on exit or Ctrl-C, and die with it if it is killed.
+//
+//	go run ./bench/pg -phigate ./bin/phigate
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/phigate/phigate/internal/pgtest"
+)
+
+// config is the command line.
+type config struct {
+	phigate    string
+	pgbouncer  string
+	scale      int
+	duration   time.Duration
+	warmup     time.Duration
+	clients    []int
+	jobs       int
+	modes      []string
+	workloads  []string
+	systems    []string
+	stream     []int64
+	streamStr  []string
+	streamReps int
+	out        string
+	workdir    string
+	keep       bool
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("pg", flag.ContinueOnError)
+	fs.StringVar(&c.phigate, "phigate", "./bin/phigate", "phigate binary (built by make build)")
+	fs.StringVar(&c.pgbouncer, "pgbouncer", "pgbouncer", "PgBouncer binary")
+	fs.IntVar(&c.scale, "scale", 10, "pgbench scale factor (-s): 100,000 accounts per unit")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "length of each pgbench run (-T)")
+	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "select-only warm-up per system before measuring (0: none)")
+	clients := fs.String("clients", "1,16,64", "pgbench client counts")
+	fs.IntVar(&c.jobs, "jobs", 2, "pgbench threads (-j), at most the client count")
+	modes := fs.String("modes", "simple,prepared", "pgbench query modes (-M): simple, extended, prepared")
+	workloads := fs.String("workloads", "select-only,read-write", "pgbench workloads")
+	systems := fs.String("systems", "direct,pgbouncer,phigate", "systems to measure")
+	stream := fs.String("stream", "256MiB,1GiB", "result sizes for the streaming benchmark (empty: skip)")
+	fs.IntVar(&c.streamReps, "stream-reps", 3, "reads per system and size; the median is reported")
+	fs.StringVar(&c.out, "out", "bench/results", "directory for the JSON results and README.md")
+	fs.StringVar(&c.workdir, "workdir", "", "working directory for the servers, kept (default: a new temp dir, removed at the end)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, recordings)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	for _, s := range splitList(*clients) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("-clients: bad count %q", s)
+		}
+		c.clients = append(c.clients, n)
+	}
+	c.modes = splitList(*modes)
+	for _, m := range c.modes {
+		if m != "simple" && m != "extended" && m != "prepared" {
+			return c, fmt.Errorf("-modes: unknown mode %q", m)
+		}
+	}
+	c.workloads = splitList(*workloads)
+	for _, w := range c.workloads {
+		if w != "select-only" && w != "read-write" {
+			return c, fmt.Errorf("-workloads: unknown workload %q", w)
+		}
+	}
+	c.systems = splitList(*systems)
+	for _, s := range c.systems {
+		if s != "direct" && s != "pgbouncer" && s != "phigate" {
+			return c, fmt.Errorf("-systems: unknown system %q", s)
+		}
+	}
+	for _, s := range splitList(*stream) {
+		n, err := ParseSize(s)
+		if err != nil {
+			return c, fmt.Errorf("-stream: %w", err)
+		}
+		c.stream = append(c.stream, n)
+		c.streamStr = append(c.streamStr, s)
+	}
+	if c.streamReps < 1 {
+		return c, errors.New("-stream-reps: at least 1")
+	}
+	if c.duration < time.Second {
+		return c, errors.New("-duration: at least 1s")
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/pg:", err)
+		os.Exit(2)
+	}
+	// The first Ctrl-C cancels the run and stops the children in order; a
+	// second one kills the benchmark at once, and the children then die by
+	// their parent-death signal.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	err = run(ctx, cfg)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/pg:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// system is one way of reaching the database.
+type system struct {
+	name string
+	ep   endpoint
+}
+
+func run(ctx context.Context, cfg config) (err error) {
+	binDir, err := pgtest.BinDir()
+	if err != nil {
+		return err
+	}
+	pgbench := filepath.Join(binDir, "pgbench")
+	work := cfg.workdir
+	if work == "" {
+		if work, err = os.MkdirTemp("", "phigate-bench-"); err != nil {
+			return err
+		}
+		if !cfg.keep {
+			defer os.RemoveAll(work)
+		}
+	}
+	if cfg.keep || cfg.workdir != "" {
+		logf("working directory %s (kept)", work)
+	}
+	runs := len(cfg.workloads) * len(cfg.modes) * len(cfg.clients) * len(cfg.systems)
+	logf("%d pgbench runs of %s each, about %s in all", runs, cfg.duration,
+		(time.Duration(runs)*(cfg.duration+2*time.Second) + time.Duration(len(cfg.systems))*cfg.warmup).Round(time.Second))
+
+	pg, direct, svcPW, err := setupPostgres(ctx, filepath.Join(work, "postgres"), cfg.scale, pgbench, logf)
+	if err != nil {
+		return err
+	}
+	defer pg.Stop()
+
+	var systems []system
+	var phigate *process
+	for _, name := range cfg.systems {
+		switch name {
+		case "direct":
+			systems = append(systems, system{"direct", direct})
+		case "pgbouncer":
+			p, ep, err := startPgBouncer(ctx, cfg.pgbouncer, filepath.Join(work, "pgbouncer"), pg, direct.password)
+			if err != nil {
+				return fmt.Errorf("pgbouncer: %w", err)
+			}
+			defer p.stop()
+			systems = append(systems, system{"pgbouncer", ep})
+		case "phigate":
+			p, ep, err := startPhigate(ctx, cfg.phigate, filepath.Join(work, "phigate"), pg, svcPW)
+			if err != nil {
+				return fmt.Errorf("phigate: %w", err)
+			}
+			defer p.stop()
+			phigate = p
+			systems = append(systems, system{"phigate", ep})
+		}
+	}
+
+	rep := &report{cfg: cfg, pgbench: map[string]map[string]Run{}, stream: map[string]map[string]StreamRun{}, rss: map[string]float64{}}
+	var failures []error
+	fail := func(err error) {
+		logf("FAILED: %v", err)
+		failures = append(failures, err)
+	}
+
+	if cfg.warmup > 0 {
+		for _, s := range systems {
+			logf("warm-up %s", s.name)
+			spec := pgbenchSpec{workload: "select-only", mode: "simple", clients: 4, jobs: cfg.jobs, duration: cfg.warmup}
+			if _, err := runPgbench(ctx, pgbench, s.ep, spec, filepath.Join(work, "logs", "warmup-"+s.name)); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				fail(fmt.Errorf("warm-up %s: %w", s.name, err))
+			}
+		}
+	}
+
+	round := 0
+	for _, w := range cfg.workloads {
+		for _, m := range cfg.modes {
+			for _, c := range cfg.clients {
+				spec := pgbenchSpec{workload: w, mode: m, clients: c, jobs: cfg.jobs, duration: cfg.duration}
+				for _, s := range rotate(systems, round) {
+					if w == "read-write" {
+						// The same starting point for every system: pgbench's
+						// own pre-run vacuum (disabled with -n), and a
+						// checkpoint so none inherits another's dirty pages.
+						for _, sql := range []string{"VACUUM pgbench_branches, pgbench_tellers", "TRUNCATE pgbench_history", "CHECKPOINT"} {
+							if err := pg.Exec(ctx, benchDB, sql); err != nil {
+								return err
+							}
+						}
+					}
+					r, err := runPgbench(ctx, pgbench, s.ep, spec, filepath.Join(work, "logs", spec.workload+"-"+spec.mode+"-"+strconv.Itoa(c)+"-"+s.name))
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					if err != nil {
+						fail(fmt.Errorf("%s %s: %w", spec, s.name, err))
+						continue
+					}
+					logf("%-28s %-9s tps %9.1f  p50 %7.3f ms  p99 %7.3f ms  (%d tx, %d failed)",
+						spec, s.name, r.TPS, r.P50MS, r.P99MS, r.Samples, r.Failed+r.LogFailed)
+					rep.addPgbench(spec, s.name, r)
+				}
+				round++
+			}
+		}
+	}
+	if phigate != nil {
+		if hwm, err := peakRSS(phigate.pid()); err == nil {
+			rep.rss["pgbench"] = float64(hwm) / (1 << 20)
+		}
+	}
+
+	for i, size := range cfg.stream {
+		label := cfg.streamStr[i]
+		for _, s := range rotate(systems, i) {
+			if s.name == "phigate" {
+				if err := resetPeakRSS(phigate.pid()); err != nil {
+					fail(err)
+				}
+			}
+			var reps []StreamRun
+			for range cfg.streamReps {
+				r, err := streamOnce(ctx, s.ep, size)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					fail(fmt.Errorf("stream %s %s: %w", label, s.name, err))
+					break
+				}
+				reps = append(reps, r)
+			}
+			if len(reps) < cfg.streamReps {
+				continue
+			}
+			slices.SortFunc(reps, func(a, b StreamRun) int { return cmp.Compare(a.Elapsed, b.Elapsed) })
+			r := reps[len(reps)/2]
+			logf("stream %-8s %-9s %8.1f MB/s  (%d MB in %s)", label, s.name, r.MBps(), r.Bytes/1e6, r.Elapsed.Round(time.Millisecond))
+			rep.addStream(label, s.name, r)
+			if s.name == "phigate" {
+				hwm, err := peakRSS(phigate.pid())
+				if err != nil {
+					fail(err)
+					continue
+				}
+				rep.rss["stream-"+label] = float64(hwm) / (1 << 20)
+				logf("phigate peak RSS during the %s stream: %.1f MiB", label, float64(hwm)/(1<<20))
+			}
+		}
+	}
+
+	rep.print(os.Stdout)
+	if err := rep.write(cfg.out); err != nil {
+		return err
+	}
+	logf("results written to %s", cfg.out)
+	return errors.Join(failures...)
+}
+
+// rotate returns s starting at position k mod len(s), so that across rounds
+// every system runs first, second and last alike.
+func rotate(s []system, k int) []system {
+	if len(s) == 0 {
+		return nil
+	}
+	k %= len(s)
+	return append(append([]system{}, s[k:]...), s[:k]...)
+}
