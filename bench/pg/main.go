@@ -70,7 +70,8 @@ func parseFlags(args []string) (config, error) {
 	systems := fs.String("systems", "direct,pgbouncer,phigate", "systems to measure")
 	stream := fs.String("stream", "256MiB,1GiB", "result sizes for the streaming benchmark (empty: skip)")
 	fs.IntVar(&c.streamReps, "stream-reps", 3, "reads per system and size; the median is reported")
-	fs.StringVar(&c.out, "out", "bench/results", "directory for the JSON results and README.md")
+	fs.StringVar(&c.out, "results", "bench/results", "directory for the JSON results and README.md")
+	fs.StringVar(&c.out, "out", "bench/results", "same as -results")
 	fs.StringVar(&c.workdir, "workdir", "", "working directory for the servers, kept (default: a new temp dir, removed at the end)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, recordings)")
 	if err := fs.Parse(args); err != nil {
