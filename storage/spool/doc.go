@@ -1,0 +1,55 @@
+// Package spool makes session recordings durable on a node's local disk
+// before anything they record is forwarded, and keeps one readable file per
+// session (Dir/sessions/<id>.rec) for replay and upload.
+//
+// # Design
+//
+// Syncing each session's file after each command does not scale: 64 active
+// sessions would cost 64 fdatasyncs per round of commands. Instead every
+// frame goes first into one node-wide write-ahead journal (Dir/journal/),
+// with group commit across all sessions:
+//
+//   - Log.Append encodes a journal record {session id, offset in the session
+//     file, frame, CRC-32C} into a shared in-memory batch under a mutex and
+//     returns its LSN. It does no I/O and, in steady state, no allocation.
+//   - One syncer goroutine (Run) takes the whole batch, writes it to the
+//     journal with one write and makes it durable with one fdatasync, then
+//     wakes every waiter whose LSN it covers (Wait). There is no artificial
+//     delay: a batch is whatever accumulated while the previous fdatasync
+//     ran, so the batch grows with the load and the fsync rate does not.
+//   - After the sync, an applier goroutine writes each frame into its
+//     session file at its offset (page cache, no fsync), so that readers
+//     see it. Log.Close waits for its frames to be applied, fdatasyncs the
+//     session file and journals a close marker.
+//
+// Journal segments are preallocated and zero-filled, so that an fdatasync
+// of an append does not also have to commit file-size or extent metadata.
+// When a segment is full the syncer rolls to a spare one (made ready in the
+// background), writing at its start a checkpoint of the open sessions; the
+// applier then fdatasyncs every session file written while the old segment
+// was current and recycles the old segment (its header is zeroed, and it
+// becomes the next spare). The journal on disk therefore stays about three
+// segments long and recovery replays at most about two.
+//
+// # Recovery
+//
+// Open scans the segments in order and stops at the first record whose
+// CRC, type or LSN does not check (a torn tail, preallocated zeros, or a
+// stale record in a recycled segment). Every frame is rewritten into its
+// session file at its offset (idempotent); the files are synced; open
+// sessions are cut to the size the journal vouches for and listed by
+// Recovered, for the caller to end with a session.end event of reason
+// "recovered" (Reopen, record.Resume on Log.Last, Append, Close).
+//
+// # Failure
+//
+// The spool is fail-closed. If a write or an fdatasync fails (disk full,
+// I/O error) it never retries (after a failed fsync the kernel may have
+// dropped the dirty pages, so a retry could report success for lost data):
+// every pending and later Wait and Append returns an error wrapping
+// ErrFailed, so the proxy refuses to forward anything. The node must
+// restart, and recovery replays the journal.
+//
+// The package stores opaque frames; it never decodes or logs them (they
+// hold PHI). session/record defines the frames, replay presents them.
+package spool

@@ -1,0 +1,952 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// MaxAppend caps one Append: a record.Event frame of the largest payload
+// (64 MiB) with its header and hash fits.
+const MaxAppend = 64<<20 + 64<<10
+
+// DefaultSegmentBytes is the journal segment size when Config leaves it zero.
+const DefaultSegmentBytes = 64 << 20
+
+const minSegmentBytes = 64 << 10
+
+var (
+	// ErrFailed is wrapped by every error after a write or sync of the spool
+	// failed. The spool never retries (after a failed fsync the kernel may
+	// have dropped the data): nothing more can be made durable until the
+	// node restarts and recovers from the journal.
+	ErrFailed = errors.New("spool: failed")
+	// ErrClosed is returned by appends after the spool stopped (Run
+	// returned or Close was called) or on a Log that was closed.
+	ErrClosed = errors.New("spool: closed")
+	// ErrExists is returned by Create for a session that already has a file.
+	ErrExists = errors.New("spool: session exists")
+	// ErrNotFound is returned for a session the spool does not know.
+	ErrNotFound = errors.New("spool: no such session")
+	// ErrLocked is returned by Open when another process holds the spool.
+	ErrLocked = errors.New("spool: directory in use by another process")
+)
+
+// LSN is a position in the node's journal: the number of journal bytes
+// written before the end of a record. Appends return the LSN to wait for;
+// it only grows, also across restarts, and is never zero.
+type LSN uint64
+
+// Config configures a Spool.
+type Config struct {
+	// Dir holds the spool: Dir/journal/ (the write-ahead journal),
+	// Dir/sessions/<id>.rec (one recording file per session) and
+	// Dir/LOCK. It is created (mode 0700) if missing. Required.
+	Dir string
+	// SegmentBytes is the size of a journal segment file, preallocated
+	// and zero-filled. At each segment roll the open session files are
+	// synced and the older segment is recycled, so the journal on disk
+	// stays about three segments long. Zero means DefaultSegmentBytes
+	// (64 MiB); the minimum is 64 KiB.
+	SegmentBytes int64
+	// Logger receives recovery and failure reports, never frame contents.
+	// Nil discards them.
+	Logger *slog.Logger
+}
+
+// Stats counts what the spool did since Open.
+type Stats struct {
+	Appends      uint64 // frames appended
+	Bytes        uint64 // frame bytes appended
+	Commits      uint64 // group commits: one journal write and fdatasync each
+	SessionSyncs uint64 // fdatasyncs of session files (at Close and at checkpoints)
+	Checkpoints  uint64 // segment rolls whose older segment was recycled
+}
+
+// Spool makes the frames of every session on a node durable with one
+// journal and group commit, and keeps one readable file per session. See
+// the package documentation for the design.
+type Spool struct {
+	cfg         Config
+	fs          fileSystem
+	log         *slog.Logger
+	journalDir  string
+	sessionsDir string
+	lock        *os.File
+
+	mu        sync.Mutex
+	cur       *batch // accumulating appends
+	flushing  *batch // being written and synced; nil when idle
+	free      []*batch
+	lsn       LSN // end of the last appended record
+	logs      map[string]*Log
+	recovered map[string]openSession // open at recovery and not reopened
+	err       error                  // sticky failure, wraps ErrFailed
+	stopped   bool                   // no more appends
+	running   bool
+	appends   uint64
+	bytes     uint64
+
+	durable atomic.Uint64 // every record ending at or before this LSN is durable
+	kick    chan struct{} // an empty batch became non-empty
+	failed  chan struct{} // closed by fail
+	closing chan struct{} // closed by Close
+	runDone chan struct{} // closed when Run returns
+
+	// Owned by the syncer goroutine (by Open before Run starts).
+	seg     *segment
+	nextSeq uint64
+	ckptBuf []byte
+	hdrBuf  []byte
+
+	spareMu sync.Mutex
+	spare   *segment // a preallocated segment with an invalid header, ready to use
+
+	applyMu      sync.Mutex
+	applied      LSN
+	appliedCh    chan struct{} // closed and replaced when applied grows (if anyone waits)
+	applyWaiters int
+
+	created atomic.Bool // a session file was created since the sessions directory was last synced
+
+	commits, sessionSyncs, checkpoints atomic.Uint64
+
+	recoveredIDs []string
+	closeOnce    sync.Once
+	closeErr     error
+	releaseOnce  sync.Once
+	releaseErr   error
+}
+
+// batch is the unit of group commit: the journal records appended while
+// the previous batch was being synced.
+type batch struct {
+	data   []byte
+	refs   []applyRef
+	end    LSN
+	commit *commit
+	kicked bool
+}
+
+// applyRef locates a frame inside a batch and in its session file.
+type applyRef struct {
+	log        *Log
+	off        int64
+	start, end int
+}
+
+// commit is what waiters on one batch block on.
+type commit struct {
+	done   chan struct{}
+	err    error
+	closed bool // guarded by Spool.mu
+}
+
+type segment struct {
+	f     file
+	path  string
+	seq   uint64
+	start LSN   // LSN of the first record after the checkpoint
+	base  int64 // file offset of that record
+	pos   int64 // file offset of the next write
+}
+
+// Open opens (creating if needed) the spool in cfg.Dir and recovers it: the
+// journal is replayed into the session files, which are synced, and the
+// sessions it leaves open (no clean Close) are listed by Recovered. Open
+// starts no goroutine; call Run to make appends durable.
+func Open(cfg Config) (*Spool, error) {
+	return open(cfg, osFS{})
+}
+
+func open(cfg Config, fsys fileSystem) (*Spool, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("spool: Config.Dir is required")
+	}
+	if cfg.SegmentBytes == 0 {
+		cfg.SegmentBytes = DefaultSegmentBytes
+	}
+	if cfg.SegmentBytes < minSegmentBytes {
+		return nil, fmt.Errorf("spool: SegmentBytes %d below the minimum %d", cfg.SegmentBytes, minSegmentBytes)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Spool{
+		cfg:         cfg,
+		fs:          fsys,
+		log:         log.With("component", "spool"),
+		journalDir:  filepath.Join(cfg.Dir, "journal"),
+		sessionsDir: filepath.Join(cfg.Dir, "sessions"),
+		logs:        make(map[string]*Log),
+		recovered:   make(map[string]openSession),
+		kick:        make(chan struct{}, 1),
+		failed:      make(chan struct{}),
+		closing:     make(chan struct{}),
+		runDone:     make(chan struct{}),
+		appliedCh:   make(chan struct{}),
+	}
+	for _, d := range []string{cfg.Dir, s.journalDir, s.sessionsDir} {
+		if err := fsys.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
+	if err := s.recover(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	s.cur = s.newBatchLocked()
+	s.durable.Store(uint64(s.lsn))
+	s.applied = s.lsn
+	return s, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("spool: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// InUse reports whether a running spool holds dir, without disturbing it.
+// A reader uses it to tell a live session (its node is running: the session
+// will be closed or recovered by that node) from one left open by a crash.
+func InUse(dir string) (bool, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	switch err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); {
+	case err == nil:
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return false, nil
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		return true, nil
+	default:
+		return false, fmt.Errorf("spool: lock %s: %w", dir, err)
+	}
+}
+
+// Recovered lists, sorted, the sessions that Open found open: their files
+// hold every frame that was durable, but they were never closed. The caller
+// reopens each (Reopen), ends its recording (a session.end event with
+// reason "recovered", unless the last frame already is one) and closes it.
+func (s *Spool) Recovered() []string { return append([]string(nil), s.recoveredIDs...) }
+
+// Err returns the failure that stopped the spool (wrapping ErrFailed), or nil.
+func (s *Spool) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Stats returns the spool's counters.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	st := Stats{Appends: s.appends, Bytes: s.bytes}
+	s.mu.Unlock()
+	st.Commits = s.commits.Load()
+	st.SessionSyncs = s.sessionSyncs.Load()
+	st.Checkpoints = s.checkpoints.Load()
+	return st
+}
+
+func (s *Spool) sessionPath(id string) string { return filepath.Join(s.sessionsDir, id+".rec") }
+
+// validID accepts names that are safe as file names and fit a journal
+// record: 1 to 128 of [A-Za-z0-9._-], not starting with a dot.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > maxIDLen || id[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Create starts the recording file of a new session.
+func (s *Spool) Create(sessionID string) (*Log, error) {
+	if !validID(sessionID) {
+		return nil, fmt.Errorf("spool: invalid session id %q", sessionID)
+	}
+	if err := s.appendable(); err != nil {
+		return nil, err
+	}
+	f, err := s.fs.OpenFile(s.sessionPath(sessionID), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%w: %s", ErrExists, sessionID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: create session: %w", err)
+	}
+	s.created.Store(true)
+	l := &Log{s: s, id: sessionID, f: f, last: -1}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.logs[sessionID]; dup || s.err != nil || s.stopped {
+		f.Close()
+		if err := s.appendableLocked(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s", ErrExists, sessionID)
+	}
+	s.logs[sessionID] = l
+	return l, nil
+}
+
+// Reopen continues the recording of a session that Recovered listed.
+func (s *Spool) Reopen(sessionID string) (*Log, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.appendableLocked(); err != nil {
+		return nil, err
+	}
+	st, ok := s.recovered[sessionID]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not a recovered open session", ErrNotFound, sessionID)
+	}
+	f, err := s.fs.OpenFile(s.sessionPath(sessionID), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("spool: reopen session: %w", err)
+	}
+	l := &Log{s: s, id: sessionID, f: f, size: st.size, last: st.last}
+	l.applied.Store(st.size)
+	delete(s.recovered, sessionID)
+	s.logs[sessionID] = l
+	return l, nil
+}
+
+// Reader opens the recording file of a session for reading. For a session
+// that is open in this spool, live is true and the reader ends at the last
+// frame written to the file so far, never inside a frame.
+func (s *Spool) Reader(sessionID string) (r io.ReadCloser, live bool, err error) {
+	if !validID(sessionID) {
+		return nil, false, fmt.Errorf("%w: %q", ErrNotFound, sessionID)
+	}
+	f, err := os.Open(s.sessionPath(sessionID))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, sessionID)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("spool: %w", err)
+	}
+	s.mu.Lock()
+	l, live := s.logs[sessionID]
+	_, recovered := s.recovered[sessionID]
+	s.mu.Unlock()
+	if !live {
+		return f, recovered, nil
+	}
+	return readCloser{io.NewSectionReader(f, 0, l.applied.Load()), f}, true, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+func (s *Spool) appendable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appendableLocked()
+}
+
+func (s *Spool) appendableLocked() error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.stopped {
+		return ErrClosed
+	}
+	return nil
+}
+
+// kickSyncer tells the syncer a batch has work; one kick per batch.
+func (s *Spool) kickSyncer() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Spool) newBatchLocked() *batch {
+	var b *batch
+	if n := len(s.free); n > 0 {
+		b = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		b = &batch{data: make([]byte, 0, 64<<10)}
+	}
+	b.data, b.refs, b.end, b.kicked = b.data[:0], b.refs[:0], 0, false
+	b.commit = &commit{done: make(chan struct{})}
+	return b
+}
+
+// finishLocked releases the waiters of c.
+func finishLocked(c *commit, err error) {
+	if !c.closed {
+		c.closed = true
+		c.err = err
+		close(c.done)
+	}
+}
+
+// Wait returns once every record up to lsn is durable in the journal, or
+// with an error wrapping ErrFailed if the spool failed first, or with
+// ctx's error.
+func (s *Spool) Wait(ctx context.Context, lsn LSN) error {
+	if uint64(lsn) <= s.durable.Load() {
+		return nil
+	}
+	s.mu.Lock()
+	if uint64(lsn) <= s.durable.Load() {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.err != nil {
+		s.mu.Unlock()
+		return s.err
+	}
+	if lsn > s.lsn {
+		s.mu.Unlock()
+		return fmt.Errorf("spool: wait for LSN %d beyond the last append %d", lsn, s.lsn)
+	}
+	c := s.cur.commit
+	if s.flushing != nil && lsn <= s.flushing.end {
+		c = s.flushing.commit
+	}
+	s.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return fmt.Errorf("spool: wait: %w", ctx.Err())
+	}
+}
+
+// waitApplied returns once every frame up to lsn is in its session file.
+func (s *Spool) waitApplied(ctx context.Context, lsn LSN) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	for s.applied < lsn {
+		if err := s.Err(); err != nil {
+			return err
+		}
+		ch := s.appliedCh
+		s.applyWaiters++
+		s.applyMu.Unlock()
+		var err error
+		select {
+		case <-ch:
+		case <-s.failed:
+		case <-ctx.Done():
+			err = fmt.Errorf("spool: wait: %w", ctx.Err())
+		}
+		s.applyMu.Lock()
+		s.applyWaiters--
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Spool) publishApplied(lsn LSN) {
+	s.applyMu.Lock()
+	s.applied = lsn
+	if s.applyWaiters > 0 {
+		close(s.appliedCh)
+		s.appliedCh = make(chan struct{})
+	}
+	s.applyMu.Unlock()
+}
+
+// fail puts the spool in its failed state: every pending and future wait
+// and append returns an error wrapping ErrFailed.
+func (s *Spool) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	s.err = fmt.Errorf("%w: %w", ErrFailed, err)
+	s.log.Error("spool failed: refusing further recordings", "err", err)
+	if s.flushing != nil {
+		finishLocked(s.flushing.commit, s.err)
+	}
+	finishLocked(s.cur.commit, s.err)
+	close(s.failed)
+}
+
+// Run makes appends durable until ctx is done, the spool fails or Close is
+// called. On the way out it flushes everything appended before it stopped
+// and writes it to the session files; then it returns, with its goroutines
+// exited. After Run returns, appends fail with ErrClosed. Run returns nil
+// after a clean stop and the failure (wrapping ErrFailed) otherwise. It may
+// be called once.
+func (s *Spool) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running || s.stopped {
+		s.mu.Unlock()
+		return errors.New("spool: Run called twice or after Close")
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer close(s.runDone)
+
+	work := make(chan applyItem, 8)
+	applierDone := make(chan struct{})
+	go func() {
+		defer close(applierDone)
+		s.applier(work)
+	}()
+	s.syncer(ctx, work)
+	close(work)
+	<-applierDone
+
+	s.mu.Lock()
+	s.stopped = true
+	err := s.err
+	s.mu.Unlock()
+	// Nothing more will be written to the journal: release it and the
+	// directory lock, so that the spool can be opened again (a restart in
+	// the same process). Open Logs keep their files until closed.
+	if rerr := s.releaseJournal(); err == nil && rerr != nil {
+		err = fmt.Errorf("spool: %w", rerr)
+	}
+	return err
+}
+
+// applyItem is either a durable batch to write into session files or a
+// segment that the journal rolled away from.
+type applyItem struct {
+	batch *batch
+	old   *segment
+}
+
+func (s *Spool) syncer(ctx context.Context, work chan<- applyItem) {
+	for {
+		select {
+		case <-s.kick:
+		case <-ctx.Done():
+			s.stopAppends()
+		case <-s.closing:
+			s.stopAppends()
+		case <-s.failed:
+			return
+		}
+		for {
+			more, err := s.flush(work)
+			if err != nil {
+				s.fail(err)
+				return
+			}
+			if !more {
+				break
+			}
+		}
+		s.mu.Lock()
+		done := s.stopped || s.err != nil
+		s.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+func (s *Spool) stopAppends() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+}
+
+// flush writes and syncs the current batch. more reports that it found a
+// batch (so there may be another one).
+func (s *Spool) flush(work chan<- applyItem) (more bool, err error) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return false, nil
+	}
+	b := s.cur
+	if len(b.data) == 0 {
+		s.mu.Unlock()
+		return false, nil
+	}
+	b.end = s.lsn
+	s.cur = s.newBatchLocked()
+	s.flushing = b
+	seg := s.seg
+	roll := seg.pos > seg.base && seg.pos+int64(len(b.data)) > s.cfg.SegmentBytes
+	var ckpt []byte
+	if roll {
+		// The checkpoint describes the open sessions including this batch;
+		// the batch's records follow it in the new segment, and replaying
+		// them again on top of it is idempotent.
+		s.ckptBuf = s.checkpointLocked(s.ckptBuf[:0])
+		ckpt = s.ckptBuf
+	}
+	s.mu.Unlock()
+
+	start := b.end - LSN(len(b.data))
+	var old *segment
+	if roll {
+		old = seg
+		if seg, err = s.rollTo(start, ckpt); err != nil {
+			return false, err
+		}
+	}
+	if _, err := seg.f.WriteAt(b.data, seg.pos); err != nil {
+		return false, fmt.Errorf("write journal: %w", err)
+	}
+	if err := seg.f.Datasync(); err != nil {
+		return false, fmt.Errorf("sync journal: %w", err)
+	}
+	seg.pos += int64(len(b.data))
+	s.commits.Add(1)
+
+	s.mu.Lock()
+	if s.err != nil { // the applier failed meanwhile; its failure stands
+		s.mu.Unlock()
+		return false, nil
+	}
+	s.durable.Store(uint64(b.end))
+	s.flushing = nil
+	finishLocked(b.commit, nil)
+	s.mu.Unlock()
+
+	if old != nil {
+		work <- applyItem{old: old}
+	}
+	work <- applyItem{batch: b}
+	return true, nil
+}
+
+// checkpointLocked encodes the sessions that are open (as of everything
+// appended so far) as a checkpoint record's data.
+func (s *Spool) checkpointLocked(dst []byte) []byte {
+	for id, l := range s.logs {
+		if l.size > 0 {
+			dst = appendCheckpointEntry(dst, openSession{id: id, size: l.size, last: l.last})
+		}
+	}
+	for _, st := range s.recovered {
+		dst = appendCheckpointEntry(dst, st)
+	}
+	return dst
+}
+
+// rollTo starts the next segment: its header and checkpoint are written at
+// its start (the caller writes the batch after them and syncs both at once).
+func (s *Spool) rollTo(start LSN, ckpt []byte) (*segment, error) {
+	next, err := s.takeSpare(s.nextSeq)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startSegment(next, s.nextSeq, start, ckpt); err != nil {
+		next.f.Close()
+		return nil, err
+	}
+	s.nextSeq++
+	s.seg = next
+	return next, nil
+}
+
+// startSegment writes a segment's header and checkpoint record; records
+// follow at seg.base.
+func (s *Spool) startSegment(seg *segment, seq uint64, start LSN, ckpt []byte) error {
+	hdr := appendSegmentHeader(s.hdrBuf[:0], seq, start)
+	hdr = appendRecord(hdr, recCheckpoint, start, "", 0, ckpt, crc32.Checksum(ckpt, castagnoli))
+	s.hdrBuf = hdr
+	if _, err := seg.f.WriteAt(hdr, 0); err != nil {
+		return fmt.Errorf("write journal: %w", err)
+	}
+	seg.seq, seg.start = seq, start
+	seg.base = int64(len(hdr))
+	seg.pos = seg.base
+	return nil
+}
+
+// takeSpare returns a preallocated segment file named for seq, made by
+// the applier in the background, or makes one now.
+func (s *Spool) takeSpare(seq uint64) (*segment, error) {
+	path := filepath.Join(s.journalDir, fmt.Sprintf("%016x.wal", seq))
+	s.spareMu.Lock()
+	sp := s.spare
+	s.spare = nil
+	s.spareMu.Unlock()
+	if sp != nil {
+		// Recovery reads segment headers, not names: if this rename is lost
+		// in a crash, the segment is still found as spare.wal.
+		if err := s.fs.Rename(sp.path, path); err != nil {
+			sp.f.Close()
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		sp.path = path
+		return sp, nil
+	}
+	return s.makeSegment(path)
+}
+
+var zeros = make([]byte, 1<<20)
+
+// makeSegment creates a segment file of SegmentBytes zeros, durable and
+// named durably, so that later fdatasyncs of it need no metadata update.
+func (s *Spool) makeSegment(path string) (*segment, error) {
+	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	err = f.Preallocate(s.cfg.SegmentBytes)
+	for off := int64(0); err == nil && off < s.cfg.SegmentBytes; off += int64(len(zeros)) {
+		_, err = f.WriteAt(zeros[:min(int64(len(zeros)), s.cfg.SegmentBytes-off)], off)
+	}
+	if err == nil {
+		err = f.Datasync()
+	}
+	if err == nil {
+		err = s.fs.SyncDir(s.journalDir)
+	}
+	if err != nil {
+		f.Close()
+		s.fs.Remove(path)
+		return nil, fmt.Errorf("journal: prepare segment: %w", err)
+	}
+	return &segment{f: f, path: path}, nil
+}
+
+func (s *Spool) applier(work <-chan applyItem) {
+	var dirty []*Log
+	broken := false
+	s.prepareSpare()
+	for item := range work {
+		if broken || s.Err() != nil {
+			broken = true
+			continue // drain, so the syncer never blocks
+		}
+		if item.old != nil {
+			if err := s.checkpoint(item.old, dirty); err != nil {
+				s.fail(err)
+				broken = true
+				continue
+			}
+			clear(dirty)
+			dirty = dirty[:0]
+			s.prepareSpare()
+			continue
+		}
+		b := item.batch
+		for _, r := range b.refs {
+			l := r.log
+			if _, err := l.f.WriteAt(b.data[r.start:r.end], r.off); err != nil {
+				s.fail(fmt.Errorf("write session %s: %w", l.id, err))
+				broken = true
+				break
+			}
+			l.applied.Store(r.off + int64(r.end-r.start))
+			if !l.dirty {
+				l.dirty = true
+				dirty = append(dirty, l)
+			}
+		}
+		if broken {
+			continue
+		}
+		s.publishApplied(b.end)
+		clear(b.refs)
+		if cap(b.data) > 8<<20 {
+			b.data = nil // a huge batch: don't keep its buffer
+		}
+		s.mu.Lock()
+		s.free = append(s.free, b)
+		s.mu.Unlock()
+	}
+}
+
+// checkpoint makes every session file written while old was the journal's
+// head durable, then recycles old: after this, old is no longer needed for
+// recovery.
+func (s *Spool) checkpoint(old *segment, dirty []*Log) error {
+	for _, l := range dirty {
+		l.dirty = false
+		l.fmu.Lock()
+		var err error
+		if l.f != nil { // Close synced and closed it already
+			err = l.f.Datasync()
+			s.sessionSyncs.Add(1)
+		}
+		l.fmu.Unlock()
+		if err != nil {
+			return fmt.Errorf("sync session %s: %w", l.id, err)
+		}
+	}
+	if s.created.Swap(false) {
+		if err := s.fs.SyncDir(s.sessionsDir); err != nil {
+			return fmt.Errorf("sync sessions directory: %w", err)
+		}
+	}
+	if err := s.recycle(old); err != nil {
+		return err
+	}
+	s.checkpoints.Add(1)
+	return nil
+}
+
+// recycle invalidates a segment's header (durably, so that it is never
+// replayed again) and keeps the file as the spare or removes it.
+func (s *Spool) recycle(old *segment) error {
+	if _, err := old.f.WriteAt(zeros[:segHeaderSize], 0); err != nil {
+		return fmt.Errorf("recycle journal segment: %w", err)
+	}
+	if err := old.f.Datasync(); err != nil {
+		return fmt.Errorf("recycle journal segment: %w", err)
+	}
+	s.spareMu.Lock()
+	keep := s.spare == nil
+	s.spareMu.Unlock()
+	if keep {
+		path := filepath.Join(s.journalDir, "spare.wal")
+		if err := s.fs.Rename(old.path, path); err != nil {
+			return fmt.Errorf("recycle journal segment: %w", err)
+		}
+		sp := &segment{f: old.f, path: path}
+		s.spareMu.Lock()
+		s.spare = sp
+		s.spareMu.Unlock()
+		return nil
+	}
+	old.f.Close()
+	if err := s.fs.Remove(old.path); err != nil {
+		return fmt.Errorf("recycle journal segment: %w", err)
+	}
+	return nil
+}
+
+// prepareSpare makes sure a segment is ready for the next roll, so that
+// the syncer does not zero-fill one on the commit path.
+func (s *Spool) prepareSpare() {
+	s.spareMu.Lock()
+	have := s.spare != nil
+	s.spareMu.Unlock()
+	if have {
+		return
+	}
+	sp, err := s.makeSegment(filepath.Join(s.journalDir, "spare.wal"))
+	if err != nil {
+		// Not fatal: the syncer will try again when it needs one.
+		s.log.Warn("cannot prepare a spare journal segment", "err", err)
+		return
+	}
+	s.spareMu.Lock()
+	s.spare = sp
+	s.spareMu.Unlock()
+}
+
+// Close stops the spool and releases its files. If Run is running, Close
+// stops it (Run flushes what was appended) and waits for it to return;
+// waits that can no longer complete return ErrClosed. Close is idempotent.
+// Shutdown order for a node: stop accepting sessions, end and Close every
+// Log, then cancel Run's context (or call Close).
+func (s *Spool) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.mu.Lock()
+		running := s.running
+		s.stopped = true
+		s.mu.Unlock()
+		if running {
+			<-s.runDone
+		}
+		s.mu.Lock()
+		if s.flushing != nil {
+			finishLocked(s.flushing.commit, ErrClosed)
+		}
+		finishLocked(s.cur.commit, ErrClosed)
+		s.mu.Unlock()
+		s.closeErr = s.closeFiles()
+	})
+	return s.closeErr
+}
+
+func (s *Spool) closeFiles() error {
+	var errs []error
+	s.mu.Lock()
+	logs := make([]*Log, 0, len(s.logs))
+	for _, l := range s.logs {
+		logs = append(logs, l)
+	}
+	s.mu.Unlock()
+	for _, l := range logs {
+		l.fmu.Lock()
+		if l.f != nil {
+			errs = append(errs, l.f.Close())
+			l.f = nil
+		}
+		l.fmu.Unlock()
+	}
+	errs = append(errs, s.releaseJournal())
+	return errors.Join(errs...)
+}
+
+// releaseJournal closes the journal segments and unlocks the directory, once.
+func (s *Spool) releaseJournal() error {
+	s.releaseOnce.Do(func() {
+		var errs []error
+		if s.seg != nil {
+			errs = append(errs, s.seg.f.Close())
+		}
+		s.spareMu.Lock()
+		if s.spare != nil {
+			errs = append(errs, s.spare.f.Close())
+			s.spare = nil
+		}
+		s.spareMu.Unlock()
+		if s.lock != nil {
+			errs = append(errs, s.lock.Close())
+		}
+		s.releaseErr = errors.Join(errs...)
+	})
+	return s.releaseErr
+}
+
+// sortedKeys returns the keys of m in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
