@@ -22,6 +22,10 @@ const MinKeyLen = 32
 type ProfileConfig struct {
 	// Rules are tried in order; the first that matches a column decides.
 	Rules []RuleConfig `yaml:"rules"`
+	// Detect turns on content detection: columns without a rule are
+	// classified from their name and first values, and free-text columns
+	// are scanned value by value. Nil: column rules only.
+	Detect *DetectConfig `yaml:"detect"`
 }
 
 // RuleConfig selects columns and names what happens to their values.

@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/phigate/phigate/session/mask"
+)
+
+// maskInput is one line of `phigate mask` input.
+type maskInput struct {
+	ID   json.RawMessage `json:"id"`
+	Text string          `json:"text"`
+}
+
+type maskFinding struct {
+	Start int    `json:"start"`
+	End   int    `json:"end"`
+	Type  string `json:"type"`
+}
+
+type maskOutput struct {
+	ID       json.RawMessage `json:"id"`
+	Masked   string          `json:"masked"`
+	Findings []maskFinding   `json:"findings"`
+}
+
+// maxMaskLine caps one input line of `phigate mask`.
+const maxMaskLine = 64 << 20
+
+func newMaskCommand() *cobra.Command {
+	var policy string
+	cmd := &cobra.Command{
+		Use:   "mask",
+		Short: "Find and mask PHI in JSON Lines read from stdin",
+		Long: `mask reads JSON Lines on stdin, each {"id": "...", "text": "..."}, and writes one
+line per input, in order: {"id": "...", "masked": "...", "findings": [{"start": S,
+"end": E, "type": "T"}]}. S and E are offsets in Unicode code points into text (end
+exclusive); T is NAME, ADDRESS, LOCATION, ZIP, DATE, AGE, PHONE, FAX, EMAIL, SSN, MRN,
+HEALTH_PLAN_ID, ACCOUNT, CREDIT_CARD, LICENSE, VEHICLE_ID, DEVICE_ID, URL, IP or ID.
+
+With --policy FILE, the detect section of the masking profile in FILE (YAML,
+as under masking.profiles.NAME in the node configuration) configures the
+detectors; without it the default HIPAA profile is used.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			det := mask.DefaultDetector()
+			if policy != "" {
+				var err error
+				if det, err = loadMaskPolicy(policy); err != nil {
+					return err
+				}
+			}
+			return runMask(det, cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&policy, "policy", "", "masking profile (YAML) whose detect section configures the detectors")
+	return cmd
+}
+
+func loadMaskPolicy(path string) (*mask.Detector, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("mask: %w", err)
+	}
+	var pc mask.ProfileConfig
+	if err := yaml.Unmarshal(b, &pc); err != nil {
+		return nil, fmt.Errorf("mask: %s: %w", path, err)
+	}
+	if pc.Detect == nil {
+		return mask.DefaultDetector(), nil
+	}
+	return mask.NewDetector(*pc.Detect)
+}
+
+func runMask(det *mask.Detector, in io.Reader, out io.Writer) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 1<<20), maxMaskLine)
+	w := bufio.NewWriter(out)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	scanner := det.NewScanner()
+	var masked []byte
+	line := 0
+	for sc.Scan() {
+		line++
+		raw := sc.Bytes()
+		if len(raw) == 0 {
+			continue
+		}
+		var rec maskInput
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			return fmt.Errorf("mask: line %d: %w", line, err)
+		}
+		text := []byte(rec.Text)
+		found := scanner.Scan(text)
+		masked = mask.AppendTagged(masked[:0], text, found)
+		o := maskOutput{ID: rec.ID, Masked: string(masked), Findings: make([]maskFinding, 0, len(found))}
+		if o.ID == nil {
+			o.ID = json.RawMessage("null")
+		}
+		// Byte offsets to code point offsets, in one pass over text.
+		pos, cps := 0, 0
+		advance := func(to int) int {
+			for pos < to {
+				_, n := utf8.DecodeRune(text[pos:])
+				pos += n
+				cps++
+			}
+			return cps
+		}
+		for _, f := range found {
+			s := advance(f.Start)
+			e := advance(f.End)
+			o.Findings = append(o.Findings, maskFinding{Start: s, End: e, Type: f.Type.String()})
+		}
+		if err := enc.Encode(o); err != nil {
+			return fmt.Errorf("mask: write: %w", err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("mask: read: %w", err)
+	}
+	return w.Flush()
+}

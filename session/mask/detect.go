@@ -1,0 +1,434 @@
+package mask
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+)
+
+// EntityType is a kind of PHI that the detectors find in text.
+type EntityType uint8
+
+// Entity types, named as in the `phigate mask` output.
+const (
+	TypeNone EntityType = iota
+	TypeName
+	TypeAddress
+	TypeLocation
+	TypeZip
+	TypeDate
+	TypeAge
+	TypePhone
+	TypeFax
+	TypeEmail
+	TypeSSN
+	TypeMRN
+	TypeHealthPlanID
+	TypeAccount
+	TypeCreditCard
+	TypeLicense
+	TypeVehicleID
+	TypeDeviceID
+	TypeURL
+	TypeIP
+	TypeID
+	numTypes
+)
+
+var typeNames = [numTypes]string{
+	"", "NAME", "ADDRESS", "LOCATION", "ZIP", "DATE", "AGE", "PHONE", "FAX", "EMAIL", "SSN",
+	"MRN", "HEALTH_PLAN_ID", "ACCOUNT", "CREDIT_CARD", "LICENSE", "VEHICLE_ID", "DEVICE_ID",
+	"URL", "IP", "ID",
+}
+
+func (t EntityType) String() string {
+	if t < numTypes {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// ParseEntityType returns the type called name (NAME, DATE, ...).
+func ParseEntityType(name string) (EntityType, error) {
+	for t := TypeName; t < numTypes; t++ {
+		if strings.EqualFold(typeNames[t], name) {
+			return t, nil
+		}
+	}
+	return TypeNone, fmt.Errorf("mask: unknown entity type %q", name)
+}
+
+// AllTypes lists every entity type.
+func AllTypes() []EntityType {
+	out := make([]EntityType, 0, numTypes-1)
+	for t := TypeName; t < numTypes; t++ {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Finding is one piece of PHI found in text.
+type Finding struct {
+	Start, End int // byte offsets into the scanned text, End exclusive
+	Type       EntityType
+	// Detector names the rule that found it ("name-dict", "phone-nanp",
+	// "ssn", ...), for the masking proof.
+	Detector string
+}
+
+// DetectConfig says what the content detectors look for. The zero value
+// detects every type with the default rules.
+type DetectConfig struct {
+	// Types limits detection to these types (NAME, DATE, ...). Default: all.
+	Types []string `yaml:"types"`
+	// BareYear treats a year standing alone ("in 2019") as a date. Default
+	// false: HIPAA Safe Harbor lets years stay.
+	BareYear bool `yaml:"bare_year"`
+	// MRNFormats, HealthPlanFormats and AccountFormats are shapes of
+	// identifiers that are masked even without a context word: '9' is any
+	// digit, 'A' any letter, '*' any letter or digit, anything else stands
+	// for itself ("AA-999999"). Without a format these identifiers are found
+	// only after a context word (MRN, member ID, account ...).
+	MRNFormats        []string `yaml:"mrn_formats"`
+	HealthPlanFormats []string `yaml:"health_plan_formats"`
+	AccountFormats    []string `yaml:"account_formats"`
+}
+
+// Detector is a compiled content detector. It is immutable and safe for
+// concurrent use; scanning goes through a per-goroutine [Scanner].
+type Detector struct {
+	d        *dictionary
+	enabled  [numTypes]bool
+	bareYear bool
+	formats  []idFormat
+}
+
+type idFormat struct {
+	shape string
+	typ   EntityType
+}
+
+// NewDetector compiles cfg.
+func NewDetector(cfg DetectConfig) (*Detector, error) {
+	det := &Detector{d: loadDict(), bareYear: cfg.BareYear}
+	if len(cfg.Types) == 0 {
+		for t := TypeName; t < numTypes; t++ {
+			det.enabled[t] = true
+		}
+	}
+	for _, n := range cfg.Types {
+		t, err := ParseEntityType(n)
+		if err != nil {
+			return nil, err
+		}
+		det.enabled[t] = true
+	}
+	for _, f := range []struct {
+		shapes []string
+		typ    EntityType
+	}{{cfg.MRNFormats, TypeMRN}, {cfg.HealthPlanFormats, TypeHealthPlanID}, {cfg.AccountFormats, TypeAccount}} {
+		for _, s := range f.shapes {
+			if len(s) < 4 || len(s) > 40 {
+				return nil, fmt.Errorf("mask: %s format %q: want 4 to 40 characters", f.typ, s)
+			}
+			if !strings.ContainsAny(s, "9*") {
+				return nil, fmt.Errorf("mask: %s format %q has no digit ('9') or '*'", f.typ, s)
+			}
+			det.formats = append(det.formats, idFormat{s, f.typ})
+		}
+	}
+	return det, nil
+}
+
+var defaultDetector = sync.OnceValue(func() *Detector {
+	d, err := NewDetector(DetectConfig{})
+	if err != nil {
+		panic(err) // the zero config is valid
+	}
+	return d
+})
+
+// DefaultDetector returns the detector of the default HIPAA profile.
+func DefaultDetector() *Detector { return defaultDetector() }
+
+// Scanner finds PHI in text. It keeps scratch buffers between calls, so a
+// Scanner is used by one goroutine at a time; after warming up, scanning
+// does not allocate.
+type Scanner struct {
+	det   *Detector
+	d     *dictionary
+	text  []byte
+	toks  []token
+	found []Finding
+	buf   [48]byte
+}
+
+// NewScanner returns a Scanner using det.
+func (det *Detector) NewScanner() *Scanner {
+	return &Scanner{det: det, d: det.d}
+}
+
+// token is a run of letters and digits, or one punctuation byte.
+type token struct {
+	start, end int32
+	hash       uint32 // wordHash of the token
+	cls        uint8
+	gap        uint8 // what separates it from the previous token
+	flags      wflag // dictionary flags, valid when fLooked is set
+}
+
+// Token classes (bits of token.cls).
+const (
+	cUpper1 uint8 = 1 << iota // first character is upper case
+	cUpper                    // some upper-case letter
+	cLower                    // some lower-case letter
+	cDigit                    // some digit
+	cHigh                     // some non-ASCII byte
+	cPunct                    // a punctuation byte
+)
+
+// Gaps between tokens.
+const (
+	gapNone    = 0
+	gapSpace   = 1
+	gapNewline = 2
+)
+
+// Byte classes for the tokenizer.
+const (
+	bSpace = iota
+	bNewline
+	bPunct
+	bDigit // alphanumeric classes from here on
+	bUpper
+	bLower
+	bHigh
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		switch {
+		case c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			t[c] = bNewline
+		case c == ' ' || c == '\t':
+			t[c] = bSpace
+		case '0' <= c && c <= '9':
+			t[c] = bDigit
+		case 'A' <= c && c <= 'Z':
+			t[c] = bUpper
+		case 'a' <= c && c <= 'z':
+			t[c] = bLower
+		case c >= 0x80:
+			t[c] = bHigh
+		default:
+			t[c] = bPunct
+		}
+	}
+	return
+}()
+
+var classBit = [...]uint8{bDigit: cDigit, bUpper: cUpper, bLower: cLower, bHigh: cHigh}
+
+var lowerTab = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		t[c] = lower(byte(c))
+	}
+	return
+}()
+
+func (s *Scanner) tokenize(text []byte) {
+	toks := s.toks[:0]
+	gap := uint8(gapNewline)
+	n := len(text)
+	for i := 0; i < n; {
+		c := text[i]
+		k := byteClass[c]
+		switch k {
+		case bSpace:
+			if gap < gapSpace {
+				gap = gapSpace
+			}
+			i++
+			continue
+		case bNewline:
+			gap = gapNewline
+			i++
+			continue
+		case bPunct:
+			toks = append(toks, token{start: int32(i), end: int32(i + 1), cls: cPunct, gap: gap, hash: uint32(c)})
+			gap = gapNone
+			i++
+			continue
+		}
+		start := i
+		var cls uint8
+		if k == bUpper {
+			cls = cUpper1
+		} else if k == bHigh {
+			if r, _ := utf8.DecodeRune(text[i:]); unicode.IsUpper(r) {
+				cls = cUpper1
+			}
+		}
+		h := uint32(2166136261)
+		for i < n {
+			c = text[i]
+			k = byteClass[c]
+			if k < bDigit {
+				break
+			}
+			cls |= classBit[k]
+			h = (h ^ uint32(lowerTab[c])) * 16777619
+			i++
+		}
+		toks = append(toks, token{start: int32(start), end: int32(i), cls: cls, gap: gap, hash: h})
+		gap = gapNone
+	}
+	s.toks = toks
+}
+
+// Scan returns the PHI found in text, ordered by position and not
+// overlapping. The result is valid until the next call.
+func (s *Scanner) Scan(text []byte) []Finding {
+	s.text = text
+	s.found = s.found[:0]
+	s.tokenize(text)
+	toks := s.toks
+	for i := 0; i < len(toks); {
+		t := &toks[i]
+		var next int
+		switch {
+		case t.cls&cPunct != 0:
+			next = s.punct(i)
+		case t.cls&cDigit != 0 && t.cls&(cUpper|cLower|cHigh) == 0:
+			next = s.number(i)
+		case t.cls&cDigit != 0:
+			next = s.alnum(i)
+		default:
+			next = s.word(i)
+		}
+		if next <= i {
+			next = i + 1
+		}
+		i = next
+	}
+	s.resolve()
+	s.text = nil
+	return s.found
+}
+
+// emit records a finding over bytes [start, end).
+func (s *Scanner) emit(start, end int, t EntityType, detector string) {
+	if !s.det.enabled[t] || end <= start {
+		return
+	}
+	s.found = append(s.found, Finding{Start: start, End: end, Type: t, Detector: detector})
+}
+
+// emitToks records a finding over tokens from..to inclusive.
+func (s *Scanner) emitToks(from, to int, t EntityType, detector string) {
+	s.emit(int(s.toks[from].start), int(s.toks[to].end), t, detector)
+}
+
+// resolve sorts the findings and removes overlaps, keeping the longer span.
+func (s *Scanner) resolve() {
+	f := s.found
+	if len(f) < 2 {
+		return
+	}
+	if !slices.IsSortedFunc(f, cmpFinding) {
+		slices.SortStableFunc(f, cmpFinding)
+	}
+	out := f[:1]
+	for _, x := range f[1:] {
+		last := &out[len(out)-1]
+		if x.Start >= last.End {
+			out = append(out, x)
+			continue
+		}
+		if x.End-x.Start > last.End-last.Start {
+			*last = x
+		}
+	}
+	s.found = out
+}
+
+func cmpFinding(a, b Finding) int {
+	if a.Start != b.Start {
+		return a.Start - b.Start
+	}
+	return b.End - a.End
+}
+
+// flags returns the dictionary flags of token i, looking them up once.
+func (s *Scanner) flags(i int) wflag {
+	t := &s.toks[i]
+	if t.flags&fLooked == 0 {
+		if t.cls&cPunct == 0 {
+			t.flags = s.d.lookup(s.text[t.start:t.end], &s.buf)
+		}
+		t.flags |= fLooked
+	}
+	return t.flags
+}
+
+func (s *Scanner) tokText(i int) []byte { t := s.toks[i]; return s.text[t.start:t.end] }
+
+func (s *Scanner) tokLen(i int) int { t := s.toks[i]; return int(t.end - t.start) }
+
+// isPunct reports whether token i is the punctuation byte c.
+func (s *Scanner) isPunct(i int, c byte) bool {
+	return i >= 0 && i < len(s.toks) && s.toks[i].cls&cPunct != 0 && s.text[s.toks[i].start] == c
+}
+
+func (s *Scanner) isWord(i int) bool {
+	return i >= 0 && i < len(s.toks) && s.toks[i].cls&(cPunct|cDigit) == 0
+}
+
+// capitalized: first letter upper case, rest not all upper case (or one letter).
+func (s *Scanner) capitalized(i int) bool {
+	if !s.isWord(i) {
+		return false
+	}
+	t := s.toks[i]
+	if t.cls&cUpper1 == 0 {
+		return false
+	}
+	return t.cls&cLower != 0 || t.end-t.start == 1 || t.cls&cHigh != 0
+}
+
+func (s *Scanner) allCaps(i int) bool {
+	if !s.isWord(i) {
+		return false
+	}
+	t := s.toks[i]
+	return t.cls&cUpper != 0 && t.cls&cLower == 0 && t.cls&cHigh == 0 && t.end-t.start > 1
+}
+
+func (s *Scanner) lowerWord(i int) bool {
+	return s.isWord(i) && s.toks[i].cls&cUpper == 0 && s.toks[i].cls&cUpper1 == 0
+}
+
+// equalFold reports whether token i is word w (lower case ASCII).
+func (s *Scanner) equalFold(i int, w string) bool {
+	if i < 0 || i >= len(s.toks) {
+		return false
+	}
+	b := s.tokText(i)
+	if len(b) != len(w) {
+		return false
+	}
+	for j := range b {
+		if lowerTab[b[j]] != w[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// adjacent reports whether tokens i-1 and i touch (no space between).
+func (s *Scanner) adjacent(i int) bool {
+	return i > 0 && i < len(s.toks) && s.toks[i].gap == gapNone
+}

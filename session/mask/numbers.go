@@ -1,0 +1,1034 @@
+package mask
+
+import (
+	"github.com/nyaruka/phonenumbers"
+)
+
+// Detectors that start at a token holding digits.
+
+func (s *Scanner) digitRun(p int) int {
+	n := 0
+	for p+n < len(s.text) && isDigit(s.text[p+n]) {
+		n++
+	}
+	return n
+}
+
+// alnumAt reports whether the byte at p is a letter or digit (or a
+// non-ASCII byte, which may be part of a word).
+func (s *Scanner) alnumAt(p int) bool {
+	return p >= 0 && p < len(s.text) && byteClass[s.text[p]] >= bDigit
+}
+
+// boundaryAfter: the match ending at p is not followed by more of a number.
+func (s *Scanner) boundaryAfter(p int) bool {
+	if p >= len(s.text) {
+		return true
+	}
+	c := s.text[p]
+	if byteClass[c] >= bDigit {
+		return false
+	}
+	if (c == '.' || c == '-' || c == '/' || c == ':') && p+1 < len(s.text) && isDigit(s.text[p+1]) {
+		return false
+	}
+	return true
+}
+
+// boundaryBefore: the token at p does not continue a number before it.
+func (s *Scanner) boundaryBefore(p int) bool {
+	if p == 0 {
+		return true
+	}
+	c := s.text[p-1]
+	if byteClass[c] >= bDigit {
+		return false
+	}
+	if (c == '.' || c == '-' || c == '/' || c == ':' || c == ',') && p >= 2 && isDigit(s.text[p-2]) {
+		return false
+	}
+	return true
+}
+
+// number handles a token of digits.
+func (s *Scanner) number(i int) int {
+	t := s.toks[i]
+	p := int(t.start)
+	if !s.boundaryBefore(p) {
+		// the tail of a number already passed (1.5, 1,000, 120/80)
+		return s.skipNumber(i)
+	}
+	nd := int(t.end - t.start)
+
+	if end, ok := s.matchUUIDorHex(p); ok {
+		return s.tokenAt(i, end)
+	}
+	if end, ok, emit := s.matchDate(i, p); ok {
+		if emit {
+			s.emit(p, end, TypeDate, "date-numeric")
+		}
+		return s.tokenAt(i, end)
+	}
+	if end, ok := s.matchSSN(p, false); ok {
+		s.emit(p, end, TypeSSN, "ssn")
+		return s.tokenAt(i, end)
+	}
+	if end, ok := s.matchIPv4(p); ok {
+		if !s.versionBefore(i) {
+			s.emit(p, end, TypeIP, "ipv4")
+		}
+		return s.tokenAt(i, end)
+	}
+	if end, ok := s.matchMAC(p); ok {
+		s.emit(p, end, TypeDeviceID, "mac")
+		return s.tokenAt(i, end)
+	}
+	if end, ok := s.matchIPv6(p); ok {
+		s.emit(p, end, TypeIP, "ipv6")
+		return s.tokenAt(i, end)
+	}
+	if end, ok := s.matchCard(p); ok {
+		s.emit(p, end, TypeCreditCard, "credit-card")
+		return s.tokenAt(i, end)
+	}
+	if end, ok := s.matchPhone(p); ok {
+		s.emitPhone(i, p, end)
+		return s.tokenAt(i, end)
+	}
+	// Times and decimals: 10:30, 98.6 are not PHI.
+	if t.end < int32(len(s.text)) {
+		if c := s.text[t.end]; (c == ':' || c == '.' || c == ',') && int(t.end)+1 < len(s.text) && isDigit(s.text[t.end+1]) {
+			if c == ':' || nd <= 3 {
+				return s.skipNumber(i)
+			}
+		}
+	}
+	if n := s.age(i, nd); n > i {
+		return n
+	}
+	if n := s.dayMonth(i); n > i {
+		return n
+	}
+	if nd <= 6 {
+		if n := s.address(i); n > i {
+			return n
+		}
+	}
+	if nd == 5 {
+		if n := s.zip(i); n > i {
+			return n
+		}
+	}
+	if nd == 4 && s.det.bareYear {
+		if y := atoi(s.tokText(i)); y >= 1900 && y <= 2099 && s.boundaryAfter(int(t.end)) {
+			s.emitToks(i, i, TypeDate, "date-year")
+			return i + 1
+		}
+	}
+	return s.identifier(i)
+}
+
+// skipNumber returns the index after the number compound at i.
+func (s *Scanner) skipNumber(i int) int {
+	j := i + 1
+	for j+1 < len(s.toks) && s.toks[j].cls&cPunct != 0 && s.adjacent(j) && s.adjacent(j+1) && s.toks[j+1].cls&cDigit != 0 {
+		c := s.text[s.toks[j].start]
+		if c != '.' && c != ',' && c != '/' && c != ':' && c != '-' {
+			break
+		}
+		j += 2
+	}
+	return j
+}
+
+// versionBefore reports "v1.2.3.4" or "version 1.2.3.4".
+func (s *Scanner) versionBefore(i int) bool {
+	p := int(s.toks[i].start)
+	if p > 0 && (s.text[p-1] == 'v' || s.text[p-1] == 'V') {
+		return true
+	}
+	return s.isWord(i-1) && (s.equalFold(i-1, "version") || s.equalFold(i-1, "ver") || s.equalFold(i-1, "v"))
+}
+
+func isHex(c byte) bool { return isDigit(c) || 'a' <= c|0x20 && c|0x20 <= 'f' }
+
+// matchUUIDorHex matches a UUID or a long hex string (a hash), which are
+// not PHI; the caller skips them.
+func (s *Scanner) matchUUIDorHex(p int) (int, bool) {
+	groups := [5]int{8, 4, 4, 4, 12}
+	q := p
+	for g, n := range groups {
+		for k := 0; k < n; k++ {
+			if q >= len(s.text) || !isHex(s.text[q]) {
+				goto hex
+			}
+			q++
+		}
+		if g < 4 {
+			if q >= len(s.text) || s.text[q] != '-' {
+				goto hex
+			}
+			q++
+		}
+	}
+	if !s.alnumAt(q) {
+		return q, true
+	}
+hex:
+	q = p
+	letters := 0
+	for q < len(s.text) && isHex(s.text[q]) {
+		if !isDigit(s.text[q]) {
+			letters++
+		}
+		q++
+	}
+	if q-p >= 16 && letters > 0 && !s.alnumAt(q) {
+		return q, true
+	}
+	return p, false
+}
+
+// matchDate matches numeric dates at p. emit is false for log timestamps
+// (2024-01-05T10:00:00Z), which are consumed but left alone.
+func (s *Scanner) matchDate(i, p int) (end int, ok, emit bool) {
+	d1 := s.digitRun(p)
+	q := p + d1
+	if q+1 >= len(s.text) {
+		return 0, false, false
+	}
+	sep := s.text[q]
+	if sep != '/' && sep != '-' && sep != '.' {
+		return 0, false, false
+	}
+	d2 := s.digitRun(q + 1)
+	if d2 < 1 || d2 > 2 {
+		if d1 <= 2 && d2 == 4 && sep == '/' { // 03/2005
+			m, y := atoi(s.text[p:q]), atoi(s.text[q+1:q+5])
+			if m >= 1 && m <= 12 && y >= 1900 && y <= 2099 && s.boundaryAfter(q+5) {
+				return q + 5, true, true
+			}
+		}
+		return 0, false, false
+	}
+	a := atoi(s.text[p:q])
+	b := atoi(s.text[q+1 : q+1+d2])
+	r := q + 1 + d2
+	if d1 == 4 { // YYYY-MM-DD
+		if r >= len(s.text) || s.text[r] != sep {
+			return 0, false, false
+		}
+		d3 := s.digitRun(r + 1)
+		if d3 < 1 || d3 > 2 {
+			return 0, false, false
+		}
+		c := atoi(s.text[r+1 : r+1+d3])
+		end = r + 1 + d3
+		if a < 1800 || a > 2199 || b < 1 || b > 12 || c < 1 || c > 31 || s.alnumAt(end) && !(s.text[end] == 'T' && end+1 < len(s.text) && isDigit(s.text[end+1])) {
+			return 0, false, false
+		}
+		if te, ts := s.timestampTail(end); ts {
+			return te, true, false
+		}
+		return end, true, true
+	}
+	if d1 > 2 {
+		return 0, false, false
+	}
+	if r < len(s.text) && s.text[r] == sep {
+		d3 := s.digitRun(r + 1)
+		if d3 == 2 || d3 == 4 {
+			end = r + 1 + d3
+			y := atoi(s.text[r+1 : end])
+			if !s.boundaryAfter(end) || sep == '.' && d3 != 4 {
+				return 0, false, false
+			}
+			if d3 == 4 && (y < 1800 || y > 2199) {
+				return 0, false, false
+			}
+			if (a >= 1 && a <= 12 && b >= 1 && b <= 31) || (a >= 1 && a <= 31 && b >= 1 && b <= 12) {
+				return end, true, true
+			}
+		}
+		return 0, false, false
+	}
+	// Partial date M/D.
+	if sep != '/' || !s.boundaryAfter(r) || a < 1 || a > 12 || b < 1 || b > 31 {
+		return 0, false, false
+	}
+	if s.partialDateExcluded(i, a, b, r) {
+		return r, true, false
+	}
+	return r, true, true
+}
+
+// timestampTail matches the time part of a machine timestamp after a date:
+// T10:00:00, " 10:00:00.123", with optional zone.
+func (s *Scanner) timestampTail(p int) (int, bool) {
+	if p >= len(s.text) || (s.text[p] != 'T' && s.text[p] != ' ') {
+		return p, false
+	}
+	q := p + 1
+	for part := 0; part < 3; part++ {
+		if s.digitRun(q) != 2 {
+			return p, false
+		}
+		q += 2
+		if part < 2 {
+			if q >= len(s.text) || s.text[q] != ':' {
+				return p, false
+			}
+			q++
+		}
+	}
+	if q < len(s.text) && (s.text[q] == '.' || s.text[q] == ',') {
+		q++
+		q += s.digitRun(q)
+	}
+	if q < len(s.text) && s.text[q] == 'Z' {
+		q++
+	} else if q+5 < len(s.text)+0 && (s.text[q] == '+' || s.text[q] == '-') && s.digitRun(q+1) >= 2 {
+		q++
+		q += s.digitRun(q)
+		if q < len(s.text) && s.text[q] == ':' {
+			q++
+			q += s.digitRun(q)
+		}
+	}
+	return q, true
+}
+
+// partialDateExcluded reports M/D forms that are something else: pain
+// scores (3/10), strength (5/5), fractions (1/2 tab), doses.
+func (s *Scanner) partialDateExcluded(i, a, b, end int) bool {
+	ctx := s.dateContext(i)
+	if ctx {
+		return false
+	}
+	if b == 10 || a == b && a <= 5 {
+		return true
+	}
+	// BP 120/80, PS 10/5, CPAP 5/5: settings and vitals after an abbreviation.
+	if j := i - 1; j >= 0 && s.allCaps(j) && s.flags(j)&(fDateCtx|fMonth|fMonthAbbr) == 0 {
+		return true
+	}
+	if (a == 1 && b <= 4) || (a == 2 && b == 3) || (a == 3 && b == 4) {
+		return true
+	}
+	j := s.tokenAt(i, end)
+	if j < len(s.toks) && s.isWord(j) && s.flags(j)&fDose != 0 {
+		return true
+	}
+	if j < len(s.toks) && (s.isPunct(j, '%') || s.equalFold(j, "strength") || s.equalFold(j, "of")) {
+		return true
+	}
+	return false
+}
+
+// dateContext reports a date-announcing word shortly before token i.
+func (s *Scanner) dateContext(i int) bool {
+	for j, n := i-1, 0; j >= 0 && n < 3; j-- {
+		if s.toks[j].cls&cPunct != 0 {
+			continue
+		}
+		n++
+		if s.isWord(j) && s.flags(j)&(fDateCtx|fWeekday) != 0 {
+			return true
+		}
+		if s.toks[j+1].gap == gapNewline {
+			break
+		}
+	}
+	return false
+}
+
+// matchSSN matches ddd-dd-dddd (and ddd dd dddd when spaced is allowed).
+func (s *Scanner) matchSSN(p int, spaced bool) (int, bool) {
+	var d [9]byte
+	q, n := p, 0
+	for g, l := range [3]int{3, 2, 4} {
+		if s.digitRun(q) != l {
+			return 0, false
+		}
+		n += copy(d[n:], s.text[q:q+l])
+		q += l
+		if g < 2 {
+			if q >= len(s.text) || !(s.text[q] == '-' || spaced && s.text[q] == ' ') {
+				return 0, false
+			}
+			q++
+		}
+	}
+	if !s.boundaryAfter(q) || !validSSN(d[:]) {
+		return 0, false
+	}
+	return q, true
+}
+
+func (s *Scanner) matchIPv4(p int) (int, bool) {
+	q := p
+	for part := 0; part < 4; part++ {
+		n := s.digitRun(q)
+		if n < 1 || n > 3 || atoi(s.text[q:q+n]) > 255 {
+			return 0, false
+		}
+		q += n
+		if part < 3 {
+			if q >= len(s.text) || s.text[q] != '.' {
+				return 0, false
+			}
+			q++
+		}
+	}
+	if s.alnumAt(q) || q+1 < len(s.text) && s.text[q] == '.' && isDigit(s.text[q+1]) {
+		return 0, false
+	}
+	return q, true
+}
+
+// matchMAC matches 00:1A:2B:3C:4D:5E or 00-1A-2B-3C-4D-5E.
+func (s *Scanner) matchMAC(p int) (int, bool) {
+	if p+17 > len(s.text) {
+		return 0, false
+	}
+	sep := s.text[p+2]
+	if sep != ':' && sep != '-' {
+		return 0, false
+	}
+	for k := 0; k < 6; k++ {
+		q := p + 3*k
+		if !isHex(s.text[q]) || !isHex(s.text[q+1]) || k < 5 && s.text[q+2] != sep {
+			return 0, false
+		}
+	}
+	if s.alnumAt(p + 17) {
+		return 0, false
+	}
+	return p + 17, true
+}
+
+// matchIPv6 matches IPv6 addresses with at least two colons and hex groups.
+func (s *Scanner) matchIPv6(p int) (int, bool) {
+	q, colons, groups, dbl := p, 0, 0, false
+	for q < len(s.text) {
+		n := 0
+		for q+n < len(s.text) && isHex(s.text[q+n]) && n < 5 {
+			n++
+		}
+		if n > 4 {
+			return 0, false
+		}
+		if n > 0 {
+			groups++
+		}
+		q += n
+		if q < len(s.text) && s.text[q] == ':' {
+			if q+1 < len(s.text) && s.text[q+1] == ':' {
+				if dbl {
+					return 0, false
+				}
+				dbl = true
+				colons++
+				q++
+			}
+			colons++
+			q++
+			continue
+		}
+		break
+	}
+	if s.alnumAt(q) || q > p && s.text[q-1] == ':' && !(q >= 2 && s.text[q-2] == ':') {
+		return 0, false
+	}
+	if !(colons == 7 && groups == 8 || dbl && colons >= 2 && groups >= 2) {
+		return 0, false
+	}
+	return q, true
+}
+
+// matchCard matches payment card numbers: 13-19 digits, contiguous or in
+// groups separated by single spaces or dashes; issuer prefix and Luhn.
+func (s *Scanner) matchCard(p int) (int, bool) {
+	var d [19]byte
+	n, q, groups := 0, p, 0
+	var sep byte
+	for {
+		g := s.digitRun(q)
+		if g == 0 || n+g > 19 {
+			return 0, false
+		}
+		n += copy(d[n:], s.text[q:q+g])
+		q += g
+		groups++
+		if q+1 < len(s.text) && (s.text[q] == ' ' || s.text[q] == '-') && isDigit(s.text[q+1]) && (sep == 0 || s.text[q] == sep) && g >= 4 {
+			sep = s.text[q]
+			q++
+			continue
+		}
+		break
+	}
+	if n < 13 || !s.boundaryAfter(q) || groups > 1 && groups < 3 && n != 15 || !validCard(d[:n]) {
+		return 0, false
+	}
+	return q, true
+}
+
+// matchPhone matches North American numbers ((617) 555-1234, 617-555-1234,
+// 617.555.1234, +1 617 555 1234, 1-800-555-1234, with x123 extensions) and
+// international numbers with a leading '+', validated with libphonenumber.
+func (s *Scanner) matchPhone(p int) (int, bool) {
+	if s.text[p] == '+' && !(p+1 < len(s.text) && s.text[p+1] == '1' && !isDigit(s.text[min(p+2, len(s.text)-1)])) {
+		return s.matchIntlPhone(p)
+	}
+	var d [10]byte
+	q := p
+	if s.text[q] == '+' {
+		q += 2
+		if q < len(s.text) && (s.text[q] == ' ' || s.text[q] == '-' || s.text[q] == '.') {
+			q++
+		}
+	} else if s.text[q] == '1' && q+1 < len(s.text) && (s.text[q+1] == '-' || s.text[q+1] == ' ' || s.text[q+1] == '.' || s.text[q+1] == '(') {
+		q++
+		if s.text[q] != '(' {
+			q++
+		}
+	}
+	seps := 0
+	if q < len(s.text) && s.text[q] == '(' {
+		if s.digitRun(q+1) != 3 || q+4 >= len(s.text) || s.text[q+4] != ')' {
+			return 0, false
+		}
+		copy(d[:3], s.text[q+1:q+4])
+		q += 5
+		if q < len(s.text) && (s.text[q] == ' ' || s.text[q] == '-') {
+			q++
+		}
+		seps++
+	} else {
+		if s.digitRun(q) == 10 {
+			copy(d[:], s.text[q:q+10])
+			q += 10
+			goto done
+		}
+		if s.digitRun(q) != 3 {
+			return 0, false
+		}
+		copy(d[:3], s.text[q:q+3])
+		q += 3
+		if q < len(s.text) && (s.text[q] == '-' || s.text[q] == '.' || s.text[q] == ' ') {
+			q++
+			seps++
+		}
+	}
+	if s.digitRun(q) != 3 {
+		return 0, false
+	}
+	copy(d[3:6], s.text[q:q+3])
+	q += 3
+	if q < len(s.text) && (s.text[q] == '-' || s.text[q] == '.' || s.text[q] == ' ') {
+		q++
+		seps++
+	}
+	if s.digitRun(q) != 4 {
+		return 0, false
+	}
+	copy(d[6:], s.text[q:q+4])
+	q += 4
+	if seps == 0 {
+		return 0, false
+	}
+	if !s.boundaryAfter(q) {
+		return 0, false
+	}
+	goto ext // a number laid out as a phone number is one, whatever its digits
+done:
+	if !s.boundaryAfter(q) || !validNANP(d[:]) {
+		return 0, false
+	}
+ext:
+	// extension
+	r := q
+	for r < len(s.text) && s.text[r] == ' ' {
+		r++
+	}
+	if r < len(s.text) {
+		c := s.text[r] | 0x20
+		x := r
+		if c == 'x' {
+			x = r + 1
+		} else if c == 'e' && r+2 < len(s.text) && s.text[r+1]|0x20 == 'x' && s.text[r+2]|0x20 == 't' {
+			x = r + 3
+			for x < len(s.text) && (s.text[x] == '.' || s.text[x] == ' ' || s.text[x] == ':') {
+				x++
+			}
+		}
+		if x > r {
+			if n := s.digitRun(x); n >= 1 && n <= 6 && !s.alnumAt(x+n) {
+				q = x + n
+			}
+		}
+	}
+	return q, true
+}
+
+// matchIntlPhone matches +CC numbers and validates them.
+func (s *Scanner) matchIntlPhone(p int) (int, bool) {
+	q := p + 1
+	digits, end := 0, q
+	for q < len(s.text) && digits <= 15 {
+		c := s.text[q]
+		if isDigit(c) {
+			digits++
+			q++
+			end = q
+			continue
+		}
+		if (c == ' ' || c == '-' || c == '.' || c == '(' || c == ')') && q+1 < len(s.text) && (isDigit(s.text[q+1]) || s.text[q+1] == '(') {
+			q++
+			continue
+		}
+		break
+	}
+	if digits < 8 || digits > 15 || s.alnumAt(end) {
+		return 0, false
+	}
+	num, err := phonenumbers.Parse(string(s.text[p:end]), "")
+	if err != nil || !phonenumbers.IsValidNumber(num) {
+		return 0, false
+	}
+	return end, true
+}
+
+// emitPhone records a phone or, after a fax context word, a fax number.
+func (s *Scanner) emitPhone(i, start, end int) {
+	typ := TypePhone
+	if f := s.contextFlags(i); f&fFaxCtx != 0 && f&fPhoneCtx == 0 || s.faxJustBefore(i) {
+		typ = TypeFax
+	}
+	s.emit(start, end, typ, "phone")
+}
+
+func (s *Scanner) faxJustBefore(i int) bool {
+	for j := i - 1; j >= 0 && j >= i-3; j-- {
+		if s.isWord(j) {
+			return s.flags(j)&fFaxCtx != 0
+		}
+	}
+	return false
+}
+
+// contextFlags returns the flags of up to three words before token i on
+// the same line.
+func (s *Scanner) contextFlags(i int) wflag {
+	var f wflag
+	for j, n := i-1, 0; j >= 0 && n < 3; j-- {
+		if s.toks[j+1].gap == gapNewline {
+			break
+		}
+		if s.toks[j].cls&cPunct != 0 {
+			if c := s.text[s.toks[j].start]; c == '.' && s.toks[j+1].gap != gapNone || c == ';' || c == ')' {
+				break
+			}
+			continue
+		}
+		if s.toks[j].cls&cDigit != 0 {
+			break
+		}
+		n++
+		f |= s.flags(j)
+	}
+	return f
+}
+
+// age detects ages over 89: "92 yo", "aged 95", "93-year-old".
+func (s *Scanner) age(i, nd int) int {
+	if nd < 2 || nd > 3 {
+		return i
+	}
+	v := atoi(s.tokText(i))
+	if v < 90 || v > 125 {
+		return i
+	}
+	j := i + 1
+	if s.isPunct(j, '-') && s.adjacent(j) {
+		j++
+	}
+	after := s.isWord(j) && s.flags(j)&fAgeCtx != 0 && !s.equalFold(j, "age")
+	if !after && j < len(s.toks) && s.toks[j].cls&cDigit != 0 && s.adjacent(j) == false {
+		after = false
+	}
+	if !after && s.isWord(j) && (s.equalFold(j, "yo") || s.equalFold(j, "yrs") || s.equalFold(j, "y")) {
+		after = true
+	}
+	before := false
+	for k := i - 1; k >= 0 && k >= i-2; k-- {
+		if s.isWord(k) {
+			before = s.equalFold(k, "age") || s.equalFold(k, "aged")
+			break
+		}
+	}
+	if !after && !before {
+		return i
+	}
+	if after && (s.equalFold(j, "years") || s.equalFold(j, "year") || s.equalFold(j, "yrs") || s.equalFold(j, "yr")) && !before {
+		// "92 years" needs "old" or "of age" after it
+		k := j + 1
+		if s.isPunct(k, '-') {
+			k++
+		}
+		if !(s.equalFold(k, "old") || s.equalFold(k, "of") && s.equalFold(k+1, "age")) {
+			return i
+		}
+	}
+	s.emitToks(i, i, TypeAge, "age")
+	return i + 1
+}
+
+// dayMonth detects "14 March 2005", "14-Mar-05", "14th of March".
+func (s *Scanner) dayMonth(i int) int {
+	if !s.dayNumber(i) {
+		return i
+	}
+	j := i + 1
+	if s.isPunct(j, '-') || s.isPunct(j, '/') || s.isPunct(j, '.') && s.adjacent(j) {
+		j++
+	} else if s.equalFold(j, "of") {
+		j++
+	}
+	if !s.isWord(j) || s.flags(j)&(fMonth|fMonthAbbr) == 0 || s.toks[j].gap == gapNewline {
+		return i
+	}
+	if s.equalFold(j, "may") && !s.capitalized(j) && !s.allCaps(j) {
+		return i
+	}
+	last := j
+	k := j + 1
+	if s.isPunct(k, '.') && s.adjacent(k) {
+		k++
+	}
+	if s.isPunct(k, '-') || s.isPunct(k, ',') || s.isPunct(k, '/') {
+		k++
+	}
+	if s.yearNumber(k) || k < len(s.toks) && s.toks[k].cls == cDigit && s.tokLen(k) == 2 && s.adjacent(k) {
+		last = k
+		if s.isPunct(k, '\'') {
+			last = k + 1
+		}
+	}
+	s.emitToks(i, last, TypeDate, "date-text")
+	return last + 1
+}
+
+// address detects street addresses: 12 Main St, 1600 N. Pennsylvania Avenue
+// NW, 42 Oak Hill Road Apt 3B.
+func (s *Scanner) address(i int) int {
+	j := i + 1
+	if j < len(s.toks) && s.isWord(j) && s.adjacent(j) && s.tokLen(j) == 1 { // 12B
+		j++
+	}
+	if j >= len(s.toks) || s.toks[j].gap == gapNewline {
+		return i
+	}
+	if s.isWord(j) && s.flags(j)&fDirection != 0 && s.toks[j].cls&cUpper1 != 0 {
+		j++
+		if s.isPunct(j, '.') && s.adjacent(j) {
+			j++
+		}
+	}
+	suffix := -1
+	for k := 0; k < 4 && j < len(s.toks); k++ {
+		if s.toks[j].gap == gapNewline {
+			break
+		}
+		w := s.isWord(j) && (s.capitalized(j) || s.allCaps(j) || s.lowerWord(j) && k > 0) ||
+			s.toks[j].cls&cDigit != 0 && s.toks[j].cls&cLower != 0 // 5th
+		if !w {
+			break
+		}
+		if k > 0 && s.isWord(j) && s.flags(j)&fStreet != 0 {
+			suffix = j
+			// "Main Street North"
+			if s.isWord(j+1) && s.flags(j+1)&fDirection != 0 && s.toks[j+1].cls&cUpper1 != 0 && s.toks[j+1].gap == gapSpace {
+				suffix = j + 1
+			}
+			if k > 0 && !(s.isWord(j+1) && s.flags(j+1)&fStreet != 0 && s.capitalized(j+1)) {
+				break
+			}
+		}
+		if s.lowerWord(j) && suffix < 0 && s.flags(j)&fStreet == 0 && k > 0 {
+			// lower-case street names only before a suffix
+		}
+		j++
+	}
+	if suffix < 0 {
+		return i
+	}
+	last := suffix
+	if s.isPunct(last+1, '.') && s.adjacent(last+1) {
+		last++
+	}
+	// unit: Apt 3, Suite 200, #12
+	k := last + 1
+	if s.isPunct(k, ',') {
+		k++
+	}
+	if s.isWord(k) && s.flags(k)&fUnit != 0 && s.toks[k].gap != gapNewline {
+		k++
+		if s.isPunct(k, '.') {
+			k++
+		}
+		if s.isPunct(k, '#') {
+			k++
+		}
+		if k < len(s.toks) && s.toks[k].cls&cDigit != 0 || s.isWord(k) && s.tokLen(k) <= 2 {
+			last = k
+		}
+	} else if s.isPunct(k, '#') && k+1 < len(s.toks) && s.toks[k+1].cls&cDigit != 0 {
+		last = k + 1
+	}
+	s.emitToks(i, last, TypeAddress, "address")
+	return last + 1
+}
+
+// zip detects a five-digit ZIP code (with optional +4) after a state or a
+// ZIP context word.
+func (s *Scanner) zip(i int) int {
+	j := i - 1
+	if s.isPunct(j, ',') {
+		j--
+	}
+	ok := false
+	if s.isWord(j) {
+		f := s.flags(j)
+		ok = f&fStateAbbr != 0 && s.allCaps(j) || f&fState != 0 && s.capitalized(j) || f&fZipCtx != 0
+		if !ok && j >= 1 {
+			// "New York 10001", "zip code 02114"
+			ok = s.equalFold(j, "code") && s.isWord(j-1) && s.flags(j-1)&fZipCtx != 0 ||
+				s.capitalized(j) && s.capitalized(j-1) && s.d.lookupPhrase(s.text, s.toks, j-1, j, &s.buf)&fState != 0
+		}
+	} else if s.isPunct(j, ':') || s.isPunct(j, '#') {
+		ok = s.contextFlags(i)&fZipCtx != 0
+	}
+	if !ok {
+		return i
+	}
+	last := i
+	if s.isPunct(i+1, '-') && s.adjacent(i+1) && i+2 < len(s.toks) && s.toks[i+2].cls == cDigit && s.tokLen(i+2) == 4 {
+		last = i + 2
+	}
+	s.emitToks(i, last, TypeZip, "zip")
+	return last + 1
+}
+
+// compound returns the last token of the identifier that starts at i:
+// letters and digits joined by '-', '/' or '.', without spaces.
+func (s *Scanner) compound(i int) int {
+	j := i
+	for j+2 < len(s.toks) && s.adjacent(j+1) && s.adjacent(j+2) && s.toks[j+2].cls&cPunct == 0 {
+		c := s.text[s.toks[j+1].start]
+		if c != '-' && c != '/' && c != '.' {
+			break
+		}
+		j += 2
+	}
+	return j
+}
+
+// identifier handles numbers and alphanumeric identifiers that no
+// structural matcher claimed: context words decide their type.
+func (s *Scanner) identifier(i int) int {
+	last := s.compound(i)
+	digits, chars := 0, 0
+	for k := i; k <= last; k++ {
+		if s.toks[k].cls&cPunct != 0 {
+			continue
+		}
+		for _, c := range s.tokText(k) {
+			chars++
+			if isDigit(c) {
+				digits++
+			}
+		}
+	}
+	start, end := int(s.toks[i].start), int(s.toks[last].end)
+	if typ, ok := s.formatType(start, end); ok {
+		s.emit(start, end, typ, "id-format")
+		return last + 1
+	}
+	if digits < 4 && !(digits >= 3 && chars >= 6) {
+		return last + 1
+	}
+	// Doses and measurements: "1000 mg".
+	if s.isWord(last+1) && s.flags(last+1)&fDose != 0 && s.toks[last+1].gap <= gapSpace && digits <= 5 {
+		return last + 1
+	}
+	var d [32]byte
+	n := 0
+	for k := i; k <= last && n < len(d); k++ {
+		if s.toks[k].cls&cPunct == 0 {
+			n += copy(d[n:], s.tokText(k))
+		}
+	}
+	id := d[:n]
+	f := s.contextFlags(i)
+	typ, det := TypeNone, ""
+	switch {
+	case f&fSSNCtx != 0 && digits == 9 && chars == 9 && validSSN(id):
+		typ, det = TypeSSN, "ssn-context"
+	case f&fVehicleCtx != 0:
+		typ, det = TypeVehicleID, "vehicle-context"
+	case f&fDeviceCtx != 0:
+		typ, det = TypeDeviceID, "device-context"
+	case f&fMRNCtx != 0 && f&(fPhoneCtx|fFaxCtx) == 0:
+		typ, det = TypeMRN, "mrn-context"
+	case f&fPlanCtx != 0:
+		typ, det = TypeHealthPlanID, "plan-context"
+	case f&fAccountCtx != 0:
+		typ, det = TypeAccount, "account-context"
+	case f&fLicenseCtx != 0:
+		typ, det = TypeLicense, "license-context"
+	case f&fFaxCtx != 0 && digits >= 7:
+		typ, det = TypeFax, "fax-context"
+	case f&fPhoneCtx != 0 && digits >= 7 && digits == chars:
+		typ, det = TypePhone, "phone-context"
+	case f&fZipCtx != 0 && digits == 5:
+		typ, det = TypeZip, "zip-context"
+	case f&fIDCtx != 0:
+		typ, det = TypeID, "id-context"
+	}
+	if typ == TypeNone {
+		switch {
+		case digits == chars && digits == 10 && validNPI(id) && s.isWord(i-1) && s.equalFold(i-1, "npi"):
+			typ, det = TypeID, "npi"
+		case digits == chars && digits == 10 && validNANP(id) && last == i:
+			typ, det = TypePhone, "phone-nanp"
+		case digits == chars && digits == 15 && luhn(id):
+			typ, det = TypeDeviceID, "imei"
+		case validDEA(id):
+			typ, det = TypeLicense, "dea"
+		case validMBI(id):
+			typ, det = TypeHealthPlanID, "mbi"
+		case validVIN(id):
+			typ, det = TypeVehicleID, "vin"
+		case validIBAN(id):
+			typ, det = TypeAccount, "iban"
+		case digits >= 7 && digits == chars:
+			typ, det = TypeID, "long-number"
+		case digits >= 6 && chars-digits <= 3 && chars <= 20:
+			typ, det = TypeID, "alnum-id"
+		}
+	}
+	if typ == TypeNone {
+		return last + 1
+	}
+	if typ == TypeID && (s.isWord(i-1) && s.equalFold(i-1, "npi")) {
+		det = "npi"
+	}
+	s.emit(start, end, typ, det)
+	return last + 1
+}
+
+// formatType matches text[start:end] against the configured shapes.
+func (s *Scanner) formatType(start, end int) (EntityType, bool) {
+	for _, f := range s.det.formats {
+		if len(f.shape) != end-start {
+			continue
+		}
+		ok := true
+		for k := 0; k < len(f.shape) && ok; k++ {
+			c := s.text[start+k]
+			switch f.shape[k] {
+			case '9':
+				ok = isDigit(c)
+			case 'A':
+				ok = isLetter(c)
+			case '*':
+				ok = isDigit(c) || isLetter(c)
+			default:
+				ok = c == f.shape[k]
+			}
+		}
+		if ok {
+			return f.typ, true
+		}
+	}
+	return TypeNone, false
+}
+
+// alnum handles tokens mixing letters and digits: ordinals, doses,
+// identifiers.
+func (s *Scanner) alnum(i int) int {
+	t := s.toks[i]
+	p := int(t.start)
+	if end, ok := s.matchUUIDorHex(p); ok {
+		return s.tokenAt(i, end)
+	}
+	if end, ok := s.matchMAC(p); ok {
+		s.emit(p, end, TypeDeviceID, "mac")
+		return s.tokenAt(i, end)
+	}
+	if end, ok := s.matchIPv6(p); ok {
+		s.emit(p, end, TypeIP, "ipv6")
+		return s.tokenAt(i, end)
+	}
+	b := s.tokText(i)
+	lead := 0
+	for lead < len(b) && isDigit(b[lead]) {
+		lead++
+	}
+	if lead > 0 && lead <= 2 {
+		if n := s.dayMonth(i); n > i {
+			return n
+		}
+	}
+	if lead > 0 && lead < len(b) && isLetter(b[lead]) {
+		// 10mg, 5th, 2x, q4h: a number with a unit or suffix
+		if len(b)-lead == 1 && lead <= 5 {
+			if n := s.address(i); n > i {
+				return n
+			}
+		}
+		allLetters := true
+		for _, c := range b[lead:] {
+			if !isLetter(c) {
+				allLetters = false
+				break
+			}
+		}
+		if allLetters && lead <= 4 {
+			return i + 1
+		}
+	}
+	// IBAN written in groups: GB82 WEST 1234 5698 7654 32
+	if len(b) == 4 && isLetter(b[0]) && isLetter(b[1]) && isDigit(b[2]) && isDigit(b[3]) {
+		if end, ok := s.matchGroupedIBAN(p); ok {
+			s.emit(p, end, TypeAccount, "iban")
+			return s.tokenAt(i, end)
+		}
+	}
+	return s.identifier(i)
+}
+
+func (s *Scanner) matchGroupedIBAN(p int) (int, bool) {
+	var d [34]byte
+	n, q, end := 0, p, p
+	for q < len(s.text) && n < 34 {
+		c := s.text[q]
+		if isDigit(c) || isLetter(c) {
+			d[n] = c
+			n++
+			q++
+			end = q
+			continue
+		}
+		if c == ' ' && q+1 < len(s.text) && (isDigit(s.text[q+1]) || isLetter(s.text[q+1])) && (q-p)%5 == 4 {
+			q++
+			continue
+		}
+		break
+	}
+	if s.alnumAt(end) || !validIBAN(d[:n]) {
+		return 0, false
+	}
+	return end, true
+}

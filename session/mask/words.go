@@ -1,0 +1,656 @@
+package mask
+
+// Detectors that start at a word token: names, places, organisations,
+// textual dates, URLs; and at punctuation: e-mail addresses, phone numbers
+// in parentheses or with a leading '+'.
+
+// keywordFlags mark words that are not names even when a list says so.
+const keywordFlags = fNameCtx | fTitle | fMedStop | fMonth | fMonthAbbr | fWeekday | fDose | fDateCtx | fLocCtx |
+	fOrgSuffix | fStreet | fUnit | fDirection | fHoliday | fAgeCtx
+
+// ambiguousName are flags that make a name need context: the word is also
+// an ordinary word, a clinical term or another kind of keyword.
+const ambiguousName = fCommon | fMedStop | fMonth | fMonthAbbr | fWeekday | fStreet | fUnit |
+	fState | fStateAbbr | fCountry | fOrgSuffix | fDirection | fTitle | fNameCtx | fDose |
+	fHoliday | fNameSuffix | fLocCtx | fDateCtx | fAgeCtx | fIDCtx | fPhoneCtx | fMRNCtx | fPlanCtx
+
+func (s *Scanner) word(i int) int {
+	t := &s.toks[i]
+	if l := t.end - t.start; l >= 3 && l <= 5 {
+		if n := s.url(i); n > i {
+			return n
+		}
+	}
+	if t.cls&(cUpper1|cUpper) == 0 { // lower case
+		if !s.d.maybeTrigger(t.hash) {
+			return i + 1
+		}
+		f := s.flags(i)
+		if f&(fMonth|fMonthAbbr) != 0 {
+			if n := s.textDate(i); n > i {
+				return n
+			}
+		}
+		if f&(fTitle|fNameCtx) != 0 {
+			if n := s.lowerNameAfter(i); n > i {
+				return n
+			}
+		}
+		return i + 1
+	}
+	f := s.flags(i)
+	if f&(fMonth|fMonthAbbr) != 0 {
+		if n := s.textDate(i); n > i {
+			return n
+		}
+	}
+	if f&fHoliday != 0 && s.capitalized(i) {
+		s.emitToks(i, i, TypeDate, "date-holiday")
+		return i + 1
+	}
+	if s.allCaps(i) {
+		if f&fStateAbbr != 0 && s.tokLen(i) == 2 {
+			if n := s.stateAbbr(i); n > i {
+				return n
+			}
+		}
+		if f&fTitle != 0 {
+			if n := s.nameAfterTitle(i); n > i {
+				return n
+			}
+		}
+		if f&fNameCtx != 0 {
+			if n := s.lowerNameAfter(i); n > i {
+				return n
+			}
+		}
+		if n := s.placeBeforeState(i); n > i {
+			return n
+		}
+		return i + 1
+	}
+	if f&fTitle != 0 {
+		if n := s.nameAfterTitle(i); n > i {
+			return n
+		}
+	}
+	if n := s.place(i); n > i {
+		return n
+	}
+	if n := s.name(i); n > i {
+		return n
+	}
+	if f&fNameCtx != 0 {
+		if n := s.lowerNameAfter(i); n > i {
+			return n
+		}
+	}
+	return i + 1
+}
+
+// tokenAt returns the index of the first token that starts at or after
+// byte offset off, searching from token i.
+func (s *Scanner) tokenAt(i, off int) int {
+	for i < len(s.toks) && int(s.toks[i].start) < off {
+		i++
+	}
+	return i
+}
+
+// nameScore rates token i as part of a person's name: 2 a name that is
+// nothing else, 1 a name that is also a word (or an unknown capitalized
+// word), 0 not a name.
+func (s *Scanner) nameScore(i int) int {
+	if !s.isWord(i) || s.toks[i].cls&cUpper1 == 0 {
+		return 0
+	}
+	f := s.flags(i)
+	if f&(fFirst|fLast) == 0 {
+		if f&ambiguousName != 0 || f&fCity != 0 {
+			return 0
+		}
+		return 1
+	}
+	if f&ambiguousName != 0 || s.tokLen(i) <= 2 {
+		return 1
+	}
+	if f&(fFirstTop|fLastTop) != 0 {
+		return 2
+	}
+	return 1
+}
+
+// inDict reports whether token i is in the name lists.
+func (s *Scanner) inDict(i int) bool { return s.isWord(i) && s.flags(i)&(fFirst|fLast) != 0 }
+
+// initial reports whether token i is a single capital letter, optionally
+// followed by '.', and returns the index after it.
+func (s *Scanner) initial(i int) (int, bool) {
+	if !s.isWord(i) || s.tokLen(i) != 1 || s.toks[i].cls&cUpper1 == 0 {
+		return i, false
+	}
+	if s.isPunct(i+1, '.') && s.adjacent(i+1) {
+		return i + 2, true
+	}
+	return i + 1, true
+}
+
+// nameRun collects a run of name-like tokens starting at i: capitalized
+// words and initials separated by single spaces, joined by '-' or ”'. It
+// returns the last token of the run and the best and total scores.
+func (s *Scanner) nameRun(i int, title bool) (last, best, names int) {
+	last = -1
+	j := i
+	for k := 0; k < 5 && j < len(s.toks); k++ {
+		if k > 0 && s.toks[j].gap == gapNewline {
+			break
+		}
+		if n, ok := s.initial(j); ok {
+			// an initial counts only between or before names
+			if nxt := n; nxt < len(s.toks) && s.toks[nxt].gap != gapNewline && s.nameScore(nxt) > 0 {
+				last = n - 1
+				j = n
+				continue
+			}
+			if k > 0 && best > 0 {
+				last = n - 1
+			}
+			break
+		}
+		sc := s.nameScore(j)
+		if sc == 0 && !(title && k == 0 && s.capitalized(j)) {
+			break
+		}
+		if sc > best {
+			best = sc
+		}
+		if sc > 0 && s.inDict(j) {
+			names++
+		}
+		last = j
+		j++
+		// O'Brien, Smith-Jones
+		for j+1 < len(s.toks) && (s.isPunct(j, '\'') || s.isPunct(j, '-')) && s.adjacent(j) && s.adjacent(j+1) && s.capitalized(j+1) {
+			last = j + 1
+			j += 2
+		}
+	}
+	return last, best, names
+}
+
+// nameContext reports whether the words before token i announce a name:
+// "wife", "patient", "seen by", "spoke with".
+func (s *Scanner) nameContext(i int) bool {
+	j := i - 1
+	for j >= 0 && (s.isPunct(j, ',') || s.isPunct(j, ':')) {
+		j--
+	}
+	if j >= 1 && s.isPunct(j-1, '\'') && s.equalFold(j, "s") { // pt's wife
+		j -= 2
+	}
+	if !s.isWord(j) {
+		return false
+	}
+	f := s.flags(j)
+	if f&fNameCtx != 0 {
+		return true
+	}
+	if (s.equalFold(j, "is") || s.equalFold(j, "was")) && s.isWord(j-1) && (s.equalFold(j-1, "name") || s.equalFold(j-1, "names")) {
+		return true
+	}
+	if s.equalFold(j, "by") || s.equalFold(j, "with") || s.equalFold(j, "to") || s.equalFold(j, "per") {
+		if s.equalFold(j, "per") {
+			return true
+		}
+		return s.isWord(j-1) && s.flags(j-1)&fVerbCtx != 0
+	}
+	return false
+}
+
+// suffixAfter reports whether a name suffix (Jr, MD, RN) follows token i.
+func (s *Scanner) suffixAfter(i int) bool {
+	j := i + 1
+	if s.isPunct(j, ',') {
+		j++
+	}
+	return s.isWord(j) && s.toks[j].cls&cUpper1 != 0 && s.flags(j)&fNameSuffix != 0
+}
+
+// name detects a person's name starting at the capitalized token i.
+func (s *Scanner) name(i int) int {
+	if s.toks[i].cls&cUpper1 == 0 {
+		return i
+	}
+	// "Neuro:" at the start of a line is a heading.
+	if s.toks[i].gap == gapNewline && s.isPunct(i+1, ':') {
+		return i
+	}
+	last, _, _ := s.nameRun(i, false)
+	if last < 0 {
+		return i
+	}
+	// A keyword is not part of the name: "Son Robert", "Robert Foley".
+	first := i
+	for first < last && s.isWord(first) && s.flags(first)&keywordFlags != 0 {
+		first++
+	}
+	for last > first && s.isWord(last) && s.flags(last)&keywordFlags != 0 {
+		last--
+	}
+	if s.isWord(first) && s.flags(first)&keywordFlags != 0 {
+		return i
+	}
+	strong, weak, unknown, common := 0, 0, 0, 0
+	for k := first; k <= last; k++ {
+		if !s.isWord(k) || s.tokLen(k) == 1 {
+			continue
+		}
+		switch sc := s.nameScore(k); {
+		case sc == 2:
+			strong++
+		case sc == 1 && s.inDict(k):
+			weak++
+		case sc == 1:
+			unknown++
+		}
+		if s.flags(k)&fCommon != 0 {
+			common++
+		}
+	}
+	ctx := s.nameContext(first)
+	ok := strong >= 1 ||
+		(ctx || s.suffixAfter(last)) && weak+unknown >= 1 ||
+		weak >= 2 && common == 0
+	if !ok {
+		return i
+	}
+	// Smith, John
+	if s.isPunct(last+1, ',') && s.nameScore(last+2) > 0 && s.flags(last+2)&fFirst != 0 && s.toks[last+2].gap == gapSpace && s.flags(last)&fLast != 0 {
+		if l2, _, _ := s.nameRun(last+2, false); l2 > last {
+			last = l2
+		}
+	}
+	s.emitToks(first, last, TypeName, "name")
+	return last + 1
+}
+
+// nameAfterTitle detects the name after a title: Dr. Hope, Mrs Jones.
+func (s *Scanner) nameAfterTitle(i int) int {
+	j := i + 1
+	if s.isPunct(j, '.') && s.adjacent(j) {
+		j++
+	}
+	if j >= len(s.toks) || s.toks[j].gap == gapNewline {
+		return i
+	}
+	if s.allCaps(j) {
+		k := j
+		for k+1 < len(s.toks) && s.allCaps(k+1) && s.toks[k+1].gap == gapSpace && k-j < 2 {
+			k++
+		}
+		s.emitToks(j, k, TypeName, "name-title")
+		return k + 1
+	}
+	if !s.capitalized(j) && !(s.lowerWord(j) && s.inDict(j) && s.flags(j)&fCommon == 0) {
+		return i
+	}
+	last, _, _ := s.nameRun(j, true)
+	if last < j {
+		last = j
+	}
+	s.emitToks(j, last, TypeName, "name-title")
+	return last + 1
+}
+
+// lowerNameAfter detects a name after a context word, in any case:
+// "wife mary", "Pt JOHN".
+func (s *Scanner) lowerNameAfter(i int) int {
+	if s.flags(i)&fTitle != 0 {
+		return s.nameAfterTitle(i)
+	}
+	j := i + 1
+	if s.isPunct(j, ',') || s.isPunct(j, ':') {
+		j++
+	}
+	if j >= len(s.toks) || s.toks[j].gap == gapNewline || !s.isWord(j) || s.toks[j].cls&cUpper1 != 0 && !s.allCaps(j) {
+		return i // capitalized names are handled by name()
+	}
+	f := s.flags(j)
+	if f&(fFirst|fLast) == 0 || f&ambiguousName != 0 || s.tokLen(j) <= 2 {
+		return i
+	}
+	last := j
+	if k := j + 1; s.isWord(k) && s.toks[k].gap == gapSpace && s.flags(k)&(fFirst|fLast) != 0 && s.flags(k)&ambiguousName == 0 &&
+		(s.lowerWord(k) == s.lowerWord(j)) {
+		last = k
+	}
+	s.emitToks(j, last, TypeName, "name-context")
+	return last + 1
+}
+
+// place detects organisations (... Hospital, ... Medical Center), multi-word
+// cities and states, and single-word cities in context.
+func (s *Scanner) place(i int) int {
+	// Organisation: a run of capitalized words ending in a suffix.
+	j, suffix := i, -1
+	for k := 0; k < 7 && j < len(s.toks); k++ {
+		if k > 0 && s.toks[j].gap == gapNewline {
+			break
+		}
+		switch {
+		case s.capitalized(j) || s.allCaps(j) && k > 0:
+			if k > 0 && s.flags(j)&fOrgSuffix != 0 {
+				suffix = j
+			}
+			j++
+			if s.isPunct(j, '.') && s.adjacent(j) && s.tokLen(j-1) <= 3 && suffix != j-1 { // St. Mary
+				j++
+			}
+			if s.isPunct(j, '\'') && s.adjacent(j) && s.equalFold(j+1, "s") { // Mary's
+				j += 2
+			}
+			if s.isPunct(j, '-') && s.adjacent(j) && s.capitalized(j+1) {
+				j++
+			}
+			continue
+		case k > 0 && (s.equalFold(j, "of") || s.equalFold(j, "the") || s.isPunct(j, '&')) && (s.capitalized(j+1) || s.equalFold(j+1, "the")):
+			j++
+			continue
+		}
+		break
+	}
+	if suffix > i {
+		end := suffix
+		for end+1 < len(s.toks) && s.capitalized(end+1) && s.toks[end+1].gap == gapSpace && s.flags(end+1)&fOrgSuffix != 0 {
+			end++
+		}
+		s.emitToks(i, end, TypeLocation, "organisation")
+		return end + 1
+	}
+	f := s.flags(i)
+	// Multi-word cities and states: New York, Salt Lake City.
+	if f&(fCityStart|fStateStart) != 0 {
+		for n := 3; n >= 1; n-- {
+			last := i + n
+			if last >= len(s.toks) {
+				continue
+			}
+			okRun := true
+			for k := i + 1; k <= last; k++ {
+				if !(s.capitalized(k) || s.equalFold(k, "of")) || s.toks[k].gap != gapSpace {
+					okRun = false
+					break
+				}
+			}
+			if okRun && s.d.lookupPhrase(s.text, s.toks, i, last, &s.buf)&(fCity|fState) != 0 {
+				s.emitToks(i, last, TypeLocation, "place-dict")
+				return last + 1
+			}
+		}
+	}
+	ctx := s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0 && s.toks[i].gap == gapSpace
+	if f&(fCity|fState|fCountry) != 0 {
+		name := f&(fFirst|fLastTop) != 0
+		switch {
+		case s.followedByState(i) && f&fCity != 0,
+			ctx && f&(fCommon|fMedStop) == 0,
+			ctx && f&(fCity|fState) != 0 && s.capitalized(i) && f&(fMedStop|fDose|fUnit) == 0 && s.toks[i].gap == gapSpace,
+			f&(fCity|fState) != 0 && !name && f&(fCommon|fMedStop|fMonth|fWeekday|fStreet|fOrgSuffix|fLast|fFirst|fTitle|fNameCtx|fDose|fUnit|fDirection|fLocCtx|fDateCtx|fHoliday|fCountry) == 0 && s.tokLen(i) > 3,
+			f&fState != 0 && s.isPunct(i-1, ',') && s.capitalized(i-2):
+			s.emitToks(i, i, TypeLocation, "place-dict")
+			return i + 1
+		}
+	}
+	return s.placeBeforeState(i)
+}
+
+// stateLike reports whether token i is capitalized and not a common word.
+func (s *Scanner) stateLike(i int) bool { return s.capitalized(i) && s.flags(i)&fCommon == 0 }
+
+// followedByState reports whether ", ST" or ", State" follows token i.
+func (s *Scanner) followedByState(i int) bool {
+	if !s.isPunct(i+1, ',') {
+		return false
+	}
+	j := i + 2
+	if !s.isWord(j) {
+		return false
+	}
+	f := s.flags(j)
+	return f&fStateAbbr != 0 && s.allCaps(j) && s.tokLen(j) == 2 || f&(fState|fStateStart) != 0 && s.capitalized(j)
+}
+
+// placeBeforeState detects a town not in the lists by its position:
+// capitalized words before ", ST 12345" or ", ST" at a line end.
+func (s *Scanner) placeBeforeState(i int) int {
+	last := i
+	for last+1 < len(s.toks) && last-i < 3 && s.capitalized(last+1) && s.toks[last+1].gap == gapSpace {
+		last++
+	}
+	if !s.capitalized(i) || !s.followedByState(last) {
+		return i
+	}
+	st := last + 2
+	zipNext := st+1 < len(s.toks) && s.toks[st+1].cls&cDigit != 0 && s.toks[st+1].cls&(cUpper|cLower) == 0 && s.tokLen(st+1) == 5
+	if !zipNext && !(st+1 >= len(s.toks) || s.toks[st+1].gap == gapNewline) && s.flags(i)&fCity == 0 {
+		return i
+	}
+	// Do not swallow a name or street before the town.
+	first := i
+	for first < last && s.flags(first)&(fStreet|fUnit) != 0 {
+		first++
+	}
+	s.emitToks(first, last, TypeLocation, "place-state")
+	return last + 1
+}
+
+// stateAbbr detects "MA" in "Boston, MA" or "MA 02114".
+func (s *Scanner) stateAbbr(i int) int {
+	zipNext := i+1 < len(s.toks) && s.toks[i+1].cls&cDigit != 0 && s.toks[i+1].cls&(cUpper|cLower) == 0 &&
+		(s.tokLen(i+1) == 5) && s.toks[i+1].gap == gapSpace
+	afterComma := s.isPunct(i-1, ',') && (s.capitalized(i-2) || s.allCaps(i-2))
+	if zipNext || afterComma {
+		s.emitToks(i, i, TypeLocation, "state")
+		return i + 1
+	}
+	return i
+}
+
+// textDate detects dates that start with a month: March 14, 2005; Mar. 14th;
+// March 2005; March of 2005.
+func (s *Scanner) textDate(i int) int {
+	f := s.flags(i)
+	lowerMonth := !s.capitalized(i) && !s.allCaps(i)
+	j := i + 1
+	if s.isPunct(j, '.') && s.adjacent(j) && f&fMonthAbbr != 0 {
+		j++
+	}
+	if s.isPunct(j, '-') || s.isPunct(j, '/') {
+		j++
+	}
+	if j >= len(s.toks) || s.toks[j].gap == gapNewline {
+		return i
+	}
+	day := s.dayNumber(j)
+	if day {
+		last := j
+		k := j + 1
+		if s.isPunct(k, ',') || s.isPunct(k, '-') || s.isPunct(k, '/') {
+			k++
+		}
+		if s.yearNumber(k) {
+			last = k
+		} else if lowerMonth || s.equalFold(i, "may") && !s.dayNumber(j) {
+			return i
+		}
+		if lowerMonth && last == j {
+			return i
+		}
+		s.emitToks(i, last, TypeDate, "date-text")
+		return last + 1
+	}
+	if s.equalFold(j, "of") {
+		j++
+	}
+	if s.isPunct(j, ',') {
+		j++
+	}
+	if s.yearNumber(j) && s.tokLen(j) == 4 {
+		s.emitToks(i, j, TypeDate, "date-text")
+		return j + 1
+	}
+	return i + 1
+}
+
+// dayNumber: 1-31, optionally with st/nd/rd/th.
+func (s *Scanner) dayNumber(i int) bool {
+	if i >= len(s.toks) || s.toks[i].cls&cDigit == 0 {
+		return false
+	}
+	b := s.tokText(i)
+	n, d := 0, 0
+	for d < len(b) && b[d] >= '0' && b[d] <= '9' {
+		n = n*10 + int(b[d]-'0')
+		d++
+	}
+	if d == 0 || d > 2 || n < 1 || n > 31 {
+		return false
+	}
+	if suf := b[d:]; len(suf) > 0 {
+		if len(suf) != 2 {
+			return false
+		}
+		a, b := lower(suf[0]), lower(suf[1])
+		if !(a == 's' && b == 't' || a == 'n' && b == 'd' || a == 'r' && b == 'd' || a == 't' && b == 'h') {
+			return false
+		}
+	}
+	// "March 3 days" is not a date.
+	if s.isWord(i+1) && s.flags(i+1)&fDose != 0 && s.toks[i+1].gap == gapSpace {
+		return false
+	}
+	return true
+}
+
+// yearNumber: four digits 1800-2199, two digits, or '05.
+func (s *Scanner) yearNumber(i int) bool {
+	if i >= len(s.toks) {
+		return false
+	}
+	if s.isPunct(i, '\'') && i+1 < len(s.toks) && s.adjacent(i+1) {
+		i++
+		return s.toks[i].cls == cDigit && s.tokLen(i) == 2
+	}
+	if s.toks[i].cls != cDigit {
+		return false
+	}
+	b := s.tokText(i)
+	if len(b) == 4 {
+		y := atoi(b)
+		return y >= 1800 && y <= 2199
+	}
+	return false
+}
+
+func atoi(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' || n > 1e8 {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// url detects http(s)://, ftp:// and www. addresses.
+func (s *Scanner) url(i int) int {
+	scheme := s.equalFold(i, "http") || s.equalFold(i, "https") || s.equalFold(i, "ftp")
+	if scheme {
+		if !(s.isPunct(i+1, ':') && s.isPunct(i+2, '/') && s.isPunct(i+3, '/') && s.adjacent(i+1)) {
+			return i
+		}
+	} else if !(s.equalFold(i, "www") && s.isPunct(i+1, '.') && s.adjacent(i+1)) {
+		return i
+	}
+	start := int(s.toks[i].start)
+	end := start
+	for end < len(s.text) {
+		c := s.text[end]
+		if c <= ' ' || c == '"' || c == '<' || c == '>' || c == '`' || c == '\'' && end > start {
+			break
+		}
+		end++
+	}
+	for end > start && (s.text[end-1] == '.' || s.text[end-1] == ',' || s.text[end-1] == ';' || s.text[end-1] == ':' ||
+		s.text[end-1] == ')' || s.text[end-1] == ']' || s.text[end-1] == '!' || s.text[end-1] == '?') {
+		end--
+	}
+	s.emit(start, end, TypeURL, "url")
+	return s.tokenAt(i, end)
+}
+
+func isEmailLocal(c byte) bool {
+	return 'a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
+}
+
+func isDomain(c byte) bool {
+	return 'a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '-'
+}
+
+// punct handles detectors that start at punctuation.
+func (s *Scanner) punct(i int) int {
+	t := s.toks[i]
+	switch s.text[t.start] {
+	case '@':
+		return s.email(i)
+	case '(', '+':
+		if i+1 < len(s.toks) && s.toks[i+1].cls == cDigit && s.adjacent(i+1) {
+			if end, ok := s.matchPhone(int(t.start)); ok {
+				s.emitPhone(i, int(t.start), end)
+				return s.tokenAt(i, end)
+			}
+		}
+	}
+	return i + 1
+}
+
+func (s *Scanner) email(i int) int {
+	at := int(s.toks[i].start)
+	l := at
+	for l > 0 && isEmailLocal(s.text[l-1]) {
+		l--
+	}
+	for l < at && s.text[l] == '.' {
+		l++
+	}
+	r := at + 1
+	dot := -1
+	for r < len(s.text) && isDomain(s.text[r]) {
+		if s.text[r] == '.' {
+			dot = r
+		}
+		r++
+	}
+	for r > at+1 && (s.text[r-1] == '.' || s.text[r-1] == '-') {
+		r--
+		if dot >= r {
+			dot = -1
+			for k := at + 1; k < r; k++ {
+				if s.text[k] == '.' {
+					dot = k
+				}
+			}
+		}
+	}
+	if l == at || dot < 0 || r-dot < 3 {
+		return i + 1
+	}
+	for k := dot + 1; k < r; k++ {
+		if c := s.text[k] | 0x20; c < 'a' || c > 'z' {
+			return i + 1
+		}
+	}
+	s.emit(l, r, TypeEmail, "email")
+	return s.tokenAt(i, r)
+}
