@@ -1,0 +1,385 @@
+package replay
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage/spool"
+)
+
+// Options shapes the output of Print.
+type Options struct {
+	// JSON prints NDJSON: one line per event, its payload exactly as
+	// recorded (and verified). The zero value prints the readable trail.
+	JSON bool
+	// Live says the session may still be running, so that a recording that
+	// ends without session.end, or inside a frame being written, is not a
+	// break. PrintSession sets it itself.
+	Live bool
+}
+
+// Print verifies the recording of sessionID read from r and, while it
+// does, writes the trail to w. It returns nil when the whole recording
+// verified (and, unless opts.Live, ended with session.end). At the first
+// break it has written every event before the break and returns the
+// *record.ChainError; a failure to read r or write w is returned as is.
+func Print(ctx context.Context, w io.Writer, r io.Reader, sessionID string, opts Options) error {
+	_, err := printRecording(ctx, w, r, sessionID, opts)
+	return err
+}
+
+// PrintSession prints the recording of sessionID from the spool directory
+// dir (the node's recordings directory). The session counts as live when a
+// running node holds the spool: such a node closes or recovers every
+// session it has open.
+func PrintSession(ctx context.Context, w io.Writer, dir, sessionID string, opts Options) error {
+	live, err := spool.InUse(dir)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	f, err := spool.OpenFile(dir, sessionID)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	defer f.Close()
+	opts.Live = opts.Live || live
+	_, err = printRecording(ctx, w, f, sessionID, opts)
+	return err
+}
+
+func printRecording(ctx context.Context, w io.Writer, r io.Reader, sessionID string, opts Options) (record.Summary, error) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	p := &printer{w: bw}
+	if !opts.JSON {
+		p.printf("session %s\n", clean(sessionID))
+	}
+	sum, err := record.Verify(r, sessionID, opts.Live, func(ev *record.Event, payload []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if opts.JSON {
+			bw.Write(payload)
+			bw.WriteByte('\n')
+		} else {
+			p.event(ev)
+		}
+		return p.err
+	})
+	if err == nil && !opts.JSON {
+		p.footer(sum)
+	}
+	if ferr := bw.Flush(); err == nil && ferr != nil {
+		err = fmt.Errorf("replay: write: %w", ferr)
+	}
+	return sum, err
+}
+
+// printer writes the readable trail; it keeps the first write error.
+type printer struct {
+	w   *bufio.Writer
+	err error
+	// subject is the identity@resource of the previous event, printed
+	// again only when it changes.
+	subject string
+}
+
+func (p *printer) printf(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+const indent = "       " // under the "#N" column
+
+// field prints one labelled line of a block; multi-line values continue
+// under the value column.
+func (p *printer) field(label, value string) {
+	lines := strings.Split(value, "\n")
+	p.printf("%s%-10s %s\n", indent, label, lines[0])
+	for _, l := range lines[1:] {
+		p.printf("%s%-10s %s\n", indent, "", l)
+	}
+}
+
+func (p *printer) event(ev *record.Event) {
+	head := string(ev.Kind)
+	switch {
+	case ev.Command != nil:
+		head = commandHead(ev.Command)
+	case ev.Result != nil:
+		head = resultHead(ev.Result)
+	case ev.End != nil:
+		head = fmt.Sprintf("session.end · %s · %d commands · %s", clean(ev.End.Reason), ev.End.Commands, micros(ev.End.DurationUS))
+	case ev.Copy != nil:
+		head = fmt.Sprintf("copy.data of command %d · offset %d · %d bytes", ev.Copy.Command, ev.Copy.Offset, len(ev.Copy.Data))
+	case ev.Cancel != nil:
+		head = "cancel · " + clean(ev.Cancel.Reason)
+	}
+	p.printf("#%-5d %s  %s\n", ev.Seq, ev.Time.UTC().Format("2006-01-02 15:04:05.000000Z"), head)
+
+	subject := clean(ev.Identity) + "@" + clean(ev.Resource)
+	if subject != p.subject || ev.Kind == record.KindSessionStart {
+		if ev.Identity != "" {
+			p.field("identity", clean(ev.Identity))
+		}
+		if ev.Resource != "" {
+			p.field("resource", clean(ev.Resource))
+		}
+		p.subject = subject
+	}
+	if ev.Node != "" && ev.Kind == record.KindSessionStart {
+		p.field("node", clean(ev.Node))
+	}
+
+	switch {
+	case ev.Start != nil:
+		p.start(ev.Start)
+	case ev.Auth != nil:
+		if ev.Auth.User != "" {
+			p.field("user", clean(ev.Auth.User))
+		}
+		p.field("rejected", clean(ev.Auth.Reason))
+	case ev.Denied != nil:
+		p.field("denied", clean(ev.Denied.Reason))
+		if ev.Denied.Rule != "" {
+			p.field("rule", clean(ev.Denied.Rule))
+		}
+	case ev.Command != nil:
+		p.command(ev.Command)
+	case ev.Result != nil:
+		p.result(ev.Result)
+	case ev.Copy != nil:
+		p.copyData(ev.Copy.Data)
+	case ev.Error != nil:
+		p.field("error", clean(ev.Error.Code)+": "+clean(ev.Error.Message))
+	}
+}
+
+func (p *printer) start(s *record.SessionStart) {
+	who := clean(s.IdentityKind)
+	if len(s.Groups) > 0 {
+		who += "; groups " + clean(strings.Join(s.Groups, ", "))
+	}
+	if who != "" {
+		p.field("kind", who)
+	}
+	var conn []string
+	if s.Protocol != "" {
+		conn = append(conn, clean(s.Protocol))
+	}
+	if s.Client != "" {
+		conn = append(conn, "from "+clean(s.Client))
+	}
+	switch {
+	case s.TLSVersion != "":
+		conn = append(conn, clean(s.TLSVersion))
+	case s.TLS:
+		conn = append(conn, "TLS")
+	default:
+		conn = append(conn, "no TLS")
+	}
+	p.field("client", strings.Join(conn, ", "))
+	var asked []string
+	if s.User != "" {
+		asked = append(asked, "user "+clean(s.User))
+	}
+	if s.Database != "" {
+		asked = append(asked, "database "+clean(s.Database))
+	}
+	if s.Application != "" {
+		asked = append(asked, "application "+clean(s.Application))
+	}
+	if len(asked) > 0 {
+		p.field("startup", strings.Join(asked, ", "))
+	}
+	if s.Grant != "" {
+		p.field("grant", clean(s.Grant))
+	}
+	if s.Masking != "" {
+		p.field("masking", clean(s.Masking))
+	}
+	if s.Upstream != "" {
+		p.field("upstream", clean(s.Upstream))
+	}
+}
+
+func commandHead(c *record.Command) string {
+	parts := []string{fmt.Sprintf("command %d", c.ID)}
+	if c.Protocol != "" {
+		parts = append(parts, clean(c.Protocol))
+	}
+	if c.Statement != "" {
+		parts = append(parts, "statement "+strconv.Quote(c.Statement))
+	}
+	if c.Portal != "" {
+		parts = append(parts, "portal "+strconv.Quote(c.Portal))
+	}
+	switch c.Decision {
+	case "allow":
+		d := "allowed"
+		if c.Rule != "" {
+			d += " by " + clean(c.Rule)
+		}
+		parts = append(parts, d)
+	case "deny":
+		d := "DENIED"
+		if c.Rule != "" {
+			d += " by " + clean(c.Rule)
+		}
+		parts = append(parts, d)
+	case "":
+	default:
+		parts = append(parts, clean(c.Decision))
+	}
+	return strings.Join(parts, " · ")
+}
+
+func (p *printer) command(c *record.Command) {
+	if c.Reason != "" {
+		p.field("reason", clean(c.Reason))
+	}
+	p.field("sql", cleanMultiline(c.SQL))
+	if len(c.Classes) > 0 {
+		p.field("classes", clean(strings.Join(c.Classes, ", ")))
+	}
+	for i, prm := range c.Params {
+		label := ""
+		if i == 0 {
+			label = "params"
+		}
+		var v string
+		switch {
+		case prm.Null:
+			v = "NULL"
+		case prm.Format == "binary":
+			v = "binary, base64 " + clean(prm.Value)
+		default:
+			v = quoteValue(prm.Value)
+		}
+		p.printf("%s%-10s $%d = %s\n", indent, label, i+1, v)
+	}
+}
+
+func resultHead(r *record.Result) string {
+	parts := []string{fmt.Sprintf("result of command %d", r.Command)}
+	if r.Error != nil {
+		src := ""
+		if r.Error.Source != "" {
+			src = " from " + clean(r.Error.Source)
+		}
+		parts = append(parts, fmt.Sprintf("ERROR %s%s", clean(r.Error.Code), src))
+	} else if r.Tag != "" {
+		parts = append(parts, clean(r.Tag))
+	}
+	parts = append(parts, fmt.Sprintf("%d rows", r.Rows), fmt.Sprintf("%d bytes", r.Bytes), micros(r.DurationUS))
+	if r.Suspended {
+		parts = append(parts, "portal suspended")
+	}
+	return strings.Join(parts, " · ")
+}
+
+func (p *printer) result(r *record.Result) {
+	if r.Error != nil {
+		p.field("error", cleanMultiline(r.Error.Message))
+	}
+	for i, m := range r.Masked {
+		label := ""
+		if i == 0 {
+			label = "masked"
+		}
+		col := clean(m.Column)
+		if m.Source != "" {
+			col += " (" + clean(m.Source) + ")"
+		}
+		p.field(label, fmt.Sprintf("%s: %s by rule %s, %d values", col, clean(m.Action), clean(m.Rule), m.Values))
+	}
+}
+
+// copyPreview caps how much COPY data the readable trail shows per event;
+// --json has all of it.
+const copyPreview = 1024
+
+func (p *printer) copyData(data []byte) {
+	shown := data
+	if len(shown) > copyPreview {
+		shown = shown[:copyPreview]
+	}
+	v := cleanMultiline(strings.TrimSuffix(string(shown), "\n"))
+	if len(data) > len(shown) {
+		v += fmt.Sprintf("\n… %d more bytes (see --json)", len(data)-len(shown))
+	}
+	p.field("data", v)
+}
+
+func (p *printer) footer(sum record.Summary) {
+	status := "session closed (" + clean(sum.EndReason) + ")"
+	if !sum.Closed {
+		status = "session open (live)"
+	}
+	const stamp = "2006-01-02 15:04:05.000Z"
+	p.printf("-- %d events verified, chain intact, %s; %s to %s; head %s\n",
+		sum.Events, status, sum.First.UTC().Format(stamp), sum.Last.UTC().Format(stamp), sum.Head)
+}
+
+func micros(us int64) string {
+	return strconv.FormatFloat(float64(us)/1000, 'f', 3, 64) + " ms"
+}
+
+// clean makes recorded text safe to print on one line: control and other
+// non-printing characters are escaped, so that client-supplied text cannot
+// move the cursor, recolor or rewrite the auditor's terminal.
+func clean(s string) string { return escape(s, false) }
+
+// cleanMultiline is clean but keeps newlines (and tabs) as they are.
+func cleanMultiline(s string) string { return escape(s, true) }
+
+func escape(s string, multiline bool) string {
+	ok := true
+	for _, r := range s {
+		if !printable(r, multiline) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case printable(r, multiline):
+			b.WriteRune(r)
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		i += n
+	}
+	return b.String()
+}
+
+func printable(r rune, multiline bool) bool {
+	if r == utf8.RuneError {
+		return false
+	}
+	if multiline && (r == '\n' || r == '\t') {
+		return true
+	}
+	return unicode.IsPrint(r)
+}
+
+// quoteValue shows a text parameter as an SQL-style literal.
+func quoteValue(v string) string {
+	return "'" + strings.ReplaceAll(clean(v), "'", "''") + "'"
+}
