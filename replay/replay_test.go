@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -243,12 +244,21 @@ func TestLiveAndUnclosedSessions(t *testing.T) {
 	s := newSession(t, sp, idOpen)
 	s.typical()
 	// The node is running: the session is live and what is there verifies.
+	// Frames reach the session file just after they are durable in the
+	// journal, so poll (with a deadline) until all seven are visible.
 	var out bytes.Buffer
-	if err := PrintSession(context.Background(), &out, dir, idOpen, Options{}); err != nil {
-		t.Fatalf("live session: %v", err)
-	}
-	if !strings.Contains(out.String(), "7 events verified, chain intact, session open (live)") {
-		t.Fatalf("live footer missing:\n%s", out.String())
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out.Reset()
+		if err := PrintSession(context.Background(), &out, dir, idOpen, Options{}); err != nil {
+			t.Fatalf("live session: %v", err)
+		}
+		if strings.Contains(out.String(), "7 events verified, chain intact, session open (live)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("live footer missing:\n%s", out.String())
+		}
+		runtime.Gosched()
 	}
 	list, err := List(context.Background(), dir)
 	if err != nil || len(list) != 1 || list[0].Status != StatusOpen {
