@@ -162,8 +162,22 @@ type Scanner struct {
 	d     *dictionary
 	text  []byte
 	toks  []token
+	fl    []wflag // dictionary flags of toks, valid when fLooked is set
 	found []Finding
 	buf   [48]byte
+	cache *[cacheSize]cacheEntry // recent dictionary lookups
+}
+
+// cacheSize entries of recent lookups: clinical text repeats its
+// capitalized words (Pt, BP, the patient's name) and the dictionary is
+// much larger than the CPU caches.
+const cacheSize = 2048
+
+type cacheEntry struct {
+	key   [22]byte // lower-cased word
+	n     uint8    // its length; 0 = empty
+	_     uint8
+	flags wflag
 }
 
 // NewScanner returns a Scanner using det.
@@ -174,10 +188,8 @@ func (det *Detector) NewScanner() *Scanner {
 // token is a run of letters and digits, or one punctuation byte.
 type token struct {
 	start, end int32
-	hash       uint32 // wordHash of the token
 	cls        uint8
 	gap        uint8 // what separates it from the previous token
-	flags      wflag // dictionary flags, valid when fLooked is set
 }
 
 // Token classes (bits of token.cls).
@@ -230,7 +242,16 @@ var byteClass = func() (t [256]uint8) {
 	return
 }()
 
-var classBit = [...]uint8{bDigit: cDigit, bUpper: cUpper, bLower: cLower, bHigh: cHigh}
+// alnumBits gives the class bit of letters and digits and 0 for the rest.
+var alnumBits = func() (t [256]uint8) {
+	bits := [...]uint8{bDigit: cDigit, bUpper: cUpper, bLower: cLower, bHigh: cHigh}
+	for c := 0; c < 256; c++ {
+		if k := byteClass[c]; k >= bDigit {
+			t[c] = bits[k]
+		}
+	}
+	return
+}()
 
 var lowerTab = func() (t [256]uint8) {
 	for c := 0; c < 256; c++ {
@@ -239,11 +260,11 @@ var lowerTab = func() (t [256]uint8) {
 	return
 }()
 
-func (s *Scanner) tokenize(text []byte) {
+func (s *Scanner) tokenize(text []byte, from int) {
 	toks := s.toks[:0]
 	gap := uint8(gapNewline)
 	n := len(text)
-	for i := 0; i < n; {
+	for i := from; i < n; {
 		c := text[i]
 		k := byteClass[c]
 		switch k {
@@ -258,7 +279,7 @@ func (s *Scanner) tokenize(text []byte) {
 			i++
 			continue
 		case bPunct:
-			toks = append(toks, token{start: int32(i), end: int32(i + 1), cls: cPunct, gap: gap, hash: uint32(c)})
+			toks = append(toks, token{start: int32(i), end: int32(i + 1), cls: cPunct, gap: gap})
 			gap = gapNone
 			i++
 			continue
@@ -272,35 +293,83 @@ func (s *Scanner) tokenize(text []byte) {
 				cls = cUpper1
 			}
 		}
-		h := uint32(2166136261)
 		for i < n {
-			c = text[i]
-			k = byteClass[c]
-			if k < bDigit {
+			m := alnumBits[text[i]]
+			if m == 0 {
 				break
 			}
-			cls |= classBit[k]
-			h = (h ^ uint32(lowerTab[c])) * 16777619
+			cls |= m
 			i++
 		}
-		toks = append(toks, token{start: int32(start), end: int32(i), cls: cls, gap: gap, hash: h})
+		toks = append(toks, token{start: int32(start), end: int32(i), cls: cls, gap: gap})
 		gap = gapNone
 	}
 	s.toks = toks
 }
 
+// scanChunk is how much text is tokenized at a time: small enough for the
+// tokens to stay in cache. Long texts are cut at a line break (or a space).
+const scanChunk = 16 << 10
+
 // Scan returns the PHI found in text, ordered by position and not
 // overlapping. The result is valid until the next call.
 func (s *Scanner) Scan(text []byte) []Finding {
-	s.text = text
 	s.found = s.found[:0]
-	s.tokenize(text)
+	for off := 0; off < len(text); {
+		end := len(text)
+		if end-off > scanChunk+scanChunk/2 {
+			end = cutPoint(text, off+scanChunk)
+		}
+		s.scanPart(text[:end], off)
+		off = end
+	}
+	s.resolve()
+	s.text = nil
+	return s.found
+}
+
+// cutPoint returns a place near p to split text: after a line break, else
+// after a space, else p.
+func cutPoint(text []byte, p int) int {
+	limit := min(len(text), p+scanChunk/2)
+	for q := p; q < limit; q++ {
+		if text[q] == '\n' {
+			return q + 1
+		}
+	}
+	for q := p; q < limit; q++ {
+		if text[q] == ' ' {
+			return q + 1
+		}
+	}
+	return p
+}
+
+// scanPart scans text[from:], with text[:from] already scanned.
+func (s *Scanner) scanPart(text []byte, from int) {
+	s.text = text
+	s.tokenize(text, from)
 	toks := s.toks
+	if cap(s.fl) < len(toks) {
+		s.fl = make([]wflag, len(toks), cap(toks))
+	}
+	s.fl = s.fl[:len(toks)]
+	clear(s.fl)
 	for i := 0; i < len(toks); {
 		t := &toks[i]
 		var next int
 		switch {
+		case t.cls == cLower: // most words: skip unless a trigger
+			if !s.d.maybeTrigger(text[t.start:t.end]) {
+				i++
+				continue
+			}
+			next = s.word(i)
 		case t.cls&cPunct != 0:
+			if c := text[t.start]; c != '@' && c != '(' && c != '+' {
+				i++
+				continue
+			}
 			next = s.punct(i)
 		case t.cls&cDigit != 0 && t.cls&(cUpper|cLower|cHigh) == 0:
 			next = s.number(i)
@@ -314,9 +383,6 @@ func (s *Scanner) Scan(text []byte) []Finding {
 		}
 		i = next
 	}
-	s.resolve()
-	s.text = nil
-	return s.found
 }
 
 // emit records a finding over bytes [start, end).
@@ -364,14 +430,45 @@ func cmpFinding(a, b Finding) int {
 
 // flags returns the dictionary flags of token i, looking them up once.
 func (s *Scanner) flags(i int) wflag {
-	t := &s.toks[i]
-	if t.flags&fLooked == 0 {
-		if t.cls&cPunct == 0 {
-			t.flags = s.d.lookup(s.text[t.start:t.end], &s.buf)
+	f := s.fl[i]
+	if f&fLooked == 0 {
+		if t := s.toks[i]; t.cls&cPunct == 0 {
+			f = s.lookup(s.text[t.start:t.end])
 		}
-		t.flags |= fLooked
+		f |= fLooked
+		s.fl[i] = f
 	}
-	return t.flags
+	return f
+}
+
+// lookup returns the dictionary flags of w through the cache.
+func (s *Scanner) lookup(w []byte) wflag {
+	if len(w) > len(cacheEntry{}.key) {
+		return s.d.lookup(w, &s.buf)
+	}
+	if s.cache == nil {
+		s.cache = new([cacheSize]cacheEntry)
+	}
+	e := &s.cache[shapeHash(w)%cacheSize]
+	if int(e.n) == len(w) {
+		hit := true
+		for j, c := range w {
+			if lowerTab[c] != e.key[j] {
+				hit = false
+				break
+			}
+		}
+		if hit {
+			return e.flags
+		}
+	}
+	f := s.d.lookup(w, &s.buf)
+	for j, c := range w {
+		e.key[j] = lowerTab[c]
+	}
+	e.n = uint8(len(w))
+	e.flags = f
+	return f
 }
 
 func (s *Scanner) tokText(i int) []byte { t := s.toks[i]; return s.text[t.start:t.end] }

@@ -54,7 +54,8 @@ const (
 	fAgeCtx
 	fZipCtx
 	fDose
-	fMedStop // medical eponym, drug or abbreviation: not a name without a title
+	fMedStop    // medical eponym, drug or abbreviation: not a name without a title
+	fCommonName // a frequent first name that is also an everyday word (Will, Hope)
 
 	fLooked // the token's flags have been looked up
 )
@@ -67,7 +68,7 @@ var keywordCategories = map[string]wflag{
 	"locctx": fLocCtx, "orgsuffix": fOrgSuffix, "phonectx": fPhoneCtx, "faxctx": fFaxCtx,
 	"ssnctx": fSSNCtx, "mrnctx": fMRNCtx, "planctx": fPlanCtx, "accountctx": fAccountCtx,
 	"licensectx": fLicenseCtx, "vehiclectx": fVehicleCtx, "devicectx": fDeviceCtx,
-	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop,
+	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop, "commonname": fCommonName,
 }
 
 // triggerFlags are the flags of lower-case words that can start a
@@ -80,7 +81,10 @@ const triggerFlags = fTitle | fNameCtx | fMonth | fMonthAbbr
 type dictionary struct {
 	words   map[string]wflag
 	phrases map[string]wflag
-	trigger [1 << 16 / 64]uint64 // bit filter over wordHash of trigger words
+	// trigger has a bit per (first letter, second letter, length) of the
+	// lower-case words with triggerFlags; other lower-case words are skipped
+	// without a lookup.
+	trigger [27 * 27]uint32
 }
 
 var (
@@ -91,16 +95,18 @@ var (
 func loadDict() *dictionary {
 	dictOnce.Do(func() {
 		d := &dictionary{words: make(map[string]wflag, 140000), phrases: make(map[string]wflag, 8000)}
-		d.loadList("data/first_names.txt", fFirst, fFirstTop, 1200)
+		d.loadList("data/first_names.txt", fFirst, fFirstTop, 5163) // the census names
 		d.loadList("data/last_names.txt", fLast, fLastTop, 10000)
 		d.loadList("data/common_words.txt", fCommon, 0, 0)
 		d.loadList("data/us_cities.txt", fCity, 0, 0)
 		d.loadKeywords("data/keywords.txt")
 		for w, f := range d.words {
 			if f&triggerFlags != 0 {
-				h := wordHash([]byte(w))
-				d.trigger[h>>6&(uint32(len(d.trigger))-1)] |= 1 << (h & 63)
+				d.setTrigger([]byte(w))
 			}
+		}
+		for _, w := range []string{"http", "https", "ftp", "www"} {
+			d.setTrigger([]byte(w))
 		}
 		dict = d
 	})
@@ -173,13 +179,19 @@ func (d *dictionary) loadKeywords(name string) {
 	}
 }
 
-// wordHash is the hash the tokenizer computes over lower-cased word bytes.
-func wordHash(w []byte) uint32 {
-	h := uint32(2166136261)
-	for _, c := range w {
-		h = (h ^ uint32(lower(c))) * 16777619
+// shapeHash is a cheap hash of a word's length and first, second and last
+// letters (case-folded), used by the trigger filter; the tokenizer computes
+// it once per word instead of hashing every byte.
+func shapeHash(w []byte) uint32 {
+	if len(w) == 0 {
+		return 0
 	}
-	return h
+	h := uint32(len(w))*0x9E3779B1 ^ uint32(lowerTab[w[0]])<<8 ^ uint32(lowerTab[w[len(w)-1]])<<16
+	if len(w) > 1 {
+		h ^= uint32(lowerTab[w[1]]) << 24
+	}
+	h *= 0x85EBCA6B
+	return h ^ h>>15
 }
 
 func lower(c byte) byte {
@@ -189,8 +201,34 @@ func lower(c byte) byte {
 	return c
 }
 
-func (d *dictionary) maybeTrigger(h uint32) bool {
-	return d.trigger[h>>6&(uint32(len(d.trigger))-1)]&(1<<(h&63)) != 0
+func triggerSlot(w []byte) (int, uint32) {
+	a, b := letterIndex(w[0]), 0
+	if len(w) > 1 {
+		b = letterIndex(w[1])
+	}
+	return a*27 + b, 1 << min(len(w), 31)
+}
+
+func letterIndex(c byte) int {
+	c |= 0x20
+	if c >= 'a' && c <= 'z' {
+		return int(c-'a') + 1
+	}
+	return 0
+}
+
+func (d *dictionary) setTrigger(w []byte) {
+	if len(w) == 0 {
+		return
+	}
+	i, bit := triggerSlot(w)
+	d.trigger[i] |= bit
+}
+
+// maybeTrigger reports whether the lower-case word w may have triggerFlags.
+func (d *dictionary) maybeTrigger(w []byte) bool {
+	i, bit := triggerSlot(w)
+	return d.trigger[i]&bit != 0
 }
 
 // lookup returns the flags of w, matched case-insensitively. buf is scratch

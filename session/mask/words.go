@@ -16,13 +16,13 @@ const ambiguousName = fCommon | fMedStop | fMonth | fMonthAbbr | fWeekday | fStr
 
 func (s *Scanner) word(i int) int {
 	t := &s.toks[i]
-	if l := t.end - t.start; l >= 3 && l <= 5 {
+	if l := t.end - t.start; l >= 3 && l <= 5 && (s.text[t.start]|0x20 == 'h' || s.text[t.start]|0x20 == 'w' || s.text[t.start]|0x20 == 'f') {
 		if n := s.url(i); n > i {
 			return n
 		}
 	}
 	if t.cls&(cUpper1|cUpper) == 0 { // lower case
-		if !s.d.maybeTrigger(t.hash) {
+		if !s.d.maybeTrigger(s.text[t.start:t.end]) {
 			return i + 1
 		}
 		f := s.flags(i)
@@ -101,7 +101,7 @@ func (s *Scanner) tokenAt(i, off int) int {
 // nothing else, 1 a name that is also a word (or an unknown capitalized
 // word), 0 not a name.
 func (s *Scanner) nameScore(i int) int {
-	if !s.isWord(i) || s.toks[i].cls&cUpper1 == 0 {
+	if !s.isWord(i) || s.toks[i].cls&cUpper1 == 0 || s.allCaps(i) {
 		return 0
 	}
 	f := s.flags(i)
@@ -111,13 +111,28 @@ func (s *Scanner) nameScore(i int) int {
 		}
 		return 1
 	}
-	if f&ambiguousName != 0 || s.tokLen(i) <= 2 {
+	if f&(ambiguousName&^fCommon) != 0 || f&fCommonName != 0 || s.tokLen(i) <= 2 {
 		return 1
 	}
-	if f&(fFirstTop|fLastTop) != 0 {
+	if f&fFirstTop != 0 {
+		return 2 // census first names that are words rarely are (Maria, Lee)
+	}
+	if f&fCommon != 0 {
+		return 1
+	}
+	if f&fLastTop != 0 {
 		return 2
 	}
 	return 1
+}
+
+// isParticle reports name particles written in lower case: van, de, der.
+func isParticle(w []byte) bool {
+	switch string(w) {
+	case "van", "von", "de", "der", "den", "da", "di", "del", "della", "dos", "das", "du", "la", "le", "ter", "ten", "bin", "ibn", "al", "el", "y":
+		return true
+	}
+	return false
 }
 
 // inDict reports whether token i is in the name lists.
@@ -145,6 +160,14 @@ func (s *Scanner) nameRun(i int, title bool) (last, best, names int) {
 		if k > 0 && s.toks[j].gap == gapNewline {
 			break
 		}
+		// O'Brien, D'Angelo
+		if s.isWord(j) && s.tokLen(j) == 1 && s.toks[j].cls&cUpper1 != 0 && s.isPunct(j+1, '\'') && s.adjacent(j+1) &&
+			s.adjacent(j+2) && s.capitalized(j+2) {
+			best = 2
+			last = j + 2
+			j += 3
+			continue
+		}
 		if n, ok := s.initial(j); ok {
 			// an initial counts only between or before names
 			if nxt := n; nxt < len(s.toks) && s.toks[nxt].gap != gapNewline && s.nameScore(nxt) > 0 {
@@ -169,6 +192,14 @@ func (s *Scanner) nameRun(i int, title bool) (last, best, names int) {
 		}
 		last = j
 		j++
+		// van der Berg, de la Cruz
+		for p := j; p < len(s.toks) && p < j+2 && s.lowerWord(p) && isParticle(s.tokText(p)) && s.toks[p].gap == gapSpace; p++ {
+			if s.capitalized(p+1) && s.toks[p+1].gap == gapSpace {
+				last = p + 1
+				j = p + 2
+				break
+			}
+		}
 		// O'Brien, Smith-Jones
 		for j+1 < len(s.toks) && (s.isPunct(j, '\'') || s.isPunct(j, '-')) && s.adjacent(j) && s.adjacent(j+1) && s.capitalized(j+1) {
 			last = j + 1
@@ -225,7 +256,7 @@ func (s *Scanner) name(i int) int {
 	if s.toks[i].gap == gapNewline && s.isPunct(i+1, ':') {
 		return i
 	}
-	last, _, _ := s.nameRun(i, false)
+	last, best, _ := s.nameRun(i, false)
 	if last < 0 {
 		return i
 	}
@@ -258,9 +289,11 @@ func (s *Scanner) name(i int) int {
 		}
 	}
 	ctx := s.nameContext(first)
-	ok := strong >= 1 ||
+	firstLast := last > first && s.flags(first)&fFirstTop != 0 && s.flags(last)&fLastTop != 0 && last-first <= 2
+	ok := strong >= 1 || firstLast ||
 		(ctx || s.suffixAfter(last)) && weak+unknown >= 1 ||
-		weak >= 2 && common == 0
+		weak >= 1 && weak+unknown >= 2 && common <= 1 ||
+		best == 2
 	if !ok {
 		return i
 	}

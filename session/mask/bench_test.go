@@ -1,0 +1,65 @@
+package mask
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/phigate/phigate/internal/synth"
+)
+
+// synthNotes returns about n bytes of clinical notes from the synthetic clinic.
+func synthNotes(n int) []byte {
+	var b strings.Builder
+	for r := range synth.Records(1<<20, 7) {
+		for _, e := range r.Encounters {
+			b.WriteString(e.Notes)
+			b.WriteByte('\n')
+		}
+		if b.Len() >= n {
+			break
+		}
+	}
+	return []byte(b.String())
+}
+
+func BenchmarkScanNotes(b *testing.B) {
+	text := synthNotes(1 << 20)
+	sc := DefaultDetector().NewScanner()
+	sc.Scan(text)
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sc.Scan(text)
+	}
+}
+
+func BenchmarkScanHandwritten(b *testing.B) {
+	var buf []byte
+	for _, ex := range loadHandwritten(b) {
+		buf = append(buf, ex.text...)
+		buf = append(buf, '\n')
+	}
+	text := buf
+	for len(text) < 1<<20 {
+		text = append(text, buf...)
+	}
+	sc := DefaultDetector().NewScanner()
+	sc.Scan(text)
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sc.Scan(text)
+	}
+}
+
+func BenchmarkTokenize(b *testing.B) {
+	text := synthNotes(1 << 20)
+	sc := DefaultDetector().NewScanner()
+	b.SetBytes(16 << 10)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sc.tokenize(text[:16<<10], 0)
+	}
+}
