@@ -278,6 +278,9 @@ func run(ctx context.Context, cfg config) (err error) {
 				if err := resetPeakRSS(phigate.pid()); err != nil {
 					fail(err)
 				}
+				if now, err := rss(phigate.pid()); err == nil {
+					rep.rss["before-stream-"+label] = float64(now) / (1 << 20)
+				}
 			}
 			var reps []StreamRun
 			for range cfg.streamReps {

@@ -205,7 +205,7 @@ log_disconnections = 0
 
 // phigateConfig is the node configuration for the benchmark: recording on
 // (the default, fsync) and a masking profile that touches pgbench_accounts.
-func phigateConfig(dataDir string, port int, pg *pgtest.Server, pwFile, tokenHash string) string {
+func phigateConfig(dataDir string, port int, upstream, pwFile, tokenHash string) string {
 	return fmt.Sprintf(`# written by bench/pg
 node:
   id: bench-1
@@ -241,7 +241,7 @@ masking:
           action: redact
         - column: public.pgbench_history.filler
           action: redact
-`, dataDir, port, agentName, tokenHash, benchDB, pg.Addr(), benchDB, svcUser, pwFile, benchDB)
+`, dataDir, port, agentName, tokenHash, benchDB, upstream, benchDB, svcUser, pwFile, benchDB)
 }
 
 // startPhigate runs the phigate binary with a generated configuration.
@@ -263,7 +263,7 @@ func startPhigate(ctx context.Context, bin, dir string, pg *pgtest.Server, svcPa
 		return nil, endpoint{}, err
 	}
 	cfg := filepath.Join(dir, "phigate.yaml")
-	conf := phigateConfig(filepath.Join(dir, "data"), port, pg, pwFile, hex.EncodeToString(sum[:]))
+	conf := phigateConfig(filepath.Join(dir, "data"), port, pg.Addr(), pwFile, hex.EncodeToString(sum[:]))
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		return nil, endpoint{}, err
 	}
@@ -323,6 +323,9 @@ func setupPostgres(ctx context.Context, dir string, scale int, pgbench string, l
 
 // peakRSS reads VmHWM (peak resident set) of pid, in bytes.
 func peakRSS(pid int) (int64, error) { return procStatusKB(pid, "VmHWM:") }
+
+// rss reads VmRSS (resident set now) of pid, in bytes.
+func rss(pid int) (int64, error) { return procStatusKB(pid, "VmRSS:") }
 
 func procStatusKB(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
