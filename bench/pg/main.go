@@ -176,12 +176,23 @@ func run(ctx context.Context, cfg config) (err error) {
 			defer os.RemoveAll(work)
 		}
 	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
 	if cfg.keep || cfg.workdir != "" {
 		logf("working directory %s (kept)", work)
 	}
 	runs := len(cfg.workloads) * len(cfg.modes) * len(cfg.clients) * len(cfg.systems)
 	logf("%d pgbench runs of %s each, about %s in all", runs, cfg.duration,
 		(time.Duration(runs)*(cfg.duration+2*time.Second) + time.Duration(len(cfg.systems))*cfg.warmup).Round(time.Second))
+
+	rep := &report{cfg: cfg, pgbench: map[string]map[string]Run{}, stream: map[string]map[string]StreamRun{}, rss: map[string]float64{}}
+	if p50, p99, err := fsyncLatency(work, 500); err == nil {
+		rep.fsyncP50, rep.fsyncP99 = p50, p99
+		logf("disk: 4 KiB write+fsync p50 %.3f ms, p99 %.3f ms", p50, p99)
+	} else {
+		logf("disk: fsync probe failed: %v", err)
+	}
 
 	pg, direct, svcPW, err := setupPostgres(ctx, filepath.Join(work, "postgres"), cfg.scale, pgbench, logf)
 	if err != nil {
@@ -213,7 +224,6 @@ func run(ctx context.Context, cfg config) (err error) {
 		}
 	}
 
-	rep := &report{cfg: cfg, pgbench: map[string]map[string]Run{}, stream: map[string]map[string]StreamRun{}, rss: map[string]float64{}}
 	var failures []error
 	fail := func(err error) {
 		logf("FAILED: %v", err)

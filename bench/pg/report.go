@@ -23,6 +23,8 @@ type report struct {
 	streams []string                  // size labels in run order
 	stream  map[string]map[string]StreamRun
 	rss     map[string]float64 // phase -> phigate peak RSS, MiB
+
+	fsyncP50, fsyncP99 float64 // 4 KiB write+fsync in the working directory, ms
 }
 
 func specKey(s pgbenchSpec) string {
@@ -62,8 +64,12 @@ func cell(v float64, ok bool, format string) string {
 
 // print writes the side-by-side tables.
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "\npgbench: scale %d, %s per run, -j %d, fsync on; phigate records every command (fsync) and masks pgbench_accounts.filler\n\n",
+	fmt.Fprintf(w, "\npgbench: scale %d, %s per run, -j %d, fsync on; phigate records every command (fsync) and masks pgbench_accounts.filler\n",
 		r.cfg.scale, r.cfg.duration, r.cfg.jobs)
+	if r.fsyncP50 > 0 {
+		fmt.Fprintf(w, "disk: one 4 KiB write+fsync takes %.3f ms (p50), %.3f ms (p99)\n", r.fsyncP50, r.fsyncP99)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "throughput (tps)\t\tclients\tdirect\tpgbouncer\tphigate\tphigate/direct\tphigate/pgbouncer\t")
 	for _, spec := range r.keys {
@@ -126,7 +132,7 @@ func (r *report) write(dir string) error {
 	now := time.Now().UTC()
 	// Files of an earlier run with other flags would be mistaken for this
 	// run's; remove ours (only ours: other benchmarks share the directory).
-	for _, pattern := range []string{"pgbench-*.json", "stream-*.json", "phigate-peak-rss.json"} {
+	for _, pattern := range []string{"pgbench-*.json", "stream-*.json", "phigate-peak-rss.json", "disk-fsync.json"} {
 		old, _ := filepath.Glob(filepath.Join(dir, pattern))
 		for _, f := range old {
 			os.Remove(f)
@@ -217,6 +223,13 @@ func (r *report) write(dir string) error {
 		if err := put(bench.Result{Name: "phigate-peak-rss", Unit: "MiB", Values: v,
 			Notes: "VmHWM of the phigate process, reset (clear_refs 5) before each stream; before-stream-X is VmRSS right after that reset; pgbench is the peak over all pgbench runs"},
 			"phigate's peak resident memory: over the pgbench runs, and during each streamed result (a ratio near 1 means memory does not grow with result size)"); err != nil {
+			return err
+		}
+	}
+	if r.fsyncP50 > 0 {
+		if err := put(bench.Result{Name: "disk-fsync", Unit: "ms", Values: map[string]float64{"p50": r.fsyncP50, "p99": r.fsyncP99},
+			Notes: "500 x (write 4 KiB + fsync) to one file in the benchmark's working directory"},
+			"context, not a comparison: what one durable write costs on this machine's disk, the floor under a recorded command's latency"); err != nil {
 			return err
 		}
 	}

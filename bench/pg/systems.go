@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -349,4 +350,30 @@ func resetPeakRSS(pid int) error {
 		return errors.Join(errors.New("cannot reset peak RSS"), err)
 	}
 	return nil
+}
+
+// fsyncLatency measures what one durable append costs on dir's file system:
+// n writes of 4 KiB, each followed by fsync. Recording makes every command
+// wait for (a group of) these, so it is the floor under phigate's latency.
+func fsyncLatency(dir string, n int) (p50, p99 float64, err error) {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	lat := make([]int64, 0, n)
+	for range n {
+		start := time.Now()
+		if _, err := f.Write(buf); err != nil {
+			return 0, 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, 0, err
+		}
+		lat = append(lat, time.Since(start).Microseconds())
+	}
+	slices.Sort(lat)
+	return float64(Percentile(lat, 50)) / 1000, float64(Percentile(lat, 99)) / 1000, nil
 }
