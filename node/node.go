@@ -59,9 +59,7 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 		}
 		n.id = host
 	}
-	if n.dataDir == "" {
-		n.dataDir = "phigate-data"
-	}
+	n.dataDir = DataDir(cfg)
 	n.log = logger.With("node", n.id)
 	if err := os.MkdirAll(n.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data dir: %w", err)
@@ -163,6 +161,17 @@ func buildResource(rc ResourceConfig) (*pgwire.Resource, error) {
 	}, nil
 }
 
+// RecordingsSubdir is where, under the data directory, the spool lives.
+const RecordingsSubdir = "recordings"
+
+// DataDir is cfg's data directory, with its default applied.
+func DataDir(cfg *Config) string {
+	if cfg.Node.DataDir == "" {
+		return "phigate-data"
+	}
+	return cfg.Node.DataDir
+}
+
 // ID is the node's name.
 func (n *Node) ID() string { return n.id }
 
@@ -175,7 +184,7 @@ func (n *Node) PostgresAddr() net.Addr { return n.pgAddr }
 // Run serves until ctx ends. Shutdown order: stop accepting; end every
 // session (each records session.end); flush and stop the spool.
 func (n *Node) Run(ctx context.Context) error {
-	sp, err := spool.Open(spool.Config{Dir: filepath.Join(n.dataDir, "recordings")})
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(n.dataDir, RecordingsSubdir), Logger: n.log})
 	if err != nil {
 		return fmt.Errorf("node: open spool: %w", err)
 	}
@@ -246,4 +255,16 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("node stopped")
 	return runErr
+}
+
+// closeRecovered ends the recordings that a crash left open, so that every
+// recording on disk either ends with session.end or belongs to a live session.
+func (n *Node) closeRecovered(ctx context.Context, sp *spool.Spool, rec *session.Recorder) error {
+	for _, id := range sp.Recovered() {
+		if err := rec.CloseRecovered(ctx, id); err != nil {
+			return fmt.Errorf("node: close recovered session %s: %w", id, err)
+		}
+		n.log.Warn("closed a recording left open by an unclean stop", "session", id)
+	}
+	return nil
 }

@@ -123,3 +123,32 @@ func (r *Recording) Close(ctx context.Context) error {
 	}
 	return nil
 }
+
+// CloseRecovered ends the recording of a session that was open when the
+// node stopped without closing it (a crash): it appends session.end with
+// reason "recovered", continuing the hash chain from the last durable event.
+func (r *Recorder) CloseRecovered(ctx context.Context, id string) error {
+	log, err := r.spool.Reopen(id)
+	if err != nil {
+		return fmt.Errorf("%w: reopen %s: %w", ErrNotRecorded, id, err)
+	}
+	last, err := log.Last()
+	if err != nil {
+		log.Close(ctx)
+		return fmt.Errorf("%w: read last event of %s: %w", ErrNotRecorded, id, err)
+	}
+	chain, lastEv, err := record.Resume(id, last)
+	if err != nil {
+		log.Close(ctx)
+		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	}
+	rec := &Recording{rec: r, id: id, log: log, chain: chain, identity: lastEv.Identity, resource: lastEv.Resource}
+	if lastEv.Kind != record.KindSessionEnd {
+		end := &record.Event{Kind: record.KindSessionEnd, End: &record.SessionEnd{Reason: "recovered"}}
+		if err := rec.Append(end); err != nil {
+			log.Close(ctx)
+			return err
+		}
+	}
+	return rec.Close(ctx)
+}

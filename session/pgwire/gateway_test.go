@@ -213,7 +213,7 @@ func (g *gateway) sessions(t *testing.T, n int) map[string][]*record.Event {
 }
 
 func (g *gateway) readSession(id string) ([]*record.Event, bool, error) {
-	rc, err := g.sp.Open(id)
+	rc, _, err := g.sp.Reader(id)
 	if err != nil {
 		return nil, false, err
 	}

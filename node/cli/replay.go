@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phigate/phigate/node"
+	"github.com/phigate/phigate/replay"
+	"github.com/phigate/phigate/session/record"
+)
+
+func newReplayCommand() *cobra.Command {
+	var configPath, dataDir string
+	var asJSON, list bool
+	cmd := &cobra.Command{
+		Use:   "replay [SESSION_ID]",
+		Short: "Verify a recorded session and print its trail",
+		Long: `Verify the hash chain of a recorded session while printing it for a person
+(or as NDJSON with --json, one event per line exactly as recorded). A modified,
+removed, reordered or truncated event is reported with the index of the event
+where the chain breaks, and the exit status is 2.
+
+The recordings are found in the node's data directory: give --config (the
+node's configuration file) or --data-dir. --list lists every session with its
+status (closed, open, broken).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := recordingsDir(configPath, dataDir)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if list {
+				if len(args) > 0 {
+					return errors.New("--list takes no session id")
+				}
+				sessions, err := replay.List(cmd.Context(), dir)
+				if err != nil {
+					return err
+				}
+				return replay.PrintList(out, sessions, asJSON)
+			}
+			if len(args) != 1 {
+				return errors.New("name a session id, or use --list")
+			}
+			err = replay.PrintSession(cmd.Context(), out, dir, args[0], replay.Options{JSON: asJSON})
+			var ce *record.ChainError
+			if errors.As(err, &ce) {
+				return exitError{code: 2, err: fmt.Errorf("session %s: chain broken at event %d: %w", args[0], ce.Index, err)}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "the node's YAML configuration (to find its data directory)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the node's data directory (instead of --config)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print NDJSON: one recorded event per line")
+	cmd.Flags().BoolVar(&list, "list", false, "list the recorded sessions")
+	return cmd
+}
+
+// recordingsDir finds the spool directory from a config file or a data dir.
+func recordingsDir(configPath, dataDir string) (string, error) {
+	switch {
+	case configPath != "" && dataDir != "":
+		return "", errors.New("give --config or --data-dir, not both")
+	case configPath != "":
+		cfg, err := node.LoadConfig(configPath)
+		if err != nil {
+			return "", err
+		}
+		dataDir = node.DataDir(cfg)
+	case dataDir == "":
+		dataDir = node.DataDir(&node.Config{})
+	}
+	return filepath.Join(dataDir, node.RecordingsSubdir), nil
+}
