@@ -95,6 +95,27 @@ type DetectConfig struct {
 	MRNFormats        []string `yaml:"mrn_formats"`
 	HealthPlanFormats []string `yaml:"health_plan_formats"`
 	AccountFormats    []string `yaml:"account_formats"`
+
+	// The settings below apply when the detector is part of a masking
+	// profile (ProfileConfig.Detect).
+
+	// ScanText scans text, varchar, char(n), json and jsonb columns that no
+	// rule or classification covers, value by value. Default true.
+	ScanText *bool `yaml:"scan_text"`
+	// Classify classifies columns from their name and first values, and
+	// masks a classified column whole with ClassActions. Default true.
+	Classify *bool `yaml:"classify"`
+	// TextAction replaces PHI found inside free text: redact (default:
+	// "[NAME]", or stars where the tag would not fit varchar(n)) or
+	// pseudonym (keyed look-alike values).
+	TextAction string `yaml:"text_action"`
+	// ClassActions overrides, per type (NAME, DATE, ...), the action for a
+	// classified column. Defaults: names and e-mail pseudonym; dates, ZIP
+	// codes and ages generalize; MRN, plan, account and other IDs hash;
+	// the rest redact.
+	ClassActions map[string]string `yaml:"class_actions"`
+	// DateShiftDays is the largest shift of the date-shift action. Default 365.
+	DateShiftDays int `yaml:"date_shift_days"`
 }
 
 // Detector is a compiled content detector. It is immutable and safe for

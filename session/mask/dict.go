@@ -79,8 +79,11 @@ const triggerFlags = fTitle | fNameCtx | fMonth | fMonthAbbr
 // dictionary is the loaded word lists: single words and multi-word phrases
 // (cities, states), all lower case.
 type dictionary struct {
-	words   map[string]wflag
-	phrases map[string]wflag
+	// firstList and lastList are the most frequent census names, for
+	// pseudonyms.
+	firstList, lastList []string
+	words               map[string]wflag
+	phrases             map[string]wflag
 	// trigger has a bit per (first letter, second letter, length) of the
 	// lower-case words with triggerFlags; other lower-case words are skipped
 	// without a lookup.
@@ -143,6 +146,14 @@ func (d *dictionary) loadList(name string, f, top wflag, topN int) {
 		g := f
 		if n < topN {
 			g |= top
+			switch f {
+			case fFirst:
+				d.firstList = append(d.firstList, w)
+			case fLast:
+				if n < 5000 {
+					d.lastList = append(d.lastList, w)
+				}
+			}
 		}
 		n++
 		d.add(w, g)

@@ -28,6 +28,9 @@ func (pl *Plan) appendDocument(dst []byte, k kind, a Action, bin bool, v []byte)
 	if a == ActionRedact {
 		return append(dst, jsonRedacted...), true
 	}
+	if a == ActionDetect {
+		return pl.appendJSONDetected(dst, v)
+	}
 	var ok bool
 	pl.tmp, ok = decodeJSONString(pl.tmp[:0], v)
 	if !ok {
@@ -38,6 +41,13 @@ func (pl *Plan) appendDocument(dst []byte, k kind, a Action, bin bool, v []byte)
 		pl.tmp2 = appendKeepLast4(pl.tmp2[:0], pl.tmp)
 	case ActionHash:
 		pl.tmp2 = pl.appendShaped(pl.tmp2[:0], pl.tmp, -1)
+	case ActionPseudonym:
+		pl.tmp2 = pl.appendPseudonymSpan(pl.tmp2[:0], pl.tmp, pl.curType)
+	case ActionDateShift, ActionGeneralize:
+		var ok bool
+		if pl.tmp2, ok = pl.appendDateLikeText(pl.tmp2[:0], kindText, a, -1, pl.tmp); !ok {
+			return dst, false
+		}
 	default:
 		return dst, false
 	}

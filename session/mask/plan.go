@@ -3,7 +3,9 @@ package mask
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"hash"
+	"strings"
 )
 
 // Column is a result column as the proxy sees it in a RowDescription, after
@@ -46,6 +48,19 @@ type Plan struct {
 	key    []byte
 	rules  []rule
 
+	// Content detection, copied from the profile.
+	det          *Detector
+	scanner      *Scanner // made on first use
+	textAction   Action
+	classActions [numTypes]Action
+	shiftDays    int
+	shift        int  // days dates move back, for the current subject
+	shiftSet     bool // shift is computed
+	proof        func(*Proof)
+	pr           Proof
+	lastVote     EntityType // what the last scanned value looked like
+	curType      EntityType // class of the column being masked
+
 	mac hash.Hash // HMAC-SHA256 with key, made on first use
 	dom [1]byte
 	sum [sha256.Size]byte
@@ -54,46 +69,112 @@ type Plan struct {
 	// Scratch buffers reused across values so the hot path does not allocate.
 	tmp, tmp2     []byte // scalar decode and transform
 	arrIn, arrOut []byte // one array element, before and after masking
+	tmp3          []byte // free-text masking
+	col           int    // column being scanned, for proofs; -1 outside AppendValue
 }
 
+// Column modes.
+const (
+	modeRule  = iota + 1 // a configured rule
+	modeClass            // classified from its name or values
+	modeScan             // free text, scanned value by value
+)
+
+// classifySamples is how many values of a scanned column are looked at to
+// classify it; classifyVotes of them must agree.
+const (
+	classifySamples = 16
+	classifyVotes   = 12
+)
+
 type planCol struct {
-	masked bool
-	kind   kind
-	array  bool
-	binary bool
-	typmod int32
-	action Action
-	rule   int
-	name   string
-	source string
-	values int64
+	mode    uint8
+	typ     EntityType // classified type
+	samples uint8
+	votes   [numTypes]uint8
+	masked  bool
+	kind    kind
+	array   bool
+	binary  bool
+	typmod  int32
+	action  Action
+	rule    int
+	name    string
+	source  string
+	values  int64
 }
 
 // Plan returns the masking plan for a result set with columns cols. A nil
 // Profile gives a plan that masks nothing.
 func (p *Profile) Plan(cols []Column, params Params) *Plan {
-	pl := &Plan{cols: make([]planCol, len(cols)), params: params}
+	pl := &Plan{cols: make([]planCol, len(cols)), params: params, col: -1}
 	if p == nil {
 		return pl
 	}
 	pl.key, pl.rules = p.key, p.rules
+	pl.det, pl.textAction, pl.classActions, pl.shiftDays = p.det, p.textAction, p.classActions, p.shiftDays
 	for i, c := range cols {
 		pc := &pl.cols[i]
 		pc.rule = -1
-		r := p.match(c)
-		if r < 0 {
-			continue
-		}
-		pc.masked = true
-		pc.rule = r
-		pc.action = p.rules[r].action
 		pc.kind, pc.array = typeOf(c.TypeOID)
 		pc.binary = c.Binary
 		pc.typmod = c.TypeMod
 		pc.name, pc.source = c.Name, c.Source
-		pl.active = true
+		if r := p.match(c); r >= 0 {
+			pc.masked, pc.mode, pc.rule, pc.action = true, modeRule, r, p.rules[r].action
+			pl.active = true
+			continue
+		}
+		if p.det == nil {
+			continue
+		}
+		if p.classify {
+			t := ClassifyColumnName(sourceColumn(c.Source))
+			if t == TypeNone {
+				t = ClassifyColumnName(c.Name)
+			}
+			if t != TypeNone && p.det.enabled[t] {
+				pc.masked, pc.mode, pc.typ, pc.action = true, modeClass, t, p.classActions[t]
+				pl.active = true
+				continue
+			}
+		}
+		if p.scanText && (pc.kind == kindText || pc.kind == kindBpchar || pc.kind == kindJSON || pc.kind == kindJSONB) {
+			pc.masked, pc.mode, pc.action = true, modeScan, ActionDetect
+			pl.active = true
+		}
 	}
 	return pl
+}
+
+func sourceColumn(src string) string {
+	if i := strings.LastIndexByte(src, '.'); i >= 0 {
+		return src[i+1:]
+	}
+	return src
+}
+
+// SetSubject names the person the following values belong to (for example
+// the raw value of the row's patient id column) so that date-shift moves
+// all of that person's dates by the same number of days. Without a subject
+// all dates move by one profile-wide shift.
+func (pl *Plan) SetSubject(subject []byte) {
+	if pl == nil || pl.key == nil {
+		return
+	}
+	d := pl.digest(domShift, subject)
+	pl.shift = 1 + int(binary.BigEndian.Uint32(d)%uint32(max(pl.shiftDays, 1)))
+	pl.shiftSet = true
+}
+
+// SetProofSink asks for a [Proof] of every value (or span of free text)
+// that is masked. The Proof and its Raw bytes are valid only during the
+// call. With no sink (the default) nothing is collected and nothing is
+// allocated.
+func (pl *Plan) SetProofSink(fn func(*Proof)) {
+	if pl != nil {
+		pl.proof = fn
+	}
 }
 
 // Active reports whether any column is masked; when false the proxy may
@@ -131,10 +212,27 @@ func (pl *Plan) AppendValue(dst []byte, i int, v []byte) (out []byte, null bool)
 	}
 	c.values++
 	if c.action == ActionNull {
+		pl.prove(i, c, 0, len(v), v, "")
 		return dst, true
 	}
 	mark := len(dst)
 	var ok bool
+	if c.mode == modeScan {
+		if c.array {
+			// not reached: only scalar text and json columns are scanned
+			return append(dst, v...), false
+		}
+		pl.col = i
+		out, ok = pl.appendScalar(dst, c.kind, ActionDetect, c.typmod, c.binary, v)
+		pl.col = -1
+		if !ok {
+			return dst[:mark], true
+		}
+		pl.vote(c)
+		return out, false
+	}
+	pl.prove(i, c, 0, len(v), v, "")
+	pl.curType = c.typ
 	if c.array {
 		if c.binary {
 			out, ok = pl.appendBinaryArray(dst, c.kind, c.action, c.typmod, v)
@@ -162,10 +260,16 @@ func (pl *Plan) Applied() []Applied {
 		if !c.masked {
 			continue
 		}
-		out = append(out, Applied{
-			Index: i, Column: c.name, Source: c.source,
-			Rule: pl.rules[c.rule].name, Action: c.action.String(), Values: c.values,
-		})
+		a := Applied{Index: i, Column: c.name, Source: c.source, Action: c.action.String(), Values: c.values}
+		switch c.mode {
+		case modeRule:
+			a.Rule = pl.rules[c.rule].name
+		case modeClass:
+			a.Rule = "classify:" + c.typ.String()
+		default:
+			a.Rule = "detect"
+		}
+		out = append(out, a)
 	}
 	return out
 }

@@ -40,7 +40,8 @@ type RuleConfig struct {
 	// Pattern is a Go regexp matched case-insensitively against the source
 	// column name and the output name (alias).
 	Pattern string `yaml:"pattern"`
-	// Action is one of redact, keep-last-4, hash, null.
+	// Action is one of redact, keep-last-4, hash, null, pseudonym,
+	// date-shift, generalize, detect.
 	Action string `yaml:"action"`
 }
 
@@ -54,14 +55,27 @@ const (
 	ActionKeepLast4
 	ActionHash
 	ActionNull
+	ActionPseudonym  // keyed, format-preserving; names become other names
+	ActionDateShift  // dates move back by a keyed number of days, per subject
+	ActionGeneralize // dates keep the year, ZIP codes three digits, ages over 89 become 90
+	ActionDetect     // free text: the content detectors find PHI inside the value
 )
 
 var actionNames = [...]string{
-	ActionNone:      "none",
-	ActionRedact:    "redact",
-	ActionKeepLast4: "keep-last-4",
-	ActionHash:      "hash",
-	ActionNull:      "null",
+	ActionNone:       "none",
+	ActionRedact:     "redact",
+	ActionKeepLast4:  "keep-last-4",
+	ActionHash:       "hash",
+	ActionNull:       "null",
+	ActionPseudonym:  "pseudonym",
+	ActionDateShift:  "date-shift",
+	ActionGeneralize: "generalize",
+	ActionDetect:     "detect",
+}
+
+// keyed reports whether the action needs the pseudonym key.
+func (a Action) keyed() bool {
+	return a == ActionHash || a == ActionPseudonym || a == ActionDateShift || a == ActionDetect
 }
 
 func (a Action) String() string {
@@ -78,7 +92,7 @@ func ParseAction(name string) (Action, error) {
 			return Action(a), nil
 		}
 	}
-	return ActionNone, fmt.Errorf("unknown action %q (want redact, keep-last-4, hash or null)", name)
+	return ActionNone, fmt.Errorf("unknown action %q (want redact, keep-last-4, hash, null, pseudonym, date-shift, generalize or detect)", name)
 }
 
 // ErrShortKey is returned by [Compile] when a profile needs a key and the
@@ -91,6 +105,32 @@ type Profile struct {
 	name  string
 	rules []rule
 	key   []byte
+
+	// Content detection (nil det: column rules only).
+	det          *Detector
+	scanText     bool
+	classify     bool
+	textAction   Action
+	classActions [numTypes]Action
+	shiftDays    int
+}
+
+// defaultClassActions say what happens to a whole column classified as
+// holding one kind of PHI, following HIPAA Safe Harbor: dates keep their
+// year, ZIP codes their first three digits, identifiers that are used for
+// joins get keyed pseudonyms, the rest is redacted.
+var defaultClassActions = [numTypes]Action{
+	TypeName: ActionPseudonym, TypeAddress: ActionRedact, TypeLocation: ActionRedact, TypeZip: ActionGeneralize,
+	TypeDate: ActionGeneralize, TypeAge: ActionGeneralize, TypePhone: ActionRedact, TypeFax: ActionRedact,
+	TypeEmail: ActionPseudonym, TypeSSN: ActionRedact, TypeMRN: ActionHash, TypeHealthPlanID: ActionHash,
+	TypeAccount: ActionHash, TypeCreditCard: ActionRedact, TypeLicense: ActionRedact, TypeVehicleID: ActionRedact,
+	TypeDeviceID: ActionRedact, TypeURL: ActionRedact, TypeIP: ActionRedact, TypeID: ActionHash,
+}
+
+// HIPAAProfileConfig is the default HIPAA profile: no column rules, every
+// column classified by name and values, free text scanned.
+func HIPAAProfileConfig() ProfileConfig {
+	return ProfileConfig{Detect: &DetectConfig{}}
 }
 
 type rule struct {
@@ -103,7 +143,7 @@ type rule struct {
 
 // Compile validates cfg and returns the profile called name.
 func Compile(name string, cfg ProfileConfig, keys Keys) (*Profile, error) {
-	p := &Profile{name: name}
+	p := &Profile{name: name, shiftDays: 365}
 	needKey := false
 	for i, rc := range cfg.Rules {
 		where := fmt.Sprintf("mask: profile %q rule %d", name, i+1)
@@ -143,10 +183,42 @@ func Compile(name string, cfg ProfileConfig, keys Keys) (*Profile, error) {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		r.action = a
-		if a == ActionHash {
+		if a.keyed() {
 			needKey = true
 		}
 		p.rules = append(p.rules, r)
+	}
+	if dc := cfg.Detect; dc != nil {
+		det, err := NewDetector(*dc)
+		if err != nil {
+			return nil, fmt.Errorf("mask: profile %q: detect: %w", name, err)
+		}
+		p.det = det
+		p.scanText = dc.ScanText == nil || *dc.ScanText
+		p.classify = dc.Classify == nil || *dc.Classify
+		p.textAction = ActionRedact
+		if dc.TextAction != "" {
+			if p.textAction, err = ParseAction(dc.TextAction); err != nil || (p.textAction != ActionRedact && p.textAction != ActionPseudonym) {
+				return nil, fmt.Errorf("mask: profile %q: detect: text_action %q: want redact or pseudonym", name, dc.TextAction)
+			}
+		}
+		p.classActions = defaultClassActions
+		for tn, an := range dc.ClassActions {
+			t, err := ParseEntityType(tn)
+			if err != nil {
+				return nil, fmt.Errorf("mask: profile %q: detect: class_actions: %w", name, err)
+			}
+			a, err := ParseAction(an)
+			if err != nil || a == ActionDetect {
+				return nil, fmt.Errorf("mask: profile %q: detect: class_actions %s: bad action %q", name, tn, an)
+			}
+			p.classActions[t] = a
+		}
+		p.shiftDays = dc.DateShiftDays
+		if p.shiftDays <= 0 {
+			p.shiftDays = 365
+		}
+		needKey = true
 	}
 	if needKey {
 		if len(keys.Pseudonym) < MinKeyLen {

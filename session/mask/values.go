@@ -24,8 +24,24 @@ const (
 // when the masked value is NULL (the input was invalid, or the action gives
 // NULL for this type); dst may then hold garbage past its original length.
 func (pl *Plan) appendScalar(dst []byte, k kind, a Action, typmod int32, bin bool, v []byte) ([]byte, bool) {
-	if a == ActionNull || a == ActionNone {
+	switch a {
+	case ActionNull, ActionNone:
 		return dst, false
+	case ActionDetect:
+		return pl.appendDetect(dst, k, typmod, bin, v)
+	case ActionDateShift, ActionGeneralize:
+		if k == kindJSON || k == kindJSONB {
+			break
+		}
+		return pl.appendDateLike(dst, k, a, typmod, bin, v)
+	case ActionPseudonym:
+		switch k {
+		case kindText, kindBpchar, kindChar:
+			return pl.appendPseudonymText(dst, k, typmod, v, pl.curType)
+		case kindJSON, kindJSONB:
+		default:
+			a = ActionHash
+		}
 	}
 	switch k {
 	case kindText, kindBpchar:
