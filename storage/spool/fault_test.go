@@ -79,7 +79,7 @@ func TestFailClosed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			fsys, armed := armedFault(filepath.Join(dir, tc.sub), tc.op, tc.err)
-			s, err := open(Config{Dir: dir, SegmentBytes: minSegmentBytes}, fsys)
+			s, err := open(Config{Dir: dir, SegmentBytes: minSegmentBytes}, fsys, zeroFill)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +162,7 @@ func TestRecoveryFailureFailsOpen(t *testing.T) {
 	s.Close()
 	fsys, armed := armedFault(filepath.Join(dir, "sessions"), "write", syscall.EIO)
 	armed.Store(true)
-	if _, err := open(Config{Dir: dir}, fsys); !errors.Is(err, syscall.EIO) {
+	if _, err := open(Config{Dir: dir}, fsys, zeroFill); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("open with a failing disk: %v", err)
 	}
 }

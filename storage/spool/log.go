@@ -24,8 +24,8 @@ type Log struct {
 	closing bool  // Close began: no more appends
 	closed  bool
 
-	dirty   bool         // owned by the applier: written since the last checkpoint
-	applied atomic.Int64 // bytes written to the file
+	dirtyEpoch uint64       // owned by the applier: the checkpoint epoch it was last written in
+	applied    atomic.Int64 // bytes written to the file
 
 	fmu sync.Mutex
 	f   file // nil once closed

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,7 @@ type Stats struct {
 type Spool struct {
 	cfg         Config
 	fs          fileSystem
+	prealloc    preallocation
 	log         *slog.Logger
 	journalDir  string
 	sessionsDir string
@@ -166,10 +168,20 @@ type segment struct {
 // sessions it leaves open (no clean Close) are listed by Recovered. Open
 // starts no goroutine; call Run to make appends durable.
 func Open(cfg Config) (*Spool, error) {
-	return open(cfg, osFS{})
+	return open(cfg, osFS{}, zeroFill)
 }
 
-func open(cfg Config, fsys fileSystem) (*Spool, error) {
+// preallocation says how journal segments are made; only benchmarks
+// choose anything but zeroFill, to measure why it is the default.
+type preallocation int
+
+const (
+	zeroFill      preallocation = iota // fallocate, then write zeros: later fdatasyncs flush data only
+	fallocateOnly                      // unwritten extents: the first write to each block changes metadata
+	growing                            // no preallocation: every append grows the file
+)
+
+func open(cfg Config, fsys fileSystem, prealloc preallocation) (*Spool, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("spool: Config.Dir is required")
 	}
@@ -196,6 +208,7 @@ func open(cfg Config, fsys fileSystem) (*Spool, error) {
 		closing:     make(chan struct{}),
 		runDone:     make(chan struct{}),
 		appliedCh:   make(chan struct{}),
+		prealloc:    prealloc,
 	}
 	for _, d := range []string{cfg.Dir, s.journalDir, s.sessionsDir} {
 		if err := fsys.MkdirAll(d, 0o700); err != nil {
@@ -316,7 +329,10 @@ func (s *Spool) Create(sessionID string) (*Log, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.logs[sessionID]; dup || s.err != nil || s.stopped {
+		// Stopped or failed meanwhile (or a Log whose empty file was just
+		// removed by its Close): take back the file this call created.
 		f.Close()
+		s.fs.Remove(s.sessionPath(sessionID))
 		if err := s.appendableLocked(); err != nil {
 			return nil, err
 		}
@@ -527,14 +543,13 @@ func (s *Spool) Run(ctx context.Context) error {
 	defer close(s.runDone)
 
 	work := make(chan applyItem, 8)
-	applierDone := make(chan struct{})
-	go func() {
-		defer close(applierDone)
-		s.applier(work)
-	}()
+	jobs := make(chan checkpointJob, 4)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.applier(work, jobs) })
+	wg.Go(func() { s.checkpointer(jobs) })
 	s.syncer(ctx, work)
-	close(work)
-	<-applierDone
+	close(work) // the applier drains it, then closes jobs
+	wg.Wait()
 
 	s.mu.Lock()
 	s.stopped = true
@@ -576,6 +591,12 @@ func (s *Spool) syncer(ctx context.Context, work chan<- applyItem) {
 			if !more {
 				break
 			}
+			// Let the waiters just woken run before taking the next batch:
+			// on few cores they would otherwise append only after it was
+			// taken and wait for two commits instead of one (measured:
+			// +60% appends per second at 16 sessions on 2 cores). This is
+			// a yield, not a delay: nothing waits on a timer.
+			runtime.Gosched()
 		}
 		s.mu.Lock()
 		done := s.stopped || s.err != nil
@@ -700,7 +721,7 @@ func (s *Spool) startSegment(seg *segment, seq uint64, start LSN, ckpt []byte) e
 }
 
 // takeSpare returns a preallocated segment file named for seq, made by
-// the applier in the background, or makes one now.
+// the checkpointer in the background, or makes one now.
 func (s *Spool) takeSpare(seq uint64) (*segment, error) {
 	path := filepath.Join(s.journalDir, fmt.Sprintf("%016x.wal", seq))
 	s.spareMu.Lock()
@@ -729,8 +750,10 @@ func (s *Spool) makeSegment(path string) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	err = f.Preallocate(s.cfg.SegmentBytes)
-	for off := int64(0); err == nil && off < s.cfg.SegmentBytes; off += int64(len(zeros)) {
+	if s.prealloc != growing {
+		err = f.Preallocate(s.cfg.SegmentBytes)
+	}
+	for off := int64(0); err == nil && s.prealloc == zeroFill && off < s.cfg.SegmentBytes; off += int64(len(zeros)) {
 		_, err = f.WriteAt(zeros[:min(int64(len(zeros)), s.cfg.SegmentBytes-off)], off)
 	}
 	if err == nil {
@@ -747,24 +770,29 @@ func (s *Spool) makeSegment(path string) (*segment, error) {
 	return &segment{f: f, path: path}, nil
 }
 
-func (s *Spool) applier(work <-chan applyItem) {
+// checkpointJob is a segment the journal rolled away from and the session
+// files written while it was current.
+type checkpointJob struct {
+	old   *segment
+	dirty []*Log
+}
+
+// applier writes durable frames into their session files, in journal
+// order, and hands each rolled segment to the checkpointer.
+func (s *Spool) applier(work <-chan applyItem, jobs chan<- checkpointJob) {
+	defer close(jobs)
 	var dirty []*Log
+	epoch := uint64(1)
 	broken := false
-	s.prepareSpare()
 	for item := range work {
 		if broken || s.Err() != nil {
 			broken = true
 			continue // drain, so the syncer never blocks
 		}
 		if item.old != nil {
-			if err := s.checkpoint(item.old, dirty); err != nil {
-				s.fail(err)
-				broken = true
-				continue
-			}
-			clear(dirty)
-			dirty = dirty[:0]
-			s.prepareSpare()
+			jobs <- checkpointJob{old: item.old, dirty: dirty}
+			dirty = nil
+			epoch++
 			continue
 		}
 		b := item.batch
@@ -776,8 +804,8 @@ func (s *Spool) applier(work <-chan applyItem) {
 				break
 			}
 			l.applied.Store(r.off + int64(r.end-r.start))
-			if !l.dirty {
-				l.dirty = true
+			if l.dirtyEpoch != epoch {
+				l.dirtyEpoch = epoch
 				dirty = append(dirty, l)
 			}
 		}
@@ -795,12 +823,28 @@ func (s *Spool) applier(work <-chan applyItem) {
 	}
 }
 
+// checkpointer syncs session files and recycles segments behind the
+// applier, and keeps a spare segment ready, so that neither the syncer
+// nor the applier waits for those fsyncs or for zero-filling.
+func (s *Spool) checkpointer(jobs <-chan checkpointJob) {
+	s.prepareSpare()
+	for job := range jobs {
+		if s.Err() != nil {
+			continue // drain
+		}
+		if err := s.checkpoint(job.old, job.dirty); err != nil {
+			s.fail(err)
+			continue
+		}
+		s.prepareSpare()
+	}
+}
+
 // checkpoint makes every session file written while old was the journal's
 // head durable, then recycles old: after this, old is no longer needed for
 // recovery.
 func (s *Spool) checkpoint(old *segment, dirty []*Log) error {
 	for _, l := range dirty {
-		l.dirty = false
 		l.fmu.Lock()
 		var err error
 		if l.f != nil { // Close synced and closed it already

@@ -1,0 +1,136 @@
+package spool
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkAppendWait measures what the proxy pays per recorded event: one
+// Append and one Wait for durability, from 1, 16 and 64 sessions at once.
+// It compares the journal with group commit ("journal", and its segment
+// preallocation variants) against the naive design, one write and one
+// fdatasync of the session's own file per event ("naive").
+//
+//	go test ./storage/spool -run '^$' -bench AppendWait -benchtime 3s
+func BenchmarkAppendWait(b *testing.B) {
+	frame := newRecorder(sessionID(0)).next() // a real command event, ~360 bytes
+	for _, sessions := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("journal/sessions=%d", sessions), func(b *testing.B) { benchJournal(b, sessions, frame, zeroFill) })
+		b.Run(fmt.Sprintf("journal-fallocate-only/sessions=%d", sessions), func(b *testing.B) { benchJournal(b, sessions, frame, fallocateOnly) })
+		b.Run(fmt.Sprintf("journal-no-prealloc/sessions=%d", sessions), func(b *testing.B) { benchJournal(b, sessions, frame, growing) })
+		b.Run(fmt.Sprintf("naive/sessions=%d", sessions), func(b *testing.B) { benchNaive(b, sessions, frame) })
+	}
+}
+
+// parallel runs b.N operations spread over n goroutines and reports
+// ops/s and the latency of one operation (p50, p99).
+func parallel(b *testing.B, n int, op func(worker int) error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	lat := make([][]time.Duration, n)
+	for w := range lat {
+		lat[w] = make([]time.Duration, 0, b.N/n+1)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for w := range n {
+		count := b.N / n
+		if w < b.N%n {
+			count++
+		}
+		wg.Go(func() {
+			for range count {
+				t := time.Now()
+				if err := op(w); err != nil {
+					errs <- err
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+}
+
+func benchJournal(b *testing.B, sessions int, frame []byte, prealloc preallocation) {
+	dir := b.TempDir()
+	s, err := open(Config{Dir: dir}, osFS{}, prealloc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r := start(b, s)
+	// Don't time the background preparation of the spare segment.
+	for deadline := time.Now().Add(time.Minute); ; {
+		s.spareMu.Lock()
+		ready := s.spare != nil
+		s.spareMu.Unlock()
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("no spare segment after a minute")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	logs := make([]*Log, sessions)
+	for i := range logs {
+		if logs[i], err = s.Create(sessionID(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	before := s.Stats()
+	ctx := context.Background()
+	parallel(b, sessions, func(w int) error {
+		lsn, err := logs[w].Append(frame)
+		if err == nil {
+			err = s.Wait(ctx, lsn)
+		}
+		return err
+	})
+	after := s.Stats()
+	b.ReportMetric(float64(after.Commits+after.SessionSyncs-before.Commits-before.SessionSyncs)/float64(b.N), "fsyncs/op")
+	b.ReportMetric(float64(after.Appends-before.Appends)/float64(after.Commits-before.Commits), "appends/commit")
+	if err := r.stop(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func benchNaive(b *testing.B, sessions int, frame []byte) {
+	dir := b.TempDir()
+	files := make([]file, sessions)
+	for i := range files {
+		f, err := osFS{}.OpenFile(filepath.Join(dir, sessionID(i)+".rec"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		files[i] = f
+	}
+	offsets := make([]int64, sessions)
+	parallel(b, sessions, func(w int) error {
+		if _, err := files[w].WriteAt(frame, offsets[w]); err != nil {
+			return err
+		}
+		offsets[w] += int64(len(frame))
+		return files[w].Datasync()
+	})
+	b.ReportMetric(1, "fsyncs/op")
+}
