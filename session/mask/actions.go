@@ -68,7 +68,11 @@ func (pl *Plan) vote(c *planCol) {
 
 func (pl *Plan) scan(v []byte) []Finding {
 	if pl.scanner == nil {
-		pl.scanner = pl.det.NewScanner()
+		det := pl.det
+		if det == nil { // a "detect" rule in a profile without a detect section
+			det = DefaultDetector()
+		}
+		pl.scanner = det.NewScanner()
 	}
 	return pl.scanner.Scan(v)
 }

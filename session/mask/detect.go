@@ -387,7 +387,14 @@ func (s *Scanner) scanPart(text []byte, from int) {
 			}
 			next = s.word(i)
 		case t.cls&cPunct != 0:
-			if c := text[t.start]; c != '@' && c != '(' && c != '+' {
+			c := text[t.start]
+			if c == '.' && i > 0 && i+1 < len(toks) && toks[i+1].gap == gapNone && t.gap == gapNone && toks[i+1].cls == cLower {
+				if n := s.domain(i); n > i {
+					next = n
+					break
+				}
+			}
+			if c != '@' && c != '(' && c != '+' {
 				i++
 				continue
 			}

@@ -56,6 +56,8 @@ const (
 	fDose
 	fMedStop    // medical eponym, drug or abbreviation: not a name without a title
 	fCommonName // a frequent first name that is also an everyday word (Will, Hope)
+	fRelation   // a relation word (wife, son) or "name is": a name follows
+	fExpiry     // exp, valid thru: a card expiry follows
 
 	fLooked // the token's flags have been looked up
 )
@@ -68,7 +70,7 @@ var keywordCategories = map[string]wflag{
 	"locctx": fLocCtx, "orgsuffix": fOrgSuffix, "phonectx": fPhoneCtx, "faxctx": fFaxCtx,
 	"ssnctx": fSSNCtx, "mrnctx": fMRNCtx, "planctx": fPlanCtx, "accountctx": fAccountCtx,
 	"licensectx": fLicenseCtx, "vehiclectx": fVehicleCtx, "devicectx": fDeviceCtx,
-	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop, "commonname": fCommonName,
+	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop, "commonname": fCommonName, "relation": fRelation, "expiry": fExpiry,
 }
 
 // triggerFlags are the flags of lower-case words that can start a

@@ -69,7 +69,7 @@ func (s *Scanner) number(i int) int {
 		}
 		return s.tokenAt(i, end)
 	}
-	if end, ok := s.matchSSN(p, false); ok {
+	if end, ok := s.matchSSN(p, nd == 3 && s.contextFlags(i)&fSSNCtx != 0); ok {
 		s.emit(p, end, TypeSSN, "ssn")
 		return s.tokenAt(i, end)
 	}
@@ -206,7 +206,7 @@ func (s *Scanner) matchDate(i, p int) (end int, ok, emit bool) {
 		if d1 <= 2 && d2 == 4 && sep == '/' { // 03/2005
 			m, y := atoi(s.text[p:q]), atoi(s.text[q+1:q+5])
 			if m >= 1 && m <= 12 && y >= 1900 && y <= 2099 && s.boundaryAfter(q+5) {
-				return q + 5, true, true
+				return q + 5, true, !s.expiryBefore(i)
 			}
 		}
 		return 0, false, false
@@ -252,14 +252,31 @@ func (s *Scanner) matchDate(i, p int) (end int, ok, emit bool) {
 		}
 		return 0, false, false
 	}
-	// Partial date M/D.
-	if sep != '/' || !s.boundaryAfter(r) || a < 1 || a > 12 || b < 1 || b > 31 {
+	// Partial date M/D (M-D only after a date word: "on 3-14").
+	if sep == '.' || !s.boundaryAfter(r) || a < 1 || a > 12 || b < 1 || b > 31 {
 		return 0, false, false
+	}
+	if sep == '-' && !(s.isWord(i-1) && s.toks[i].gap == gapSpace && s.flags(i-1)&fDateCtx != 0) {
+		return 0, false, false
+	}
+	if s.expiryBefore(i) {
+		return r, true, false
 	}
 	if s.partialDateExcluded(i, a, b, r) {
 		return r, true, false
 	}
 	return r, true, true
+}
+
+// expiryBefore reports "exp 03/25", "valid thru 03/2027": card expiry
+// dates are not dates of a person.
+func (s *Scanner) expiryBefore(i int) bool {
+	for j := i - 1; j >= 0 && j >= i-3; j-- {
+		if s.isWord(j) {
+			return s.flags(j)&fExpiry != 0
+		}
+	}
+	return false
 }
 
 // timestampTail matches the time part of a machine timestamp after a date:
@@ -326,8 +343,11 @@ func (s *Scanner) partialDateExcluded(i, a, b, end int) bool {
 }
 
 // dateContext reports a date-announcing word shortly before token i.
-func (s *Scanner) dateContext(i int) bool {
-	for j, n := i-1, 0; j >= 0 && n < 3; j-- {
+func (s *Scanner) dateContext(i int) bool { return s.dateContextN(i, 3) }
+
+// dateContextN looks at up to words words before token i.
+func (s *Scanner) dateContextN(i, words int) bool {
+	for j, n := i-1, 0; j >= 0 && n < words; j-- {
 		if s.toks[j].cls&cPunct != 0 {
 			continue
 		}
@@ -492,6 +512,8 @@ func (s *Scanner) matchPhone(p int) (int, bool) {
 		if s.text[q] != '(' {
 			q++
 		}
+	} else if q+4 < len(s.text) && string(s.text[q:q+3]) == "001" && (s.text[q+3] == '-' || s.text[q+3] == ' ' || s.text[q+3] == '.') && isDigit(s.text[q+4]) {
+		q += 4 // 001-541-754-3010: international prefix from the US
 	}
 	seps := 0
 	if q < len(s.text) && s.text[q] == '(' {
@@ -537,7 +559,7 @@ func (s *Scanner) matchPhone(p int) (int, bool) {
 	if seps == 0 {
 		return 0, false
 	}
-	if !s.boundaryAfter(q) {
+	if !s.boundaryAfter(q) && !(q < len(s.text) && s.text[q]|0x20 == 'x' && q+1 < len(s.text) && isDigit(s.text[q+1])) {
 		return 0, false
 	}
 	goto ext // a number laid out as a phone number is one, whatever its digits
@@ -550,6 +572,9 @@ ext:
 	r := q
 	for r < len(s.text) && s.text[r] == ' ' {
 		r++
+	}
+	if r > q+1 {
+		r = q + 1
 	}
 	if r < len(s.text) {
 		c := s.text[r] | 0x20
@@ -902,6 +927,8 @@ func (s *Scanner) identifier(i int) int {
 			typ, det = TypeID, "npi"
 		case digits == chars && digits == 10 && validNANP(id) && last == i:
 			typ, det = TypePhone, "phone-nanp"
+		case digits == 7 && chars == 7 && last == i+2 && s.isPunct(i+1, '-') && s.tokLen(i) == 3 && id[0] >= '2':
+			typ, det = TypePhone, "phone-local"
 		case digits == chars && digits == 15 && luhn(id):
 			typ, det = TypeDeviceID, "imei"
 		case validDEA(id):
@@ -986,6 +1013,13 @@ func (s *Scanner) alnum(i int) int {
 		if len(b)-lead == 1 && lead <= 5 {
 			if n := s.address(i); n > i {
 				return n
+			}
+		}
+		if v := atoi(b[:lead]); v >= 90 && v <= 125 && lead <= 3 {
+			switch string(b[lead:]) {
+			case "yo", "YO", "y", "yr", "yrs", "Y", "YR":
+				s.emit(p, p+lead, TypeAge, "age")
+				return i + 1
 			}
 		}
 		allLetters := true

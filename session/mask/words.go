@@ -1,5 +1,7 @@
 package mask
 
+import "strings"
+
 // Detectors that start at a word token: names, places, organisations,
 // textual dates, URLs; and at punctuation: e-mail addresses, phone numbers
 // in parentheses or with a leading '+'.
@@ -43,6 +45,9 @@ func (s *Scanner) word(i int) int {
 		if n := s.textDate(i); n > i {
 			return n
 		}
+	}
+	if n := s.poBox(i); n > i {
+		return n
 	}
 	if f&fHoliday != 0 && s.capitalized(i) {
 		s.emitToks(i, i, TypeDate, "date-holiday")
@@ -211,7 +216,12 @@ func (s *Scanner) nameRun(i int, title bool) (last, best, names int) {
 
 // nameContext reports whether the words before token i announce a name:
 // "wife", "patient", "seen by", "spoke with".
-func (s *Scanner) nameContext(i int) bool {
+func (s *Scanner) nameContext(i int) bool { return s.nameContextLevel(i) > 0 }
+
+// nameContextLevel is 2 after a relation ("wife", "name is", "spoke with")
+// that vouches even for a name missing from the lists, 1 after a role
+// ("patient", "RN"), 0 otherwise.
+func (s *Scanner) nameContextLevel(i int) int {
 	j := i - 1
 	for j >= 0 && (s.isPunct(j, ',') || s.isPunct(j, ':')) {
 		j--
@@ -220,22 +230,28 @@ func (s *Scanner) nameContext(i int) bool {
 		j -= 2
 	}
 	if !s.isWord(j) {
-		return false
+		return 0
 	}
 	f := s.flags(j)
+	if f&fRelation != 0 {
+		return 2
+	}
 	if f&fNameCtx != 0 {
-		return true
+		return 1
 	}
 	if (s.equalFold(j, "is") || s.equalFold(j, "was")) && s.isWord(j-1) && (s.equalFold(j-1, "name") || s.equalFold(j-1, "names")) {
-		return true
+		return 2
 	}
 	if s.equalFold(j, "by") || s.equalFold(j, "with") || s.equalFold(j, "to") || s.equalFold(j, "per") {
 		if s.equalFold(j, "per") {
-			return true
+			return 1
 		}
-		return s.isWord(j-1) && s.flags(j-1)&fVerbCtx != 0
+		if s.isWord(j-1) && s.flags(j-1)&fVerbCtx != 0 {
+			return 2
+		}
+		return 0
 	}
-	return false
+	return 0
 }
 
 // suffixAfter reports whether a name suffix (Jr, MD, RN) follows token i.
@@ -288,10 +304,11 @@ func (s *Scanner) name(i int) int {
 			common++
 		}
 	}
-	ctx := s.nameContext(first)
+	ctx := s.nameContextLevel(first)
 	firstLast := last > first && s.flags(first)&fFirstTop != 0 && s.flags(last)&fLastTop != 0 && last-first <= 2
 	ok := strong >= 1 || firstLast ||
-		(ctx || s.suffixAfter(last)) && weak+unknown >= 1 ||
+		(ctx == 2 || s.suffixAfter(last)) && weak+unknown >= 1 ||
+		ctx == 1 && (weak >= 1 || unknown >= 2) ||
 		weak >= 1 && weak+unknown >= 2 && common <= 1 ||
 		best == 2
 	if !ok {
@@ -686,4 +703,67 @@ func (s *Scanner) email(i int) int {
 	}
 	s.emit(l, r, TypeEmail, "email")
 	return s.tokenAt(i, r)
+}
+
+// poBox detects "PO Box 123" and "P.O. Box 123".
+func (s *Scanner) poBox(i int) int {
+	if !(s.equalFold(i, "po") || s.equalFold(i, "p")) {
+		return i
+	}
+	j := i + 1
+	if s.isPunct(j, '.') {
+		j++
+	}
+	if s.equalFold(j, "o") {
+		j++
+		if s.isPunct(j, '.') {
+			j++
+		}
+	}
+	if !s.equalFold(j, "box") || j+1 >= len(s.toks) || s.toks[j+1].cls&cDigit == 0 {
+		return i
+	}
+	s.emitToks(i, j+1, TypeAddress, "po-box")
+	return j + 2
+}
+
+// tlds are the top-level domains a bare domain name must end in.
+var tlds = map[string]bool{"com": true, "org": true, "net": true, "edu": true, "gov": true, "mil": true, "io": true,
+	"info": true, "biz": true, "co": true, "us": true, "uk": true, "ca": true, "de": true, "fr": true, "au": true,
+	"me": true, "app": true, "dev": true, "health": true, "ly": true, "nl": true, "se": true, "es": true, "it": true}
+
+// domain detects a bare domain name (smith.com, portal.example-health.org/x)
+// at the '.' token i.
+func (s *Scanner) domain(i int) int {
+	// the TLD is the last label
+	j := i
+	for j+2 < len(s.toks) && s.isPunct(j+2, '.') && s.adjacent(j+2) && s.adjacent(j+3) && j+3 < len(s.toks) && s.toks[j+3].cls&cPunct == 0 {
+		j += 2
+	}
+	tld := s.tokText(j + 1)
+	if len(tld) > 6 || !tlds[string(tld)] || s.alnumAt(int(s.toks[j+1].end)) {
+		return i
+	}
+	if e := int(s.toks[j+1].end); e < len(s.text) && s.text[e] == '@' {
+		return i
+	}
+	// back over the other labels
+	k := i - 1
+	for k >= 2 && (s.isPunct(k-1, '.') || s.isPunct(k-1, '-')) && s.adjacent(k) && s.adjacent(k-1) && s.toks[k-2].cls&cPunct == 0 {
+		k -= 2
+	}
+	if s.toks[k].cls&cPunct != 0 || k > 0 && s.adjacent(k) && (s.isPunct(k-1, '@') || s.isPunct(k-1, '/') || s.isPunct(k-1, '.')) {
+		return i
+	}
+	start, end := int(s.toks[k].start), int(s.toks[j+1].end)
+	if end < len(s.text) && s.text[end] == '/' {
+		for end < len(s.text) && s.text[end] > ' ' && s.text[end] != '"' && s.text[end] != '<' && s.text[end] != '>' {
+			end++
+		}
+		for end > start && strings.IndexByte(".,;:)]!?", s.text[end-1]) >= 0 {
+			end--
+		}
+	}
+	s.emit(start, end, TypeURL, "domain")
+	return s.tokenAt(i, end)
 }
