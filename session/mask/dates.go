@@ -143,8 +143,13 @@ func fitWidth(n, w int) int {
 }
 
 // shiftDate moves y-m-d back by days.
+// Dates that would fall before year 1 move forward instead, so text dates
+// need no BC suffix.
 func shiftDate(y, m, d, days int) (int, int, int) {
 	t := time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).AddDate(0, 0, -days)
+	if t.Year() < 1 {
+		t = time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).AddDate(0, 0, days)
+	}
 	return t.Year(), int(t.Month()), t.Day()
 }
 

@@ -187,6 +187,7 @@ type Scanner struct {
 	found []Finding
 	buf   [48]byte
 	cache *[cacheSize]cacheEntry // recent dictionary lookups
+	caps  uint8                  // 0 unknown, 1 the chunk is mostly capitals, 2 it is not
 }
 
 // cacheSize entries of recent lookups: clinical text repeats its
@@ -369,6 +370,7 @@ func cutPoint(text []byte, p int) int {
 // scanPart scans text[from:], with text[:from] already scanned.
 func (s *Scanner) scanPart(text []byte, from int) {
 	s.text = text
+	s.caps = 0
 	s.tokenize(text, from)
 	toks := s.toks
 	if cap(s.fl) < len(toks) {

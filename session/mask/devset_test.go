@@ -43,7 +43,11 @@ func parseMarked(t testing.TB, id, line string) labelled {
 }
 
 func loadHandwritten(t testing.TB) []labelled {
-	f, err := os.Open(filepath.Join("testdata", "devset", "handwritten.txt"))
+	return append(loadMarked(t, "handwritten.txt", "hand"), loadMarked(t, "handwritten2.txt", "hand2")...)
+}
+
+func loadMarked(t testing.TB, file, prefix string) []labelled {
+	f, err := os.Open(filepath.Join("testdata", "devset", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +61,7 @@ func loadHandwritten(t testing.TB) []labelled {
 			continue
 		}
 		n++
-		out = append(out, parseMarked(t, fmt.Sprintf("hand-%d", n), line))
+		out = append(out, parseMarked(t, fmt.Sprintf("%s-%d", prefix, n), line))
 	}
 	return out
 }

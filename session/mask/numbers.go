@@ -183,7 +183,9 @@ hex:
 		}
 		q++
 	}
-	if q-p >= 16 && letters > 0 && !s.alnumAt(q) {
+	// a hash: a hex digest's length, or long with letters spread through it
+	// (an IBAN or an ID has only a few letters)
+	if n := q - p; !s.alnumAt(q) && (n == 32 || n == 40 || n == 56 || n == 64 || n == 96 || n == 128 || n >= 16 && letters*5 >= n) {
 		return q, true
 	}
 	return p, false

@@ -72,6 +72,9 @@ func (s *Scanner) word(i int) int {
 		if n := s.placeBeforeState(i); n > i {
 			return n
 		}
+		if n := s.allCapsName(i); n > i {
+			return n
+		}
 		return i + 1
 	}
 	if f&fTitle != 0 {
@@ -766,4 +769,51 @@ func (s *Scanner) domain(i int) int {
 	}
 	s.emit(start, end, TypeURL, "domain")
 	return s.tokenAt(i, end)
+}
+
+// allCapsName detects a name written in capitals, "MARY O'TOOLE": a census
+// first name followed by a surname, in text that is not all capitals.
+func (s *Scanner) allCapsName(i int) int {
+	f := s.flags(i)
+	if f&fFirstTop == 0 || f&(fCommonName|keywordFlags|fStateAbbr) != 0 || s.tokLen(i) < 3 {
+		return i
+	}
+	j := i + 1
+	if j >= len(s.toks) || s.toks[j].gap != gapSpace {
+		return i
+	}
+	last := -1
+	switch {
+	case s.isWord(j) && s.tokLen(j) == 1 && s.isPunct(j+1, '\'') && s.adjacent(j+1) && s.adjacent(j+2) && s.allCaps(j+2):
+		last = j + 2 // O'TOOLE
+	case s.allCaps(j) && s.flags(j)&fLast != 0 && s.flags(j)&(keywordFlags|fMedStop) == 0 && s.tokLen(j) >= 3:
+		last = j
+	}
+	if last < 0 || s.mostlyCaps() {
+		return i
+	}
+	s.emitToks(i, last, TypeName, "name-caps")
+	return last + 1
+}
+
+// mostlyCaps reports whether the text being scanned is written in
+// capitals, where capitals say nothing about names.
+func (s *Scanner) mostlyCaps() bool {
+	if s.caps != 0 {
+		return s.caps == 1
+	}
+	up, low := 0, 0
+	for _, c := range s.text {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			up++
+		case 'a' <= c && c <= 'z':
+			low++
+		}
+	}
+	s.caps = 2
+	if up > low {
+		s.caps = 1
+	}
+	return s.caps == 1
 }
