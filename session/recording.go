@@ -66,14 +66,22 @@ func (r *Recording) SetSubject(identity, resource string) {
 }
 
 // Append seals ev into the chain and hands it to the spool. It does not
-// wait for durability: call Sync before forwarding anything that depends on
-// the event. Session, Node, Identity, Resource and Time are filled in when
-// empty.
-func (r *Recording) Append(ev *record.Event) error {
+// wait for durability: call Wait (for this event) or Sync (for all) before
+// forwarding anything that depends on it. Session, Node, Identity, Resource
+// and Time are filled in when empty. The returned position orders events
+// across the whole node: once it is durable, so is every event before it.
+func (r *Recording) Append(ev *record.Event) (spool.LSN, error) { return r.append(ev, false) }
+
+// AppendLazy is Append for an event nobody is about to wait for, such as a
+// command's result: it is committed with the next group commit instead of
+// starting one, so a session pays one fsync per command, not two.
+func (r *Recording) AppendLazy(ev *record.Event) (spool.LSN, error) { return r.append(ev, true) }
+
+func (r *Recording) append(ev *record.Event, lazy bool) (spool.LSN, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
-		return r.err
+		return 0, r.err
 	}
 	if ev.Time.IsZero() {
 		ev.Time = r.rec.now().UTC()
@@ -89,30 +97,39 @@ func (r *Recording) Append(ev *record.Event) error {
 	r.buf, err = r.chain.Seal(r.buf[:0], ev)
 	if err != nil {
 		r.err = fmt.Errorf("%w: seal %s: %w", ErrNotRecorded, ev.Kind, err)
-		return r.err
+		return 0, r.err
 	}
-	lsn, err := r.log.Append(r.buf)
+	appendFrame := r.log.Append
+	if lazy {
+		appendFrame = r.log.AppendLazy
+	}
+	lsn, err := appendFrame(r.buf)
 	if err != nil {
 		r.err = fmt.Errorf("%w: append %s: %w", ErrNotRecorded, ev.Kind, err)
-		return r.err
+		return 0, r.err
 	}
 	r.last.Store(uint64(lsn))
 	if cap(r.buf) > 1<<20 {
 		r.buf = nil
+	}
+	return lsn, nil
+}
+
+// Wait returns once the event at lsn (and so every event before it) is
+// durable. Zero waits for nothing.
+func (r *Recording) Wait(ctx context.Context, lsn spool.LSN) error {
+	if lsn == 0 {
+		return nil
+	}
+	if err := r.rec.spool.Wait(ctx, lsn); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	return nil
 }
 
 // Sync returns once every event appended so far is durable.
 func (r *Recording) Sync(ctx context.Context) error {
-	last := spool.LSN(r.last.Load())
-	if last == 0 {
-		return nil
-	}
-	if err := r.rec.spool.Wait(ctx, last); err != nil {
-		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
-	}
-	return nil
+	return r.Wait(ctx, spool.LSN(r.last.Load()))
 }
 
 // Close makes the recording durable and closes its file. The caller appends
@@ -145,7 +162,7 @@ func (r *Recorder) CloseRecovered(ctx context.Context, id string) error {
 	rec := &Recording{rec: r, id: id, log: log, chain: chain, identity: lastEv.Identity, resource: lastEv.Resource}
 	if lastEv.Kind != record.KindSessionEnd {
 		end := &record.Event{Kind: record.KindSessionEnd, End: &record.SessionEnd{Reason: "recovered"}}
-		if err := rec.Append(end); err != nil {
+		if _, err := rec.Append(end); err != nil {
 			log.Close(ctx)
 			return err
 		}

@@ -318,7 +318,7 @@ func (c *conn) appendResult(cmd *command, tag string, sqlErr *record.SQLError, s
 			r.Masked = append(r.Masked, record.MaskedColumn{Column: a.Column, Source: a.Source, Rule: a.Rule, Action: a.Action, Values: a.Values})
 		}
 	}
-	if err := c.rec.Append(&record.Event{Kind: record.KindResult, Result: r}); err != nil {
+	if _, err := c.rec.AppendLazy(&record.Event{Kind: record.KindResult, Result: r}); err != nil {
 		return err
 	}
 	return nil

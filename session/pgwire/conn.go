@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -16,6 +17,7 @@ import (
 	"github.com/phigate/phigate/session/policy"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/session/sqlclass"
+	"github.com/phigate/phigate/storage/spool"
 )
 
 // conn is one proxied session. After login two goroutines run it: frontend
@@ -53,6 +55,16 @@ type conn struct {
 	portals map[string]*portalInfo
 	lastErr *pgproto3.ErrorResponse // first fatal error for the agent, sent by the backend loop as it ends
 	reason  string                  // why the session ended, first cause wins
+
+	// writeAhead: commands are durable before they reach the upstream.
+	// Sessions whose grant is read-only (and whose upstream session is
+	// read-only too) may run a command while its event is being synced,
+	// because nothing it does can change data and none of its output
+	// leaves before the event is durable.
+	writeAhead bool
+	// cmdLSN is the spool position of the latest command (or COPY data)
+	// event: no output goes to the agent before it is durable.
+	cmdLSN atomic.Uint64
 
 	// frontend-owned
 	nextCmd     uint64
@@ -193,9 +205,19 @@ func (c *conn) relay(ctx context.Context) {
 	const bufSize = 64 << 10
 	c.cin = newFrameReader("client", c.client, bufSize, max)
 	c.uin = newFrameReader("upstream", c.up.conn, bufSize, max)
-	sync := func() error { return c.rec.Sync(ctx) }
-	c.uout = newOutBuf("upstream", c.up.conn, bufSize, sync)
-	c.cout = newOutBuf("client", c.client, bufSize, sync)
+	// Durability points. Towards the upstream (write-ahead sessions): every
+	// event so far, so a command and the results before it are on disk
+	// before it runs. Towards the agent: the latest command, so no output
+	// leaves before the command that produced it is on disk; result events
+	// need no wait there, they become durable with the next group commit
+	// and at the latest before the session's next command is forwarded.
+	toUpstream := func() error { return nil }
+	if c.writeAhead {
+		toUpstream = func() error { return c.rec.Sync(ctx) }
+	}
+	toClient := func() error { return c.rec.Wait(ctx, spool.LSN(c.cmdLSN.Load())) }
+	c.uout = newOutBuf("upstream", c.up.conn, bufSize, toUpstream)
+	c.cout = newOutBuf("client", c.client, bufSize, toClient)
 
 	fe := make(chan error, 1)
 	be := make(chan error, 1)
@@ -305,7 +327,7 @@ func (c *conn) end(reason string) {
 		Commands:   c.nextCmd,
 		DurationUS: time.Since(c.started).Microseconds(),
 	}}
-	if err := c.rec.Append(ev); err != nil {
+	if _, err := c.rec.Append(ev); err != nil {
 		c.log.Error("cannot record session end", "err", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -317,7 +339,7 @@ func (c *conn) end(reason string) {
 }
 
 func (c *conn) recordCancel(why string) {
-	if err := c.rec.Append(&record.Event{Kind: record.KindCancel, Cancel: &record.Cancel{Reason: why}}); err != nil {
+	if _, err := c.rec.Append(&record.Event{Kind: record.KindCancel, Cancel: &record.Cancel{Reason: why}}); err != nil {
 		c.log.Warn("cannot record cancel", "err", err)
 	}
 }

@@ -83,7 +83,7 @@ func (c *conn) frontend(ctx context.Context) error {
 
 // protocolError records malformed agent input and ends the session with 08P01.
 func (c *conn) protocolError(ctx context.Context, msg string) error {
-	if err := c.rec.Append(&record.Event{Kind: record.KindProtocolError, Error: &record.ProtocolError{Code: codeProtocolViolation, Message: msg}}); err != nil {
+	if _, err := c.rec.Append(&record.Event{Kind: record.KindProtocolError, Error: &record.ProtocolError{Code: codeProtocolViolation, Message: msg}}); err != nil {
 		c.log.Error("cannot record protocol error", "err", err)
 	}
 	c.log.Info("protocol violation from agent", "msg", msg)
@@ -159,10 +159,14 @@ func (c *conn) track(stmts []sqlclass.Statement) {
 	}
 }
 
+// appendCommand records a command before it is forwarded. Its position is
+// what the agent's side waits for before releasing any output.
 func (c *conn) appendCommand(rc *record.Command) error {
-	if err := c.rec.Append(&record.Event{Kind: record.KindCommand, Command: rc}); err != nil {
+	lsn, err := c.rec.Append(&record.Event{Kind: record.KindCommand, Command: rc})
+	if err != nil {
 		return c.recordingFailed(err)
 	}
+	c.cmdLSN.Store(uint64(lsn))
 	return nil
 }
 
@@ -463,9 +467,11 @@ func (c *conn) onCopyData(body []byte) error {
 	if c.copyIn != nil {
 		ev := &record.Event{Kind: record.KindCopyData, Copy: &record.CopyData{Command: c.copyIn.id, Offset: c.copyOffset, Data: body}}
 		c.copyOffset += int64(len(body))
-		if err := c.rec.Append(ev); err != nil {
+		lsn, err := c.rec.Append(ev)
+		if err != nil {
 			return c.recordingFailed(err)
 		}
+		c.cmdLSN.Store(uint64(lsn))
 	}
 	return c.uout.write(c.cin.raw)
 }

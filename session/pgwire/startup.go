@@ -299,7 +299,8 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 			runtime[k] = v
 		}
 	}
-	if c.grant.ReadOnly() {
+	c.writeAhead = !c.grant.ReadOnly()
+	if !c.writeAhead {
 		runtime["default_transaction_read_only"] = "on"
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
@@ -352,7 +353,7 @@ func (c *conn) startRecording() error {
 		}
 	}
 	rec.SetSubject(c.ident.Name, resource)
-	if err := rec.Append(&record.Event{Kind: record.KindSessionStart, Start: start}); err != nil {
+	if _, err := rec.Append(&record.Event{Kind: record.KindSessionStart, Start: start}); err != nil {
 		c.log.Error("cannot record session start", "err", err)
 		_ = writeRaw(c.client, pgError("FATAL", codeIOError, "phigate cannot record this session; refusing it"))
 		return err
@@ -369,7 +370,7 @@ func (c *conn) refuse(ctx context.Context, ev *record.Event, code, msg string) e
 				return err
 			}
 		}
-		if err := c.rec.Append(ev); err != nil {
+		if _, err := c.rec.Append(ev); err != nil {
 			c.log.Error("cannot record refusal", "err", err)
 		}
 		c.end("refused")

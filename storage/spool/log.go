@@ -45,7 +45,16 @@ func (l *Log) Size() int64 {
 // LSN to Wait for before anything that depends on it leaves the node. It
 // copies frame, does not block on I/O and, once the spool's buffers have
 // grown to the working size, does not allocate.
-func (l *Log) Append(frame []byte) (LSN, error) {
+func (l *Log) Append(frame []byte) (LSN, error) { return l.append(frame, false) }
+
+// AppendLazy is Append for a frame that nobody is about to wait for (a
+// command's result summary): it does not start a group commit of its own
+// but rides along with the next one, which some other append starts, or
+// which starts by itself after Config.LazyDelay. Waiting for its LSN still
+// works and is as safe as for any frame.
+func (l *Log) AppendLazy(frame []byte) (LSN, error) { return l.append(frame, true) }
+
+func (l *Log) append(frame []byte, lazy bool) (LSN, error) {
 	if len(frame) == 0 || len(frame) > MaxAppend {
 		return 0, fmt.Errorf("spool: append of %d bytes (1..%d)", len(frame), MaxAppend)
 	}
@@ -70,8 +79,14 @@ func (l *Log) Append(frame []byte) (LSN, error) {
 	l.lastLSN = s.lsn
 	s.appends++
 	s.bytes += uint64(len(frame))
-	lsn, kick := s.lsn, !b.kicked
-	b.kicked = true
+	lsn := s.lsn
+	kick := !b.kicked && !lazy
+	if kick {
+		b.kicked = true
+	} else if lazy && !b.kicked && !b.lazy {
+		b.lazy = true
+		s.lazyTimer.Reset(s.cfg.LazyDelay)
+	}
 	s.mu.Unlock()
 	if kick {
 		s.kickSyncer()

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // MaxAppend caps one Append: a record.Event frame of the largest payload
@@ -63,6 +64,9 @@ type Config struct {
 	// Logger receives recovery and failure reports, never frame contents.
 	// Nil discards them.
 	Logger *slog.Logger
+	// LazyDelay bounds how long a frame appended with AppendLazy waits for
+	// a group commit when nothing else asks for one. Zero means 2 ms.
+	LazyDelay time.Duration
 }
 
 // Stats counts what the spool did since Open.
@@ -101,9 +105,11 @@ type Spool struct {
 
 	durable atomic.Uint64 // every record ending at or before this LSN is durable
 	kick    chan struct{} // an empty batch became non-empty
-	failed  chan struct{} // closed by fail
-	closing chan struct{} // closed by Close
-	runDone chan struct{} // closed when Run returns
+	// lazyTimer kicks the syncer for a batch holding only lazy appends.
+	lazyTimer *time.Timer
+	failed    chan struct{} // closed by fail
+	closing   chan struct{} // closed by Close
+	runDone   chan struct{} // closed when Run returns
 
 	// Owned by the syncer goroutine (by Open before Run starts).
 	seg     *segment
@@ -138,6 +144,7 @@ type batch struct {
 	end    LSN
 	commit *commit
 	kicked bool
+	lazy   bool // the lazy timer is armed for this batch
 }
 
 // applyRef locates a frame inside a batch and in its session file.
@@ -188,6 +195,9 @@ func open(cfg Config, fsys fileSystem, prealloc preallocation) (*Spool, error) {
 	if cfg.SegmentBytes == 0 {
 		cfg.SegmentBytes = DefaultSegmentBytes
 	}
+	if cfg.LazyDelay <= 0 {
+		cfg.LazyDelay = 2 * time.Millisecond
+	}
 	if cfg.SegmentBytes < minSegmentBytes {
 		return nil, fmt.Errorf("spool: SegmentBytes %d below the minimum %d", cfg.SegmentBytes, minSegmentBytes)
 	}
@@ -210,6 +220,8 @@ func open(cfg Config, fsys fileSystem, prealloc preallocation) (*Spool, error) {
 		appliedCh:   make(chan struct{}),
 		prealloc:    prealloc,
 	}
+	s.lazyTimer = time.AfterFunc(time.Hour, s.lazyKick)
+	s.lazyTimer.Stop()
 	for _, d := range []string{cfg.Dir, s.journalDir, s.sessionsDir} {
 		if err := fsys.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("spool: %w", err)
@@ -409,6 +421,16 @@ func (s *Spool) appendableLocked() error {
 	return nil
 }
 
+// lazyKick commits a batch of lazy frames once Config.LazyDelay has passed.
+func (s *Spool) lazyKick() {
+	s.mu.Lock()
+	if len(s.cur.data) > 0 {
+		s.cur.kicked = true
+	}
+	s.mu.Unlock()
+	s.kickSyncer()
+}
+
 // kickSyncer tells the syncer a batch has work; one kick per batch.
 func (s *Spool) kickSyncer() {
 	select {
@@ -425,7 +447,7 @@ func (s *Spool) newBatchLocked() *batch {
 	} else {
 		b = &batch{data: make([]byte, 0, 64<<10)}
 	}
-	b.data, b.refs, b.end, b.kicked = b.data[:0], b.refs[:0], 0, false
+	b.data, b.refs, b.end, b.kicked, b.lazy = b.data[:0], b.refs[:0], 0, false, false
 	b.commit = &commit{done: make(chan struct{})}
 	return b
 }
@@ -460,10 +482,17 @@ func (s *Spool) Wait(ctx context.Context, lsn LSN) error {
 		return fmt.Errorf("spool: wait for LSN %d beyond the last append %d", lsn, s.lsn)
 	}
 	c := s.cur.commit
+	kick := false
 	if s.flushing != nil && lsn <= s.flushing.end {
 		c = s.flushing.commit
+	} else if !s.cur.kicked {
+		// Someone waits for lazy frames: commit them now.
+		s.cur.kicked, kick = true, true
 	}
 	s.mu.Unlock()
+	if kick {
+		s.kickSyncer()
+	}
 	select {
 	case <-c.done:
 		return c.err
@@ -622,7 +651,9 @@ func (s *Spool) flush(work chan<- applyItem) (more bool, err error) {
 		return false, nil
 	}
 	b := s.cur
-	if len(b.data) == 0 {
+	if len(b.data) == 0 || (!b.kicked && !s.stopped) {
+		// Empty, or holding only lazy frames that nobody waits for yet:
+		// they ride along with the next commit (or the lazy timer's).
 		s.mu.Unlock()
 		return false, nil
 	}

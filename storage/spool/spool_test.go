@@ -684,3 +684,70 @@ func TestAppendDoesNotAllocate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAppendLazyRidesAlong: a lazy frame does not start a commit of its own;
+// it is made durable by the next ordinary append's commit, or by the lazy
+// timer when none comes.
+func TestAppendLazyRidesAlong(t *testing.T) {
+	s := openSpool(t, Config{Dir: t.TempDir(), LazyDelay: time.Hour})
+	r := start(t, s)
+	defer r.stop()
+	rec := newRecorder(sessionID(1))
+	l, err := s.Create(rec.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := mustAppend(t, l, rec.next())
+	if err := s.Wait(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	commits := s.Stats().Commits
+	lazy, err := l.AppendLazy(rec.next())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // give a wrongly eager syncer the chance to commit
+	if got := s.Stats().Commits; got != commits {
+		t.Fatalf("commits went from %d to %d after a lazy append", commits, got)
+	}
+	next := mustAppend(t, l, rec.next())
+	if err := s.Wait(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Wait(context.Background(), lazy); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().Commits; got != commits+1 {
+		t.Fatalf("want one commit for the lazy and the ordinary frame, got %d", got-commits)
+	}
+	// Waiting for a lazy frame commits it at once.
+	lazy, err = l.AppendLazy(rec.next())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Wait(ctx, lazy); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAppendLazyTimer(t *testing.T) {
+	s := openSpool(t, Config{Dir: t.TempDir(), LazyDelay: 5 * time.Millisecond})
+	r := start(t, s)
+	defer r.stop()
+	rec := newRecorder(sessionID(2))
+	l, err := s.Create(rec.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := l.AppendLazy(rec.next())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Wait(ctx, lsn); err != nil {
+		t.Fatalf("lazy frame never committed: %v", err)
+	}
+}
