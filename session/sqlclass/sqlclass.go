@@ -98,9 +98,43 @@ func Classify(sql string) ([]Statement, error) {
 	}
 	out := make([]Statement, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		out = append(out, classify(tree.GetVersion(), raw.GetStmt()))
+		st := classify(tree.GetVersion(), raw.GetStmt())
+		if callsAdminFunction(raw.GetStmt()) {
+			st.Class = Admin
+		}
+		out = append(out, st)
 	}
 	return out, nil
+}
+
+// adminFunctions change the session's settings or identity, reach outside
+// the database, or act on other sessions. A statement that calls one is an
+// admin act whatever else it is: set_config could otherwise undo the
+// read-only upstream session that read grants rely on.
+var adminFunctions = map[string]bool{
+	"set_config": true, "pg_terminate_backend": true, "pg_cancel_backend": true,
+	"pg_reload_conf": true, "pg_rotate_logfile": true, "lo_import": true, "lo_export": true,
+	"pg_read_file": true, "pg_read_binary_file": true, "pg_ls_dir": true, "pg_stat_file": true,
+	"dblink": true, "dblink_exec": true, "dblink_connect": true, "pg_file_write": true,
+}
+
+func callsAdminFunction(n *pg_query.Node) bool {
+	found := false
+	walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
+		fc, ok := m.Interface().(*pg_query.FuncCall)
+		if !ok {
+			return true
+		}
+		names := fc.GetFuncname()
+		if len(names) > 0 {
+			if s := names[len(names)-1].GetString_(); s != nil && adminFunctions[strings.ToLower(s.GetSval())] {
+				found = true
+				return false
+			}
+		}
+		return true
+	})
+	return found
 }
 
 func classify(version int32, n *pg_query.Node) Statement {
@@ -400,28 +434,66 @@ func NewCache(n int) *Cache {
 	return &Cache{max: n, entries: make(map[string]cached, n), order: make([]string, n)}
 }
 
-// Classify is Classify with memoisation. The returned slice is shared: callers
-// must not modify it.
+// Classify is Classify with memoisation. Texts that differ only in their
+// constants share an entry (keyed by pg_query's normalised text, which costs
+// a fraction of a parse), so ad-hoc queries with literals hit the cache too.
+// The returned slice is shared: callers must not modify it.
 func (c *Cache) Classify(sql string) ([]Statement, error) {
 	if sql == "" || len(sql) > maxCachedSQL {
 		return Classify(sql)
 	}
-	c.mu.Lock()
-	e, ok := c.entries[sql]
-	c.mu.Unlock()
-	if ok {
+	if e, ok := c.lookup(sql); ok {
 		return e.stmts, e.err
 	}
-	stmts, err := Classify(sql)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.entries[sql]; !ok {
-		if old := c.order[c.next]; old != "" {
-			delete(c.entries, old)
+	norm, nerr := pg_query.Normalize(sql)
+	if nerr == nil && norm != sql {
+		if e, ok := c.lookup(norm); ok {
+			c.store(sql, e)
+			return e.stmts, e.err
 		}
-		c.order[c.next] = sql
-		c.next = (c.next + 1) % c.max
-		c.entries[sql] = cached{stmts, err}
+	}
+	stmts, err := Classify(sql)
+	e := cached{stmts, err}
+	c.store(sql, e)
+	if nerr == nil && norm != sql && err == nil && constantsAreData(stmts) {
+		c.store(norm, e)
 	}
 	return stmts, err
+}
+
+// constantsAreData reports whether every statement is plain DML, whose
+// class depends on its shape and never on the value of a constant, so that
+// texts differing only in constants may share a cache entry. Utility
+// statements (SET, COPY, EXPLAIN options, transaction modes) can turn on a
+// constant and are cached by exact text only.
+func constantsAreData(stmts []Statement) bool {
+	for _, s := range stmts {
+		switch s.Kind {
+		case "select_stmt", "insert_stmt", "update_stmt", "delete_stmt", "merge_stmt":
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Cache) lookup(key string) (cached, bool) {
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	return e, ok
+}
+
+func (c *Cache) store(key string, e cached) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[key]; ok {
+		return
+	}
+	if old := c.order[c.next]; old != "" {
+		delete(c.entries, old)
+	}
+	c.order[c.next] = key
+	c.next = (c.next + 1) % c.max
+	c.entries[key] = e
 }

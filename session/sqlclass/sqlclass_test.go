@@ -62,6 +62,10 @@ func TestClassify(t *testing.T) {
 		{"COPY t TO '/tmp/x'", []Class{Admin}},
 		{"COPY t FROM PROGRAM 'id'", []Class{Admin}},
 		{"SELECT 1; DELETE FROM t; COMMIT", []Class{Read, Write, Tx}},
+		{"SELECT set_config('default_transaction_read_only', 'off', false)", []Class{Admin}},
+		{"SELECT pg_catalog.set_config('search_path', 'x', true)", []Class{Admin}},
+		{"UPDATE t SET a = pg_terminate_backend(42)", []Class{Admin}},
+		{"SELECT * FROM dblink('host=x', 'DELETE FROM t') AS r(a int)", []Class{Admin}},
 	}
 	for _, tt := range tests {
 		stmts, err := Classify(tt.sql)
@@ -132,6 +136,39 @@ func TestCache(t *testing.T) {
 	}
 	if _, err := c.Classify("SELEC"); !errors.Is(err, ErrSyntax) {
 		t.Fatalf("cached syntax error lost: %v", err)
+	}
+}
+
+func TestCacheSharesAcrossConstants(t *testing.T) {
+	c := NewCache(16)
+	a, err := c.Classify("SELECT * FROM t WHERE id = 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Classify("SELECT * FROM t WHERE id = 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &a[0] != &b[0] {
+		t.Fatal("texts differing only in constants did not share a cache entry")
+	}
+	// A write must never be served a read's entry.
+	w, err := c.Classify("DELETE FROM t WHERE id = 2")
+	if err != nil || w[0].Class != Write {
+		t.Fatalf("delete = %+v %v", w, err)
+	}
+	// Utility statements never share: SET TRANSACTION READ ONLY and READ
+	// WRITE must not meet in one entry.
+	ro, _ := c.Classify("SET TRANSACTION READ ONLY")
+	rw, _ := c.Classify("SET TRANSACTION READ WRITE")
+	if ro[0].Class == rw[0].Class {
+		t.Fatalf("read only and read write classed alike: %s", ro[0].Class)
+	}
+	// COPY entries are per exact text: their describe query depends on it.
+	x, _ := c.Classify("COPY (SELECT * FROM t WHERE id = 1) TO STDOUT")
+	y, _ := c.Classify("COPY (SELECT * FROM t WHERE id = 2) TO STDOUT")
+	if x[0].Copy.Describe == y[0].Copy.Describe {
+		t.Fatalf("COPY describe shared across texts: %q", x[0].Copy.Describe)
 	}
 }
 
