@@ -188,27 +188,29 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: open spool: %w", err)
 	}
+	// The spool outlives ctx: sessions still record their ends after it.
 	spoolCtx, stopSpool := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSpool()
 	spoolDone := make(chan error, 1)
 	go func() { spoolDone <- sp.Run(spoolCtx) }()
+	stopRecording := func(runErr error) error {
+		stopSpool()
+		if err := <-spoolDone; err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("node: spool: %w", err))
+		}
+		if err := sp.Close(); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("node: close spool: %w", err))
+		}
+		return runErr
+	}
 
 	recorder := session.NewRecorder(sp, n.id)
 	if err := n.closeRecovered(ctx, sp, recorder); err != nil {
-		stopSpool()
-		<-spoolDone
-		return err
+		return stopRecording(err)
 	}
-
 	addr := n.cfg.Listen.Postgres
 	if addr == "" {
 		addr = ":6432"
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		stopSpool()
-		<-spoolDone
-		return fmt.Errorf("node: listen postgres: %w", err)
 	}
 	srv, err := pgwire.New(pgwire.Config{
 		NodeID:                 n.id,
@@ -223,10 +225,11 @@ func (n *Node) Run(ctx context.Context) error {
 		Logger:                 n.log,
 	})
 	if err != nil {
-		ln.Close()
-		stopSpool()
-		<-spoolDone
-		return fmt.Errorf("node: %w", err)
+		return stopRecording(fmt.Errorf("node: %w", err))
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return stopRecording(fmt.Errorf("node: listen postgres: %w", err))
 	}
 	n.pgAddr = ln.Addr()
 	n.log.Info("node ready", "postgres", ln.Addr().String(), "data_dir", n.dataDir)
@@ -236,23 +239,20 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopServe()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(serveCtx, ln) }()
-	var runErr, spoolErr error
+	var runErr error
 	select {
 	case runErr = <-serveErr:
-		stopSpool()
-		spoolErr = <-spoolDone
-	case spoolErr = <-spoolDone:
+	case err := <-spoolDone:
 		// Nothing can be made durable any more, so nothing may be served.
-		n.log.Error("recording spool stopped; shutting the node down", "err", spoolErr)
-		if spoolErr == nil {
-			spoolErr = errors.New("stopped unexpectedly")
+		n.log.Error("recording spool stopped; shutting the node down", "err", err)
+		if err == nil {
+			err = errors.New("stopped unexpectedly")
 		}
+		spoolDone <- err // for stopRecording
 		stopServe()
 		runErr = <-serveErr
 	}
-	if spoolErr != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("node: spool: %w", spoolErr))
-	}
+	runErr = stopRecording(runErr)
 	n.log.Info("node stopped")
 	return runErr
 }

@@ -49,7 +49,7 @@ status (closed, open, broken).`,
 			err = replay.PrintSession(cmd.Context(), out, dir, args[0], replay.Options{JSON: asJSON})
 			var ce *record.ChainError
 			if errors.As(err, &ce) {
-				return exitError{code: 2, err: fmt.Errorf("session %s: chain broken at event %d: %w", args[0], ce.Index, err)}
+				return exitError{code: 2, err: fmt.Errorf("session %s: chain broken at event %d: %s", args[0], ce.Index, ce.Reason)}
 			}
 			return err
 		},
