@@ -188,6 +188,7 @@ type Scanner struct {
 	buf   [48]byte
 	cache *[cacheSize]cacheEntry // recent dictionary lookups
 	caps  uint8                  // 0 unknown, 1 the chunk is mostly capitals, 2 it is not
+	from  int                    // where the chunk being scanned starts in text
 }
 
 // cacheSize entries of recent lookups: clinical text repeats its
@@ -370,6 +371,7 @@ func cutPoint(text []byte, p int) int {
 // scanPart scans text[from:], with text[:from] already scanned.
 func (s *Scanner) scanPart(text []byte, from int) {
 	s.text = text
+	s.from = from
 	s.caps = 0
 	s.tokenize(text, from)
 	toks := s.toks

@@ -58,6 +58,7 @@ const (
 	fCommonName // a frequent first name that is also an everyday word (Will, Hope)
 	fRelation   // a relation word (wife, son) or "name is": a name follows
 	fExpiry     // exp, valid thru: a card expiry follows
+	fCityTop    // one of the 3,000 US cities with the most ZIP codes
 
 	fLooked // the token's flags have been looked up
 )
@@ -103,7 +104,7 @@ func loadDict() *dictionary {
 		d.loadList("data/first_names.txt", fFirst, fFirstTop, 5163) // the census names
 		d.loadList("data/last_names.txt", fLast, fLastTop, 10000)
 		d.loadList("data/common_words.txt", fCommon, 0, 0)
-		d.loadList("data/us_cities.txt", fCity, 0, 0)
+		d.loadList("data/us_cities.txt", fCity, fCityTop, 3000)
 		d.loadKeywords("data/keywords.txt")
 		for w, f := range d.words {
 			if f&triggerFlags != 0 {

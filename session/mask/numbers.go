@@ -59,6 +59,19 @@ func (s *Scanner) number(i int) int {
 		return s.skipNumber(i)
 	}
 	nd := int(t.end - t.start)
+	// What follows the digits decides which structural matchers can apply:
+	// most numbers in clinical text (vitals, doses) end at a space.
+	var after, after2 byte = ' ', ' '
+	if e := int(t.end); e < len(s.text) {
+		after = s.text[e]
+		if e+1 < len(s.text) {
+			after2 = s.text[e+1]
+		}
+	}
+	if (after == ' ' || after == '\n' || after == ',' || after == ')' || after == ';' || after == '\t') && !(nd == 4 && after == ' ' && isDigit(after2)) &&
+		!(nd == 3 && after == ' ' && isDigit(after2)) && !(nd == 1 && after == ' ') && nd < 10 {
+		goto simple
+	}
 
 	if end, ok := s.matchUUIDorHex(p); ok {
 		return s.tokenAt(i, end)
@@ -95,6 +108,7 @@ func (s *Scanner) number(i int) int {
 		s.emitPhone(i, p, end)
 		return s.tokenAt(i, end)
 	}
+simple:
 	// Times and decimals: 10:30, 98.6 are not PHI.
 	if t.end < int32(len(s.text)) {
 		if c := s.text[t.end]; (c == ':' || c == '.' || c == ',') && int(t.end)+1 < len(s.text) && isDigit(s.text[t.end+1]) {
@@ -619,11 +633,26 @@ func (s *Scanner) matchIntlPhone(p int) (int, bool) {
 	if digits < 8 || digits > 15 || s.alnumAt(end) {
 		return 0, false
 	}
-	num, err := phonenumbers.Parse(string(s.text[p:end]), "")
-	if err != nil || !phonenumbers.IsValidNumber(num) {
-		return 0, false
+	// The country calling code must be one libphonenumber knows, and the
+	// national number as long as such numbers are (4 to 14 digits).
+	var d [16]byte
+	n := 0
+	for k := p + 1; k < end && n < len(d); k++ {
+		if isDigit(s.text[k]) {
+			d[n] = s.text[k]
+			n++
+		}
 	}
-	return end, true
+	calling := phonenumbers.GetSupportedCallingCodes()
+	for l := 1; l <= 3 && l < n; l++ {
+		if cc := atoi(d[:l]); calling[cc] && n-l >= 4 && n-l <= 14 {
+			if cc == 1 && n-l != 10 {
+				continue
+			}
+			return end, true
+		}
+	}
+	return 0, false
 }
 
 // emitPhone records a phone or, after a fax context word, a fax number.
@@ -878,6 +907,17 @@ func (s *Scanner) identifier(i int) int {
 		}
 	}
 	start, end := int(s.toks[i].start), int(s.toks[last].end)
+	slashes := 0
+	for k := i + 1; k < last; k += 2 {
+		if s.isPunct(k, '/') {
+			slashes++
+		}
+	}
+	// 0700-1900: a span of clock times
+	if last == i+2 && s.isPunct(i+1, '-') && s.tokLen(i) == 4 && s.tokLen(last) == 4 && s.toks[last].cls == cDigit &&
+		atoi(s.tokText(i)) <= 2400 && atoi(s.tokText(last)) <= 2400 && atoi(s.tokText(i))%100 < 60 && atoi(s.tokText(last))%100 < 60 {
+		return last + 1
+	}
 	if typ, ok := s.formatType(start, end); ok {
 		s.emit(start, end, typ, "id-format")
 		return last + 1
@@ -916,7 +956,7 @@ func (s *Scanner) identifier(i int) int {
 		typ, det = TypeLicense, "license-context"
 	case f&fFaxCtx != 0 && digits >= 7:
 		typ, det = TypeFax, "fax-context"
-	case f&fPhoneCtx != 0 && digits >= 7 && digits == chars:
+	case f&fPhoneCtx != 0 && digits == chars && (digits == 7 || digits == 10 || digits == 11) && id[0] != '0':
 		typ, det = TypePhone, "phone-context"
 	case f&fZipCtx != 0 && digits == 5:
 		typ, det = TypeZip, "zip-context"
@@ -941,9 +981,9 @@ func (s *Scanner) identifier(i int) int {
 			typ, det = TypeVehicleID, "vin"
 		case validIBAN(id):
 			typ, det = TypeAccount, "iban"
-		case digits >= 7 && digits == chars:
+		case digits >= 7 && digits == chars && slashes == 0:
 			typ, det = TypeID, "long-number"
-		case digits >= 6 && chars-digits <= 3 && chars <= 20:
+		case digits >= 6 && chars-digits <= 3 && chars <= 20 && slashes == 0:
 			typ, det = TypeID, "alnum-id"
 		}
 	}

@@ -442,13 +442,18 @@ func (s *Scanner) place(i int) int {
 		}
 	}
 	ctx := s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0 && s.toks[i].gap == gapSpace
+	// "Copenhagen and Oslo": a place listed after a place
+	if !ctx && (s.equalFold(i-1, "and") || s.equalFold(i-1, "or")) && len(s.found) > 0 {
+		last := s.found[len(s.found)-1]
+		ctx = last.Type == TypeLocation && i >= 2 && int(s.toks[i-2].end) == last.End
+	}
 	if f&(fCity|fState|fCountry) != 0 {
 		name := f&(fFirst|fLastTop) != 0
 		switch {
 		case s.followedByState(i) && f&fCity != 0,
 			ctx && f&(fCommon|fMedStop) == 0,
 			ctx && f&(fCity|fState) != 0 && s.capitalized(i) && f&(fMedStop|fDose|fUnit) == 0 && s.toks[i].gap == gapSpace,
-			f&(fCity|fState) != 0 && !name && f&(fCommon|fMedStop|fMonth|fWeekday|fStreet|fOrgSuffix|fLast|fFirst|fTitle|fNameCtx|fDose|fUnit|fDirection|fLocCtx|fDateCtx|fHoliday|fCountry) == 0 && s.tokLen(i) > 3,
+			f&(fCityTop|fState) != 0 && !name && f&(fCommon|fMedStop|fMonth|fWeekday|fStreet|fOrgSuffix|fLast|fFirst|fTitle|fNameCtx|fDose|fUnit|fDirection|fLocCtx|fDateCtx|fHoliday|fCountry) == 0 && s.tokLen(i) > 3,
 			f&fState != 0 && s.isPunct(i-1, ',') && s.capitalized(i-2):
 			s.emitToks(i, i, TypeLocation, "place-dict")
 			return i + 1
@@ -797,13 +802,14 @@ func (s *Scanner) allCapsName(i int) int {
 }
 
 // mostlyCaps reports whether the text being scanned is written in
-// capitals, where capitals say nothing about names.
+// capitals, where capitals say nothing about names. It looks at the first
+// kilobyte of the chunk.
 func (s *Scanner) mostlyCaps() bool {
 	if s.caps != 0 {
 		return s.caps == 1
 	}
 	up, low := 0, 0
-	for _, c := range s.text {
+	for _, c := range s.text[s.from:min(len(s.text), s.from+1024)] {
 		switch {
 		case 'A' <= c && c <= 'Z':
 			up++
