@@ -10,8 +10,15 @@
 //	agent <==  backend loop: describe columns, mask rows, record result                <== upstream
 //
 // Invariants this package keeps:
-//   - nothing is written to either peer before every event recorded so far in
-//     the session is durable (outBuf's before hook waits on the spool);
+//   - no command reaches the upstream before its event is durable
+//     (write-ahead), with one exception: in a session whose grant is
+//     read-only, and whose upstream session is therefore opened with
+//     default_transaction_read_only=on, a command may run while its event is
+//     being synced, since it cannot change data;
+//   - no output reaches the agent before the event of the command that
+//     produced it is durable (outBuf's before hook waits on the spool);
+//     result events ride the next group commit and are durable before the
+//     session's next command runs;
 //   - a command that cannot be recorded is not forwarded: the session ends with
 //     an error;
 //   - the upstream credential never reaches the agent: the gateway logs in
