@@ -17,8 +17,8 @@
 //     being synced, since it cannot change data;
 //   - no output reaches the agent before the event of the command that
 //     produced it is durable (outBuf's before hook waits on the spool);
-//     result events ride the next group commit and are durable before the
-//     session's next command runs;
+//     result events ride the next group commit and are durable before any
+//     output of the session's next command;
 //   - a command that cannot be recorded is not forwarded: the session ends with
 //     an error;
 //   - the upstream credential never reaches the agent: the gateway logs in
