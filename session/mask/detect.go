@@ -223,6 +223,7 @@ const (
 	cDigit                    // some digit
 	cHigh                     // some non-ASCII byte
 	cPunct                    // a punctuation byte
+	cPlain                    // a run of ordinary lower-case words, merged
 )
 
 // Gaps between tokens.
@@ -287,6 +288,8 @@ func (s *Scanner) tokenize(text []byte, from int) {
 	toks := s.toks[:0]
 	gap := uint8(gapNewline)
 	n := len(text)
+	d := s.d
+	keepNext := false // the word after a kept word stays a token of its own
 	for i := from; i < n; {
 		c := text[i]
 		k := byteClass[c]
@@ -304,6 +307,7 @@ func (s *Scanner) tokenize(text []byte, from int) {
 		case bPunct:
 			toks = append(toks, token{start: int32(i), end: int32(i + 1), cls: cPunct, gap: gap})
 			gap = gapNone
+			keepNext = false
 			i++
 			continue
 		}
@@ -323,6 +327,24 @@ func (s *Scanner) tokenize(text []byte, from int) {
 			}
 			cls |= m
 			i++
+		}
+		if cls == cLower {
+			if d.mayKeep(text[start:i]) {
+				keepNext = true
+			} else if !keepNext {
+				// an ordinary word: merge it into the plain run before it
+				if l := len(toks) - 1; l >= 0 && toks[l].cls == cLower|cPlain && gap == gapSpace {
+					toks[l].end = int32(i)
+				} else {
+					toks = append(toks, token{start: int32(start), end: int32(i), cls: cLower | cPlain, gap: gap})
+				}
+				gap = gapNone
+				continue
+			} else {
+				keepNext = false
+			}
+		} else {
+			keepNext = cls&cUpper1 != 0
 		}
 		toks = append(toks, token{start: int32(start), end: int32(i), cls: cls, gap: gap})
 		gap = gapNone
@@ -384,6 +406,9 @@ func (s *Scanner) scanPart(text []byte, from int) {
 		t := &toks[i]
 		var next int
 		switch {
+		case t.cls&cPlain != 0:
+			i++
+			continue
 		case t.cls == cLower: // most words: skip unless a trigger
 			if !s.d.maybeTrigger(text[t.start:t.end]) {
 				i++
@@ -464,7 +489,7 @@ func cmpFinding(a, b Finding) int {
 func (s *Scanner) flags(i int) wflag {
 	f := s.fl[i]
 	if f&fLooked == 0 {
-		if t := s.toks[i]; t.cls&cPunct == 0 {
+		if t := s.toks[i]; t.cls&(cPunct|cPlain) == 0 {
 			f = s.lookup(s.text[t.start:t.end])
 		}
 		f |= fLooked

@@ -91,6 +91,10 @@ type dictionary struct {
 	// lower-case words with triggerFlags; other lower-case words are skipped
 	// without a lookup.
 	trigger [27 * 27]uint32
+	// keep has a bit per (first letter, second letter, length) of every
+	// lower-case word a detector may look at; the tokenizer merges runs of
+	// other lower-case words into one token.
+	keep [27 * 27]uint32
 }
 
 var (
@@ -113,6 +117,17 @@ func loadDict() *dictionary {
 		}
 		for _, w := range []string{"http", "https", "ftp", "www"} {
 			d.setTrigger([]byte(w))
+		}
+		for w, f := range d.words {
+			if f&^(fFirst|fFirstTop|fLast|fLastTop|fCommon|fCity|fCityTop|fCityStart|fStateStart|fCommonName) != 0 || f&(fCityStart|fStateStart) != 0 {
+				d.setKeep([]byte(w))
+			}
+		}
+		for _, w := range keepWords {
+			d.setKeep([]byte(w))
+		}
+		for w := range tlds {
+			d.setKeep([]byte(w))
 		}
 		dict = d
 	})
@@ -237,6 +252,28 @@ func (d *dictionary) setTrigger(w []byte) {
 	}
 	i, bit := triggerSlot(w)
 	d.trigger[i] |= bit
+}
+
+// keepWords are lower-case words the detectors compare against.
+var keepWords = []string{"age", "aged", "and", "box", "by", "code", "ftp", "http", "https", "is", "may", "name",
+	"names", "npi", "of", "old", "or", "per", "po", "strength", "the", "to", "version", "ver", "was", "with", "www",
+	"year", "years", "yo", "yr", "yrs", "van", "von", "der", "den", "del", "della", "dos", "das", "ter", "ten", "bin", "ibn"}
+
+func (d *dictionary) setKeep(w []byte) {
+	if len(w) == 0 {
+		return
+	}
+	i, bit := triggerSlot(w)
+	d.keep[i] |= bit
+}
+
+// mayKeep reports whether the lower-case word w must stay a token of its own.
+func (d *dictionary) mayKeep(w []byte) bool {
+	if len(w) <= 2 {
+		return true
+	}
+	i, bit := triggerSlot(w)
+	return d.keep[i]&bit != 0
 }
 
 // maybeTrigger reports whether the lower-case word w may have triggerFlags.
