@@ -57,6 +57,7 @@ CREATE TABLE audit_log (id serial PRIMARY KEY, msg text);
 type gateway struct {
 	addr       string
 	dir        string
+	spoolDir   string
 	db         string
 	pg         *pgtest.Server
 	sp         *spool.Spool
@@ -68,6 +69,8 @@ type gateway struct {
 }
 
 type gatewayOptions struct {
+	spoolDir          string // default: a temp dir
+	segmentBytes      int64
 	cleartextLoopback bool
 	maxMessageBytes   int
 	upstreamAuth      string // pgtest auth method of the gateway's role
@@ -129,7 +132,12 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		t.Fatal(err)
 	}
 
-	sp, err := spool.Open(spool.Config{Dir: filepath.Join(g.dir, "spool")})
+	spoolDir := opts.spoolDir
+	if spoolDir == "" {
+		spoolDir = filepath.Join(g.dir, "spool")
+	}
+	g.spoolDir = spoolDir
+	sp, err := spool.Open(spool.Config{Dir: spoolDir, SegmentBytes: opts.segmentBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +171,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	spoolCtx, stopSpool := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); _ = sp.Run(spoolCtx) }()
+	go func() { defer wg.Done(); _ = sp.Run(spoolCtx); sp.Close() }()
 	go func() {
 		defer wg.Done()
 		if err := srv.Serve(runCtx, ln); err != nil {
@@ -191,7 +199,7 @@ func (g *gateway) sessions(t *testing.T, n int) map[string][]*record.Event {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out := map[string][]*record.Event{}
-		files, _ := filepath.Glob(filepath.Join(g.dir, "spool", "sessions", "*.rec"))
+		files, _ := filepath.Glob(filepath.Join(g.spoolDir, "sessions", "*.rec"))
 		for _, f := range files {
 			id := strings.TrimSuffix(filepath.Base(f), ".rec")
 			evs, closed, err := g.readSession(id)

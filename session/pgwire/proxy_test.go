@@ -8,8 +8,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +19,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage/spool"
 )
 
 func psql(t *testing.T, dsn string, args ...string) (string, error) {
@@ -124,7 +128,7 @@ func TestBadTokenIsRefusedAndRecorded(t *testing.T) {
 	if evs[1].Auth.User != "reader-bot" || evs[1].Auth.Reason != "invalid token" {
 		t.Fatalf("auth.failed = %+v", evs[1].Auth)
 	}
-	raw, _ := os.ReadFile(g.dir + "/spool/sessions/" + evs[0].Session + ".rec")
+	raw, _ := os.ReadFile(g.spoolDir + "/sessions/" + evs[0].Session + ".rec")
 	if bytes.Contains(raw, []byte("not-a-token")) {
 		t.Fatal("the rejected token was written to the recording")
 	}
@@ -584,5 +588,103 @@ func TestPgbenchThroughGateway(t *testing.T) {
 		if len(args) > 0 && args[0] != "-i" && !strings.Contains(string(out), "number of failed transactions: 0") {
 			t.Fatalf("pgbench %v:\n%s", args, out)
 		}
+	}
+}
+
+// TestRecordingFailureFailsClosed fills the real disk the recording lives
+// on: the command that cannot be recorded fails with 58030 and never reaches
+// the database, and the node refuses new sessions rather than serve them
+// unrecorded.
+func TestRecordingFailureFailsClosed(t *testing.T) {
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (needs root): %v", err)
+	}
+	g := startGateway(t, gatewayOptions{spoolDir: filepath.Join(mnt, "spool"), segmentBytes: 64 << 10})
+	t.Cleanup(func() {
+		g.stop()
+		if err := syscall.Unmount(mnt, 0); err != nil {
+			ents, _ := os.ReadDir("/proc/self/fd")
+			for _, e := range ents {
+				if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, mnt) {
+					t.Logf("open: %s", l)
+				}
+			}
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, g.dsn("writer-ci", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	blob := strings.Repeat("x", 32<<10)
+	acked := 0
+	var failure error
+	for i := 0; i < 200; i++ {
+		if _, err := conn.Exec(ctx, "INSERT INTO audit_log (msg) VALUES ($1)", blob); err != nil {
+			failure = err
+			break
+		}
+		acked++
+	}
+	if failure == nil {
+		t.Fatal("200 inserts of 32 KiB recorded on a 1 MiB disk")
+	}
+	if !isSQLState(failure, "58030") && !strings.Contains(failure.Error(), "58030") && !strings.Contains(failure.Error(), "cannot record") {
+		t.Fatalf("failure = %v, want SQLSTATE 58030", failure)
+	}
+	var rows int
+	if err := g.pg.Exec(ctx, g.db, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	direct, err := pgx.Connect(ctx, g.pg.DSN(pgtest.Superuser, "", g.db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	if err := direct.QueryRow(ctx, "SELECT count(*) FROM audit_log").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows < acked || rows > acked+1 {
+		t.Fatalf("%d rows in the database, %d inserts acknowledged", rows, acked)
+	}
+	if _, err := pgx.Connect(ctx, g.dsn("writer-ci", "require")); !isSQLState(err, "58030") {
+		t.Fatalf("new session on a failed spool: %v, want 58030", err)
+	}
+	// Every row that reached the database was recorded first: recover a
+	// copy of the spool on a disk with room, as a restarted node would, and
+	// count the recorded inserts.
+	conn.Close(ctx)
+	g.stop()
+	recovered := filepath.Join(t.TempDir(), "spool")
+	if out, err := exec.Command("cp", "-a", g.spoolDir, recovered).CombinedOutput(); err != nil {
+		t.Fatalf("copy spool: %v %s", err, out)
+	}
+	sp, err := spool.Open(spool.Config{Dir: recovered})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	recordedInserts := 0
+	for _, id := range sp.Recovered() {
+		rc, _, err := sp.Reader(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = record.Verify(rc, id, true, func(ev *record.Event, _ []byte) error {
+			if ev.Kind == record.KindCommand && strings.HasPrefix(ev.Command.SQL, "INSERT INTO audit_log") {
+				recordedInserts++
+			}
+			return nil
+		})
+		rc.Close()
+		if err != nil {
+			t.Fatalf("recovered session %s: %v", id, err)
+		}
+	}
+	if recordedInserts < rows {
+		t.Fatalf("%d rows in the database but only %d inserts recorded", rows, recordedInserts)
 	}
 }

@@ -874,7 +874,13 @@ func (s *Spool) checkpointer(jobs <-chan checkpointJob) {
 // checkpoint makes every session file written while old was the journal's
 // head durable, then recycles old: after this, old is no longer needed for
 // recovery.
-func (s *Spool) checkpoint(old *segment, dirty []*Log) error {
+func (s *Spool) checkpoint(old *segment, dirty []*Log) (err error) {
+	defer func() {
+		if err != nil {
+			// The old segment was not recycled: nobody else holds it.
+			old.f.Close()
+		}
+	}()
 	for _, l := range dirty {
 		l.fmu.Lock()
 		var err error
