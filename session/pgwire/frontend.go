@@ -59,6 +59,9 @@ func (c *conn) frontend(ctx context.Context) error {
 			c.copyIn = nil
 			err = c.uout.write(c.cin.raw)
 		case 'X':
+			// Say why before the upstream sees Terminate and closes: the
+			// backend may notice that first.
+			c.setReason("terminate")
 			if err := c.uout.write(c.cin.raw); err != nil {
 				return err
 			}

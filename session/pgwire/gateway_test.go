@@ -82,9 +82,10 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	pg := pgtest.Shared(t)
 	g := &gateway{pg: pg, dir: t.TempDir(), tokens: map[string]string{}}
 	g.db = strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
-	if len(g.db) > 50 {
-		g.db = g.db[:50]
+	if len(g.db) > 40 {
+		g.db = g.db[:40]
 	}
+	g.db += "_" + randHex(4) // -count=N reruns share the server
 	role := "phigate_svc_" + strings.ReplaceAll(opts.upstreamAuth, "-", "_")
 	if opts.upstreamAuth == "" {
 		opts.upstreamAuth, role = pgtest.AuthSCRAM, "phigate_svc"

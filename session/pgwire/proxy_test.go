@@ -600,9 +600,11 @@ func TestRecordingFailureFailsClosed(t *testing.T) {
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
 		t.Skipf("cannot mount a small tmpfs here (needs root): %v", err)
 	}
-	g := startGateway(t, gatewayOptions{spoolDir: filepath.Join(mnt, "spool"), segmentBytes: 64 << 10})
+	var g *gateway
 	t.Cleanup(func() {
-		g.stop()
+		if g != nil {
+			g.stop()
+		}
 		if err := syscall.Unmount(mnt, 0); err != nil {
 			ents, _ := os.ReadDir("/proc/self/fd")
 			for _, e := range ents {
@@ -613,6 +615,7 @@ func TestRecordingFailureFailsClosed(t *testing.T) {
 			t.Errorf("unmount: %v", err)
 		}
 	})
+	g = startGateway(t, gatewayOptions{spoolDir: filepath.Join(mnt, "spool"), segmentBytes: 64 << 10})
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, g.dsn("writer-ci", "require"))
 	if err != nil {

@@ -818,6 +818,9 @@ func (s *Spool) applier(work <-chan applyItem, jobs chan<- checkpointJob) {
 	for item := range work {
 		if broken || s.Err() != nil {
 			broken = true
+			if item.old != nil {
+				item.old.f.Close() // nobody will recycle it now
+			}
 			continue // drain, so the syncer never blocks
 		}
 		if item.old != nil {
@@ -861,7 +864,8 @@ func (s *Spool) checkpointer(jobs <-chan checkpointJob) {
 	s.prepareSpare()
 	for job := range jobs {
 		if s.Err() != nil {
-			continue // drain
+			job.old.f.Close() // drain; nobody will recycle it now
+			continue
 		}
 		if err := s.checkpoint(job.old, job.dirty); err != nil {
 			s.fail(err)
