@@ -218,7 +218,7 @@ func run(ctx context.Context, cfg config) (err error) {
 			if err != nil {
 				return fmt.Errorf("phigate: %w", err)
 			}
-			defer p.stop()
+			defer func() { phigate.stop() }() // the streaming phase replaces it
 			phigate = p
 			systems = append(systems, system{"phigate", ep})
 		}
@@ -278,6 +278,23 @@ func run(ctx context.Context, cfg config) (err error) {
 	if phigate != nil {
 		if hwm, err := peakRSS(phigate.pid()); err == nil {
 			rep.rss["pgbench"] = float64(hwm) / (1 << 20)
+		}
+		// A Go process keeps the heap it grew (64 pgbench clients' worth)
+		// resident for a while, which would hide what streaming needs. A
+		// fresh node shows the memory of the streams alone.
+		if len(cfg.stream) > 0 {
+			phigate.stop()
+			p, ep, err := startPhigate(ctx, cfg.phigate, filepath.Join(work, "phigate-stream"), pg, svcPW)
+			if err != nil {
+				phigate = nil
+				return fmt.Errorf("phigate for streaming: %w", err)
+			}
+			phigate = p
+			for i := range systems {
+				if systems[i].name == "phigate" {
+					systems[i].ep = ep
+				}
+			}
 		}
 	}
 

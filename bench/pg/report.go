@@ -221,7 +221,7 @@ func (r *report) write(dir string) error {
 			}
 		}
 		if err := put(bench.Result{Name: "phigate-peak-rss", Unit: "MiB", Values: v,
-			Notes: "VmHWM of the phigate process, reset (clear_refs 5) before each stream; before-stream-X is VmRSS right after that reset; pgbench is the peak over all pgbench runs"},
+			Notes: "VmHWM of the phigate process: pgbench is the peak over all pgbench runs; the streams run on a freshly started node, its peak reset (clear_refs 5) before each size; before-stream-X is VmRSS right after that reset"},
 			"phigate's peak resident memory: over the pgbench runs, and during each streamed result (a ratio near 1 means memory does not grow with result size)"); err != nil {
 			return err
 		}

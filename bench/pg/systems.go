@@ -65,6 +65,11 @@ func (p *process) stop() {
 	if p == nil {
 		return
 	}
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
 	_ = p.cmd.Process.Signal(p.stopSig)
 	t := time.NewTimer(20 * time.Second)
 	defer t.Stop()
