@@ -189,6 +189,11 @@ log_disconnections = 0
 	if err := writeForService(filepath.Join(dir, "userlist.txt"), []byte(userlist), 0o600); err != nil {
 		return nil, endpoint{}, err
 	}
+	if strings.Contains(bin, "/") {
+		if bin, err = filepath.Abs(bin); err != nil {
+			return nil, endpoint{}, err
+		}
+	}
 	cmd := exec.Command(bin, filepath.Join(dir, "pgbouncer.ini"))
 	cmd.Dir = dir
 	if err := pgtest.AsServiceUser(cmd); err != nil {
@@ -254,6 +259,11 @@ masking:
 func startPhigate(ctx context.Context, bin, dir string, pg *pgtest.Server, svcPassword string) (*process, endpoint, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, endpoint{}, fmt.Errorf("phigate binary: %w (run make build, or pass -phigate)", err)
+	}
+	// The node runs in dir; a relative path would be looked up from there.
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return nil, endpoint{}, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, endpoint{}, err
