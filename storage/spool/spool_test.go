@@ -330,6 +330,11 @@ func TestConcurrentSessions(t *testing.T) {
 		t.Errorf("no segment was recycled: %+v", st)
 	}
 	t.Logf("%d appends in %d group commits, %d checkpoints", st.Appends, st.Commits, st.Checkpoints)
+	// Recycling is asynchronous (the checkpointer): stop the spool so that
+	// it has caught up before counting.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
 	journal, _ := os.ReadDir(filepath.Join(dir, "journal"))
 	if len(journal) > 3 {
 		t.Errorf("journal holds %d files, want at most 3 (current, previous, spare)", len(journal))
