@@ -181,8 +181,8 @@ func (pl *Plan) appendNamePseudonym(dst, name []byte) []byte {
 			if word == 0 && j < len(name) {
 				list = d.firstList
 			}
-			var low [48]byte
-			n := copy(low[:], w)
+			low := pl.low[:]
+			n := copy(low, w)
 			for k := 0; k < n; k++ {
 				low[k] = lowerTab[low[k]]
 			}

@@ -63,3 +63,27 @@ func BenchmarkTokenize(b *testing.B) {
 		sc.tokenize(text[:16<<10], 0)
 	}
 }
+
+func BenchmarkAppendValueNotes(b *testing.B) {
+	var notes [][]byte
+	n := 0
+	for r := range synth.Records(1<<20, 7) {
+		for _, e := range r.Encounters {
+			notes = append(notes, []byte(e.Notes))
+			n += len(e.Notes)
+		}
+		if n >= 1<<20 {
+			break
+		}
+	}
+	pl := hipaa(b).Plan([]Column{{Source: "public.encounters.notes", Name: "notes", TypeOID: oidText}}, Params{})
+	dst := make([]byte, 0, 1<<16)
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, v := range notes {
+			dst, _ = pl.AppendValue(dst[:0], 0, v)
+		}
+	}
+}

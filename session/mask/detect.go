@@ -189,6 +189,10 @@ type Scanner struct {
 	cache *[cacheSize]cacheEntry // recent dictionary lookups
 	caps  uint8                  // 0 unknown, 1 the chunk is mostly capitals, 2 it is not
 	from  int                    // where the chunk being scanned starts in text
+	// noOrgUntil: the capitalized run before this token has no
+	// organisation suffix (see place).
+	noOrgUntil   int
+	noStateUntil int // likewise for placeBeforeState
 }
 
 // cacheSize entries of recent lookups: clinical text repeats its
@@ -224,6 +228,7 @@ const (
 	cHigh                     // some non-ASCII byte
 	cPunct                    // a punctuation byte
 	cPlain                    // a run of ordinary lower-case words, merged
+	cTrig                     // a lower-case word that may be a trigger word
 )
 
 // Gaps between tokens.
@@ -329,8 +334,13 @@ func (s *Scanner) tokenize(text []byte, from int) {
 			i++
 		}
 		if cls == cLower {
-			if d.mayKeep(text[start:i]) {
+			w := text[start:i]
+			h := shapeHash(w)
+			if len(w) <= 2 || d.keep.has(h) {
 				keepNext = true
+				if d.trigger.has(h) {
+					cls |= cTrig
+				}
 			} else if !keepNext {
 				// an ordinary word: merge it into the plain run before it
 				if l := len(toks) - 1; l >= 0 && toks[l].cls == cLower|cPlain && gap == gapSpace {
@@ -395,6 +405,7 @@ func (s *Scanner) scanPart(text []byte, from int) {
 	s.text = text
 	s.from = from
 	s.caps = 0
+	s.noOrgUntil, s.noStateUntil = 0, 0
 	s.tokenize(text, from)
 	toks := s.toks
 	if cap(s.fl) < len(toks) {
@@ -410,14 +421,13 @@ func (s *Scanner) scanPart(text []byte, from int) {
 			i++
 			continue
 		case t.cls == cLower: // most words: skip unless a trigger
-			if !s.d.maybeTrigger(text[t.start:t.end]) {
-				i++
-				continue
-			}
+			i++
+			continue
+		case t.cls == cLower|cTrig:
 			next = s.word(i)
 		case t.cls&cPunct != 0:
 			c := text[t.start]
-			if c == '.' && i > 0 && i+1 < len(toks) && toks[i+1].gap == gapNone && t.gap == gapNone && toks[i+1].cls == cLower {
+			if c == '.' && i > 0 && i+1 < len(toks) && toks[i+1].gap == gapNone && t.gap == gapNone && toks[i+1].cls&^cTrig == cLower {
 				if n := s.domain(i); n > i {
 					next = n
 					break

@@ -90,11 +90,10 @@ type dictionary struct {
 	// trigger has a bit per (first letter, second letter, length) of the
 	// lower-case words with triggerFlags; other lower-case words are skipped
 	// without a lookup.
-	trigger [27 * 27]uint32
-	// keep has a bit per (first letter, second letter, length) of every
-	// lower-case word a detector may look at; the tokenizer merges runs of
-	// other lower-case words into one token.
-	keep [27 * 27]uint32
+	trigger bloom
+	// keep has a bit for every lower-case word a detector may look at; the
+	// tokenizer merges runs of other lower-case words into one token.
+	keep bloom
 }
 
 var (
@@ -230,57 +229,26 @@ func lower(c byte) byte {
 	return c
 }
 
-func triggerSlot(w []byte) (int, uint32) {
-	a, b := letterIndex(w[0]), 0
-	if len(w) > 1 {
-		b = letterIndex(w[1])
-	}
-	return a*27 + b, 1 << min(len(w), 31)
-}
+// bloom is a one-hash bit filter over shapeHash (64 Ki bits, 8 KiB: it
+// stays in the CPU cache).
+type bloom [1 << 16 / 64]uint64
 
-func letterIndex(c byte) int {
-	c |= 0x20
-	if c >= 'a' && c <= 'z' {
-		return int(c-'a') + 1
-	}
-	return 0
-}
+func (b *bloom) add(h uint32)          { b[h>>6&(uint32(len(b))-1)] |= 1 << (h & 63) }
+func (b *bloom) has(h uint32) bool     { return b[h>>6&(uint32(len(b))-1)]&(1<<(h&63)) != 0 }
+func (b *bloom) addWord(w []byte)      { b.add(shapeHash(w)) }
+func (b *bloom) hasWord(w []byte) bool { return b.has(shapeHash(w)) }
 
-func (d *dictionary) setTrigger(w []byte) {
-	if len(w) == 0 {
-		return
-	}
-	i, bit := triggerSlot(w)
-	d.trigger[i] |= bit
-}
+func (d *dictionary) setTrigger(w []byte) { d.trigger.addWord(w) }
 
 // keepWords are lower-case words the detectors compare against.
 var keepWords = []string{"age", "aged", "and", "box", "by", "code", "ftp", "http", "https", "is", "may", "name",
 	"names", "npi", "of", "old", "or", "per", "po", "strength", "the", "to", "version", "ver", "was", "with", "www",
 	"year", "years", "yo", "yr", "yrs", "van", "von", "der", "den", "del", "della", "dos", "das", "ter", "ten", "bin", "ibn"}
 
-func (d *dictionary) setKeep(w []byte) {
-	if len(w) == 0 {
-		return
-	}
-	i, bit := triggerSlot(w)
-	d.keep[i] |= bit
-}
-
-// mayKeep reports whether the lower-case word w must stay a token of its own.
-func (d *dictionary) mayKeep(w []byte) bool {
-	if len(w) <= 2 {
-		return true
-	}
-	i, bit := triggerSlot(w)
-	return d.keep[i]&bit != 0
-}
+func (d *dictionary) setKeep(w []byte) { d.keep.addWord(w) }
 
 // maybeTrigger reports whether the lower-case word w may have triggerFlags.
-func (d *dictionary) maybeTrigger(w []byte) bool {
-	i, bit := triggerSlot(w)
-	return d.trigger[i]&bit != 0
-}
+func (d *dictionary) maybeTrigger(w []byte) bool { return d.trigger.hasWord(w) }
 
 // lookup returns the flags of w, matched case-insensitively. buf is scratch
 // for lower-casing (words longer than it are not in the lists).

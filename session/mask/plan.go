@@ -65,6 +65,7 @@ type Plan struct {
 	dom [1]byte
 	sum [sha256.Size]byte
 	u16 [16]byte // digest input that must not escape per call
+	low [48]byte // a lower-cased word, digest input
 
 	// Scratch buffers reused across values so the hot path does not allocate.
 	tmp, tmp2     []byte // scalar decode and transform

@@ -1,6 +1,9 @@
 package mask
 
-import "strings"
+import (
+	"bytes"
+	"strings"
+)
 
 // Detectors that start at a word token: names, places, organisations,
 // textual dates, URLs; and at punctuation: e-mail addresses, phone numbers
@@ -41,6 +44,11 @@ func (s *Scanner) word(i int) int {
 		return i + 1
 	}
 	f := s.flags(i)
+	// An ordinary word that happens to be capitalized ("Plan", "Recheck")
+	// and does not start a run of capitalized words: nothing to find.
+	if f&^(fCommon|fLooked) == 0 && f&fCommon != 0 && !s.capitalized(i+1) && !s.allCaps(i+1) && !s.isPunct(i+1, '.') {
+		return i + 1
+	}
 	if f&(fMonth|fMonthAbbr) != 0 {
 		if n := s.textDate(i); n > i {
 			return n
@@ -384,9 +392,10 @@ func (s *Scanner) lowerNameAfter(i int) int {
 // place detects organisations (... Hospital, ... Medical Center), multi-word
 // cities and states, and single-word cities in context.
 func (s *Scanner) place(i int) int {
-	// Organisation: a run of capitalized words ending in a suffix.
+	// Organisation: a run of capitalized words ending in a suffix. A run
+	// already walked without a suffix is not walked again from inside.
 	j, suffix := i, -1
-	for k := 0; k < 7 && j < len(s.toks); k++ {
+	for k := 0; k < 7 && j < len(s.toks) && i >= s.noOrgUntil; k++ {
 		if k > 0 && s.toks[j].gap == gapNewline {
 			break
 		}
@@ -411,6 +420,9 @@ func (s *Scanner) place(i int) int {
 			continue
 		}
 		break
+	}
+	if suffix <= i && j > s.noOrgUntil {
+		s.noOrgUntil = j
 	}
 	if suffix > i {
 		end := suffix
@@ -441,13 +453,13 @@ func (s *Scanner) place(i int) int {
 			}
 		}
 	}
-	ctx := s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0 && s.toks[i].gap == gapSpace
-	// "Copenhagen and Oslo": a place listed after a place
-	if !ctx && (s.equalFold(i-1, "and") || s.equalFold(i-1, "or")) && len(s.found) > 0 {
-		last := s.found[len(s.found)-1]
-		ctx = last.Type == TypeLocation && i >= 2 && int(s.toks[i-2].end) == last.End
-	}
 	if f&(fCity|fState|fCountry) != 0 {
+		ctx := s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0 && s.toks[i].gap == gapSpace
+		// "Copenhagen and Oslo": a place listed after a place
+		if !ctx && (s.equalFold(i-1, "and") || s.equalFold(i-1, "or")) && len(s.found) > 0 {
+			last := s.found[len(s.found)-1]
+			ctx = last.Type == TypeLocation && i >= 2 && int(s.toks[i-2].end) == last.End
+		}
 		name := f&(fFirst|fLastTop) != 0
 		switch {
 		case s.followedByState(i) && f&fCity != 0,
@@ -481,11 +493,17 @@ func (s *Scanner) followedByState(i int) bool {
 // placeBeforeState detects a town not in the lists by its position:
 // capitalized words before ", ST 12345" or ", ST" at a line end.
 func (s *Scanner) placeBeforeState(i int) int {
+	if i < s.noStateUntil {
+		return i
+	}
 	last := i
 	for last+1 < len(s.toks) && last-i < 3 && s.capitalized(last+1) && s.toks[last+1].gap == gapSpace {
 		last++
 	}
 	if !s.capitalized(i) || !s.followedByState(last) {
+		if last-i < 3 { // the shorter runs inside it end at the same place
+			s.noStateUntil = last + 1
+		}
 		return i
 	}
 	st := last + 2
@@ -715,7 +733,7 @@ func (s *Scanner) email(i int) int {
 
 // poBox detects "PO Box 123" and "P.O. Box 123".
 func (s *Scanner) poBox(i int) int {
-	if !(s.equalFold(i, "po") || s.equalFold(i, "p")) {
+	if s.tokLen(i) > 2 || !(s.equalFold(i, "po") || s.equalFold(i, "p")) {
 		return i
 	}
 	j := i + 1
@@ -764,6 +782,11 @@ func (s *Scanner) domain(i int) int {
 		return i
 	}
 	start, end := int(s.toks[k].start), int(s.toks[j+1].end)
+	if s.toks[k].cls&cPlain != 0 { // "visit smith" merged: the label is the last word
+		for start < end && bytes.IndexByte(s.text[start:s.toks[k].end], ' ') >= 0 {
+			start += bytes.IndexByte(s.text[start:s.toks[k].end], ' ') + 1
+		}
+	}
 	if end < len(s.text) && s.text[end] == '/' {
 		for end < len(s.text) && s.text[end] > ' ' && s.text[end] != '"' && s.text[end] != '<' && s.text[end] != '>' {
 			end++
