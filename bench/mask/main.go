@@ -30,6 +30,7 @@ func main() {
 }
 
 type config struct {
+	devset   string
 	out      string
 	patients int
 	minTime  time.Duration
@@ -41,6 +42,7 @@ func run(args []string) error {
 	fs.StringVar(&c.out, "results", "bench/results", "directory for the JSON results")
 	fs.IntVar(&c.patients, "patients", 2000, "synthetic patients to build the rows and notes from")
 	fs.DurationVar(&c.minTime, "time", 2*time.Second, "minimum measuring time per system")
+	fs.StringVar(&c.devset, "devset", "session/mask/testdata/devset", "hand-written notes for the second free-text corpus")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,6 +91,32 @@ func run(args []string) error {
 		return dst
 	})
 
+	// Hand-written nursing-style notes (the development set, marks removed):
+	// terser, with fewer identifiers per line than the synthetic notes.
+	hand, err := handNotes(c.devset)
+	if err != nil {
+		return err
+	}
+	handBytes := total(hand)
+	handCopy := measure(c.minTime, handBytes, func(dst []byte) []byte {
+		for _, v := range hand {
+			dst = append(dst[:0], v...)
+		}
+		return dst
+	})
+	handScan := measure(c.minTime, handBytes, func(dst []byte) []byte {
+		for _, v := range hand {
+			dst, _ = scanPlan.AppendValue(dst[:0], 0, v)
+		}
+		return dst
+	})
+	handNaive := measure(c.minTime, handBytes, func(dst []byte) []byte {
+		for _, v := range hand {
+			dst = naive.mask(dst[:0], v)
+		}
+		return dst
+	})
+
 	// Rows: every field of the patients table, notes included.
 	rowBytes := 0
 	for _, r := range rows {
@@ -126,6 +154,10 @@ func run(args []string) error {
 		{Name: "mask_free_text", Unit: "MB/s", HigherIsBetter: true, Notes: notesNote, Values: map[string]float64{
 			"copy": textCopy.mbps, "phigate": textScan.mbps, "regexp_naive": textNaive.mbps,
 			"phigate/copy": textScan.mbps / textCopy.mbps, "phigate/regexp_naive": textScan.mbps / textNaive.mbps,
+		}},
+		{Name: "mask_free_text_handwritten", Unit: "MB/s", HigherIsBetter: true, Notes: fmt.Sprintf("%d hand-written nursing-style lines (session/mask/testdata/devset, marks removed), %.0f KB, one text value each; GOMAXPROCS=1; MB per CPU-second of the process", len(hand), float64(handBytes)/1e3), Values: map[string]float64{
+			"copy": handCopy.mbps, "phigate": handScan.mbps, "regexp_naive": handNaive.mbps,
+			"phigate/regexp_naive": handScan.mbps / handNaive.mbps,
 		}},
 		{Name: "mask_rows", Unit: "MB/s", HigherIsBetter: true, Notes: rowsNote + "; phigate_rules: column rules only, phigate_hipaa: classification + free-text scanning", Values: map[string]float64{
 			"copy": rowCopy.mbps, "phigate_rules": rowRules.mbps, "phigate_hipaa": rowHIPAA.mbps, "regexp_naive": rowNaive.mbps,
@@ -226,6 +258,26 @@ func workload(patients int) (rows [][][]byte, notes [][]byte) {
 		})
 	}
 	return rows, notes
+}
+
+var markRe = regexp.MustCompile(`\[\[[A-Z_]+:(.*?)\]\]`)
+
+// handNotes reads the hand-written development notes without their marks.
+func handNotes(dir string) ([][]byte, error) {
+	var out [][]byte
+	for _, name := range []string{"handwritten.txt", "handwritten2.txt", "heldout3.txt"} {
+		b, err := os.ReadFile(dir + "/" + name)
+		if err != nil {
+			return nil, fmt.Errorf("read hand-written notes (run from the repository root or set -devset): %w", err)
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if len(line) == 0 || line[0] == '#' {
+				continue
+			}
+			out = append(out, markRe.ReplaceAll(line, []byte("$1")))
+		}
+	}
+	return out, nil
 }
 
 // naive is the baseline: one regexp per identifier kind, applied in turn,

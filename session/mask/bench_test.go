@@ -87,3 +87,22 @@ func BenchmarkAppendValueNotes(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkAppendValueHandwritten(b *testing.B) {
+	var lines [][]byte
+	n := 0
+	for _, ex := range loadHandwritten(b) {
+		lines = append(lines, []byte(ex.text))
+		n += len(ex.text)
+	}
+	pl := hipaa(b).Plan([]Column{{Source: "public.encounters.notes", Name: "notes", TypeOID: oidText}}, Params{})
+	dst := make([]byte, 0, 1<<16)
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, v := range lines {
+			dst, _ = pl.AppendValue(dst[:0], 0, v)
+		}
+	}
+}

@@ -117,6 +117,15 @@ simple:
 			}
 		}
 	}
+	// A short number followed by an ordinary lower-case word ("40 mg",
+	// "2 weeks") starts nothing: no age over 89, no month, no street.
+	if nd <= 3 && i+1 < len(s.toks) && s.toks[i+1].gap == gapSpace {
+		if nt := s.toks[i+1]; nt.cls&cPlain != 0 || nt.cls&^cTrig == cLower && s.flags(i+1)&(fMonth|fMonthAbbr|fAgeCtx|fDirection|fStreet) == 0 {
+			if nd < 2 || atoi(s.tokText(i)) < 90 {
+				return i + 1
+			}
+		}
+	}
 	if n := s.age(i, nd); n > i {
 		return n
 	}
