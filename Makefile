@@ -7,9 +7,10 @@ LDFLAGS := -X github.com/phigate/phigate/node/cli.Version=$(VERSION)
 PKGS := ./...
 FUZZTIME ?= 20s
 # Debian packages the tests and benchmarks drive: a real PostgreSQL 15 server
-# and its clients (psql, pgbench), and PgBouncer for the benchmark.
-TEST_DEBS := postgresql-15 postgresql-client-15
-BENCH_DEBS := $(TEST_DEBS) pgbouncer
+# and its clients (psql, pgbench), and PgBouncer (the benchmark's peer; the
+# bench end-to-end test covers its leg too).
+TEST_DEBS := postgresql-15 postgresql-client-15 pgbouncer
+BENCH_DEBS := $(TEST_DEBS)
 
 .PHONY: all build test test-race vet demo bench fuzz deps bench-deps clean
 
@@ -39,7 +40,7 @@ demo: deps build
 	$(GO) run ./examples/demo --phigate $(BIN)
 
 bench: bench-deps build
-	$(GO) run ./bench/pg --phigate $(BIN) --results bench/results
+	$(GO) run ./bench/pg --phigate $(CURDIR)/$(BIN) --results bench/results
 	$(GO) run ./bench/mask --results bench/results
 
 # fuzz runs every fuzz target for FUZZTIME each (crashers land in testdata/fuzz).

@@ -13,7 +13,12 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# Debian starts a cluster on install; phigate's tests start their own.
+# Debian starts a cluster and a PgBouncer (on 6432, phigate's default port) on
+# install; phigate's tests and benchmarks start their own.
+if command -v systemctl >/dev/null 2>&1; then
+  $sudo systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+fi
+$sudo service pgbouncer stop >/dev/null 2>&1 || true
 if command -v pg_lsclusters >/dev/null; then
   pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
     $sudo pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true
