@@ -59,6 +59,7 @@ const (
 	fRelation   // a relation word (wife, son) or "name is": a name follows
 	fExpiry     // exp, valid thru: a card expiry follows
 	fCityTop    // one of the 3,000 US cities with the most ZIP codes
+	fPersonVerb // a verb that follows a person: called, visited, states
 
 	fLooked // the token's flags have been looked up
 )
@@ -71,7 +72,7 @@ var keywordCategories = map[string]wflag{
 	"locctx": fLocCtx, "orgsuffix": fOrgSuffix, "phonectx": fPhoneCtx, "faxctx": fFaxCtx,
 	"ssnctx": fSSNCtx, "mrnctx": fMRNCtx, "planctx": fPlanCtx, "accountctx": fAccountCtx,
 	"licensectx": fLicenseCtx, "vehiclectx": fVehicleCtx, "devicectx": fDeviceCtx,
-	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop, "commonname": fCommonName, "relation": fRelation, "expiry": fExpiry,
+	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop, "commonname": fCommonName, "relation": fRelation, "expiry": fExpiry, "personverb": fPersonVerb,
 }
 
 // triggerFlags are the flags of lower-case words that can start a
@@ -106,6 +107,8 @@ func loadDict() *dictionary {
 		d := &dictionary{words: make(map[string]wflag, 140000), phrases: make(map[string]wflag, 8000)}
 		d.loadList("data/first_names.txt", fFirst, fFirstTop, 5163) // the census names
 		d.loadList("data/last_names.txt", fLast, fLastTop, 10000)
+		d.loadList("data/first_names_faker.txt", fFirst, 0, 0)
+		d.loadList("data/last_names_faker.txt", fLast, 0, 0)
 		d.loadList("data/common_words.txt", fCommon, 0, 0)
 		d.loadList("data/us_cities.txt", fCity, fCityTop, 3000)
 		d.loadKeywords("data/keywords.txt")

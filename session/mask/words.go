@@ -322,6 +322,12 @@ func (s *Scanner) name(i int) int {
 		ctx == 1 && (weak >= 1 || unknown >= 2) ||
 		weak >= 1 && weak+unknown >= 2 && common <= 1 ||
 		best == 2
+	// "Bjorn called": a first name from the lists that is no word, and a
+	// verb people do.
+	if !ok && weak >= 1 && common == 0 && s.flags(first)&fFirst != 0 && s.flags(first)&fCommonName == 0 &&
+		s.isWord(last+1) && s.toks[last+1].gap == gapSpace && s.flags(last+1)&fPersonVerb != 0 {
+		ok = true
+	}
 	if !ok {
 		return i
 	}
