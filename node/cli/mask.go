@@ -30,6 +30,7 @@ type maskOutput struct {
 	ID       json.RawMessage `json:"id"`
 	Masked   string          `json:"masked"`
 	Findings []maskFinding   `json:"findings"`
+	Error    string          `json:"error,omitempty"`
 }
 
 // maxMaskLine caps one input line of `phigate mask`.
@@ -88,7 +89,7 @@ func runMask(det *mask.Detector, in io.Reader, out io.Writer) error {
 	enc.SetEscapeHTML(false)
 	scanner := det.NewScanner()
 	var masked []byte
-	line := 0
+	line, bad := 0, 0
 	for sc.Scan() {
 		line++
 		raw := sc.Bytes()
@@ -97,7 +98,13 @@ func runMask(det *mask.Detector, in io.Reader, out io.Writer) error {
 		}
 		var rec maskInput
 		if err := json.Unmarshal(raw, &rec); err != nil {
-			return fmt.Errorf("mask: line %d: %w", line, err)
+			// Keep one output line per input line, so that outputs still
+			// pair with inputs by position.
+			bad++
+			if err := enc.Encode(maskOutput{ID: json.RawMessage("null"), Findings: []maskFinding{}, Error: "line is not a JSON object with id and text"}); err != nil {
+				return fmt.Errorf("mask: write: %w", err)
+			}
+			continue
 		}
 		text := []byte(rec.Text)
 		found := scanner.Scan(text)
@@ -128,5 +135,11 @@ func runMask(det *mask.Detector, in io.Reader, out io.Writer) error {
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("mask: read: %w", err)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if bad > 0 {
+		return fmt.Errorf("mask: %d of %d lines were not JSON objects with id and text", bad, line)
+	}
+	return nil
 }
