@@ -60,6 +60,7 @@ const (
 	fExpiry     // exp, valid thru: a card expiry follows
 	fCityTop    // one of the 3,000 US cities with the most ZIP codes
 	fPersonVerb // a verb that follows a person: called, visited, states
+	fTownPrefix // North, New, Port ...: the first word of many town names
 
 	fLooked // the token's flags have been looked up
 )
@@ -72,7 +73,7 @@ var keywordCategories = map[string]wflag{
 	"locctx": fLocCtx, "orgsuffix": fOrgSuffix, "phonectx": fPhoneCtx, "faxctx": fFaxCtx,
 	"ssnctx": fSSNCtx, "mrnctx": fMRNCtx, "planctx": fPlanCtx, "accountctx": fAccountCtx,
 	"licensectx": fLicenseCtx, "vehiclectx": fVehicleCtx, "devicectx": fDeviceCtx,
-	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop, "commonname": fCommonName, "relation": fRelation, "expiry": fExpiry, "personverb": fPersonVerb,
+	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop, "commonname": fCommonName, "relation": fRelation, "expiry": fExpiry, "personverb": fPersonVerb, "townprefix": fTownPrefix,
 }
 
 // triggerFlags are the flags of lower-case words that can start a

@@ -288,14 +288,20 @@ func (s *Scanner) name(i int) int {
 		return i
 	}
 	// A keyword is not part of the name: "Son Robert", "Robert Foley".
+	// Street words are surnames too ("Deion Hills") unless a number before
+	// makes the run a street.
+	kw := keywordFlags
+	if !(i > 0 && s.toks[i-1].cls&cDigit != 0) {
+		kw &^= fStreet | fDirection
+	}
 	first := i
-	for first < last && s.isWord(first) && s.flags(first)&keywordFlags != 0 {
+	for first < last && s.isWord(first) && s.flags(first)&kw != 0 {
 		first++
 	}
-	for last > first && s.isWord(last) && s.flags(last)&keywordFlags != 0 {
+	for last > first && s.isWord(last) && s.flags(last)&kw != 0 {
 		last--
 	}
-	if s.isWord(first) && s.flags(first)&keywordFlags != 0 {
+	if s.isWord(first) && s.flags(first)&kw != 0 {
 		return i
 	}
 	strong, weak, unknown, common := 0, 0, 0, 0
@@ -316,6 +322,12 @@ func (s *Scanner) name(i int) int {
 		}
 	}
 	ctx := s.nameContextLevel(first)
+	if ctx == 0 && first > 0 && s.lowerWord(first-1) {
+		// "Please call Brenden", "You can text Jazmyn"
+		if s.flags(first-1)&fRelation != 0 {
+			ctx = 2
+		}
+	}
 	firstLast := last > first && s.flags(first)&fFirstTop != 0 && s.flags(last)&fLastTop != 0 && last-first <= 2
 	ok := strong >= 1 || firstLast ||
 		(ctx == 2 || s.suffixAfter(last)) && weak+unknown >= 1 ||
@@ -459,6 +471,11 @@ func (s *Scanner) place(i int) int {
 			}
 		}
 	}
+	if f&fTownPrefix != 0 {
+		if n := s.town(i, f); n > i {
+			return n
+		}
+	}
 	if f&(fCity|fState|fCountry) != 0 {
 		ctx := s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0 && s.toks[i].gap == gapSpace
 		// "Copenhagen and Oslo": a place listed after a place
@@ -477,7 +494,77 @@ func (s *Scanner) place(i int) int {
 			return i + 1
 		}
 	}
+	if n := s.town(i, f); n > i {
+		return n
+	}
+	if n := s.employer(i); n > i {
+		return n
+	}
 	return s.placeBeforeState(i)
+}
+
+// townSuffixes end many town names (Everardofield, Tyreeton, Jaylonburgh).
+var townSuffixes = []string{"ville", "ton", "town", "field", "burgh", "burg", "borough", "bury", "port", "mouth", "haven",
+	"fort", "berg", "stad", "furt", "chester", "shire", "ford", "side", "view", "land", "dale", "wood", "brook", "stead", "ham", "wick"}
+
+// town detects a town missing from the lists after a place word ("in",
+// "from", "lives in"): a town prefix and a capitalized word (East Jenna),
+// or one capitalized word with a town ending (Everardofield).
+func (s *Scanner) town(i int, f wflag) int {
+	if !(s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0 && s.toks[i].gap == gapSpace) {
+		return i
+	}
+	if f&fTownPrefix != 0 && s.capitalized(i+1) && s.toks[i+1].gap == gapSpace && s.flags(i+1)&(keywordFlags&^fStreet) == 0 {
+		s.emitToks(i, i+1, TypeLocation, "town")
+		return i + 2
+	}
+	if f&(fCommon|keywordFlags|fFirst) != 0 || !s.capitalized(i) || s.tokLen(i) < 6 {
+		return i
+	}
+	w := s.tokText(i)
+	for _, suf := range townSuffixes {
+		if len(w) > len(suf)+2 && string(w[len(w)-len(suf):]) == suf {
+			s.emitToks(i, i, TypeLocation, "town")
+			return i + 1
+		}
+	}
+	return i
+}
+
+// employer detects the organisation after "works at", "employed by":
+// capitalized words joined by ",", "and", "&" or " - ".
+func (s *Scanner) employer(i int) int {
+	j := i - 1
+	if !(s.equalFold(j, "at") || s.equalFold(j, "by") || s.equalFold(j, "for")) || !s.isWord(j-1) {
+		return i
+	}
+	switch w := s.tokText(j - 1); string(w) {
+	case "works", "work", "worked", "working", "employed", "employee", "job", "employer", "Works":
+	default:
+		return i
+	}
+	last := i
+	for k := i + 1; k < len(s.toks) && k <= i+8; {
+		if s.toks[k].gap == gapNewline {
+			break
+		}
+		if s.capitalized(k) {
+			last = k
+			k++
+			continue
+		}
+		if (s.isPunct(k, ',') || s.isPunct(k, '-') || s.isPunct(k, '&') || s.equalFold(k, "and")) && s.capitalized(k+1) {
+			k++
+			continue
+		}
+		if s.isPunct(k, ',') && s.equalFold(k+1, "and") && s.capitalized(k+2) {
+			k += 2
+			continue
+		}
+		break
+	}
+	s.emitToks(i, last, TypeLocation, "organisation")
+	return last + 1
 }
 
 // stateLike reports whether token i is capitalized and not a common word.
@@ -503,11 +590,19 @@ func (s *Scanner) placeBeforeState(i int) int {
 		return i
 	}
 	last := i
-	for last+1 < len(s.toks) && last-i < 3 && s.capitalized(last+1) && s.toks[last+1].gap == gapSpace {
-		last++
+	for last+1 < len(s.toks) && last-i < 4 {
+		if s.capitalized(last+1) && s.toks[last+1].gap == gapSpace {
+			last++
+			continue
+		}
+		if s.isPunct(last+1, '-') && s.adjacent(last+1) && s.adjacent(last+2) && s.capitalized(last+2) {
+			last += 2
+			continue
+		}
+		break
 	}
 	if !s.capitalized(i) || !s.followedByState(last) {
-		if last-i < 3 { // the shorter runs inside it end at the same place
+		if last-i < 4 { // the shorter runs inside it end at the same place
 			s.noStateUntil = last + 1
 		}
 		return i
@@ -519,7 +614,7 @@ func (s *Scanner) placeBeforeState(i int) int {
 	}
 	// Do not swallow a name or street before the town.
 	first := i
-	for first < last && s.flags(first)&(fStreet|fUnit) != 0 {
+	for first < last && s.flags(first)&(fStreet|fUnit) != 0 && s.flags(first)&fTownPrefix == 0 {
 		first++
 	}
 	s.emitToks(first, last, TypeLocation, "place-state")
