@@ -336,7 +336,7 @@ func (s *Scanner) tokenize(text []byte, from int) {
 		if cls == cLower {
 			w := text[start:i]
 			h := shapeHash(w)
-			if len(w) <= 2 || d.keep.has(h) {
+			if len(w) <= 2 || d.keep.has(h) || i < n && text[i] == ':' {
 				keepNext = true
 				if d.trigger.has(h) {
 					cls |= cTrig
@@ -421,6 +421,14 @@ func (s *Scanner) scanPart(text []byte, from int) {
 			i++
 			continue
 		case t.cls == cLower: // most words: skip unless a trigger
+			if t.end < int32(len(text)) && text[t.end] == ':' && t.end-t.start <= 4 {
+				// caee:5acb::1 starts with letters
+				if end, ok := s.matchIPv6(int(t.start)); ok {
+					s.emit(int(t.start), end, TypeIP, "ipv6")
+					next = s.tokenAt(i, end)
+					break
+				}
+			}
 			i++
 			continue
 		case t.cls == cLower|cTrig:

@@ -795,9 +795,13 @@ func (s *Scanner) address(i int) int {
 		return i
 	}
 	if s.isWord(j) && s.flags(j)&fDirection != 0 && s.toks[j].cls&cUpper1 != 0 {
-		j++
-		if s.isPunct(j, '.') && s.adjacent(j) {
-			j++
+		// a direction, unless it is the street's name ("431 South Avenue")
+		k := j + 1
+		if s.isPunct(k, '.') && s.adjacent(k) {
+			k++
+		}
+		if !(s.isWord(k) && s.flags(k)&fStreet != 0 && !(s.isWord(k+1) && s.flags(k+1)&fStreet != 0 && s.capitalized(k+1))) {
+			j = k
 		}
 	}
 	suffix := -1
@@ -816,14 +820,19 @@ func (s *Scanner) address(i int) int {
 			if s.isWord(j+1) && s.flags(j+1)&fDirection != 0 && s.toks[j+1].cls&cUpper1 != 0 && s.toks[j+1].gap == gapSpace {
 				suffix = j + 1
 			}
-			if k > 0 && !(s.isWord(j+1) && s.flags(j+1)&fStreet != 0 && s.capitalized(j+1)) {
+			if !(s.isWord(j+1) && s.flags(j+1)&fStreet != 0 && s.capitalized(j+1)) {
 				break
 			}
 		}
-		if s.lowerWord(j) && suffix < 0 && s.flags(j)&fStreet == 0 && k > 0 {
-			// lower-case street names only before a suffix
+		if k == 0 && s.equalFold(j, "broadway") {
+			suffix = j
+			break
 		}
 		j++
+		// Adams-Monahan Ford
+		if s.isPunct(j, '-') && s.adjacent(j) && s.adjacent(j+1) && s.capitalized(j+1) {
+			j++
+		}
 	}
 	if suffix < 0 {
 		return i
@@ -1096,14 +1105,17 @@ func (s *Scanner) alnum(i int) int {
 
 func (s *Scanner) matchGroupedIBAN(p int) (int, bool) {
 	var d [34]byte
-	n, q, end := 0, p, p
+	n, q, best := 0, p, -1
 	for q < len(s.text) && n < 34 {
 		c := s.text[q]
 		if isDigit(c) || isLetter(c) {
 			d[n] = c
 			n++
 			q++
-			end = q
+			// an IBAN may end after any group: keep the longest valid one
+			if (q >= len(s.text) || !s.alnumAt(q)) && validIBAN(d[:n]) {
+				best = q
+			}
 			continue
 		}
 		if c == ' ' && q+1 < len(s.text) && (isDigit(s.text[q+1]) || isLetter(s.text[q+1])) && (q-p)%5 == 4 {
@@ -1112,8 +1124,8 @@ func (s *Scanner) matchGroupedIBAN(p int) (int, bool) {
 		}
 		break
 	}
-	if s.alnumAt(end) || !validIBAN(d[:n]) {
+	if best < 0 {
 		return 0, false
 	}
-	return end, true
+	return best, true
 }

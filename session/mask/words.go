@@ -334,6 +334,16 @@ func (s *Scanner) name(i int) int {
 		ctx == 1 && (weak >= 1 || unknown >= 2) ||
 		weak >= 1 && weak+unknown >= 2 && common <= 1 ||
 		best == 2
+	// "Brionna and Hershel": a name listed with a name.
+	if !ok && (weak >= 1 || unknown >= 1 && common == 0) {
+		if k := last + 1; (s.equalFold(k, "and") || s.equalFold(k, "or") || s.isPunct(k, '&')) && s.nameScore(k+1) == 2 {
+			ok = true
+		}
+		if k := first - 1; (s.equalFold(k, "and") || s.equalFold(k, "or") || s.isPunct(k, '&')) && len(s.found) > 0 &&
+			s.found[len(s.found)-1].Type == TypeName && k > 0 && s.found[len(s.found)-1].End == int(s.toks[k-1].end) {
+			ok = true
+		}
+	}
 	// "Bjorn called": a first name from the lists that is no word, and a
 	// verb people do.
 	if !ok && weak >= 1 && common == 0 && s.flags(first)&fFirst != 0 && s.flags(first)&fCommonName == 0 &&
@@ -478,6 +488,15 @@ func (s *Scanner) place(i int) int {
 	}
 	if f&(fCity|fState|fCountry) != 0 {
 		ctx := s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0 && s.toks[i].gap == gapSpace
+		// "write to Carson", "spoke with Austin": a person, not a place
+		if ctx && (s.equalFold(i-1, "to") || s.equalFold(i-1, "with")) && s.isWord(i-2) && s.flags(i-2)&fVerbCtx != 0 && f&fFirst != 0 {
+			ctx = false
+		}
+		// "to Arthur Feil": a first and a last name, not a city
+		if ctx && f&fFirst != 0 && s.capitalized(i+1) && s.toks[i+1].gap == gapSpace && s.flags(i+1)&fLast != 0 &&
+			s.flags(i+1)&(fCity|fState|fStreet) == 0 {
+			ctx = false
+		}
 		// "Copenhagen and Oslo": a place listed after a place
 		if !ctx && (s.equalFold(i-1, "and") || s.equalFold(i-1, "or")) && len(s.found) > 0 {
 			last := s.found[len(s.found)-1]
@@ -505,7 +524,7 @@ func (s *Scanner) place(i int) int {
 
 // townSuffixes end many town names (Everardofield, Tyreeton, Jaylonburgh).
 var townSuffixes = []string{"ville", "ton", "town", "field", "burgh", "burg", "borough", "bury", "port", "mouth", "haven",
-	"fort", "berg", "stad", "furt", "chester", "shire", "ford", "side", "view", "land", "dale", "wood", "brook", "stead", "ham", "wick"}
+	"fort", "berg", "stad", "furt", "chester", "shire", "ford", "side", "view", "land", "dale", "wood", "brook", "stead", "ham", "wick", "worth", "cester"}
 
 // town detects a town missing from the lists after a place word ("in",
 // "from", "lives in"): a town prefix and a capitalized word (East Jenna),
@@ -518,14 +537,18 @@ func (s *Scanner) town(i int, f wflag) int {
 		s.emitToks(i, i+1, TypeLocation, "town")
 		return i + 2
 	}
-	if f&(fCommon|keywordFlags|fFirst) != 0 || !s.capitalized(i) || s.tokLen(i) < 6 {
+	last := i
+	if s.isPunct(i+1, '-') && s.adjacent(i+1) && s.adjacent(i+2) && s.capitalized(i+2) { // Kub-Gleichnerworth
+		last = i + 2
+	}
+	if f&(fCommon|keywordFlags|fFirst) != 0 && last == i || !s.capitalized(i) || s.tokLen(last) < 6 {
 		return i
 	}
-	w := s.tokText(i)
+	w := s.tokText(last)
 	for _, suf := range townSuffixes {
 		if len(w) > len(suf)+2 && string(w[len(w)-len(suf):]) == suf {
-			s.emitToks(i, i, TypeLocation, "town")
-			return i + 1
+			s.emitToks(i, last, TypeLocation, "town")
+			return last + 1
 		}
 	}
 	return i
@@ -609,7 +632,12 @@ func (s *Scanner) placeBeforeState(i int) int {
 	}
 	st := last + 2
 	zipNext := st+1 < len(s.toks) && s.toks[st+1].cls&cDigit != 0 && s.toks[st+1].cls&(cUpper|cLower) == 0 && s.tokLen(st+1) == 5
-	if !zipNext && !(st+1 >= len(s.toks) || s.toks[st+1].gap == gapNewline) && s.flags(i)&fCity == 0 {
+	if st < len(s.toks) && s.capitalized(st) && s.flags(st)&fStateStart != 0 && st+1 < len(s.toks) && s.capitalized(st+1) {
+		st++ // North Carolina
+	}
+	endNext := st+1 >= len(s.toks) || s.toks[st+1].gap == gapNewline || s.isPunct(st+1, '.') || s.isPunct(st+1, ';') || s.isPunct(st+1, ')')
+	fullState := s.capitalized(last + 2)
+	if !zipNext && !endNext && !fullState && s.flags(i)&fCity == 0 {
 		return i
 	}
 	// Do not swallow a name or street before the town.
