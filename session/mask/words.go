@@ -61,6 +61,12 @@ func (s *Scanner) word(i int) int {
 		s.emitToks(i, i, TypeDate, "date-holiday")
 		return i + 1
 	}
+	// Monday ... Sunday, written out: annotators of clinical notes count
+	// the day of a visit as part of its date.
+	if f&fWeekday != 0 && s.capitalized(i) && s.tokLen(i) >= 6 {
+		s.emitToks(i, i, TypeDate, "date-weekday")
+		return i + 1
+	}
 	if s.allCaps(i) {
 		if f&fStateAbbr != 0 && s.tokLen(i) == 2 {
 			if n := s.stateAbbr(i); n > i {
