@@ -42,7 +42,8 @@ func parseMarked(t testing.TB, id, line string) labelled {
 }
 
 func loadHandwritten(t testing.TB) []labelled {
-	return append(loadMarked(t, "handwritten.txt", "hand"), loadMarked(t, "handwritten2.txt", "hand2")...)
+	out := append(loadMarked(t, "handwritten.txt", "hand"), loadMarked(t, "handwritten2.txt", "hand2")...)
+	return append(out, loadMarked(t, "negatives.txt", "neg")...)
 }
 
 func loadMarked(t testing.TB, file, prefix string) []labelled {

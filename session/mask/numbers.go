@@ -1001,7 +1001,7 @@ func (s *Scanner) identifier(i int) int {
 			typ, det = TypeAccount, "iban"
 		case digits >= 7 && digits == chars && slashes == 0:
 			typ, det = TypeID, "long-number"
-		case digits >= 6 && chars-digits <= 3 && chars <= 20 && slashes == 0:
+		case digits >= 6 && chars > digits && chars-digits <= 3 && chars <= 20 && slashes == 0:
 			typ, det = TypeID, "alnum-id"
 		}
 	}

@@ -277,7 +277,14 @@ func (s *Scanner) suffixAfter(i int) bool {
 	if s.isPunct(j, ',') {
 		j++
 	}
-	return s.isWord(j) && s.toks[j].cls&cUpper1 != 0 && s.flags(j)&fNameSuffix != 0
+	if !(s.isWord(j) && s.toks[j].cls&cUpper1 != 0 && s.flags(j)&fNameSuffix != 0) {
+		return false
+	}
+	// "Stage II" is no name: Roman numerals follow a first name only
+	if w := s.tokText(j); (w[0] == 'I' || w[0] == 'V') && s.allCaps(j) {
+		return s.isWord(i-1) && s.flags(i-1)&fFirst != 0
+	}
+	return true
 }
 
 // name detects a person's name starting at the capitalized token i.
@@ -385,6 +392,11 @@ func (s *Scanner) nameAfterTitle(i int) int {
 		}
 		s.emitToks(j, k, TypeName, "name-title")
 		return k + 1
+	}
+	// "MR. Cardiology following": in capitals, MR and MS are also mitral
+	// regurgitation and multiple sclerosis; a name must then be a known one.
+	if s.allCaps(i) && s.tokLen(i) == 2 && !s.inDict(j) {
+		return i
 	}
 	if !s.capitalized(j) && !(s.lowerWord(j) && s.inDict(j) && s.flags(j)&fCommon == 0) {
 		return i
