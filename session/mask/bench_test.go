@@ -106,3 +106,23 @@ func BenchmarkAppendValueHandwritten(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkScanNursingNegatives scans nursing-note lines without PHI (the
+// common case in a clinical database), one value per line.
+func BenchmarkScanNursingNegatives(b *testing.B) {
+	var lines [][]byte
+	n := 0
+	for _, ex := range loadMarked(b, "negatives.txt", "neg") {
+		lines = append(lines, []byte(ex.text))
+		n += len(ex.text)
+	}
+	sc := DefaultDetector().NewScanner()
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, v := range lines {
+			sc.Scan(v)
+		}
+	}
+}

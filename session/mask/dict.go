@@ -215,13 +215,13 @@ func (d *dictionary) loadKeywords(name string) {
 // letters (case-folded), used by the trigger filter; the tokenizer computes
 // it once per word instead of hashing every byte.
 func shapeHash(w []byte) uint32 {
-	if len(w) == 0 {
+	n := len(w)
+	if n == 0 {
 		return 0
 	}
-	h := uint32(len(w))*0x9E3779B1 ^ uint32(lowerTab[w[0]])<<8 ^ uint32(lowerTab[w[len(w)-1]])<<16
-	if len(w) > 1 {
-		h ^= uint32(lowerTab[w[1]]) << 24
-	}
+	// |0x20 folds ASCII letters; it is applied alike when the filters are
+	// built and when they are asked, so other bytes do not matter.
+	h := uint32(n)*0x9E3779B1 ^ uint32(w[0]|0x20)<<8 ^ uint32(w[n-1]|0x20)<<16 ^ uint32(w[n>>1]|0x20)<<24
 	h *= 0x85EBCA6B
 	return h ^ h>>15
 }
