@@ -72,7 +72,11 @@ func (pl *Plan) scan(v []byte) []Finding {
 		if det == nil { // a "detect" rule in a profile without a detect section
 			det = DefaultDetector()
 		}
-		pl.scanner = det.NewScanner()
+		if sc, ok := det.pool.Get().(*Scanner); ok {
+			pl.scanner = sc
+		} else {
+			pl.scanner = det.NewScanner()
+		}
 	}
 	return pl.scanner.Scan(v)
 }

@@ -121,6 +121,7 @@ type DetectConfig struct {
 // Detector is a compiled content detector. It is immutable and safe for
 // concurrent use; scanning goes through a per-goroutine [Scanner].
 type Detector struct {
+	pool     sync.Pool // idle *Scanner, for plans (see Plan.Close)
 	d        *dictionary
 	enabled  [numTypes]bool
 	bareYear bool

@@ -14,7 +14,8 @@
 // when [Plan.Active] is false rows pass untouched, otherwise every column
 // where [Plan.Masked] is true goes through [Plan.AppendValue]. When the
 // result set ends, [Plan.Applied] says which rule masked which column and
-// how many values. A Plan is used by one goroutine; a Profile is shared.
+// how many values, and [Plan.Close] returns its scanning buffers to a pool.
+// A Plan is used by one goroutine; a Profile is shared.
 //
 // A column is masked by, in order:
 //

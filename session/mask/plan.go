@@ -249,6 +249,18 @@ func (pl *Plan) AppendValue(dst []byte, i int, v []byte) (out []byte, null bool)
 	return out, false
 }
 
+// Close gives the plan's scanning buffers back for other plans to use. The
+// proxy calls it when the result set is done; a closed plan still works
+// (it takes buffers again). Without Close the buffers are garbage
+// collected with the plan.
+func (pl *Plan) Close() {
+	if pl == nil || pl.scanner == nil {
+		return
+	}
+	pl.scanner.det.pool.Put(pl.scanner)
+	pl.scanner = nil
+}
+
 // Applied lists, for the recording, which rule and action masked which
 // column, with the number of values replaced so far.
 func (pl *Plan) Applied() []Applied {
