@@ -23,6 +23,14 @@ const (
 	KindCopyData Kind = "copy.data"
 	// KindProtocolError records malformed input that ended the session.
 	KindProtocolError Kind = "protocol.error"
+	// KindMaskKey carries the session's data key, sealed to the auditors'
+	// public key; raw values in mask.proof events are sealed under it.
+	KindMaskKey Kind = "mask.key"
+	// KindMaskProof carries, for masked values, what masked them and the
+	// raw value sealed.
+	KindMaskProof Kind = "mask.proof"
+	// KindUnseal records an auditor unsealing raw values (in the audit log).
+	KindUnseal Kind = "unseal"
 	// KindCancel records a request to cancel the running command.
 	KindCancel Kind = "cancel"
 	// KindSessionEnd closes every recording that ended cleanly or was recovered.
@@ -55,6 +63,9 @@ type Event struct {
 	Copy    *CopyData      `json:"copy,omitempty"`
 	Error   *ProtocolError `json:"error,omitempty"`
 	Cancel  *Cancel        `json:"cancel,omitempty"`
+	Key     *MaskKey       `json:"key,omitempty"`
+	Proof   *MaskProof     `json:"proof,omitempty"`
+	Unseal  *Unseal        `json:"unseal,omitempty"`
 	End     *SessionEnd    `json:"end,omitempty"`
 }
 
@@ -155,6 +166,44 @@ type CopyData struct {
 type ProtocolError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// MaskKey is a session's data key sealed (HPKE) to an auditor key.
+type MaskKey struct {
+	Auditor string `json:"auditor"` // fingerprint of the auditor public key
+	Wrapped []byte `json:"wrapped"`
+}
+
+// MaskProof is a batch of masking proofs for one command's results.
+type MaskProof struct {
+	Command uint64       `json:"command"`
+	Values  []ProofValue `json:"values"`
+}
+
+// ProofValue proves one masked value or span: which rule and detector,
+// where, a keyed hash of the raw bytes, and the raw bytes sealed under the
+// session's data key. What the agent received is what the rule produces.
+type ProofValue struct {
+	Statement int    `json:"statement"` // statement index within the command
+	Row       int64  `json:"row"`       // row number within the statement, from 1
+	Column    int    `json:"column"`
+	Rule      string `json:"rule"`
+	Action    string `json:"action"`
+	Type      string `json:"type,omitempty"`
+	Detector  string `json:"detector,omitempty"`
+	Start     int    `json:"start"`
+	End       int    `json:"end"`
+	RawHMAC   []byte `json:"raw_hmac"`
+	Sealed    []byte `json:"sealed"`
+}
+
+// Unseal records that an auditor unsealed raw values of a session.
+type Unseal struct {
+	Auditor string `json:"auditor"`
+	Session string `json:"session"`
+	Reason  string `json:"reason,omitempty"`
+	Values  int    `json:"values"`
+	Done    bool   `json:"done,omitempty"` // false: intent, written before anything is shown
 }
 
 // Cancel records why phigate asked the target to cancel a running command.
