@@ -88,7 +88,12 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 			c.params.DateStyle = ps.Value
 		}
 		return c.forward()
-	case 'N', 'A':
+	case 'N':
+		if masked := c.maskServerMessage(body, true); masked != nil {
+			return c.cout.write(masked)
+		}
+		return c.forward()
+	case 'A':
 		return c.forward()
 	case 'E':
 		return c.onUpstreamError(body)
@@ -129,7 +134,7 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 			return c.upstreamError("unexpected FunctionCallResponse")
 		}
 		e.cmd.run.bytes += int64(len(c.uin.raw))
-		if err := c.completeStatement(e.cmd, "FUNCTION CALL", false); err != nil {
+		if err := c.endStatement(e.cmd, "FUNCTION CALL", nil, false); err != nil {
 			return err
 		}
 		return c.forward()
@@ -200,7 +205,13 @@ func (c *conn) planRun(ctx context.Context, cmd *command, fields []pgproto3.Fiel
 		}
 		cols[i] = mask.Column{Source: src, Name: string(f.Name), TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier, Binary: format == 1}
 	}
-	cmd.run.plan = c.profile.Plan(cols, c.params)
+	plan := c.profile.Plan(cols, c.params)
+	cmd.run.plan = plan
+	if c.proofs != nil && plan.Active() {
+		id := cmd.id
+		c.proofs.Statement = cmd.index
+		plan.SetProofSink(func(p *mask.Proof) { c.proofs.Add(id, p) })
+	}
 	return nil
 }
 
@@ -233,6 +244,9 @@ func (c *conn) onDataRow(ctx context.Context, e *expect, body []byte) error {
 		run.bytes += int64(len(c.uin.raw))
 		return c.forward()
 	}
+	if c.proofs != nil {
+		c.proofs.Row = run.rows
+	}
 	start := len(c.cout.buf)
 	buf, err := appendMaskedDataRow(c.cout.buf, body, run.plan)
 	if err != nil {
@@ -259,12 +273,7 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 	if r := cmd.run.refused; r != nil {
 		// The statement's output was withheld and an error sent instead;
 		// its completion must not follow.
-		if err := c.appendResult(cmd, "", &record.SQLError{Code: r.Code, Message: r.Message, Source: "phigate"}, false); err != nil {
-			return err
-		}
-		cmd.index++
-		cmd.run = stmtRun{start: time.Now()}
-		return nil
+		return c.endStatement(cmd, "", &record.SQLError{Code: r.Code, Message: r.Message, Source: "phigate"}, false)
 	}
 	cmd.run.bytes += int64(len(c.uin.raw))
 	var tag string
@@ -277,14 +286,25 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 	case 'I':
 		tag = "EMPTY"
 	}
-	if err := c.completeStatement(cmd, tag, typ == 's'); err != nil {
+	if err := c.endStatement(cmd, tag, nil, typ == 's'); err != nil {
 		return err
 	}
 	return c.forward()
 }
 
-func (c *conn) completeStatement(cmd *command, tag string, suspended bool) error {
-	err := c.appendResult(cmd, tag, nil, suspended)
+// endStatement records one statement's outcome, closes its masking plan and
+// flushes its masking proofs, and readies the command for its next statement.
+func (c *conn) endStatement(cmd *command, tag string, sqlErr *record.SQLError, suspended bool) error {
+	var err error
+	if c.proofs != nil {
+		err = c.proofs.Flush() // the proofs of a statement's rows precede its result
+	}
+	if rerr := c.appendResult(cmd, tag, sqlErr, suspended); err == nil {
+		err = rerr
+	}
+	if plan := cmd.run.plan; plan != nil {
+		plan.Close()
+	}
 	cmd.index++
 	cmd.run = stmtRun{start: time.Now()}
 	return err
@@ -344,9 +364,15 @@ func (c *conn) onUpstreamError(body []byte) error {
 	}
 	e := c.head()
 	if e == nil {
+		if masked := c.maskServerMessage(body, false); masked != nil {
+			return c.cout.write(masked)
+		}
 		return c.forward()
 	}
 	out := c.uin.raw
+	if masked := c.maskServerMessage(body, false); masked != nil {
+		out = masked
+	}
 	var src = "upstream"
 	if e.deny != nil {
 		var err error
@@ -357,7 +383,7 @@ func (c *conn) onUpstreamError(body []byte) error {
 	}
 	if e.cmd != nil && (!e.cmd.errored || e.deny != nil) {
 		e.cmd.errored = true
-		if err := c.appendResult(e.cmd, "", &record.SQLError{Code: er.Code, Message: er.Message, Source: src}, false); err != nil {
+		if err := c.endStatement(e.cmd, "", &record.SQLError{Code: er.Code, Message: er.Message, Source: src}, false); err != nil {
 			return err
 		}
 	}
@@ -486,6 +512,9 @@ func (c *conn) onCopyOutData(e *expect, typ byte, body []byte) error {
 		return c.forward()
 	}
 	run.rows++
+	if c.proofs != nil {
+		c.proofs.Row = run.rows
+	}
 	dst, start := beginMsg(c.cout.buf, 'd')
 	dst, err := run.copy.appendRow(dst, body)
 	if err != nil {
@@ -495,4 +524,44 @@ func (c *conn) onCopyOutData(e *expect, typ byte, body []byte) error {
 	c.cout.buf = finishMsg(dst, start)
 	run.bytes += int64(len(c.cout.buf) - start)
 	return c.cout.full()
+}
+
+// maskServerMessage scans the free-text fields of an ErrorResponse or
+// NoticeResponse for PHI (a unique violation's detail quotes the row: "Key
+// (ssn)=(123-45-6789) already exists") with the session's profile, and
+// returns the re-encoded message when something was masked, nil otherwise.
+// The recording keeps the upstream's text.
+func (c *conn) maskServerMessage(body []byte, notice bool) []byte {
+	if c.textPlan == nil || !c.textPlan.Active() {
+		return nil
+	}
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(body); err != nil {
+		return nil
+	}
+	changed := false
+	for _, f := range []*string{&er.Message, &er.Detail, &er.Hint, &er.Where, &er.InternalQuery} {
+		if *f == "" {
+			continue
+		}
+		out, null := c.textPlan.AppendValue(nil, 0, []byte(*f))
+		if null {
+			out = []byte("[masked]")
+		}
+		if string(out) != *f {
+			*f, changed = string(out), true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	var msg pgproto3.BackendMessage = &er
+	if notice {
+		msg = (*pgproto3.NoticeResponse)(&er)
+	}
+	out, err := msg.Encode(nil)
+	if err != nil {
+		return nil
+	}
+	return out
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/phigate/phigate/session/identity"
 	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/session/sqlclass"
 	"github.com/phigate/phigate/storage/spool"
@@ -40,6 +41,9 @@ type conn struct {
 	grant   *policy.Grant
 	profile *mask.Profile // nil: results are not masked
 	cat     *catalog
+	proofs  *proof.Collector // nil: no masking proof (no profile, or no auditor key)
+	// textPlan scans the free text of server errors and notices.
+	textPlan *mask.Plan
 
 	keyPID    uint32
 	keySecret [4]byte
@@ -310,7 +314,7 @@ func (c *conn) finish() {
 	for _, e := range q {
 		if e.cmd != nil && !seen[e.cmd] && !e.cmd.errored {
 			seen[e.cmd] = true
-			c.appendResult(e.cmd, "", &record.SQLError{Code: "08006", Message: "session ended before the command completed (" + reason + ")", Source: "phigate"}, false)
+			_ = c.endStatement(e.cmd, "", &record.SQLError{Code: "08006", Message: "session ended before the command completed (" + reason + ")", Source: "phigate"}, false)
 		}
 	}
 	c.end(reason)

@@ -2,6 +2,7 @@ package pgwire_test
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -28,6 +29,7 @@ import (
 	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/pgwire"
 	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/session/sqlclass"
 	"github.com/phigate/phigate/storage/spool"
@@ -40,7 +42,7 @@ const clinicSchema = `
 CREATE TABLE patients (
 	id     int PRIMARY KEY,
 	name   text NOT NULL,
-	ssn    char(11),
+	ssn    char(11) UNIQUE,
 	dob    date,
 	phone  varchar(20),
 	mrn    bigint,
@@ -49,7 +51,8 @@ CREATE TABLE patients (
 INSERT INTO patients VALUES
 	(1, 'Alice Moreno', '123-45-6789', '1961-03-14', '+1 415 555 0134', 4400123, 'Seen for follow-up.'),
 	(2, 'Bob Tran',     '987-65-4321', '1975-11-02', '+1 212 555 0188', 4400456, NULL),
-	(3, 'Cara Singh',   NULL,          NULL,          NULL,              NULL,    'No PHI here.');
+	(3, 'Cara Singh',   NULL,          NULL,          NULL,              NULL,    'No PHI here.'),
+	(4, 'Dee Park',     NULL,          NULL,          NULL,              NULL,    'Called daughter Maria Lopez at 415-555-0198 on 3/14/2023 about her BP 120/80.');
 CREATE TABLE audit_log (id serial PRIMARY KEY, msg text);
 `
 
@@ -63,6 +66,7 @@ type gateway struct {
 	sp         *spool.Spool
 	upstreamPW string
 	tokens     map[string]string // identity name -> token
+	auditor    *ecdh.PrivateKey
 	rootCAs    *x509.CertPool
 
 	stop func()
@@ -128,7 +132,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		{Column: "patients.dob", Action: "null"},
 		{Column: "patients.mrn", Action: "hash"},
 		{Pattern: "^phone$", Action: "keep-last-4"},
-	}}, mask.Keys{Pseudonym: []byte("0123456789abcdef0123456789abcdef")})
+	}, Detect: &mask.DetectConfig{}}, mask.Keys{Pseudonym: []byte("0123456789abcdef0123456789abcdef")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +147,10 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		t.Fatal(err)
 	}
 	g.sp = sp
+	g.auditor, err = proof.GenerateAuditorKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tlsCfg, pool := testTLS(t)
 	g.rootCAs = pool
 	srv, err := pgwire.New(pgwire.Config{
@@ -157,6 +165,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 			Password: pgwire.NewSecret(g.upstreamPW), TLS: pgwire.TLSDisable,
 		}},
 		Profiles: map[string]*mask.Profile{"hipaa": prof},
+		Auditor:  g.auditor.PublicKey(),
 		Recorder: session.NewRecorder(sp, "test-node"),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

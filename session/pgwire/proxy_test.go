@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/phigate/phigate/internal/pgtest"
+	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/storage/spool"
 )
@@ -40,22 +42,23 @@ func TestPsqlMasksAndRecords(t *testing.T) {
 	}
 	want := "1|[redacted]|***-**-6789||+* *** *** 0134|Seen for follow-up.\n" +
 		"2|[redacted]|***-**-4321||+* *** *** 0188|\n" +
-		"3|[redacted]||||No PHI here.\n"
+		"3|[redacted]||||No PHI here.\n" +
+		"4|[redacted]||||Called daughter [NAME] at [PHONE] on [DATE] about her BP 120/80.\n"
 	if out != want {
 		t.Fatalf("masked output:\n%s\nwant:\n%s", out, want)
 	}
 	evs := only(t, g.sessions(t, 1))
-	if got := kinds(evs); !slices.Equal(got, []record.Kind{record.KindSessionStart, record.KindCommand, record.KindResult, record.KindSessionEnd}) {
+	if got := kinds(evs); !slices.Equal(got, []record.Kind{record.KindSessionStart, record.KindCommand, record.KindMaskKey, record.KindMaskProof, record.KindResult, record.KindSessionEnd}) {
 		t.Fatalf("event kinds = %v", got)
 	}
-	start, cmd, res := evs[0], evs[1], evs[2]
+	start, cmd, res := evs[0], evs[1], evs[4]
 	if start.Identity != "reader-bot" || start.Resource != "clinic" || !start.Start.TLS || start.Start.IdentityKind != "agent" || start.Start.Grant != "readers" {
 		t.Errorf("session.start = %+v %+v", start, start.Start)
 	}
 	if cmd.Command.SQL != "SELECT id, name, ssn, dob, phone, notes FROM patients ORDER BY id" || cmd.Command.Decision != "allow" || cmd.Command.Protocol != "simple" {
 		t.Errorf("command = %+v", cmd.Command)
 	}
-	if res.Result.Tag != "SELECT 3" || res.Result.Rows != 3 || res.Result.Command != cmd.Command.ID || res.Result.Bytes == 0 {
+	if res.Result.Tag != "SELECT 4" || res.Result.Rows != 4 || res.Result.Command != cmd.Command.ID || res.Result.Bytes == 0 {
 		t.Errorf("result = %+v", res.Result)
 	}
 	masked := map[string]string{}
@@ -67,8 +70,8 @@ func TestPsqlMasksAndRecords(t *testing.T) {
 			t.Errorf("masked[%s] = %q, want %q (all: %+v)", src, masked[src], action, res.Result.Masked)
 		}
 	}
-	if evs[3].End.Reason != "terminate" {
-		t.Errorf("session.end reason = %q", evs[3].End.Reason)
+	if end := evs[len(evs)-1]; end.End.Reason != "terminate" {
+		t.Errorf("session.end reason = %q", end.End.Reason)
 	}
 }
 
@@ -98,7 +101,7 @@ func TestDeniedCommandKeepsTransactionSemantics(t *testing.T) {
 	}
 	_ = tx.Rollback(ctx)
 	var n int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM patients").Scan(&n); err != nil || n != 3 {
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM patients").Scan(&n); err != nil || n != 4 {
 		t.Fatalf("count = %d, %v", n, err)
 	}
 	conn.Close(ctx)
@@ -243,7 +246,7 @@ func TestPgxExtendedProtocol(t *testing.T) {
 	if _, err := rr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(ssns, []string{"***-**-6789", "***-**-4321", ""}) {
+	if !slices.Equal(ssns, []string{"***-**-6789", "***-**-4321", "", ""}) {
 		t.Fatalf("ssns = %q", ssns)
 	}
 	conn.Close(ctx)
@@ -302,7 +305,7 @@ func TestCopyInAndOut(t *testing.T) {
 	}
 	// The session is still usable after the refusal.
 	var cnt int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM patients").Scan(&cnt); err != nil || cnt != 5 {
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM patients").Scan(&cnt); err != nil || cnt != 6 {
 		t.Fatalf("count = %d %v", cnt, err)
 	}
 	conn.Close(ctx)
@@ -689,5 +692,72 @@ func TestRecordingFailureFailsClosed(t *testing.T) {
 	}
 	if recordedInserts < rows {
 		t.Fatalf("%d rows in the database but only %d inserts recorded", rows, recordedInserts)
+	}
+}
+
+// TestMaskingProof checks that every masked value is proven in the
+// recording: rule, span, and the raw value sealed so that only the auditor
+// key opens it.
+func TestMaskingProof(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	out, err := psql(t, g.dsn("reader-bot", "require"), "-c", "SELECT ssn, notes FROM patients WHERE id IN (1, 4) ORDER BY id")
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "123-45-6789") || strings.Contains(out, "Maria Lopez") {
+		t.Fatalf("PHI leaked: %s", out)
+	}
+	evs := only(t, g.sessions(t, 1))
+	var key *record.MaskKey
+	raw := map[string]bool{}
+	for _, e := range evs {
+		switch e.Kind {
+		case record.KindMaskKey:
+			key = e.Key
+		case record.KindMaskProof:
+			if key == nil {
+				t.Fatal("mask.proof before mask.key")
+			}
+			o, err := proof.NewOpener(g.auditor, key, e.Session)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range e.Proof.Values {
+				v, err := o.Open(&e.Proof.Values[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw[string(v)] = true
+			}
+		}
+	}
+	for _, want := range []string{"123-45-6789", "Maria Lopez", "415-555-0198"} {
+		if !raw[want] {
+			t.Errorf("no proof unseals to %q (have %d values)", want, len(raw))
+		}
+	}
+	rec, _ := os.ReadFile(filepath.Join(g.spoolDir, "sessions", evs[0].Session+".rec"))
+	if bytes.Contains(rec, []byte("Maria Lopez")) {
+		t.Fatal("the raw value is readable in the recording")
+	}
+}
+
+// TestServerMessagesAreMasked: a unique violation quotes the row's value in
+// its detail; the agent must get it masked.
+func TestServerMessagesAreMasked(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, g.dsn("writer-ci", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "INSERT INTO patients (id, name, ssn) VALUES (9, 'x', '123-45-6789')")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" {
+		t.Fatalf("duplicate ssn: %v", err)
+	}
+	if strings.Contains(pe.Detail, "123-45-6789") || !strings.Contains(pe.Detail, "already exists") {
+		t.Fatalf("detail = %q", pe.Detail)
 	}
 }

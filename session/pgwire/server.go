@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -44,6 +45,10 @@ type Config struct {
 	// CatalogTTL is how long column names resolved from the upstream catalog
 	// are trusted. Zero means 30 seconds.
 	CatalogTTL time.Duration
+
+	// Auditor is the public key that sessions' data keys are sealed to for
+	// the masking proof. Nil: masked values are not proven.
+	Auditor *ecdh.PublicKey
 
 	Auth      Authenticator        // required
 	Policy    *policy.Policy       // required

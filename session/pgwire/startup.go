@@ -15,6 +15,8 @@ import (
 
 	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/session/mask"
+	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
 )
 
@@ -291,6 +293,15 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 	}
 	if err := c.startRecording(); err != nil {
 		return err
+	}
+	if c.profile != nil {
+		c.textPlan = c.profile.Plan([]mask.Column{{Name: "server_message", TypeOID: 25}}, mask.Params{})
+	}
+	if c.profile != nil && s.cfg.Auditor != nil {
+		c.proofs = proof.NewCollector(c.id, s.cfg.Auditor, func(ev *record.Event) error {
+			_, err := c.rec.AppendLazy(ev)
+			return err
+		})
 	}
 
 	runtime := map[string]string{}
