@@ -204,6 +204,9 @@ func TestDevSetAccuracy(t *testing.T) {
 	third := loadMarked(t, "heldout3.txt", "third")
 	t.Logf("third hand-written set (%d notes), scored once before changes:", len(third))
 	scoreSet(t, third, testing.Verbose())
+	fourth := loadMarked(t, "heldout4.txt", "fourth")
+	t.Logf("fourth hand-written set (%d nursing-note lines), scored once before changes:", len(fourth))
+	scoreSet(t, fourth, testing.Verbose())
 	set := loadDevSet(t)
 	var second []labelled
 	for _, ex := range set {
