@@ -51,6 +51,14 @@ type Config struct {
 		// with 32 random bytes on first start. Every node of a deployment
 		// must use the same key for masked values to join across nodes.
 		PseudonymKeyFile string `yaml:"pseudonym_key_file"`
+		// AuditorPublicKeyFile is the auditors' public key (`phigate keys
+		// auditor`): each session's data key is sealed to it, and raw
+		// values behind masked output are sealed under that data key (the
+		// masking proof). Only the private key's holder can unseal, with
+		// `phigate unseal`. Empty: DataDir/keys/auditor.pub; if missing, a
+		// development key pair is created there on first start (move
+		// auditor.key off the node). "none" turns the masking proof off.
+		AuditorPublicKeyFile string `yaml:"auditor_public_key_file"`
 	} `yaml:"keys"`
 
 	Log struct {

@@ -12,6 +12,7 @@ package node
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -40,6 +41,7 @@ type Node struct {
 	resources map[string]*pgwire.Resource
 	profiles  map[string]*mask.Profile
 	tls       *tls.Config
+	auditor   *ecdh.PublicKey
 
 	ready  chan struct{}
 	pgAddr net.Addr
@@ -128,6 +130,9 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	if n.tls, err = n.loadTLS(); err != nil {
 		return nil, err
 	}
+	if n.auditor, err = n.loadAuditorKey(); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -163,6 +168,10 @@ func buildResource(rc ResourceConfig) (*pgwire.Resource, error) {
 
 // RecordingsSubdir is where, under the data directory, the spool lives.
 const RecordingsSubdir = "recordings"
+
+// AuditLogSubdir is where, under the data directory, auditors' own acts
+// (unsealing raw values) are recorded, in a spool of its own.
+const AuditLogSubdir = "auditlog"
 
 // DataDir is cfg's data directory, with its default applied.
 func DataDir(cfg *Config) string {
@@ -221,6 +230,7 @@ func (n *Node) Run(ctx context.Context) error {
 		Policy:                 n.policy,
 		Resources:              n.resources,
 		Profiles:               n.profiles,
+		Auditor:                n.auditor,
 		Recorder:               recorder,
 		Logger:                 n.log,
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/node"
+	"github.com/phigate/phigate/node/cli"
 	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/identity"
 )
@@ -135,5 +136,33 @@ masking: {profiles: {p: {rules: [{column: patients.ssn, action: keep-last-4}]}}}
 	}
 	if len(sessions) != 1 || sessions[0].Status != replay.StatusClosed || sessions[0].Reason != "node shutdown" || sessions[0].Identity != "bot" {
 		t.Fatalf("sessions = %+v", sessions)
+	}
+
+	// The masking proof opens with the auditor key the node created on
+	// first start, and unsealing is recorded in the audit log first.
+	data := filepath.Join(dir, "data")
+	var out, errOut strings.Builder
+	code := cli.Main(ctx, []string{"unseal", "--data-dir", data, "--key", filepath.Join(data, "keys", "auditor.key"),
+		"--auditor", "alice", "--reason", "incident 42", sessions[0].ID}, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "'123-45-6789'") {
+		t.Fatalf("unseal exit %d:\n%s\n%s", code, out.String(), errOut.String())
+	}
+	audit, err := replay.List(ctx, filepath.Join(data, node.AuditLogSubdir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit) != 1 || audit[0].Status != replay.StatusClosed || audit[0].Identity != "alice" || audit[0].Events != 3 {
+		t.Fatalf("audit log = %+v", audit)
+	}
+	// Another key opens nothing.
+	other := filepath.Join(dir, "other")
+	if code := cli.Main(ctx, []string{"keys", "auditor", "--out", other}, io.Discard, io.Discard); code != 0 {
+		t.Fatal("keys auditor failed")
+	}
+	out.Reset()
+	code = cli.Main(ctx, []string{"unseal", "--data-dir", data, "--key", filepath.Join(other, "auditor.key"),
+		"--auditor", "mallory", "--reason", "curious", sessions[0].ID}, &out, io.Discard)
+	if code == 0 || strings.Contains(out.String(), "123-45-6789") {
+		t.Fatalf("unseal with another key: exit %d, %s", code, out.String())
 	}
 }

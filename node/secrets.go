@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/session/mask"
+	"github.com/phigate/phigate/session/proof"
 )
 
 // loadKeys reads the pseudonym key, creating a random one in the data
@@ -45,6 +47,42 @@ func (n *Node) loadKeys() (mask.Keys, error) {
 		return mask.Keys{}, fmt.Errorf("node: pseudonym key %s is %d bytes, want at least %d", path, len(key), mask.MinKeyLen)
 	}
 	return mask.Keys{Pseudonym: key}, nil
+}
+
+// loadAuditorKey reads the auditors' public key, creating a development
+// key pair in the data directory on first start when none is configured.
+func (n *Node) loadAuditorKey() (*ecdh.PublicKey, error) {
+	path := n.cfg.Keys.AuditorPublicKeyFile
+	switch path {
+	case "none":
+		n.log.Warn("masking proof is off (keys.auditor_public_key_file: none)")
+		return nil, nil
+	case "":
+		path = filepath.Join(n.dataDir, "keys", "auditor.pub")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			priv, err := proof.GenerateAuditorKey()
+			if err != nil {
+				return nil, err
+			}
+			if err := writeSecretFile(filepath.Join(n.dataDir, "keys", "auditor.key"), proof.MarshalPrivate(priv)); err != nil {
+				return nil, fmt.Errorf("node: create auditor key: %w", err)
+			}
+			if err := writeSecretFile(path, proof.MarshalPublic(priv.PublicKey())); err != nil {
+				return nil, fmt.Errorf("node: create auditor key: %w", err)
+			}
+			n.log.Warn("created a development auditor key pair: give auditor.key to your auditors and delete it from the node",
+				"public", path)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: auditor public key: %w", err)
+	}
+	pub, err := proof.ParsePublic(b)
+	if err != nil {
+		return nil, fmt.Errorf("node: auditor public key %s: %w", path, err)
+	}
+	return pub, nil
 }
 
 // loadTLS loads the configured certificate, or a development certificate

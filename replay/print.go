@@ -121,6 +121,16 @@ func (p *printer) event(ev *record.Event) {
 		head = fmt.Sprintf("copy.data of command %d · offset %d · %d bytes", ev.Copy.Command, ev.Copy.Offset, len(ev.Copy.Data))
 	case ev.Cancel != nil:
 		head = "cancel · " + clean(ev.Cancel.Reason)
+	case ev.Key != nil:
+		head = "mask.key · data key sealed to auditor key " + clean(ev.Key.Auditor)
+	case ev.Proof != nil:
+		head = fmt.Sprintf("mask.proof of command %d · %d masked values, raw values sealed", ev.Proof.Command, len(ev.Proof.Values))
+	case ev.Unseal != nil:
+		state := "intent"
+		if ev.Unseal.Done {
+			state = fmt.Sprintf("%d values shown", ev.Unseal.Values)
+		}
+		head = fmt.Sprintf("unseal · session %s · by %s · %s", clean(ev.Unseal.Session), clean(ev.Unseal.Auditor), state)
 	}
 	p.printf("#%-5d %s  %s\n", ev.Seq, ev.Time.UTC().Format("2006-01-02 15:04:05.000000Z"), head)
 
@@ -159,6 +169,42 @@ func (p *printer) event(ev *record.Event) {
 		p.copyData(ev.Copy.Data)
 	case ev.Error != nil:
 		p.field("error", clean(ev.Error.Code)+": "+clean(ev.Error.Message))
+	case ev.Proof != nil:
+		p.proof(ev.Proof)
+	case ev.Unseal != nil && ev.Unseal.Reason != "":
+		p.field("reason", clean(ev.Unseal.Reason))
+	}
+}
+
+// proof summarises a batch of masking proofs: which rule hit which column
+// how often. The sealed raw values are for `phigate unseal`, not for here.
+func (p *printer) proof(mp *record.MaskProof) {
+	type key struct {
+		col                      int
+		rule, action, typ, detct string
+	}
+	counts := map[key]int{}
+	var order []key
+	for _, v := range mp.Values {
+		k := key{v.Column, v.Rule, v.Action, v.Type, v.Detector}
+		if counts[k] == 0 {
+			order = append(order, k)
+		}
+		counts[k]++
+	}
+	for i, k := range order {
+		label := ""
+		if i == 0 {
+			label = "proven"
+		}
+		what := fmt.Sprintf("column %d: %s by %s", k.col, clean(k.action), clean(k.rule))
+		if k.typ != "" {
+			what += ", " + clean(k.typ)
+		}
+		if k.detct != "" {
+			what += " (detector " + clean(k.detct) + ")"
+		}
+		p.field(label, fmt.Sprintf("%s, %d values", what, counts[k]))
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 
 func newReplayCommand() *cobra.Command {
 	var configPath, dataDir string
-	var asJSON, list bool
+	var asJSON, list, auditLog bool
 	cmd := &cobra.Command{
 		Use:   "replay [SESSION_ID]",
 		Short: "Verify a recorded session and print its trail",
@@ -28,7 +28,7 @@ node's configuration file) or --data-dir. --list lists every session with its
 status (closed, open, broken).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := recordingsDir(configPath, dataDir)
+			dir, err := recordingsDir(configPath, dataDir, auditLog)
 			if err != nil {
 				return err
 			}
@@ -58,22 +58,18 @@ status (closed, open, broken).`,
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the node's data directory (instead of --config)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print NDJSON: one recorded event per line")
 	cmd.Flags().BoolVar(&list, "list", false, "list the recorded sessions")
+	cmd.Flags().BoolVar(&auditLog, "audit-log", false, "read the auditors' log (unsealings) instead of the sessions")
 	return cmd
 }
 
 // recordingsDir finds the spool directory from a config file or a data dir.
-func recordingsDir(configPath, dataDir string) (string, error) {
-	switch {
-	case configPath != "" && dataDir != "":
-		return "", errors.New("give --config or --data-dir, not both")
-	case configPath != "":
-		cfg, err := node.LoadConfig(configPath)
-		if err != nil {
-			return "", err
-		}
-		dataDir = node.DataDir(cfg)
-	case dataDir == "":
-		dataDir = node.DataDir(&node.Config{})
+func recordingsDir(configPath, dataDir string, auditLog bool) (string, error) {
+	data, err := resolveDataDir(configPath, dataDir)
+	if err != nil {
+		return "", err
 	}
-	return filepath.Join(dataDir, node.RecordingsSubdir), nil
+	if auditLog {
+		return filepath.Join(data, node.AuditLogSubdir), nil
+	}
+	return filepath.Join(data, node.RecordingsSubdir), nil
 }

@@ -1,0 +1,168 @@
+package cli
+
+import (
+	"context"
+	"crypto/ecdh"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phigate/phigate/node"
+	"github.com/phigate/phigate/replay"
+	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/proof"
+	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage/spool"
+)
+
+func newKeysCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Create keys"}
+	var out string
+	auditor := &cobra.Command{
+		Use:   "auditor --out DIR",
+		Short: "Create an auditor key pair: auditor.pub for the nodes, auditor.key for the auditors only",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			priv, err := proof.GenerateAuditorKey()
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return err
+			}
+			for name, b := range map[string][]byte{"auditor.key": proof.MarshalPrivate(priv), "auditor.pub": proof.MarshalPublic(priv.PublicKey())} {
+				f, err := os.OpenFile(filepath.Join(out, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if err != nil {
+					return err
+				}
+				_, err = f.Write(b)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return err
+				}
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (auditors only) and %s (set keys.auditor_public_key_file); fingerprint %s\n",
+				filepath.Join(out, "auditor.key"), filepath.Join(out, "auditor.pub"), proof.Fingerprint(priv.PublicKey()))
+			return err
+		},
+	}
+	auditor.Flags().StringVar(&out, "out", ".", "directory to write auditor.key and auditor.pub to (files must not exist)")
+	cmd.AddCommand(auditor)
+	return cmd
+}
+
+func newUnsealCommand() *cobra.Command {
+	var configPath, dataDir, keyFile, auditor, reason string
+	cmd := &cobra.Command{
+		Use:   "unseal --key auditor.key --auditor NAME --reason TEXT SESSION_ID",
+		Short: "Show the raw values behind a session's masked output (auditors only; recorded)",
+		Long: `Open the masking proof of a recorded session with the auditor private key and
+print, for every masked value, its command, position, rule and raw value.
+
+Unsealing is itself recorded, before anything is shown: an unseal event with the
+auditor, the session and the reason goes to the node's audit log
+(data_dir/auditlog; list it with 'phigate replay --audit-log --list'), made
+durable first. If it cannot be recorded, nothing is shown.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyFile == "" || auditor == "" || reason == "" {
+				return errors.New("--key, --auditor and --reason are required")
+			}
+			data, err := resolveDataDir(configPath, dataDir)
+			if err != nil {
+				return err
+			}
+			b, err := os.ReadFile(keyFile)
+			if err != nil {
+				return err
+			}
+			priv, err := proof.ParsePrivate(b)
+			if err != nil {
+				return err
+			}
+			return unseal(cmd.Context(), cmd, data, args[0], priv, auditor, reason)
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "the node's YAML configuration (to find its data directory)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the node's data directory (instead of --config)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "the auditor private key (auditor.key)")
+	cmd.Flags().StringVar(&auditor, "auditor", "", "who is unsealing (recorded)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded)")
+	return cmd
+}
+
+// unseal records the intent in the audit log, shows the raw values, then
+// records how many were shown.
+func unseal(ctx context.Context, cmd *cobra.Command, dataDir, sessionID string, priv *ecdh.PrivateKey, auditor, reason string) error {
+	if !session.ValidID(sessionID) {
+		return fmt.Errorf("%q is not a session id", sessionID)
+	}
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(dataDir, node.AuditLogSubdir)})
+	if err != nil {
+		return fmt.Errorf("open the audit log: %w", err)
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- sp.Run(runCtx) }()
+	defer func() {
+		stop()
+		<-done
+		sp.Close()
+	}()
+
+	host, _ := os.Hostname()
+	who := auditor
+	if u, err := user.Current(); err == nil {
+		who = fmt.Sprintf("%s (os user %s on %s)", auditor, u.Username, host)
+	}
+	rec, err := session.NewRecorder(sp, "phigate-unseal@"+host).Start(session.NewID(time.Now()))
+	if err != nil {
+		return err
+	}
+	rec.SetSubject(auditor, "")
+	ev := &record.Unseal{Auditor: who, Session: sessionID, Reason: reason}
+	if _, err := rec.Append(&record.Event{Kind: record.KindUnseal, Unseal: ev}); err != nil {
+		return err
+	}
+	if err := rec.Sync(ctx); err != nil {
+		return fmt.Errorf("cannot record the unsealing, so nothing is shown: %w", err)
+	}
+	n, uerr := replay.Unseal(ctx, cmd.OutOrStdout(), filepath.Join(dataDir, node.RecordingsSubdir), sessionID, priv)
+	doneEv := *ev
+	doneEv.Done, doneEv.Values = true, n
+	endReason := "unsealed"
+	if uerr != nil {
+		endReason = "unseal failed"
+	}
+	if _, err := rec.Append(&record.Event{Kind: record.KindUnseal, Unseal: &doneEv}); err != nil {
+		return errors.Join(uerr, err)
+	}
+	if _, err := rec.Append(&record.Event{Kind: record.KindSessionEnd, End: &record.SessionEnd{Reason: endReason}}); err != nil {
+		return errors.Join(uerr, err)
+	}
+	return errors.Join(uerr, rec.Close(ctx))
+}
+
+// resolveDataDir finds the node's data directory from a config file or a flag.
+func resolveDataDir(configPath, dataDir string) (string, error) {
+	switch {
+	case configPath != "" && dataDir != "":
+		return "", errors.New("give --config or --data-dir, not both")
+	case configPath != "":
+		cfg, err := node.LoadConfig(configPath)
+		if err != nil {
+			return "", err
+		}
+		return node.DataDir(cfg), nil
+	case dataDir != "":
+		return dataDir, nil
+	}
+	return node.DataDir(&node.Config{}), nil
+}

@@ -1,0 +1,85 @@
+package replay
+
+import (
+	"context"
+	"crypto/ecdh"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/phigate/phigate/session/proof"
+	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage/spool"
+)
+
+// ErrNoProof is returned by Unseal for a session that masked nothing (or
+// recorded no proof).
+var ErrNoProof = errors.New("replay: the session recorded no masking proof")
+
+// Unseal verifies the recording of sessionID in the spool directory dir and
+// prints, for every masked value, its command, position, rule, type and the
+// raw value, opened with the auditor private key. It returns how many raw
+// values it printed. The caller records the unsealing before calling it
+// (see `phigate unseal`): Unseal itself only reads.
+func Unseal(ctx context.Context, w io.Writer, dir, sessionID string, auditor *ecdh.PrivateKey) (int, error) {
+	live, err := spool.InUse(dir)
+	if err != nil {
+		return 0, fmt.Errorf("replay: %w", err)
+	}
+	f, err := spool.OpenFile(dir, sessionID)
+	if err != nil {
+		return 0, fmt.Errorf("replay: %w", err)
+	}
+	defer f.Close()
+	var (
+		opener *proof.Opener
+		shown  int
+		sql    = map[uint64]string{}
+	)
+	_, err = record.Verify(f, sessionID, live, func(ev *record.Event, _ []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch {
+		case ev.Command != nil:
+			sql[ev.Command.ID] = ev.Command.SQL
+		case ev.Key != nil:
+			o, err := proof.NewOpener(auditor, ev.Key, sessionID)
+			if err != nil {
+				return err
+			}
+			opener = o
+		case ev.Proof != nil:
+			if opener == nil {
+				return errors.New("replay: mask.proof before its session's mask.key")
+			}
+			if _, err := fmt.Fprintf(w, "command %d: %s\n", ev.Proof.Command, clean(sql[ev.Proof.Command])); err != nil {
+				return err
+			}
+			for i := range ev.Proof.Values {
+				v := &ev.Proof.Values[i]
+				raw, err := opener.Open(v)
+				if err != nil {
+					return fmt.Errorf("replay: event %d value %d: %w", ev.Seq, i, err)
+				}
+				what := clean(v.Action) + " by " + clean(v.Rule)
+				if v.Type != "" {
+					what += ", " + clean(v.Type)
+				}
+				if _, err := fmt.Fprintf(w, "  statement %d row %d column %d [%d:%d] %s: %s\n",
+					v.Statement, v.Row, v.Column, v.Start, v.End, what, quoteValue(string(raw))); err != nil {
+					return err
+				}
+				shown++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return shown, err
+	}
+	if opener == nil {
+		return 0, ErrNoProof
+	}
+	return shown, nil
+}
