@@ -115,7 +115,8 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 	if err != nil {
 		return fmt.Errorf("replay --list: %w", err)
 	}
-	for _, id := range sessionIDs(data) {
+	ids := sessionIDs(data)
+	for _, id := range ids {
 		fmt.Printf("\n$ phigate replay %s\n", id)
 		cmd := exec.CommandContext(ctx, phigate, "replay", "--data-dir", data, id)
 		out, err := cmd.CombinedOutput()
@@ -123,6 +124,22 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 		if err != nil {
 			return fmt.Errorf("replay %s: %w", id, err)
 		}
+	}
+
+	step("An auditor checks the masking proof of the first session (the unsealing is recorded before anything is shown)")
+	key := filepath.Join(data, "keys", "auditor.key")
+	fmt.Printf("$ phigate unseal --key %s --auditor auditor-alice --reason \"demo: verify masking\" %s\n", key, ids[0])
+	out, err = exec.CommandContext(ctx, phigate, "unseal", "--data-dir", data, "--key", key,
+		"--auditor", "auditor-alice", "--reason", "demo: verify masking", ids[0]).CombinedOutput()
+	fmt.Print(indent(firstLines(string(out), 12)))
+	if err != nil {
+		return fmt.Errorf("unseal: %w", err)
+	}
+	fmt.Println("\n$ phigate replay --audit-log --list")
+	out, err = exec.CommandContext(ctx, phigate, "replay", "--data-dir", data, "--audit-log", "--list").CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil {
+		return fmt.Errorf("replay --audit-log: %w", err)
 	}
 	step("Done: every command above was recorded, hash-chained and verified before it was shown")
 	return nil
@@ -239,6 +256,15 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
 }
 
+// firstLines keeps the first n lines of s, noting how many were left out.
+func firstLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return strings.Join(lines[:n], "\n") + fmt.Sprintf("\n... (%d more lines)\n", len(lines)-n)
+}
+
 func secret() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
@@ -306,4 +332,7 @@ masking:
           action: redact
         - column: patients.zip
           action: keep-last-4
+      # Content detection: columns without a rule are classified by name and
+      # values, and free text (visit notes) is scanned for Safe Harbor PHI.
+      detect: {}
 `
