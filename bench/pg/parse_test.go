@@ -35,6 +35,7 @@ func TestParseSummary(t *testing.T) {
 			Summary{TPS: 262.485004, Transactions: 263, Failed: 12, LatencyAvgMS: 7.619}, nil},
 		{"older pgbench, tps only", "tps = 10.5 (without initial connection time)\n", Summary{TPS: 10.5}, nil},
 		{"aborted run", "pgbench: error: connection to server failed\n", Summary{}, ErrNoTPS},
+		{"no transaction completed", "duration: 1 s\nnumber of transactions actually processed: 0\nnumber of failed transactions: 0 (NaN%)\n", Summary{}, nil},
 		{"tps inside a line is not the report", "x tps = 5 (without initial connection time)\n", Summary{}, ErrNoTPS},
 		{"empty", "", Summary{}, ErrNoTPS},
 	} {

@@ -44,6 +44,15 @@ func ParseSummary(out []byte) (Summary, error) {
 	var s Summary
 	m := tpsRE.FindSubmatch(out)
 	if m == nil {
+		// A run that completed no transaction (every client blocked for the
+		// whole duration) reports no tps: that is a measurement of 0, not a
+		// failure of the run.
+		if tx := txRE.FindSubmatch(out); tx != nil && string(tx[1]) == "0" {
+			if f := failedRE.FindSubmatch(out); f != nil {
+				s.Failed, _ = strconv.ParseInt(string(f[1]), 10, 64)
+			}
+			return s, nil
+		}
 		return s, ErrNoTPS
 	}
 	var err error
