@@ -763,3 +763,43 @@ func TestServerMessagesAreMasked(t *testing.T) {
 		t.Fatalf("detail = %q", pe.Detail)
 	}
 }
+
+// TestGarbageBeforeLogin: malformed startup packets get 08P01 and the
+// attempt is recorded, with the client's address and no identity.
+func TestGarbageBeforeLogin(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	for name, payload := range map[string][]byte{
+		"protocol 2.0":      {0, 0, 0, 8, 0, 2, 0, 0},
+		"huge length":       {0, 0x4c, 0x4b, 0x40, 0, 3, 0, 0},
+		"no user":           append([]byte{0, 0, 0, 9, 0, 3, 0, 0}, 0),
+		"unterminated pair": append([]byte{0, 0, 0, 14, 0, 3, 0, 0}, "user\x00b"...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			if _, err := nc.Write(payload); err != nil {
+				t.Fatal(err)
+			}
+			_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			msg, err := pgproto3.NewFrontend(nc, nil).Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if er, ok := msg.(*pgproto3.ErrorResponse); !ok || er.Code != "08P01" {
+				t.Fatalf("got %#v, want 08P01", msg)
+			}
+		})
+	}
+	var recorded int
+	for _, evs := range g.sessions(t, 4) {
+		if len(evs) == 3 && evs[1].Kind == record.KindProtocolError && evs[0].Identity == "" && evs[0].Start.Client != "" {
+			recorded++
+		}
+	}
+	if recorded != 4 {
+		t.Fatalf("%d of 4 malformed startups recorded", recorded)
+	}
+}

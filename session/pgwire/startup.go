@@ -108,7 +108,8 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	tc, st, err := s.negotiate(ctx, nc)
-	if err != nil {
+	var se *startupError
+	if err != nil && !errors.As(err, &se) {
 		if !errors.Is(err, errHandled) {
 			s.log.Debug("startup ended", "remote", nc.RemoteAddr().String(), "err", err)
 		}
@@ -117,6 +118,13 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	c := &conn{srv: s, client: tc, started: time.Now()}
 	c.id = session.NewID(c.started)
 	c.log = s.log.With("session", c.id)
+	if se != nil {
+		// Malformed before login: record the attempt, then refuse it.
+		c.st = &startup{params: map[string]string{}}
+		_ = c.refuse(ctx, &record.Event{Kind: record.KindProtocolError, Error: &record.ProtocolError{Code: codeProtocolViolation, Message: se.msg}},
+			codeProtocolViolation, se.msg)
+		return
+	}
 	if !s.track(c) {
 		_ = writeRaw(tc, pgError("FATAL", codeAdminShutdown, "the phigate node is shutting down"))
 		return
@@ -127,6 +135,12 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 
 var errHandled = errors.New("handled")
 
+// startupError is a protocol violation before login; the connection is
+// refused with 08P01 and the attempt recorded.
+type startupError struct{ msg string }
+
+func (e *startupError) Error() string { return "startup: " + e.msg }
+
 // negotiate handles SSLRequest, GSSENCRequest and CancelRequest until the
 // StartupMessage arrives.
 func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *startup, error) {
@@ -136,15 +150,14 @@ func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *startup
 		code, body, err := readPacket(conn)
 		if err != nil {
 			if errors.Is(err, ErrBadLength) {
-				_ = writeRaw(conn, pgError("FATAL", codeProtocolViolation, "invalid startup packet length"))
+				return conn, nil, &startupError{"invalid startup packet length"}
 			}
 			return nil, nil, err
 		}
 		switch {
 		case code == sslRequestCode:
 			if st.tls {
-				_ = writeRaw(conn, pgError("FATAL", codeProtocolViolation, "SSLRequest received on an encrypted connection"))
-				return nil, nil, errHandled
+				return conn, nil, &startupError{"SSLRequest received on an encrypted connection"}
 			}
 			if s.cfg.TLS == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
@@ -171,8 +184,7 @@ func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *startup
 		case code>>16 == 3:
 			params, err := parseStartupParams(body)
 			if err != nil {
-				_ = writeRaw(conn, pgError("FATAL", codeProtocolViolation, err.Error()))
-				return nil, nil, errHandled
+				return conn, nil, &startupError{err.Error()}
 			}
 			st.params = params
 			// Protocol 3.x with x > 0, or _pq_ extensions: answer what we
@@ -191,9 +203,7 @@ func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *startup
 			}
 			return conn, st, nil
 		default:
-			_ = writeRaw(conn, pgError("FATAL", codeProtocolViolation,
-				fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff)))
-			return nil, nil, errHandled
+			return conn, nil, &startupError{fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff)}
 		}
 	}
 }
