@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // ErrTooLarge is returned by Seal for an event whose JSON encoding exceeds
@@ -23,22 +24,22 @@ type Chain struct {
 	session string
 	next    uint64
 	prev    [HashSize]byte
-	buf     bytes.Buffer
-	enc     *json.Encoder
+	heads   headStrings
+	head    string // hex of prev, handed to the next event as Prev
 }
 
 // NewChain starts the chain of a new recording. Its first Seal output begins
 // with the file header, so that a recording file is exactly the
 // concatenation of what Seal returns.
 func NewChain(sessionID string) *Chain {
-	c := &Chain{session: sessionID, prev: Genesis(sessionID)}
-	c.init()
+	c := &Chain{session: sessionID}
+	c.setPrev(Genesis(sessionID))
 	return c
 }
 
-func (c *Chain) init() {
-	c.enc = json.NewEncoder(&c.buf)
-	c.enc.SetEscapeHTML(false) // keep SQL such as "a < b" readable in the recording
+func (c *Chain) setPrev(sum [HashSize]byte) {
+	c.prev = sum
+	c.head = c.heads.hex(&sum)
 }
 
 // Resume continues the chain of an existing recording from its last frame,
@@ -71,8 +72,8 @@ func Resume(sessionID string, last []byte) (*Chain, *Event, error) {
 	if ev.Session != sessionID {
 		return nil, nil, fmt.Errorf("record: resume: frame belongs to session %q, not %q", ev.Session, sessionID)
 	}
-	c := &Chain{session: sessionID, next: ev.Seq + 1, prev: sum}
-	c.init()
+	c := &Chain{session: sessionID, next: ev.Seq + 1}
+	c.setPrev(sum)
 	return c, ev, nil
 }
 
@@ -80,7 +81,7 @@ func Resume(sessionID string, last []byte) (*Chain, *Event, error) {
 func (c *Chain) Next() uint64 { return c.next }
 
 // Head is the hex hash the next sealed event will carry as Prev.
-func (c *Chain) Head() string { return hex.EncodeToString(c.prev[:]) }
+func (c *Chain) Head() string { return c.head }
 
 // Seal sets ev.Seq and ev.Prev, encodes ev as JSON and appends its frame to
 // dst (preceded by the file header when ev is event 0), returning the
@@ -94,29 +95,52 @@ func (c *Chain) Seal(dst []byte, ev *Event) ([]byte, error) {
 		return dst, fmt.Errorf("record: seal: event of session %q in chain of %q", ev.Session, c.session)
 	}
 	ev.Seq = c.next
-	ev.Prev = hex.EncodeToString(c.prev[:])
-	c.buf.Reset()
-	if err := c.enc.Encode(ev); err != nil {
+	ev.Prev = c.head
+	// The payload is encoded in place, after room for its length, so that
+	// a frame is built with no copy and no buffer of the chain's own.
+	out := dst
+	if c.next == 0 {
+		out = append(out, Magic...)
+	}
+	at := len(out)
+	out = append(out, 0, 0, 0, 0)
+	out, err := ev.AppendJSON(out)
+	if err != nil {
 		return dst, fmt.Errorf("record: seal %s: %w", ev.Kind, err)
 	}
-	payload := bytes.TrimSuffix(c.buf.Bytes(), []byte{'\n'})
+	payload := out[at+4:]
 	if len(payload) > MaxPayload {
-		if c.buf.Cap() > 4<<20 {
-			c.buf = bytes.Buffer{} // don't keep a huge buffer for the rest of the session
-			c.init()
-		}
 		return dst, fmt.Errorf("%w: %s event of %d bytes", ErrTooLarge, ev.Kind, len(payload))
 	}
+	binary.BigEndian.PutUint32(out[at:], uint32(len(payload)))
 	sum := sha256.Sum256(payload)
-	if c.next == 0 {
-		dst = append(dst, Magic...)
-	}
-	dst = appendFrame(dst, payload, &sum)
+	out = append(out, sum[:]...)
 	c.next++
-	c.prev = sum
-	if c.buf.Cap() > 4<<20 {
-		c.buf = bytes.Buffer{}
-		c.init()
+	c.setPrev(sum)
+	return out, nil
+}
+
+// prevBlock is how many chain heads share one allocation, once a session
+// has sealed enough events; blocks start small so that short sessions stay
+// cheap.
+const prevBlock = 64
+
+// headStrings turns chain heads into the hex strings events carry as Prev
+// without an allocation per event: each head is written once into a block
+// shared by up to prevBlock heads, and its bytes are never written again,
+// so the string over them stays immutable. An event kept after Seal keeps
+// its block (at most 4 KiB) alive; a chain keeps only the block it is
+// filling.
+type headStrings struct {
+	block []byte
+}
+
+func (h *headStrings) hex(sum *[HashSize]byte) string {
+	const size = 2 * HashSize
+	if cap(h.block)-len(h.block) < size {
+		h.block = make([]byte, 0, min(max(2*cap(h.block), 2*size), prevBlock*size))
 	}
-	return dst, nil
+	start := len(h.block)
+	h.block = hex.AppendEncode(h.block, sum[:])
+	return unsafe.String(&h.block[start], size)
 }

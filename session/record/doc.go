@@ -8,13 +8,15 @@
 //
 //	uint32 big-endian payload length | payload | SHA-256(payload) (32 bytes)
 //
-// The payload is the JSON encoding of one Event. Every event carries its
-// sequence number (0, 1, 2, ...) and the hex SHA-256 of the previous event's
-// payload; event 0 carries the hash of a genesis string bound to the session
-// id, so an event cannot be moved into another session's recording. A
-// flipped byte, a removed, reordered or appended event and a truncated file
-// are all detected by Verify, which reports the index of the first event that
-// does not hold.
+// The payload is the JSON encoding of one Event, written by Event.AppendJSON
+// without reflection: byte for byte what encoding/json writes for it with
+// HTML escaping off, so any JSON reader (Verify uses encoding/json) decodes
+// it. Every event carries its sequence number (0, 1, 2, ...) and the hex
+// SHA-256 of the previous event's payload; event 0 carries the hash of a
+// genesis string bound to the session id, so an event cannot be moved into
+// another session's recording. A flipped byte, a removed, reordered or
+// appended event and a truncated file are all detected by Verify, which
+// reports the index of the first event that does not hold.
 //
 // The package is pure format code: it never opens files, never reads the
 // clock (callers stamp Event.Time), and never logs event contents, which hold

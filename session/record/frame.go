@@ -1,9 +1,6 @@
 package record
 
-import (
-	"crypto/sha256"
-	"encoding/binary"
-)
+import "crypto/sha256"
 
 // Magic is the header of every recording file: format name and version.
 const Magic = "PHIGREC1"
@@ -30,11 +27,4 @@ const genesisPrefix = "phigate/record/v1\x00"
 // Genesis is the hash event 0 of sessionID links to.
 func Genesis(sessionID string) [HashSize]byte {
 	return sha256.Sum256([]byte(genesisPrefix + sessionID))
-}
-
-// appendFrame appends length, payload and hash to dst.
-func appendFrame(dst, payload []byte, sum *[HashSize]byte) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
-	dst = append(dst, payload...)
-	return append(dst, sum[:]...)
 }

@@ -431,19 +431,40 @@ func TestHugeLengthDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func BenchmarkSeal(b *testing.B) {
-	c := NewChain(testSession)
-	ev := sampleEvents(testSession)[2]
-	var buf []byte
-	b.ReportAllocs()
-	for b.Loop() {
-		var err error
-		buf, err = c.Seal(buf[:0], ev)
-		if err != nil {
-			b.Fatal(err)
-		}
+// benchEvents are the two events every proxied statement records: the
+// command (SQL and two bound parameters) and its result (three masked
+// columns).
+func benchEvents() map[string]*Event {
+	return map[string]*Event{
+		"command": {Time: t0, Kind: KindCommand, Session: testSession, Node: "n1", Identity: "claims-agent", Resource: "patients",
+			Command: &Command{ID: 7, Protocol: "extended", SQL: "SELECT id, name, ssn, dob FROM patients WHERE clinic = $1 AND updated_at > $2",
+				Params: []Param{{Value: "42"}, {Value: "2026-11-01"}}, Classes: []string{"read"}, Decision: "allow", Rule: "agents-read"}},
+		"result": {Time: t0, Kind: KindResult, Session: testSession, Node: "n1", Identity: "claims-agent", Resource: "patients",
+			Result: &Result{Command: 7, Tag: "SELECT 25", Rows: 25, Bytes: 4096, DurationUS: 850, Masked: []MaskedColumn{
+				{Column: "name", Source: "public.patients.name", Rule: "person-name", Action: "pseudonym", Values: 25},
+				{Column: "ssn", Source: "public.patients.ssn", Rule: "ssn", Action: "keep-last-4", Values: 25},
+				{Column: "dob", Source: "public.patients.dob", Rule: "dob", Action: "year-only", Values: 25},
+			}}},
 	}
-	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkSeal(b *testing.B) {
+	for _, name := range []string{"command", "result"} {
+		b.Run(name, func(b *testing.B) {
+			c := NewChain(testSession)
+			ev := benchEvents()[name]
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				buf, err = c.Seal(buf[:0], ev)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+	}
 }
 
 func BenchmarkVerify(b *testing.B) {
