@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"unsafe"
 )
 
 // ErrTooLarge is returned by Seal for an event whose JSON encoding exceeds
@@ -24,7 +23,6 @@ type Chain struct {
 	session string
 	next    uint64
 	prev    [HashSize]byte
-	heads   headStrings
 	head    string // hex of prev, handed to the next event as Prev
 }
 
@@ -39,7 +37,9 @@ func NewChain(sessionID string) *Chain {
 
 func (c *Chain) setPrev(sum [HashSize]byte) {
 	c.prev = sum
-	c.head = c.heads.hex(&sum)
+	var b [2 * HashSize]byte
+	hex.Encode(b[:], sum[:])
+	c.head = string(b[:]) // the one allocation per event: Prev must be a string
 }
 
 // Resume continues the chain of an existing recording from its last frame,
@@ -118,29 +118,4 @@ func (c *Chain) Seal(dst []byte, ev *Event) ([]byte, error) {
 	c.next++
 	c.setPrev(sum)
 	return out, nil
-}
-
-// prevBlock is how many chain heads share one allocation, once a session
-// has sealed enough events; blocks start small so that short sessions stay
-// cheap.
-const prevBlock = 64
-
-// headStrings turns chain heads into the hex strings events carry as Prev
-// without an allocation per event: each head is written once into a block
-// shared by up to prevBlock heads, and its bytes are never written again,
-// so the string over them stays immutable. An event kept after Seal keeps
-// its block (at most 4 KiB) alive; a chain keeps only the block it is
-// filling.
-type headStrings struct {
-	block []byte
-}
-
-func (h *headStrings) hex(sum *[HashSize]byte) string {
-	const size = 2 * HashSize
-	if cap(h.block)-len(h.block) < size {
-		h.block = make([]byte, 0, min(max(2*cap(h.block), 2*size), prevBlock*size))
-	}
-	start := len(h.block)
-	h.block = hex.AppendEncode(h.block, sum[:])
-	return unsafe.String(&h.block[start], size)
 }
