@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"embed"
+	"math/bits"
 	"strings"
 	"sync"
 )
@@ -87,8 +88,15 @@ type dictionary struct {
 	// firstList and lastList are the most frequent census names, for
 	// pseudonyms.
 	firstList, lastList []string
-	words               map[string]wflag
+	words               map[string]wflag // while loading; then table
 	phrases             map[string]wflag
+	// table is the word list as an open-addressing hash table keyed by
+	// wordHash, which the tokenizer computes while it reads each word: a
+	// slot holds the upper 48 bits of the hash and, in the low 16 bits, an
+	// index into combos (the distinct flag sets). 48 bits of hash make a
+	// false match about one in 10^14 per look-up of a word not listed.
+	table  []uint64
+	combos []wflag
 	// trigger has a bit per (first letter, second letter, length) of the
 	// lower-case words with triggerFlags; other lower-case words are skipped
 	// without a lookup.
@@ -132,6 +140,8 @@ func loadDict() *dictionary {
 		for w := range tlds {
 			d.setKeep([]byte(w))
 		}
+		d.buildTable()
+		d.words = nil // the table has them
 		dict = d
 	})
 	return dict
@@ -211,9 +221,56 @@ func (d *dictionary) loadKeywords(name string) {
 	}
 }
 
-// shapeHash is a cheap hash of a word's length and first, second and last
-// letters (case-folded), used by the trigger filter; the tokenizer computes
-// it once per word instead of hashing every byte.
+// wordHash is the hash of a word, case-folded (ASCII letters only, as
+// the scanner folds them): wyhash-style, one 64x64->128 multiply per eight
+// bytes. The tokenizer computes the same value eight bytes at a time while
+// it finds the word's end (see hashChunk), so a look-up costs no second
+// pass over the word.
+func wordHash(w []byte) uint64 {
+	n := len(w)
+	var h, last uint64
+	for first := true; len(w) > 0; first = false {
+		var x uint64
+		k := min(len(w), 8)
+		for j := k - 1; j >= 0; j-- {
+			x = x<<8 | uint64(lowerTab[w[j]])
+		}
+		if !first {
+			h = hashChunk(h, last)
+		}
+		last = x
+		w = w[k:]
+	}
+	return hashEnd(h, last, n)
+}
+
+const (
+	hashK1 = 0xa0761d6478bd642f
+	hashK2 = 0xe7037ed1a0b428db
+)
+
+// hashChunk folds a full eight-byte chunk that is not the word's last.
+func hashChunk(h, x uint64) uint64 {
+	hi, lo := bits.Mul64(h^x^hashK1, hashK2)
+	return hi ^ lo
+}
+
+// hashEnd folds the last chunk and the length.
+func hashEnd(h, last uint64, n int) uint64 {
+	hi, lo := bits.Mul64(h^last^hashK1, uint64(n)<<56^hashK2)
+	return hi ^ lo
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 32
+	}
+	return c
+}
+
+// shapeHash is a cheap hash of a word's length and first, middle and last
+// letters (case-folded), used by the keep and trigger filters; the
+// tokenizer computes it for every word, without reading the whole word.
 func shapeHash(w []byte) uint32 {
 	n := len(w)
 	if n == 0 {
@@ -224,13 +281,6 @@ func shapeHash(w []byte) uint32 {
 	h := uint32(n)*0x9E3779B1 ^ uint32(w[0]|0x20)<<8 ^ uint32(w[n-1]|0x20)<<16 ^ uint32(w[n>>1]|0x20)<<24
 	h *= 0x85EBCA6B
 	return h ^ h>>15
-}
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 32
-	}
-	return c
 }
 
 // bloom is a one-hash bit filter over shapeHash (64 Ki bits, 8 KiB: it
@@ -251,19 +301,67 @@ var keepWords = []string{"age", "aged", "and", "box", "by", "code", "ftp", "http
 
 func (d *dictionary) setKeep(w []byte) { d.keep.addWord(w) }
 
-// maybeTrigger reports whether the lower-case word w may have triggerFlags.
-func (d *dictionary) maybeTrigger(w []byte) bool { return d.trigger.hasWord(w) }
+// maxWordLen: longer words are in no list.
+const maxWordLen = 48
 
-// lookup returns the flags of w, matched case-insensitively. buf is scratch
-// for lower-casing (words longer than it are not in the lists).
-func (d *dictionary) lookup(w []byte, buf *[48]byte) wflag {
-	if len(w) > len(buf) {
+// buildTable turns words into table and combos.
+func (d *dictionary) buildTable() {
+	size := 1
+	for size < 2*len(d.words) {
+		size <<= 1
+	}
+	d.table = make([]uint64, size)
+	index := map[wflag]uint64{}
+	d.combos = d.combos[:0]
+	for w, f := range d.words {
+		if len(w) > maxWordLen {
+			continue
+		}
+		c, ok := index[f]
+		if !ok {
+			c = uint64(len(d.combos))
+			if c >= 1<<16 {
+				panic("mask: more than 65536 distinct word flag sets")
+			}
+			index[f] = c
+			d.combos = append(d.combos, f)
+		}
+		h := wordHash([]byte(w))
+		fp := h&^0xffff | 1<<63
+		for k := h; ; k++ {
+			slot := &d.table[k&uint64(size-1)]
+			if *slot == 0 {
+				*slot = fp | c
+				break
+			}
+			if *slot&^0xffff == fp {
+				panic("mask: word hash collision in the word lists: " + w)
+			}
+		}
+	}
+}
+
+// lookupHash returns the flags of the word whose wordHash is h.
+func (d *dictionary) lookupHash(h uint64) wflag {
+	fp := h&^0xffff | 1<<63
+	mask := uint64(len(d.table) - 1)
+	for k := h; ; k++ {
+		e := d.table[k&mask]
+		if e&^0xffff == fp {
+			return d.combos[e&0xffff]
+		}
+		if e == 0 {
+			return 0
+		}
+	}
+}
+
+// lookup returns the flags of w, matched case-insensitively (ASCII).
+func (d *dictionary) lookup(w []byte) wflag {
+	if len(w) > maxWordLen {
 		return 0
 	}
-	for i, c := range w {
-		buf[i] = lower(c)
-	}
-	return d.words[string(buf[:len(w)])]
+	return d.lookupHash(wordHash(w))
 }
 
 // lookupPhrase looks up the words of text[start:end] joined by single

@@ -73,40 +73,59 @@ func (s *Scanner) number(i int) int {
 		goto simple
 	}
 
-	if end, ok := s.matchUUIDorHex(p); ok {
-		return s.tokenAt(i, end)
-	}
-	if end, ok, emit := s.matchDate(i, p); ok {
-		if emit {
-			s.emit(p, end, TypeDate, "date-numeric")
+	// Each matcher below is tried only when the digits and the byte after
+	// them fit its first group: the token is all digits, so the first
+	// group of every layout is exactly nd digits long.
+	if nd == 8 && after == '-' || nd >= 32 {
+		if end, ok := s.matchUUIDorHex(p); ok {
+			return s.tokenAt(i, end)
 		}
-		return s.tokenAt(i, end)
 	}
-	if end, ok := s.matchSSN(p, nd == 3 && s.contextFlags(i)&fSSNCtx != 0); ok {
-		s.emit(p, end, TypeSSN, "ssn")
-		return s.tokenAt(i, end)
-	}
-	if end, ok := s.matchIPv4(p); ok {
-		if !s.versionBefore(i) {
-			s.emit(p, end, TypeIP, "ipv4")
+	if after == '/' || after == '-' || after == '.' {
+		if end, ok, emit := s.matchDate(i, p); ok {
+			if emit {
+				s.emit(p, end, TypeDate, "date-numeric")
+			}
+			return s.tokenAt(i, end)
 		}
-		return s.tokenAt(i, end)
 	}
-	if end, ok := s.matchMAC(p); ok {
-		s.emit(p, end, TypeDeviceID, "mac")
-		return s.tokenAt(i, end)
+	if nd == 3 && (after == '-' || after == ' ') {
+		if end, ok := s.matchSSN(p, (after == ' ' || p+6 < len(s.text) && s.text[p+6] == ' ') && s.contextFlags(i)&fSSNCtx != 0); ok {
+			s.emit(p, end, TypeSSN, "ssn")
+			return s.tokenAt(i, end)
+		}
 	}
-	if end, ok := s.matchIPv6(p); ok {
-		s.emit(p, end, TypeIP, "ipv6")
-		return s.tokenAt(i, end)
+	if nd <= 3 && after == '.' {
+		if end, ok := s.matchIPv4(p); ok {
+			if !s.versionBefore(i) {
+				s.emit(p, end, TypeIP, "ipv4")
+			}
+			return s.tokenAt(i, end)
+		}
 	}
-	if end, ok := s.matchCard(p); ok {
-		s.emit(p, end, TypeCreditCard, "credit-card")
-		return s.tokenAt(i, end)
+	if nd == 2 && (after == ':' || after == '-') {
+		if end, ok := s.matchMAC(p); ok {
+			s.emit(p, end, TypeDeviceID, "mac")
+			return s.tokenAt(i, end)
+		}
 	}
-	if end, ok := s.matchPhone(p); ok {
-		s.emitPhone(i, p, end)
-		return s.tokenAt(i, end)
+	if nd <= 4 && after == ':' {
+		if end, ok := s.matchIPv6(p); ok {
+			s.emit(p, end, TypeIP, "ipv6")
+			return s.tokenAt(i, end)
+		}
+	}
+	if nd >= 13 || nd >= 4 && (after == ' ' || after == '-') && isDigit(after2) {
+		if end, ok := s.matchCard(p); ok {
+			s.emit(p, end, TypeCreditCard, "credit-card")
+			return s.tokenAt(i, end)
+		}
+	}
+	if nd == 3 || nd == 10 || nd == 1 && s.text[p] == '1' {
+		if end, ok := s.matchPhone(p); ok {
+			s.emitPhone(i, p, end)
+			return s.tokenAt(i, end)
+		}
 	}
 simple:
 	// Times and decimals: 10:30, 98.6 are not PHI.

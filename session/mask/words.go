@@ -27,7 +27,7 @@ func (s *Scanner) word(i int) int {
 		}
 	}
 	if t.cls&(cUpper1|cUpper) == 0 { // lower case
-		if !s.d.maybeTrigger(s.text[t.start:t.end]) {
+		if !s.d.trigger.hasWord(s.text[t.start:t.end]) {
 			return i + 1
 		}
 		f := s.flags(i)
@@ -44,6 +44,12 @@ func (s *Scanner) word(i int) int {
 		return i + 1
 	}
 	f := s.flags(i)
+	// A word in capitals (BP, NDC, BID) starts nothing unless it is a
+	// month, a state, a title, a name context or a frequent first name;
+	// placeBeforeState needs a capitalized first word.
+	if f&(fMonth|fMonthAbbr|fStateAbbr|fTitle|fNameCtx|fFirstTop) == 0 && s.allCaps(i) && !s.equalFold(i, "po") {
+		return i + 1
+	}
 	// An ordinary word that happens to be capitalized ("Plan", "Recheck")
 	// and does not start a run of capitalized words: nothing to find.
 	if f&^(fCommon|fLooked) == 0 && f&fCommon != 0 && !s.capitalized(i+1) && !s.allCaps(i+1) && !s.isPunct(i+1, '.') {
@@ -438,6 +444,16 @@ func (s *Scanner) lowerNameAfter(i int) int {
 // place detects organisations (... Hospital, ... Medical Center), multi-word
 // cities and states, and single-word cities in context.
 func (s *Scanner) place(i int) int {
+	// Most capitalized words stand alone, name no place and follow no
+	// place word: then no rule below can match (each needs a longer run, a
+	// ", ST" after the word, a listed place or a word before it), and the
+	// memos they would set cover no capitalized word.
+	if j := i + 1; s.flags(i)&(fCityStart|fStateStart|fTownPrefix|fCity|fState|fCountry) == 0 &&
+		(j >= len(s.toks) || s.toks[j].cls&cPunct == 0 && !s.capitalized(j) && !s.allCaps(j) && !s.equalFold(j, "of") && !s.equalFold(j, "the") ||
+			s.toks[j].cls&cPunct != 0 && !s.isPunct(j, '.') && !s.isPunct(j, '\'') && !s.isPunct(j, '-') && !s.isPunct(j, ',') && !s.isPunct(j, '&')) &&
+		!(s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0) && !s.equalFold(i-1, "by") && !s.equalFold(i-1, "for") {
+		return i
+	}
 	// Organisation: a run of capitalized words ending in a suffix. A run
 	// already walked without a suffix is not walked again from inside.
 	j, suffix := i, -1

@@ -1,0 +1,82 @@
+package mask
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestDictionaryTable checks that every listed word is found in the hash
+// table under its own flags, in any letter case, and that words not listed
+// are not.
+func TestDictionaryTable(t *testing.T) {
+	d := loadDict()
+	for _, c := range []struct {
+		file string
+		flag wflag
+	}{{"data/first_names.txt", fFirst}, {"data/last_names.txt", fLast}, {"data/us_cities.txt", fCity}, {"data/common_words.txt", fCommon}} {
+		b, err := dataFS.ReadFile(c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		n := 0
+		for sc.Scan() {
+			w := strings.TrimSpace(strings.ToLower(sc.Text()))
+			if w == "" || w[0] == '#' || strings.Contains(w, " ") || len(w) > maxWordLen {
+				continue
+			}
+			n++
+			for _, v := range []string{w, strings.ToUpper(w[:1]) + w[1:], strings.ToUpper(w)} {
+				if !isASCII(v) && v != w {
+					continue // the scanner folds ASCII letters only
+				}
+				if d.lookup([]byte(v))&c.flag == 0 {
+					t.Fatalf("%s: %q not found with its flag", c.file, v)
+				}
+			}
+		}
+		if n < 1000 {
+			t.Fatalf("%s: only %d words", c.file, n)
+		}
+	}
+	for _, w := range []string{"qzxvbnmw", "Xylophonequartz", "zzzzzzzzzzzzzzzzzzzz", "a1b2c3"} {
+		if f := d.lookup([]byte(w)); f != 0 {
+			t.Errorf("%q has flags %x", w, f)
+		}
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzTokenHash checks that the hash the scanner computes eight bytes at a
+// time over a token is the dictionary's wordHash of the token.
+func FuzzTokenHash(f *testing.F) {
+	for _, s := range []string{"Mary", "O'BRIEN-smith", "abcdefgh", "abcdefghi", "José Ørsted 12ab", "x", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		for i := 0; i < len(text); {
+			if byteClass[text[i]] < bDigit {
+				i++
+				continue
+			}
+			j := i
+			for j < len(text) && byteClass[text[j]] >= bDigit {
+				j++
+			}
+			if got, want := tokenHash(text, i, j), wordHash(text[i:j]); got != want {
+				t.Fatalf("tokenHash(%q) = %x, wordHash = %x", text[i:j], got, want)
+			}
+			i = j
+		}
+	})
+}
