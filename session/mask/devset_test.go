@@ -207,6 +207,9 @@ func TestDevSetAccuracy(t *testing.T) {
 	fourth := loadMarked(t, "heldout4.txt", "fourth")
 	t.Logf("fourth hand-written set (%d nursing-note lines), scored once before changes:", len(fourth))
 	scoreSet(t, fourth, testing.Verbose())
+	fifth := loadMarked(t, "heldout5.txt", "fifth")
+	t.Logf("fifth hand-written set (%d nursing-note lines), written after the rules the fourth prompted, scored once:", len(fifth))
+	scoreSet(t, fifth, testing.Verbose())
 	set := loadDevSet(t)
 	var second []labelled
 	for _, ex := range set {

@@ -581,7 +581,7 @@ func (s *Scanner) matchPhone(p int) (int, bool) {
 		}
 		copy(d[:3], s.text[q:q+3])
 		q += 3
-		if q < len(s.text) && (s.text[q] == '-' || s.text[q] == '.' || s.text[q] == ' ') {
+		if q < len(s.text) && (s.text[q] == '-' || s.text[q] == '.' || s.text[q] == ' ' || s.text[q] == '/') {
 			q++
 			seps++
 		}
@@ -962,6 +962,25 @@ func (s *Scanner) identifier(i int) int {
 	if digits < 4 && !(digits >= 3 && chars >= 6) {
 		return last + 1
 	}
+	// "after 1800", "at 0230": a clock time.
+	if last == i && digits == 4 && chars == 4 && atoi(s.tokText(i))/100 <= 23 && atoi(s.tokText(i))%100 <= 59 {
+		for _, w := range [...]string{"at", "after", "before", "by", "until", "till", "since", "from", "to", "around"} {
+			if s.equalFold(i-1, w) {
+				return last + 1
+			}
+		}
+		if s.isPunct(i-1, '@') {
+			return last + 1
+		}
+	}
+	// National Drug Codes name a product: "(NDC 00173-0736-01)".
+	if k := i - 1; s.isPunct(k, ':') || s.isPunct(k, '#') {
+		if s.equalFold(k-1, "ndc") {
+			return last + 1
+		}
+	} else if s.equalFold(k, "ndc") {
+		return last + 1
+	}
 	// Doses and measurements: "1000 mg".
 	if s.isWord(last+1) && s.flags(last+1)&fDose != 0 && s.toks[last+1].gap <= gapSpace && digits <= 5 {
 		return last + 1
@@ -1099,6 +1118,11 @@ func (s *Scanner) alnum(i int) int {
 			case "yo", "YO", "y", "yr", "yrs", "Y", "YR":
 				s.emit(p, p+lead, TypeAge, "age")
 				return i + 1
+			case "F", "M": // "93F admitted", "Pt 91M" (not a temperature)
+				if !(s.equalFold(i-1, "t") || s.equalFold(i-1, "temp") || s.equalFold(i-1, "tmax") || s.equalFold(i-1, "temperature")) {
+					s.emit(p, p+lead, TypeAge, "age")
+					return i + 1
+				}
 			}
 		}
 		allLetters := true

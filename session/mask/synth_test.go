@@ -39,6 +39,10 @@ func TestSynthNotesRecall(t *testing.T) {
 					}
 					start, end := off+k, off+k+len(v)
 					off = end
+					// a name inside a word ("Wei" in "Weight") is not the name
+					if (name == "first" || name == "last") && (start > 0 && isLetter(e.Notes[start-1]) || end < len(e.Notes) && isLetter(e.Notes[end])) {
+						continue
+					}
 					c := per[name]
 					if c == nil {
 						c = &count{}

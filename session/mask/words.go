@@ -44,6 +44,11 @@ func (s *Scanner) word(i int) int {
 		return i + 1
 	}
 	f := s.flags(i)
+	if s.allCaps(i) && (s.equalFold(i-1, "at") || s.equalFold(i-1, "to") || s.equalFold(i-1, "from")) {
+		if n := s.placeAfterMove(i); n > i {
+			return n
+		}
+	}
 	// A word in capitals (BP, NDC, BID) starts nothing unless it is a
 	// month, a state, a title, a name context or a frequent first name;
 	// placeBeforeState needs a capitalized first word.
@@ -94,6 +99,18 @@ func (s *Scanner) word(i int) int {
 		}
 		if n := s.allCapsName(i); n > i {
 			return n
+		}
+		// "KAREN RN", "WITH JOHN SMITH MD": in capitals, a first name is a
+		// name when a suffix follows.
+		if f&fFirst != 0 && f&(keywordFlags|fCommonName|fStateAbbr) == 0 && s.tokLen(i) >= 3 {
+			last := i
+			if s.allCaps(i+1) && s.toks[i+1].gap == gapSpace && s.flags(i+1)&fLast != 0 && s.flags(i+1)&(keywordFlags|fNameSuffix) == 0 {
+				last = i + 1
+			}
+			if s.suffixAfter(last) {
+				s.emitToks(i, last, TypeName, "name-caps")
+				return last + 1
+			}
 		}
 		return i + 1
 	}
@@ -451,12 +468,12 @@ func (s *Scanner) place(i int) int {
 	if j := i + 1; s.flags(i)&(fCityStart|fStateStart|fTownPrefix|fCity|fState|fCountry) == 0 &&
 		(j >= len(s.toks) || s.toks[j].cls&cPunct == 0 && !s.capitalized(j) && !s.allCaps(j) && !s.equalFold(j, "of") && !s.equalFold(j, "the") ||
 			s.toks[j].cls&cPunct != 0 && !s.isPunct(j, '.') && !s.isPunct(j, '\'') && !s.isPunct(j, '-') && !s.isPunct(j, ',') && !s.isPunct(j, '&')) &&
-		!(s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0) && !s.equalFold(i-1, "by") && !s.equalFold(i-1, "for") {
+		!(s.isWord(i-1) && s.flags(i-1)&fLocCtx != 0) && !s.equalFold(i-1, "by") && !s.equalFold(i-1, "for") && !s.isPunct(i-1, ',') {
 		return i
 	}
 	// Organisation: a run of capitalized words ending in a suffix. A run
 	// already walked without a suffix is not walked again from inside.
-	j, suffix := i, -1
+	j, suffix, lastCap := i, -1, i
 	for k := 0; k < 7 && j < len(s.toks) && i >= s.noOrgUntil; k++ {
 		if k > 0 && s.toks[j].gap == gapNewline {
 			break
@@ -466,6 +483,7 @@ func (s *Scanner) place(i int) int {
 			if k > 0 && s.flags(j)&fOrgSuffix != 0 {
 				suffix = j
 			}
+			lastCap = j
 			j++
 			if s.isPunct(j, '.') && s.adjacent(j) && s.tokLen(j-1) <= 3 && suffix != j-1 { // St. Mary
 				j++
@@ -477,7 +495,7 @@ func (s *Scanner) place(i int) int {
 				j++
 			}
 			continue
-		case k > 0 && (s.equalFold(j, "of") || s.equalFold(j, "the") || s.isPunct(j, '&')) && (s.capitalized(j+1) || s.equalFold(j+1, "the")):
+		case k > 0 && (s.equalFold(j, "of") || s.equalFold(j, "for") || s.equalFold(j, "the") || s.isPunct(j, '&')) && (s.capitalized(j+1) || s.equalFold(j+1, "the")):
 			j++
 			continue
 		}
@@ -493,6 +511,38 @@ func (s *Scanner) place(i int) int {
 		}
 		s.emitToks(i, end, TypeLocation, "organisation")
 		return end + 1
+	}
+	// An organisation that starts with its kind: Hospice of the North
+	// Shore, University of Vermont, Center for Sight.
+	if lastCap > i+1 && s.capitalized(i) && s.flags(i)&fOrgSuffix != 0 && (s.equalFold(i+1, "of") || s.equalFold(i+1, "for")) {
+		s.emitToks(i, lastCap, TypeLocation, "organisation")
+		return lastCap + 1
+	}
+	// Newton-Wellesley, Wilkes-Barre: towns joined by a hyphen.
+	if s.isPunct(i+1, '-') && s.adjacent(i+1) && s.adjacent(i+2) && s.capitalized(i+2) && s.capitalized(i) {
+		// both towns, and not both frequent surnames (Wilson-Jackson)
+		both := s.flags(i)&fCity != 0 && s.flags(i+2)&fCity != 0 && s.flags(i)&s.flags(i+2)&fLastTop == 0
+		if both || s.d.lookup(s.text[s.toks[i].start:s.toks[i+2].end])&fCity != 0 {
+			s.emitToks(i, i+2, TypeLocation, "place-dict")
+			return i + 3
+		}
+	}
+	// The town after a street address: "17 Prospect Ave, Somerville".
+	if s.isPunct(i-1, ',') && i >= 2 && len(s.found) > 0 && s.found[len(s.found)-1].Type == TypeAddress &&
+		s.found[len(s.found)-1].End == int(s.toks[i-2].end) && s.capitalized(i) && s.flags(i)&(keywordFlags&^(fStreet|fDirection)) == 0 {
+		last := i
+		for last+1 < len(s.toks) && last-i < 2 && s.capitalized(last+1) && s.toks[last+1].gap == gapSpace && s.flags(last+1)&keywordFlags == 0 {
+			last++
+		}
+		s.emitToks(i, last, TypeLocation, "town-after-address")
+		return last + 1
+	}
+	// Where a patient goes or comes from: "transferred to Beth Israel",
+	// "follow-up at Lahey", "admitted from MGH": the capitalized words
+	// after "at", or after "to"/"from" following a verb of moving, name a
+	// place (people after those words have a title or a relation first).
+	if n := s.placeAfterMove(i); n > i {
+		return n
 	}
 	f := s.flags(i)
 	// Multi-word cities and states: New York, Salt Lake City.
@@ -554,6 +604,85 @@ func (s *Scanner) place(i int) int {
 		return n
 	}
 	return s.placeBeforeState(i)
+}
+
+// moveVerbs are words after which "to" or "from" leads to a place.
+var moveVerbs = []string{"transferred", "transfer", "transferring", "admitted", "admit", "discharged", "discharge",
+	"sent", "returned", "returning", "came", "went", "going", "go", "moved", "brought", "transported", "taken",
+	"arrived", "readmitted", "referred", "received", "receive", "dc'd", "d/c'd", "d/c", "dc", "back", "home", "rehab",
+	"placement"}
+
+// placeAfterMove detects the place after "at", or after "to"/"from"
+// following a verb of moving (see place).
+func (s *Scanner) placeAfterMove(i int) int {
+	j := i - 1
+	if !s.isWord(j) || s.toks[i].gap != gapSpace {
+		return i
+	}
+	switch {
+	case s.equalFold(j, "at"):
+		// "seen at", "appt at", "rehab at": not "looked at", "yelled at"
+		if k := j - 1; s.isWord(k) && s.toks[k].cls&cPlain == 0 {
+			switch string(bytes.ToLower(s.tokText(k))) {
+			case "look", "looked", "looking", "looks", "yell", "yelled", "yelling", "yells", "smiled", "smiling", "smiles",
+				"stared", "staring", "glared", "laughed", "laughing", "pointed", "pointing", "waved", "waving", "swung",
+				"swinging", "swore", "cursing", "cursed", "angry", "mad", "upset", "directed", "aimed", "hit", "lunged", "spat":
+				return i
+			}
+		}
+	case s.equalFold(j, "to") || s.equalFold(j, "from"):
+		k := j - 1
+		if s.isPunct(k, '\'') || s.isPunct(k, '/') { // d/c'd to
+			return i
+		}
+		if !s.isWord(k) {
+			return i
+		}
+		w := s.tokText(k)
+		if s.toks[k].cls&cPlain != 0 { // the last word of a merged run
+			if sp := bytes.LastIndexByte(w, ' '); sp >= 0 {
+				w = w[sp+1:]
+			}
+		}
+		ok := false
+		for _, v := range moveVerbs {
+			if len(v) == len(w) && bytes.EqualFold(w, []byte(v)) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return i
+		}
+	default:
+		return i
+	}
+	f := s.flags(i)
+	caps := s.allCaps(i) && s.mostlyCaps()
+	if s.allCaps(i) && !caps {
+		// an acronym (MGH, BIDMC) in text that is not written in capitals
+		if n := s.tokLen(i); n < 3 || n > 6 || f&^fLooked != 0 {
+			return i
+		}
+		s.emitToks(i, i, TypeLocation, "place-after-move")
+		return i + 1
+	}
+	// only words that may name a place or nothing else we know
+	const placeish = fFirst | fFirstTop | fLast | fLastTop | fCity | fCityTop | fCityStart | fState | fStateStart | fCountry | fTownPrefix | fCommonName | fLooked
+	if !s.capitalized(i) && !caps || f&^placeish != 0 || s.isPunct(i+1, '\'') {
+		return i
+	}
+	last := i
+	for s.isPunct(last+1, '-') && s.adjacent(last+1) && s.adjacent(last+2) && (s.capitalized(last+2) || s.allCaps(last+2)) {
+		last += 2 // Dana-Farber
+	}
+	for last+1 < len(s.toks) && last-i < 3 && s.toks[last+1].gap == gapSpace &&
+		(s.capitalized(last+1) || s.allCaps(last+1)) && s.flags(last+1)&(fMonth|fWeekday|fTitle|fNameCtx) == 0 &&
+		!(caps && s.flags(last+1)&^(placeish|fOrgSuffix) != 0) {
+		last++
+	}
+	s.emitToks(i, last, TypeLocation, "place-after-move")
+	return last + 1
 }
 
 // townSuffixes end many town names (Everardofield, Tyreeton, Jaylonburgh).
@@ -737,6 +866,16 @@ func (s *Scanner) textDate(i int) int {
 	if s.yearNumber(j) && s.tokLen(j) == 4 {
 		s.emitToks(i, j, TypeDate, "date-text")
 		return j + 1
+	}
+	// A month written out alone after "since", "in", "until", "by",
+	// "from", "last", "next", "of": "since January" (not May, a verb too).
+	if f&fMonth != 0 && s.capitalized(i) && !s.equalFold(i, "may") && s.toks[i].gap == gapSpace {
+		for _, w := range [...]string{"since", "in", "until", "till", "by", "from", "last", "next", "of", "early", "mid", "late"} {
+			if s.equalFold(i-1, w) {
+				s.emitToks(i, i, TypeDate, "date-month")
+				return i + 1
+			}
+		}
 	}
 	return i + 1
 }
