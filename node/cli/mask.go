@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,7 +60,7 @@ detectors; without it the default HIPAA profile is used.`,
 					return err
 				}
 			}
-			return runMask(det, cmd.InOrStdin(), cmd.OutOrStdout())
+			return runMask(det, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&policy, "policy", "", "masking profile (YAML) whose detect section configures the detectors")
@@ -81,7 +82,11 @@ func loadMaskPolicy(path string) (*mask.Detector, error) {
 	return mask.NewDetector(*pc.Detect)
 }
 
-func runMask(det *mask.Detector, in io.Reader, out io.Writer) error {
+// runMask masks each line of in to out. A line that is not a JSON object
+// with id and text gets an output line with an error (so that outputs still
+// pair with inputs by position) and is counted on errOut; it does not fail
+// the run, which an evaluation over a large corpus would otherwise lose.
+func runMask(det *mask.Detector, in io.Reader, out, errOut io.Writer) error {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 1<<20), maxMaskLine)
 	w := bufio.NewWriter(out)
@@ -89,13 +94,13 @@ func runMask(det *mask.Detector, in io.Reader, out io.Writer) error {
 	enc.SetEscapeHTML(false)
 	scanner := det.NewScanner()
 	var masked []byte
-	line, bad := 0, 0
+	inputs, bad := 0, 0
 	for sc.Scan() {
-		line++
 		raw := sc.Bytes()
-		if len(raw) == 0 {
-			continue
+		if len(bytes.TrimSpace(raw)) == 0 {
+			continue // a blank line is not an input
 		}
+		inputs++
 		var rec maskInput
 		if err := json.Unmarshal(raw, &rec); err != nil {
 			// Keep one output line per input line, so that outputs still
@@ -139,7 +144,7 @@ func runMask(det *mask.Detector, in io.Reader, out io.Writer) error {
 		return err
 	}
 	if bad > 0 {
-		return fmt.Errorf("mask: %d of %d lines were not JSON objects with id and text", bad, line)
+		fmt.Fprintf(errOut, "mask: %d of %d lines were not JSON objects with id and text (their output lines carry an error)\n", bad, inputs)
 	}
 	return nil
 }
