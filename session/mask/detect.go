@@ -549,15 +549,22 @@ func cmpFinding(a, b Finding) int {
 }
 
 // flags returns the dictionary flags of token i, looking them up once.
+// Detectors ask about a token's neighbours again and again (about one call
+// per token): the cached case is small enough to be inlined.
 func (s *Scanner) flags(i int) wflag {
-	f := s.fl[i]
-	if f&fLooked == 0 {
-		if t := s.toks[i]; t.cls&(cPunct|cPlain) == 0 && t.end-t.start <= maxWordLen {
-			f = s.lookup(tokenHash(s.text, int(t.start), int(t.end)))
-		}
-		f |= fLooked
-		s.fl[i] = f
+	if f := s.fl[i]; f&fLooked != 0 {
+		return f
 	}
+	return s.lookFlags(i)
+}
+
+func (s *Scanner) lookFlags(i int) wflag {
+	var f wflag
+	if t := s.toks[i]; t.cls&(cPunct|cPlain) == 0 && t.end-t.start <= maxWordLen {
+		f = s.lookup(tokenHash(s.text, int(t.start), int(t.end)))
+	}
+	f |= fLooked
+	s.fl[i] = f
 	return f
 }
 

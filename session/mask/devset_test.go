@@ -43,7 +43,8 @@ func parseMarked(t testing.TB, id, line string) labelled {
 
 func loadHandwritten(t testing.TB) []labelled {
 	out := append(loadMarked(t, "handwritten.txt", "hand"), loadMarked(t, "handwritten2.txt", "hand2")...)
-	return append(out, loadMarked(t, "negatives.txt", "neg")...)
+	out = append(out, loadMarked(t, "negatives.txt", "neg")...)
+	return append(out, loadMarked(t, "negatives2.txt", "neg2")...)
 }
 
 func loadMarked(t testing.TB, file, prefix string) []labelled {

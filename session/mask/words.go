@@ -151,7 +151,7 @@ func (s *Scanner) nameScore(i int) int {
 	}
 	f := s.flags(i)
 	if f&(fFirst|fLast) == 0 {
-		if f&ambiguousName != 0 || f&fCity != 0 {
+		if f&ambiguousName != 0 || f&fCity != 0 || hasSuffixFold(s.tokText(i), medicalSuffixes) {
 			return 0
 		}
 		return 1
@@ -590,7 +590,8 @@ func (s *Scanner) place(i int) int {
 		switch {
 		case s.followedByState(i) && f&fCity != 0,
 			ctx && f&(fCommon|fMedStop) == 0,
-			ctx && f&(fCity|fState) != 0 && s.capitalized(i) && f&(fMedStop|fDose|fUnit) == 0 && s.toks[i].gap == gapSpace,
+			ctx && f&(fCity|fState) != 0 && s.capitalized(i) && f&(fMedStop|fDose|fUnit) == 0 && s.toks[i].gap == gapSpace &&
+				!(f&fCommon != 0 && isDestinationWord(s.tokText(i))), // "from Home": a word, though a town too
 			f&(fCityTop|fState) != 0 && !name && f&(fCommon|fMedStop|fMonth|fWeekday|fStreet|fOrgSuffix|fLast|fFirst|fTitle|fNameCtx|fDose|fUnit|fDirection|fLocCtx|fDateCtx|fHoliday|fCountry) == 0 && s.tokLen(i) > 3,
 			f&fState != 0 && s.isPunct(i-1, ',') && s.capitalized(i-2):
 			s.emitToks(i, i, TypeLocation, "place-dict")
@@ -672,6 +673,13 @@ func (s *Scanner) placeAfterMove(i int) int {
 	if !s.capitalized(i) && !caps || f&^placeish != 0 || s.isPunct(i+1, '\'') {
 		return i
 	}
+	// A hospital department is no place of a person ("sent to Radiology",
+	// "returned from Dialysis"): the first word must be in the name or
+	// place lists, or end like a town, and not like a medical service.
+	w := s.tokText(i)
+	if f&^(fLooked|fCommonName) == 0 && !hasSuffixFold(w, townSuffixes) || hasSuffixFold(w, serviceSuffixes) {
+		return i
+	}
 	last := i
 	for s.isPunct(last+1, '-') && s.adjacent(last+1) && s.adjacent(last+2) && (s.capitalized(last+2) || s.allCaps(last+2)) {
 		last += 2 // Dana-Farber
@@ -683,6 +691,34 @@ func (s *Scanner) placeAfterMove(i int) int {
 	}
 	s.emitToks(i, last, TypeLocation, "place-after-move")
 	return last + 1
+}
+
+// medicalSuffixes end medical words that are not in the word lists
+// (Telemetry, Hemodialysis, Cholecystectomy): not names.
+var medicalSuffixes = []string{"ology", "ysis", "etry", "iatry", "scopy", "graphy", "ectomy", "otomy", "ostomy", "plasty", "itis", "osis", "emia", "algia"}
+
+// isDestinationWord reports everyday places a patient goes to or comes
+// from that are also the names of small towns (Home, PA).
+func isDestinationWord(w []byte) bool {
+	switch string(bytes.ToLower(w)) {
+	case "home", "work", "school", "church", "bed", "floor", "bath", "shower", "dinner", "lunch", "breakfast", "surgery", "dialysis":
+		return true
+	}
+	return false
+}
+
+// serviceSuffixes end the names of hospital services and departments.
+var serviceSuffixes = []string{"ology", "ysis", "etry", "iatry", "scopy", "ics", "apy", "ery", "ine", "ia"}
+
+// hasSuffixFold reports whether w ends, case-insensitively, with one of
+// sufs and has at least two more letters.
+func hasSuffixFold(w []byte, sufs []string) bool {
+	for _, suf := range sufs {
+		if n := len(w) - len(suf); n >= 2 && bytes.EqualFold(w[n:], []byte(suf)) {
+			return true
+		}
+	}
+	return false
 }
 
 // townSuffixes end many town names (Everardofield, Tyreeton, Jaylonburgh).
