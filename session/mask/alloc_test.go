@@ -1,6 +1,9 @@
 package mask
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+)
 
 func TestHIPAARowDoesNotAllocate(t *testing.T) {
 	p := hipaa(t)
@@ -17,6 +20,27 @@ func TestHIPAARowDoesNotAllocate(t *testing.T) {
 		n := testing.AllocsPerRun(20, func() { dst, _ = pl.AppendValue(dst[:0], i, v) })
 		if n != 0 {
 			t.Errorf("%s: %.1f allocs", names[i], n)
+		}
+	}
+}
+
+// TestScanDoesNotAllocate scans every development note, in its case and in
+// capitals and lower case, and wants no allocation once warm: the detectors
+// compare words in place.
+func TestScanDoesNotAllocate(t *testing.T) {
+	var texts [][]byte
+	for _, f := range []string{"handwritten.txt", "handwritten2.txt", "heldout3.txt", "heldout4.txt", "heldout5.txt", "negatives.txt", "negatives2.txt"} {
+		for _, ex := range loadMarked(t, f, f) {
+			texts = append(texts, []byte(ex.text), bytes.ToUpper([]byte(ex.text)), bytes.ToLower([]byte(ex.text)))
+		}
+	}
+	sc := DefaultDetector().NewScanner()
+	for _, v := range texts {
+		sc.Scan(v)
+	}
+	for _, v := range texts {
+		if n := testing.AllocsPerRun(5, func() { sc.Scan(v) }); n != 0 {
+			t.Errorf("Scan(%q): %.1f allocs", v, n)
 		}
 	}
 }

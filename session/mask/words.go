@@ -623,13 +623,8 @@ func (s *Scanner) placeAfterMove(i int) int {
 	switch {
 	case s.equalFold(j, "at"):
 		// "seen at", "appt at", "rehab at": not "looked at", "yelled at"
-		if k := j - 1; s.isWord(k) && s.toks[k].cls&cPlain == 0 {
-			switch string(bytes.ToLower(s.tokText(k))) {
-			case "look", "looked", "looking", "looks", "yell", "yelled", "yelling", "yells", "smiled", "smiling", "smiles",
-				"stared", "staring", "glared", "laughed", "laughing", "pointed", "pointing", "waved", "waving", "swung",
-				"swinging", "swore", "cursing", "cursed", "angry", "mad", "upset", "directed", "aimed", "hit", "lunged", "spat":
-				return i
-			}
+		if k := j - 1; s.isWord(k) && s.toks[k].cls&cPlain == 0 && foldIn(s.tokText(k), atNotPlace) {
+			return i
 		}
 	case s.equalFold(j, "to") || s.equalFold(j, "from"):
 		k := j - 1
@@ -647,7 +642,7 @@ func (s *Scanner) placeAfterMove(i int) int {
 		}
 		ok := false
 		for _, v := range moveVerbs {
-			if len(v) == len(w) && bytes.EqualFold(w, []byte(v)) {
+			if foldEq(w, v) {
 				ok = true
 				break
 			}
@@ -699,10 +694,36 @@ var medicalSuffixes = []string{"ology", "ysis", "etry", "iatry", "scopy", "graph
 
 // isDestinationWord reports everyday places a patient goes to or comes
 // from that are also the names of small towns (Home, PA).
-func isDestinationWord(w []byte) bool {
-	switch string(bytes.ToLower(w)) {
-	case "home", "work", "school", "church", "bed", "floor", "bath", "shower", "dinner", "lunch", "breakfast", "surgery", "dialysis":
-		return true
+func isDestinationWord(w []byte) bool { return foldIn(w, destinationWords) }
+
+var destinationWords = []string{"home", "work", "school", "church", "bed", "floor", "bath", "shower", "dinner", "lunch",
+	"breakfast", "surgery", "dialysis"}
+
+// atNotPlace are words after which "at" points at a person or thing, not a
+// place: "yelled at", "looked at".
+var atNotPlace = []string{"look", "looked", "looking", "looks", "yell", "yelled", "yelling", "yells", "smiled", "smiling",
+	"smiles", "stared", "staring", "glared", "laughed", "laughing", "pointed", "pointing", "waved", "waving", "swung",
+	"swinging", "swore", "cursing", "cursed", "angry", "mad", "upset", "directed", "aimed", "hit", "lunged", "spat"}
+
+// foldEq reports whether w is v (lower-case ASCII), ignoring ASCII case,
+// without allocating.
+func foldEq(w []byte, v string) bool {
+	if len(w) != len(v) {
+		return false
+	}
+	for i := range w {
+		if lowerTab[w[i]] != v[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func foldIn(w []byte, list []string) bool {
+	for _, v := range list {
+		if foldEq(w, v) {
+			return true
+		}
 	}
 	return false
 }
@@ -714,7 +735,7 @@ var serviceSuffixes = []string{"ology", "ysis", "etry", "iatry", "scopy", "ics",
 // sufs and has at least two more letters.
 func hasSuffixFold(w []byte, sufs []string) bool {
 	for _, suf := range sufs {
-		if n := len(w) - len(suf); n >= 2 && bytes.EqualFold(w[n:], []byte(suf)) {
+		if n := len(w) - len(suf); n >= 2 && foldEq(w[n:], suf) {
 			return true
 		}
 	}
