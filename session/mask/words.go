@@ -319,6 +319,15 @@ func (s *Scanner) name(i int) int {
 	if s.toks[i].gap == gapNewline && s.isPunct(i+1, ':') {
 		return i
 	}
+	// A lone unlisted word at the start of a sentence ("Recheck in 4
+	// weeks", "Tolerating TF"): nothing before it can announce a name and
+	// an ordinary lower-case word after it adds nothing, so no rule below
+	// can match; this is the commonest capitalized word in notes.
+	if j := i + 1; s.flags(i)&(fFirst|fLast) == 0 && s.tokLen(i) > 1 &&
+		(i == 0 || s.toks[i-1].cls&cPunct != 0 && !s.isPunct(i-1, ',') && !s.isPunct(i-1, ':') && !s.isPunct(i-1, '&') && !s.isPunct(i-1, '\'')) &&
+		s.lowerWord(j) && s.toks[j].gap != gapNone && !s.equalFold(j, "and") && !s.equalFold(j, "or") && !isParticle(s.tokText(j)) {
+		return i
+	}
 	last, best, _ := s.nameRun(i, false)
 	if last < 0 {
 		return i
