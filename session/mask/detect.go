@@ -562,10 +562,47 @@ func (s *Scanner) lookFlags(i int) wflag {
 	var f wflag
 	if t := s.toks[i]; t.cls&(cPunct|cPlain) == 0 && t.end-t.start <= maxWordLen {
 		f = s.lookup(tokenHash(s.text, int(t.start), int(t.end)))
+		// José, Müller, Peña: the name and place lists are in ASCII, so a
+		// word with diacritics is looked up without them as well.
+		if t.cls&cHigh != 0 && f&(fFirst|fLast|fCity) == 0 {
+			if w, ok := foldLatin(s.text[t.start:t.end], &s.buf); ok {
+				f |= s.d.lookup(w) & (fFirst | fFirstTop | fLast | fLastTop | fCity | fCityTop)
+			}
+		}
 	}
 	f |= fLooked
 	s.fl[i] = f
 	return f
+}
+
+// latinBase maps U+00C0..U+017F to the ASCII letter they are written on
+// ('_' for the few that have none).
+const latinBase = "aaaaaaaceeeeiiiidnooooo_ouuuuytsaaaaaaaceeeeiiiidnooooo_ouuuuytyaaaaaaccccccccddddeeeeeeeeeegggggggghhhhiiiiiiiiii__jjkkkllllllllllnnnnnnnnnoooooooorrrrrrssssssssttttttuuuuuuuuuuuuwwyyyzzzzzzs"
+
+// foldLatin writes w in lower-case ASCII without diacritics into buf; it
+// fails on letters outside Latin-1 and Latin Extended-A.
+func foldLatin(w []byte, buf *[48]byte) ([]byte, bool) {
+	n := 0
+	for k := 0; k < len(w); {
+		c := w[k]
+		if c < utf8.RuneSelf {
+			if n == len(buf) {
+				return nil, false
+			}
+			buf[n] = lowerTab[c]
+			n++
+			k++
+			continue
+		}
+		r, size := utf8.DecodeRune(w[k:])
+		if r < 0xC0 || r > 0x17F || latinBase[r-0xC0] == '_' || n == len(buf) {
+			return nil, false
+		}
+		buf[n] = latinBase[r-0xC0]
+		n++
+		k += size
+	}
+	return buf[:n], true
 }
 
 // lookup returns the flags of the word with hash h through the cache: a

@@ -80,3 +80,34 @@ func FuzzTokenHash(f *testing.F) {
 		}
 	})
 }
+
+// TestNamesWithDiacritics checks that listed names written with diacritics
+// are found like their ASCII spelling.
+func TestNamesWithDiacritics(t *testing.T) {
+	sc := DefaultDetector().NewScanner()
+	for _, c := range []struct {
+		text  string
+		names []string
+	}{
+		{"José García called about his mother.", []string{"José García"}},
+		{"Zoë Müller visited on Monday.", []string{"Zoë Müller"}},
+		{"Inés and Renée were at the café.", []string{"Inés", "Renée"}},
+	} {
+		var got []string
+		for _, f := range sc.Scan([]byte(c.text)) {
+			if f.Type == TypeName {
+				got = append(got, c.text[f.Start:f.End])
+			}
+		}
+		if strings.Join(got, "|") != strings.Join(c.names, "|") {
+			t.Errorf("%q: names %q, want %q", c.text, got, c.names)
+		}
+	}
+	var buf [48]byte
+	if w, ok := foldLatin([]byte("ÅngströmØre"), &buf); !ok || string(w) != "angstromore" {
+		t.Errorf("foldLatin = %q, %v", w, ok)
+	}
+	if _, ok := foldLatin([]byte("Дмитрий"), &buf); ok {
+		t.Error("foldLatin folded Cyrillic")
+	}
+}
