@@ -106,6 +106,10 @@ type dictionary struct {
 	keep bloom
 }
 
+// worldCitiesTop is how many of the first world cities (1,000,000 people or
+// more, and capitals; see data/world_cities.txt) count as large.
+const worldCitiesTop = 913
+
 var (
 	dictOnce sync.Once
 	dict     *dictionary
@@ -120,6 +124,7 @@ func loadDict() *dictionary {
 		d.loadList("data/last_names_faker.txt", fLast, 0, 0)
 		d.loadList("data/common_words.txt", fCommon, 0, 0)
 		d.loadList("data/us_cities.txt", fCity, fCityTop, 3000)
+		d.loadList("data/world_cities.txt", fCity, fCityTop, worldCitiesTop)
 		d.loadKeywords("data/keywords.txt")
 		for w, f := range d.words {
 			if f&triggerFlags != 0 {

@@ -111,3 +111,28 @@ func TestNamesWithDiacritics(t *testing.T) {
 		t.Error("foldLatin folded Cyrillic")
 	}
 }
+
+// TestPlacesAndPeopleAfterToFrom checks world cities and the line between a
+// place and a person after "to" and "from".
+func TestPlacesAndPeopleAfterToFrom(t *testing.T) {
+	sc := DefaultDetector().NewScanner()
+	for _, c := range []struct{ text, want string }{
+		{"She moved to Lagos in 2019 and now lives in Nairobi.", "LOCATION:Lagos LOCATION:Nairobi"},
+		{"Flights from Mumbai to Toronto were delayed.", "LOCATION:Mumbai LOCATION:Toronto"},
+		{"He was born in Guadalajara, Mexico.", "LOCATION:Guadalajara LOCATION:Mexico"},
+		{"Visited family in Sao Paulo last summer.", "LOCATION:Sao Paulo"},
+		{"Pt originally from Kyiv, speaks Ukrainian.", "LOCATION:Kyiv"},
+		{"Report given to Florence at 1900.", "NAME:Florence"},
+		{"Call from Sydney re: meds.", "NAME:Sydney"},
+		{"Pt is from Florence, moved here in 1990.", "LOCATION:Florence"},
+		{"Bob called from Florida.", "NAME:Bob LOCATION:Florida"},
+	} {
+		var got []string
+		for _, f := range sc.Scan([]byte(c.text)) {
+			got = append(got, f.Type.String()+":"+c.text[f.Start:f.End])
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%q: %q, want %q", c.text, strings.Join(got, " "), c.want)
+		}
+	}
+}

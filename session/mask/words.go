@@ -536,6 +536,12 @@ func (s *Scanner) place(i int) int {
 			return i + 3
 		}
 	}
+	// "Guadalajara, Mexico": a country after a place and a comma.
+	if s.flags(i)&fCountry != 0 && s.capitalized(i) && s.isPunct(i-1, ',') && i >= 2 && len(s.found) > 0 &&
+		s.found[len(s.found)-1].Type == TypeLocation && s.found[len(s.found)-1].End == int(s.toks[i-2].end) {
+		s.emitToks(i, i, TypeLocation, "place-dict")
+		return i + 1
+	}
 	// The town after a street address: "17 Prospect Ave, Somerville".
 	if s.isPunct(i-1, ',') && i >= 2 && len(s.found) > 0 && s.found[len(s.found)-1].Type == TypeAddress &&
 		s.found[len(s.found)-1].End == int(s.toks[i-2].end) && s.capitalized(i) && s.flags(i)&(keywordFlags&^(fStreet|fDirection)) == 0 {
@@ -585,6 +591,12 @@ func (s *Scanner) place(i int) int {
 		if ctx && (s.equalFold(i-1, "to") || s.equalFold(i-1, "with")) && s.isWord(i-2) && s.flags(i-2)&fVerbCtx != 0 && f&fFirst != 0 {
 			ctx = false
 		}
+		// "report given to Florence", "call from Sydney": a frequent first
+		// name after "to"/"from" is a person unless the words before say
+		// that someone went or lives there
+		if ctx && f&fFirstTop != 0 && f&fState == 0 && (s.equalFold(i-1, "to") || s.equalFold(i-1, "from")) && !s.movedBefore(i-1) {
+			ctx = false
+		}
 		// "to Arthur Feil": a first and a last name, not a city
 		if ctx && f&fFirst != 0 && s.capitalized(i+1) && s.toks[i+1].gap == gapSpace && s.flags(i+1)&fLast != 0 &&
 			s.flags(i+1)&(fCity|fState|fStreet) == 0 {
@@ -622,6 +634,29 @@ var moveVerbs = []string{"transferred", "transfer", "transferring", "admitted", 
 	"arrived", "readmitted", "referred", "received", "receive", "dc'd", "d/c'd", "d/c", "dc", "back", "home", "rehab",
 	"placement"}
 
+// residenceWords, with moveVerbs, say that "to"/"from" after them leads to
+// a place: "is from Florence", "moved to Sydney".
+var residenceWords = []string{"is", "was", "are", "originally", "live", "lives", "lived", "living", "moved", "born",
+	"relocated", "visiting", "visited", "trip", "travel", "traveled", "travelled", "flew", "drove", "arrived",
+	"came", "comes", "immigrated", "emigrated", "flight", "flights", "way", "route", "drive", "driving", "family",
+	"pt", "patient", "he", "she", "they", "who", "recently", "here"}
+
+// movedBefore reports whether the word before token j (a "to" or "from")
+// is a verb of moving or living somewhere.
+func (s *Scanner) movedBefore(j int) bool {
+	k := j - 1
+	if !s.isWord(k) {
+		return false
+	}
+	w := s.tokText(k)
+	if s.toks[k].cls&cPlain != 0 { // the last word of a merged run
+		if sp := bytes.LastIndexByte(w, ' '); sp >= 0 {
+			w = w[sp+1:]
+		}
+	}
+	return foldIn(w, moveVerbs) || foldIn(w, residenceWords)
+}
+
 // placeAfterMove detects the place after "at", or after "to"/"from"
 // following a verb of moving (see place).
 func (s *Scanner) placeAfterMove(i int) int {
@@ -649,14 +684,7 @@ func (s *Scanner) placeAfterMove(i int) int {
 				w = w[sp+1:]
 			}
 		}
-		ok := false
-		for _, v := range moveVerbs {
-			if foldEq(w, v) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
+		if !foldIn(w, moveVerbs) {
 			return i
 		}
 	default:
