@@ -136,3 +136,30 @@ func TestPlacesAndPeopleAfterToFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestPhonesInOtherLayouts checks phone numbers in national layouts other
+// than North America's, which count only after a phone word.
+func TestPhonesInOtherLayouts(t *testing.T) {
+	sc := DefaultDetector().NewScanner()
+	for _, c := range []struct{ text, want string }{
+		{"Call me on 020 7946 0958 tomorrow.", "PHONE:020 7946 0958"},
+		{"My mobile is 07700 900123.", "PHONE:07700 900123"},
+		{"Tel. 030 12345678 (front desk)", "PHONE:030 12345678"},
+		{"Reach her at 01 23 45 67 89.", "PHONE:01 23 45 67 89"},
+		{"You can call 0412 345 678 anytime.", "PHONE:0412 345 678"},
+		{"His number is (02) 9876 5432.", "PHONE:(02) 9876 5432"},
+		{"Phone: 0044 20 7946 0958", "PHONE:0044 20 7946 0958"},
+		{"Fax: 020 7946 0959", "FAX:020 7946 0959"},
+		// no phone word: groups of digits stay
+		{"Lot 020 7946 0958 expires.", ""},
+		{"Creatinine 1.26 mg/dL. Lives at 1492 Elm Street.", "ADDRESS:1492 Elm Street."},
+	} {
+		var got []string
+		for _, f := range sc.Scan([]byte(c.text)) {
+			got = append(got, f.Type.String()+":"+c.text[f.Start:f.End])
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%q: %q, want %q", c.text, strings.Join(got, " "), c.want)
+		}
+	}
+}

@@ -128,6 +128,14 @@ func (s *Scanner) number(i int) int {
 		}
 	}
 simple:
+	// Numbers in other countries' layouts (020 7946 0958, 0412 345 678,
+	// 01 23 45 67 89) and local ones (555 0134) after a phone word.
+	if nd <= 8 && (after == ' ' || after == '-' || after == '.') && isDigit(after2) {
+		if end, ok := s.matchGroupedPhone(p); ok && s.contextFlags(i)&(fPhoneCtx|fFaxCtx) != 0 {
+			s.emitPhone(i, p, end)
+			return s.tokenAt(i, end)
+		}
+	}
 	// Times and decimals: 10:30, 98.6 are not PHI.
 	if t.end < int32(len(s.text)) {
 		if c := s.text[t.end]; (c == ':' || c == '.' || c == ',') && int(t.end)+1 < len(s.text) && isDigit(s.text[t.end+1]) {
@@ -640,6 +648,45 @@ ext:
 	return q, true
 }
 
+// matchGroupedPhone matches 7 to 15 digits in two or more groups of 1 to
+// 8, written with one kind of separator (space, '-' or '.'), optionally
+// starting with an area code in parentheses: a phone number in any national
+// layout. The caller requires a phone word before it.
+func (s *Scanner) matchGroupedPhone(p int) (int, bool) {
+	q, digits, groups := p, 0, 0
+	if q < len(s.text) && s.text[q] == '(' {
+		n := s.digitRun(q + 1)
+		if n < 1 || n > 5 || q+1+n >= len(s.text) || s.text[q+1+n] != ')' {
+			return 0, false
+		}
+		digits, groups = n, 1
+		q += n + 2
+		if q < len(s.text) && s.text[q] == ' ' {
+			q++
+		}
+	}
+	var sep byte
+	for {
+		n := s.digitRun(q)
+		if n < 1 || n > 8 {
+			return 0, false
+		}
+		digits += n
+		groups++
+		q += n
+		if q+1 < len(s.text) && isDigit(s.text[q+1]) && (s.text[q] == ' ' || s.text[q] == '-' || s.text[q] == '.') && (sep == 0 || s.text[q] == sep) {
+			sep = s.text[q]
+			q++
+			continue
+		}
+		break
+	}
+	if groups < 2 || digits < 7 || digits > 15 || !s.boundaryAfter(q) {
+		return 0, false
+	}
+	return q, true
+}
+
 // matchIntlPhone matches +CC numbers and validates them.
 func (s *Scanner) matchIntlPhone(p int) (int, bool) {
 	q := p + 1
@@ -701,6 +748,9 @@ func (s *Scanner) faxJustBefore(i int) bool {
 	return false
 }
 
+// identifierCtx are the flags of words that announce a number.
+const identifierCtx = fPhoneCtx | fFaxCtx | fSSNCtx | fMRNCtx | fPlanCtx | fAccountCtx | fLicenseCtx | fVehicleCtx | fDeviceCtx | fIDCtx | fZipCtx
+
 // contextFlags returns the flags of up to three words before token i on
 // the same line.
 func (s *Scanner) contextFlags(i int) wflag {
@@ -711,6 +761,12 @@ func (s *Scanner) contextFlags(i int) wflag {
 		}
 		if s.toks[j].cls&cPunct != 0 {
 			if c := s.text[s.toks[j].start]; c == '.' && s.toks[j+1].gap != gapNone || c == ';' || c == ')' {
+				// "Tel. 030 ...", "Acct. 12345": the period of an
+				// abbreviated context word ends no sentence
+				if c == '.' && s.adjacent(j) && (s.capitalized(j-1) || s.allCaps(j-1)) && s.tokLen(j-1) <= 4 && !s.isPunct(j-2, '/') &&
+					s.flags(j-1)&identifierCtx != 0 {
+					continue
+				}
 				break
 			}
 			continue

@@ -1082,6 +1082,13 @@ func (s *Scanner) punct(i int) int {
 				s.emitPhone(i, int(t.start), end)
 				return s.tokenAt(i, end)
 			}
+			// "(02) 9876 5432" after a phone word
+			if s.text[t.start] == '(' {
+				if end, ok := s.matchGroupedPhone(int(t.start)); ok && s.contextFlags(i)&(fPhoneCtx|fFaxCtx) != 0 {
+					s.emitPhone(i, int(t.start), end)
+					return s.tokenAt(i, end)
+				}
+			}
 		}
 	}
 	return i + 1
