@@ -794,9 +794,6 @@ func (s *Scanner) age(i, nd int) int {
 		j++
 	}
 	after := s.isWord(j) && s.flags(j)&fAgeCtx != 0 && !s.equalFold(j, "age")
-	if !after && j < len(s.toks) && s.toks[j].cls&cDigit != 0 && s.adjacent(j) == false {
-		after = false
-	}
 	if !after && s.isWord(j) && (s.equalFold(j, "yo") || s.equalFold(j, "yrs") || s.equalFold(j, "y")) {
 		after = true
 	}

@@ -70,7 +70,6 @@ type Plan struct {
 	// Scratch buffers reused across values so the hot path does not allocate.
 	tmp, tmp2     []byte // scalar decode and transform
 	arrIn, arrOut []byte // one array element, before and after masking
-	tmp3          []byte // free-text masking
 	col           int    // column being scanned, for proofs; -1 outside AppendValue
 }
 

@@ -254,10 +254,6 @@ func (s *Scanner) nameRun(i int, title bool) (last, best, names int) {
 	return last, best, names
 }
 
-// nameContext reports whether the words before token i announce a name:
-// "wife", "patient", "seen by", "spoke with".
-func (s *Scanner) nameContext(i int) bool { return s.nameContextLevel(i) > 0 }
-
 // nameContextLevel is 2 after a relation ("wife", "name is", "spoke with")
 // that vouches even for a name missing from the lists, 1 after a role
 // ("patient", "RN"), 0 otherwise.
@@ -846,9 +842,6 @@ func (s *Scanner) employer(i int) int {
 	s.emitToks(i, last, TypeLocation, "organisation")
 	return last + 1
 }
-
-// stateLike reports whether token i is capitalized and not a common word.
-func (s *Scanner) stateLike(i int) bool { return s.capitalized(i) && s.flags(i)&fCommon == 0 }
 
 // followedByState reports whether ", ST" or ", State" follows token i.
 func (s *Scanner) followedByState(i int) bool {
