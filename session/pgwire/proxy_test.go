@@ -724,11 +724,11 @@ func TestMaskingProof(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := range e.Proof.Values {
-				v, err := o.Open(&e.Proof.Values[i])
-				if err != nil {
-					t.Fatal(err)
-				}
+			vals, err := o.Open(e.Proof)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range vals {
 				raw[string(v)] = true
 			}
 		}

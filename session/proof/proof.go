@@ -18,6 +18,7 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -107,12 +108,17 @@ func UnwrapDataKey(auditor *ecdh.PrivateKey, wrapped []byte, sessionID string) (
 	return key, nil
 }
 
-// batchSize bounds how many proofs one mask.proof event carries.
-const batchSize = 256
+// A mask.proof event is flushed at batchSpans values or batchRaw bytes of
+// raw data, whichever comes first.
+const (
+	batchSpans = 1024
+	batchRaw   = 64 << 10
+)
 
 // Collector turns mask.Proofs into recorded mask.proof events for one
 // session. It is used by one goroutine (the proxy's result path). The first
-// proof creates the session's data key and emits its mask.key event.
+// proof creates the session's data key and emits its mask.key event. A
+// batch's raw values are sealed together, one AES-GCM operation per event.
 type Collector struct {
 	session string
 	auditor *ecdh.PublicKey
@@ -120,6 +126,8 @@ type Collector struct {
 
 	sealer  *mask.Sealer
 	pending record.MaskProof
+	raw     []byte // length-prefixed raw spans of the pending batch
+	rules   map[record.ProofRule]int
 	err     error
 
 	// Position of the value being masked, set by the proxy.
@@ -128,9 +136,9 @@ type Collector struct {
 }
 
 // NewCollector collects proofs for sessionID; emit appends an event to the
-// session's recording.
+// session's recording (and must not keep the event after it returns).
 func NewCollector(sessionID string, auditor *ecdh.PublicKey, emit func(*record.Event) error) *Collector {
-	return &Collector{session: sessionID, auditor: auditor, emit: emit}
+	return &Collector{session: sessionID, auditor: auditor, emit: emit, rules: map[record.ProofRule]int{}}
 }
 
 // Add records one proof of command cmd. Errors are sticky and returned by
@@ -144,17 +152,28 @@ func (c *Collector) Add(cmd uint64, p *mask.Proof) {
 			return
 		}
 	}
-	if len(c.pending.Values) > 0 && c.pending.Command != cmd || len(c.pending.Values) >= batchSize {
+	if len(c.pending.Spans) > 0 && (c.pending.Command != cmd || c.pending.Statement != c.Statement ||
+		len(c.pending.Spans) >= batchSpans || len(c.raw) >= batchRaw) {
 		if c.err = c.Flush(); c.err != nil {
 			return
 		}
 	}
-	c.pending.Command = cmd
-	r := c.sealer.Record(p)
-	c.pending.Values = append(c.pending.Values, record.ProofValue{
-		Statement: c.Statement, Row: c.Row, Column: r.Column, Rule: r.Rule, Action: r.Action,
-		Type: r.Type, Detector: r.Detector, Start: r.Start, End: r.End, RawHMAC: r.RawHash, Sealed: r.Sealed,
-	})
+	c.pending.Command, c.pending.Statement = cmd, c.Statement
+	rule := record.ProofRule{Column: p.Column, Rule: p.Rule, Action: p.Action.String(), Detector: p.Detector}
+	if p.Type != mask.TypeNone {
+		rule.Type = p.Type.String()
+	}
+	idx, ok := c.rules[rule]
+	if !ok {
+		idx = len(c.pending.Rules)
+		c.rules[rule] = idx
+		c.pending.Rules = append(c.pending.Rules, rule)
+	}
+	c.pending.Spans = append(c.pending.Spans, [4]int64{c.Row, int64(idx), int64(p.Start), int64(p.End)})
+	h := c.sealer.HashRaw(p.Raw)
+	c.pending.RawHMAC = append(c.pending.RawHMAC, h[:]...)
+	c.raw = binary.AppendUvarint(c.raw, uint64(len(p.Raw)))
+	c.raw = append(c.raw, p.Raw...)
 }
 
 func (c *Collector) start() error {
@@ -178,12 +197,20 @@ func (c *Collector) Flush() error {
 	if c.err != nil {
 		return c.err
 	}
-	if len(c.pending.Values) == 0 {
+	if len(c.pending.Spans) == 0 {
 		return nil
 	}
-	batch := c.pending
-	c.pending = record.MaskProof{Values: make([]record.ProofValue, 0, batchSize)}
-	return c.emit(&record.Event{Kind: record.KindMaskProof, Proof: &batch})
+	c.pending.Sealed = c.sealer.Seal(c.pending.Sealed[:0], c.raw)
+	err := c.emit(&record.Event{Kind: record.KindMaskProof, Proof: &c.pending})
+	// The event was encoded by emit: reuse the buffers.
+	clear(c.raw)
+	c.raw = c.raw[:0]
+	c.pending.Rules, c.pending.Spans, c.pending.RawHMAC = c.pending.Rules[:0], c.pending.Spans[:0], c.pending.RawHMAC[:0]
+	clear(c.rules)
+	if err != nil {
+		c.err = err
+	}
+	return err
 }
 
 // Opener unseals the raw values of one recorded session.
@@ -209,15 +236,30 @@ func NewOpener(auditor *ecdh.PrivateKey, key *record.MaskKey, sessionID string) 
 	return &Opener{sealer: s}, nil
 }
 
-// Open returns the raw bytes of one proof, checking them against its keyed hash.
-func (o *Opener) Open(v *record.ProofValue) ([]byte, error) {
-	raw, err := o.sealer.Open(nil, v.Sealed)
+// Open returns the raw bytes of every span of a mask.proof event, in span
+// order, each checked against its keyed hash.
+func (o *Opener) Open(p *record.MaskProof) ([][]byte, error) {
+	blob, err := o.sealer.Open(nil, p.Sealed)
 	if err != nil {
 		return nil, err
 	}
-	sum := o.sealer.HashRaw(raw)
-	if string(sum[:]) != string(v.RawHMAC) {
-		return nil, errors.New("proof: raw value does not match its recorded hash")
+	if len(p.RawHMAC) != len(p.Spans)*32 {
+		return nil, errors.New("proof: hash count does not match span count")
 	}
-	return raw, nil
+	raws := make([][]byte, len(p.Spans))
+	for i := range raws {
+		n, k := binary.Uvarint(blob)
+		if k <= 0 || n > uint64(len(blob)-k) {
+			return nil, errors.New("proof: sealed data is malformed")
+		}
+		raws[i], blob = blob[k:k+int(n)], blob[k+int(n):]
+		sum := o.sealer.HashRaw(raws[i])
+		if string(sum[:]) != string(p.RawHMAC[32*i:32*i+32]) {
+			return nil, fmt.Errorf("proof: span %d does not match its recorded hash", i)
+		}
+	}
+	if len(blob) != 0 {
+		return nil, errors.New("proof: sealed data has bytes past its spans")
+	}
+	return raws, nil
 }

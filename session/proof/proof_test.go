@@ -3,6 +3,7 @@ package proof
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/phigate/phigate/session/mask"
@@ -49,23 +50,40 @@ func TestWrapUnwrap(t *testing.T) {
 
 func TestCollectorAndOpener(t *testing.T) {
 	k, _ := GenerateAuditorKey()
-	var events []*record.Event
+	var events []record.Event
 	c := NewCollector("S1", k.PublicKey(), func(ev *record.Event) error {
-		events = append(events, ev)
+		cp := *ev // the collector reuses its buffers once emit returns: keep a deep copy
+		if ev.Proof != nil {
+			p := *ev.Proof
+			p.Rules = append([]record.ProofRule(nil), p.Rules...)
+			p.Spans = append([][4]int64(nil), p.Spans...)
+			p.RawHMAC = append([]byte(nil), p.RawHMAC...)
+			p.Sealed = append([]byte(nil), p.Sealed...)
+			cp.Proof = &p
+		}
+		events = append(events, cp)
 		return nil
 	})
-	raws := [][]byte{}
-	for i := 0; i < batchSize+10; i++ {
-		raw := []byte("123-45-" + string(rune('0'+i%10)) + "789")
+	var raws []string
+	n := batchSpans + 10
+	for i := 0; i < n; i++ {
+		raw := fmt.Sprintf("123-45-%04d", i)
 		raws = append(raws, raw)
 		c.Row = int64(i + 1)
-		c.Add(7, &mask.Proof{Column: 2, Rule: "column:patients.ssn", Action: mask.Action(0), Start: 0, End: len(raw), Raw: raw})
+		col, rule := 2, "column:patients.ssn"
+		if i%3 == 0 {
+			col, rule = 5, "detect"
+		}
+		c.Add(7, &mask.Proof{Column: col, Rule: rule, Start: 0, End: len(raw), Raw: []byte(raw)})
 	}
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if len(events) != 3 || events[0].Kind != record.KindMaskKey || events[1].Kind != record.KindMaskProof || len(events[1].Proof.Values) != batchSize {
+	if len(events) != 3 || events[0].Kind != record.KindMaskKey || events[1].Kind != record.KindMaskProof || len(events[1].Proof.Spans) != batchSpans {
 		t.Fatalf("events: %d, first %s", len(events), events[0].Kind)
+	}
+	if len(events[1].Proof.Rules) != 2 {
+		t.Fatalf("rules = %+v, want the two distinct rules once each", events[1].Proof.Rules)
 	}
 	o, err := NewOpener(k, events[0].Key, "S1")
 	if err != nil {
@@ -73,20 +91,35 @@ func TestCollectorAndOpener(t *testing.T) {
 	}
 	i := 0
 	for _, ev := range events[1:] {
-		for j := range ev.Proof.Values {
-			v := &ev.Proof.Values[j]
-			raw, err := o.Open(v)
-			if err != nil || !bytes.Equal(raw, raws[i]) || v.Row != int64(i+1) || ev.Proof.Command != 7 {
-				t.Fatalf("value %d: %q %v", i, raw, err)
+		got, err := o.Open(ev.Proof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, raw := range got {
+			sp := ev.Proof.Spans[j]
+			rule := ev.Proof.Rules[sp[1]]
+			wantCol := 2
+			if i%3 == 0 {
+				wantCol = 5
 			}
-			if bytes.Contains(v.Sealed, raws[i]) {
-				t.Fatal("raw value visible in its sealed form")
+			if string(raw) != raws[i] || sp[0] != int64(i+1) || rule.Column != wantCol || ev.Proof.Command != 7 {
+				t.Fatalf("value %d: %q span %v rule %+v", i, raw, sp, rule)
 			}
 			i++
 		}
+		if bytes.Contains(ev.Proof.Sealed, []byte(raws[0])) {
+			t.Fatal("raw value visible in its sealed form")
+		}
 	}
-	if i != len(raws) {
-		t.Fatalf("opened %d of %d", i, len(raws))
+	if i != n {
+		t.Fatalf("opened %d of %d", i, n)
+	}
+	// A tampered hash is caught.
+	bad := *events[1].Proof
+	bad.RawHMAC = append([]byte(nil), bad.RawHMAC...)
+	bad.RawHMAC[40] ^= 1
+	if _, err := o.Open(&bad); err == nil {
+		t.Fatal("tampered hash accepted")
 	}
 	other, _ := GenerateAuditorKey()
 	if _, err := NewOpener(other, events[0].Key, "S1"); !errors.Is(err, ErrWrongKey) {

@@ -174,27 +174,33 @@ type MaskKey struct {
 	Wrapped []byte `json:"wrapped"`
 }
 
-// MaskProof is a batch of masking proofs for one command's results.
+// MaskProof proves a batch of masked values of one statement: for each, the
+// rule that masked it, where, a keyed hash of the raw bytes, and the raw
+// bytes sealed under the session's data key. What the agent received is
+// what the rule produces from the raw bytes. The layout is columnar so that
+// proving a bulk read costs tens of bytes per value, not hundreds.
 type MaskProof struct {
-	Command uint64       `json:"command"`
-	Values  []ProofValue `json:"values"`
+	Command   uint64      `json:"command"`
+	Statement int         `json:"statement"` // statement index within the command
+	Rules     []ProofRule `json:"rules"`
+	// Spans are the masked values in order: [row (from 1), index into
+	// Rules, start, end (byte offsets in the raw value)].
+	Spans [][4]int64 `json:"spans"`
+	// RawHMAC holds each span's keyed hash (32 bytes), in span order.
+	RawHMAC []byte `json:"raw_hmac"`
+	// Sealed is every span's raw bytes, each preceded by its length as a
+	// uvarint, sealed together (AES-256-GCM) under the session's data key.
+	Sealed []byte `json:"sealed"`
 }
 
-// ProofValue proves one masked value or span: which rule and detector,
-// where, a keyed hash of the raw bytes, and the raw bytes sealed under the
-// session's data key. What the agent received is what the rule produces.
-type ProofValue struct {
-	Statement int    `json:"statement"` // statement index within the command
-	Row       int64  `json:"row"`       // row number within the statement, from 1
-	Column    int    `json:"column"`
-	Rule      string `json:"rule"`
-	Action    string `json:"action"`
-	Type      string `json:"type,omitempty"`
-	Detector  string `json:"detector,omitempty"`
-	Start     int    `json:"start"`
-	End       int    `json:"end"`
-	RawHMAC   []byte `json:"raw_hmac"`
-	Sealed    []byte `json:"sealed"`
+// ProofRule is what masked a column's values: a rule and its action, and for
+// detected spans the entity type and detector.
+type ProofRule struct {
+	Column   int    `json:"column"`
+	Rule     string `json:"rule"`
+	Action   string `json:"action"`
+	Type     string `json:"type,omitempty"`
+	Detector string `json:"detector,omitempty"`
 }
 
 // Unseal records that an auditor unsealed raw values of a session.

@@ -281,43 +281,57 @@ func (k *MaskKey) appendJSON(b []byte) []byte {
 func (p *MaskProof) appendJSON(b []byte) []byte {
 	b = append(b, `{"command":`...)
 	b = strconv.AppendUint(b, p.Command, 10)
-	b = append(b, `,"values":`...)
-	if p.Values == nil { // not omitempty: nil is null, empty is []
+	b = append(b, `,"statement":`...)
+	b = strconv.AppendInt(b, int64(p.Statement), 10)
+	b = append(b, `,"rules":`...)
+	if p.Rules == nil { // not omitempty: nil is null, empty is []
 		b = append(b, "null"...)
 	} else {
 		b = append(b, '[')
-		for i := range p.Values {
+		for i := range p.Rules {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = p.Values[i].appendJSON(b)
+			b = p.Rules[i].appendJSON(b)
 		}
 		b = append(b, ']')
 	}
+	b = append(b, `,"spans":`...)
+	if p.Spans == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, sp := range p.Spans {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '[')
+			for j, n := range sp {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = strconv.AppendInt(b, n, 10)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"raw_hmac":`...)
+	b = appendJSONBytes(b, p.RawHMAC)
+	b = append(b, `,"sealed":`...)
+	b = appendJSONBytes(b, p.Sealed)
 	return append(b, '}')
 }
 
-func (v *ProofValue) appendJSON(b []byte) []byte {
-	b = append(b, `{"statement":`...)
-	b = strconv.AppendInt(b, int64(v.Statement), 10)
-	b = append(b, `,"row":`...)
-	b = strconv.AppendInt(b, v.Row, 10)
-	b = append(b, `,"column":`...)
-	b = strconv.AppendInt(b, int64(v.Column), 10)
+func (r *ProofRule) appendJSON(b []byte) []byte {
+	b = append(b, `{"column":`...)
+	b = strconv.AppendInt(b, int64(r.Column), 10)
 	b = append(b, `,"rule":`...)
-	b = appendJSONString(b, v.Rule)
+	b = appendJSONString(b, r.Rule)
 	b = append(b, `,"action":`...)
-	b = appendJSONString(b, v.Action)
-	b = appendOptString(b, `,"type":`, v.Type)
-	b = appendOptString(b, `,"detector":`, v.Detector)
-	b = append(b, `,"start":`...)
-	b = strconv.AppendInt(b, int64(v.Start), 10)
-	b = append(b, `,"end":`...)
-	b = strconv.AppendInt(b, int64(v.End), 10)
-	b = append(b, `,"raw_hmac":`...)
-	b = appendJSONBytes(b, v.RawHMAC)
-	b = append(b, `,"sealed":`...)
-	b = appendJSONBytes(b, v.Sealed)
+	b = appendJSONString(b, r.Action)
+	b = appendOptString(b, `,"type":`, r.Type)
+	b = appendOptString(b, `,"detector":`, r.Detector)
 	return append(b, '}')
 }
 

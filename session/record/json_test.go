@@ -148,13 +148,13 @@ func kindEvents() map[string]*Event {
 		"mask.key":             with(full(KindMaskKey), func(e *Event) { e.Key = &MaskKey{Auditor: "sha256:abcd", Wrapped: bytes.Repeat([]byte{0xfb}, 77)} }),
 		"mask.key nil":         with(full(KindMaskKey), func(e *Event) { e.Key = &MaskKey{} }),
 		"mask.proof": with(full(KindMaskProof), func(e *Event) {
-			e.Proof = &MaskProof{Command: 9, Values: []ProofValue{
-				{Statement: 1, Row: 2, Column: 3, Rule: "ssn", Action: "keep-last-4", Type: "text", Detector: "ssn", Start: 4, End: 15, RawHMAC: []byte{1, 2, 3}, Sealed: []byte("sealed")},
-				{Statement: -1, Row: math.MinInt64, Column: math.MaxInt, Start: math.MinInt, End: -7, RawHMAC: []byte{}},
-			}}
+			e.Proof = &MaskProof{Command: 9, Statement: 1,
+				Rules:   []ProofRule{{Column: 3, Rule: "ssn", Action: "keep-last-4", Type: "SSN", Detector: "ssn"}, {Column: math.MaxInt, Rule: "r"}},
+				Spans:   [][4]int64{{2, 0, 4, 15}, {math.MinInt64, 1, math.MaxInt64, -7}},
+				RawHMAC: []byte{1, 2, 3}, Sealed: []byte("sealed")}
 		}),
 		"mask.proof nil values":   with(full(KindMaskProof), func(e *Event) { e.Proof = &MaskProof{} }),
-		"mask.proof empty values": with(full(KindMaskProof), func(e *Event) { e.Proof = &MaskProof{Values: []ProofValue{}} }),
+		"mask.proof empty values": with(full(KindMaskProof), func(e *Event) { e.Proof = &MaskProof{Rules: []ProofRule{}, Spans: [][4]int64{}, RawHMAC: []byte{}} }),
 		"unseal": with(full(KindUnseal), func(e *Event) {
 			e.Unseal = &Unseal{Auditor: "a", Session: "s", Reason: "subpoena", Values: 12, Done: true}
 		}),
@@ -243,6 +243,10 @@ func fillValue(v reflect.Value, n int) {
 		v.Set(reflect.MakeSlice(v.Type(), n, n))
 		for i := range n {
 			fillValue(v.Index(i), n)
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			fillValue(v.Index(i), n+i)
 		}
 	case reflect.Struct:
 		if v.Type() == reflect.TypeFor[time.Time]() {
@@ -545,14 +549,20 @@ func (s *eventSource) event(sec, nsec int64, zone int) *Event {
 		ev.Key = &MaskKey{Auditor: s.str(), Wrapped: s.bytes()}
 	}
 	if has(9) {
-		p := &MaskProof{Command: s.u64()}
+		p := &MaskProof{Command: s.u64(), Statement: s.int()}
 		if n := s.length(); n >= 0 {
-			p.Values = make([]ProofValue, n)
-			for i := range p.Values {
-				p.Values[i] = ProofValue{Statement: s.int(), Row: s.i64(), Column: s.int(), Rule: s.str(), Action: s.str(),
-					Type: s.str(), Detector: s.str(), Start: s.int(), End: s.int(), RawHMAC: s.bytes(), Sealed: s.bytes()}
+			p.Rules = make([]ProofRule, n)
+			for i := range p.Rules {
+				p.Rules[i] = ProofRule{Column: s.int(), Rule: s.str(), Action: s.str(), Type: s.str(), Detector: s.str()}
 			}
 		}
+		if n := s.length(); n >= 0 {
+			p.Spans = make([][4]int64, n)
+			for i := range p.Spans {
+				p.Spans[i] = [4]int64{s.i64(), s.i64(), s.i64(), s.i64()}
+			}
+		}
+		p.RawHMAC, p.Sealed = s.bytes(), s.bytes()
 		ev.Proof = p
 	}
 	if has(10) {
