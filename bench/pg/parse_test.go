@@ -126,7 +126,7 @@ func TestParseSize(t *testing.T) {
 
 func TestStreamQuerySize(t *testing.T) {
 	for _, size := range []int64{1 << 20, 256 << 20, 1 << 30} {
-		_, rows := streamQuery(size)
+		_, rows := streamQuery(size, false)
 		if got := rows * (streamRowWidth + 7); got < size || got-size >= streamRowWidth+7 {
 			t.Errorf("size %d: %d rows carry %d bytes", size, rows, got)
 		}

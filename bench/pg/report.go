@@ -105,17 +105,19 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nresult streaming: one SELECT, text format, read and discarded by a pgx client (median of %d)\n\n", r.cfg.streamReps)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "result\tdirect MB/s\tpgbouncer MB/s\tphigate MB/s\tphigate/direct\tphigate peak RSS MiB\t")
+	fmt.Fprintln(tw, "result\tdirect MB/s\tpgbouncer MB/s\tphigate MB/s\tphigate/direct\tmasked+proof MB/s\tmasked/direct\tphigate peak RSS MiB\t")
 	for _, label := range r.streams {
 		runs := r.stream[label]
 		d, okD := runs["direct"]
 		b, okB := runs["pgbouncer"]
 		p, okP := runs["phigate"]
+		m, okM := runs["phigate-masked"]
 		rd, okRD := ratio(p.MBps(), d.MBps(), okP, okD)
+		md, okMD := ratio(m.MBps(), d.MBps(), okM, okD)
 		rss, okRSS := r.rss["stream-"+label]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", label,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", label,
 			cell(d.MBps(), okD, "%.0f"), cell(b.MBps(), okB, "%.0f"), cell(p.MBps(), okP, "%.0f"),
-			cell(rd, okRD, "%.2fx"), cell(rss, okRSS, "%.1f"))
+			cell(rd, okRD, "%.2fx"), cell(m.MBps(), okM, "%.0f"), cell(md, okMD, "%.2fx"), cell(rss, okRSS, "%.1f"))
 	}
 	tw.Flush()
 	if v, ok := r.rss["pgbench"]; ok {
@@ -199,11 +201,16 @@ func (r *report) write(dir string) error {
 				v[s] = run.MBps()
 			}
 		}
-		if p, ok := v["phigate"]; ok && v["direct"] > 0 {
-			v["phigate/direct"] = p / v["direct"]
+		if run, ok := runs["phigate-masked"]; ok {
+			v["phigate-masked"] = run.MBps()
 		}
-		q, rows := streamQuery(mustSize(label))
-		notes := fmt.Sprintf("%s, %d rows, text format, read with pgconn and discarded: %s", label, rows, q)
+		for _, sys := range []string{"phigate", "phigate-masked"} {
+			if p, ok := v[sys]; ok && v["direct"] > 0 {
+				v[sys+"/direct"] = p / v["direct"]
+			}
+		}
+		q, rows := streamQuery(mustSize(label), false)
+		notes := fmt.Sprintf("%s, %d rows, text format, read with pgconn and discarded: %s; phigate-masked: the same with the payload column named masked_payload, which the profile redacts (masking proof recorded)", label, rows, q)
 		if err := put(bench.Result{Name: "stream-" + label + "-throughput", Unit: "MB/s", HigherIsBetter: true, Values: v, Notes: notes},
 			"throughput of one SELECT returning "+label+" of column data; ratio phigate/direct"); err != nil {
 			return err

@@ -15,12 +15,18 @@ import (
 const streamRowWidth = 1000
 
 // streamQuery returns a SELECT whose text-format result carries at least
-// size bytes of column data.
-func streamQuery(size int64) (sql string, rows int64) {
+// size bytes of column data. With masked, the payload column is named so
+// that phigate's bench profile masks it (rule pattern ^masked_: redact,
+// with the masking proof recorded), which is the cost of a masked export.
+func streamQuery(size int64, masked bool) (sql string, rows int64) {
 	perRow := int64(streamRowWidth + 7) // "1234567" + the repeated text
 	rows = (size + perRow - 1) / perRow
-	return fmt.Sprintf("SELECT lpad(g::text, 7, '0') AS id, repeat('x', %d) AS payload FROM generate_series(1, %d) AS g",
-		streamRowWidth, rows), rows
+	col := "payload"
+	if masked {
+		col = "masked_payload"
+	}
+	return fmt.Sprintf("SELECT lpad(g::text, 7, '0') AS id, repeat('x', %d) AS %s FROM generate_series(1, %d) AS g",
+		streamRowWidth, col, rows), rows
 }
 
 // StreamRun is one read of a large result.
@@ -35,13 +41,13 @@ func (r StreamRun) MBps() float64 { return float64(r.Bytes) / 1e6 / r.Elapsed.Se
 
 // streamOnce connects to ep and reads the whole result of the streaming
 // query, discarding it row by row as a client that exports data would.
-func streamOnce(ctx context.Context, ep endpoint, size int64) (StreamRun, error) {
+func streamOnce(ctx context.Context, ep endpoint, size int64, masked bool) (StreamRun, error) {
 	conn, err := pgconn.Connect(ctx, ep.dsn())
 	if err != nil {
 		return StreamRun{}, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	sql, wantRows := streamQuery(size)
+	sql, wantRows := streamQuery(size, masked)
 	start := time.Now()
 	rr := conn.ExecParams(ctx, sql, nil, nil, nil, nil)
 	var run StreamRun

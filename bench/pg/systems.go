@@ -252,6 +252,8 @@ masking:
           action: redact
         - column: public.pgbench_history.filler
           action: redact
+        - pattern: "^masked_"
+          action: redact
 `, dataDir, port, agentName, tokenHash, benchDB, upstream, benchDB, svcUser, pwFile, benchDB)
 }
 
