@@ -210,7 +210,7 @@ func (r *report) write(dir string) error {
 			}
 		}
 		q, rows := streamQuery(mustSize(label), false)
-		notes := fmt.Sprintf("%s, %d rows, text format, read with pgconn and discarded: %s; phigate-masked: the same with the payload column named masked_payload, which the profile redacts (masking proof recorded)", label, rows, q)
+		notes := fmt.Sprintf("%s, %d rows, text format, read with pgconn and discarded: %s; phigate-masked: the same with the 7-character id column named masked_id, which the profile redacts (masking proof recorded)", label, rows, q)
 		if err := put(bench.Result{Name: "stream-" + label + "-throughput", Unit: "MB/s", HigherIsBetter: true, Values: v, Notes: notes},
 			"throughput of one SELECT returning "+label+" of column data; ratio phigate/direct"); err != nil {
 			return err

@@ -452,7 +452,6 @@ func (c *conn) onReady(body []byte) error {
 	if last == nil {
 		return c.upstreamError("unexpected ReadyForQuery")
 	}
-	c.txStatus = body[0]
 	return c.forwardUnless(last.hidden)
 }
 

@@ -78,8 +78,7 @@ type conn struct {
 	describeSeq int
 
 	// backend-owned
-	params   mask.Params
-	txStatus byte
+	params mask.Params
 }
 
 // stmtInfo is a prepared statement as the agent defined it.
@@ -171,7 +170,6 @@ func (c *conn) serve(ctx context.Context, st *startup) {
 	c.stmts = map[string]*stmtInfo{}
 	c.portals = map[string]*portalInfo{}
 	c.sqlPrepared = map[string]sqlclass.Class{}
-	c.txStatus = c.up.txStatus
 	c.params.DateStyle = c.up.params["DateStyle"]
 
 	if err := c.greet(ctx); err != nil {

@@ -106,8 +106,6 @@ type outBuf struct {
 	buf    []byte // callers may append whole messages to buf, then call full
 	size   int
 	before func() error
-	// written counts bytes handed to w, for result summaries.
-	written int64
 }
 
 func newOutBuf(peer string, w io.Writer, size int, before func() error) *outBuf {
@@ -123,9 +121,7 @@ func (o *outBuf) write(p []byte) error {
 			if err := o.before(); err != nil {
 				return err
 			}
-			n, err := o.w.Write(p)
-			o.written += int64(n)
-			if err != nil {
+			if _, err := o.w.Write(p); err != nil {
 				return &peerError{o.peer, err}
 			}
 			return nil
@@ -150,8 +146,7 @@ func (o *outBuf) flush() error {
 	if err := o.before(); err != nil {
 		return err
 	}
-	n, err := o.w.Write(o.buf)
-	o.written += int64(n)
+	_, err := o.w.Write(o.buf)
 	o.buf = o.buf[:0]
 	if cap(o.buf) > 4*o.size {
 		o.buf = make([]byte, 0, o.size)

@@ -18,6 +18,7 @@ import (
 	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage/spool"
 )
 
 const (
@@ -308,8 +309,16 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 		c.textPlan = c.profile.Plan([]mask.Column{{Name: "server_message", TypeOID: 25}}, mask.Params{})
 	}
 	if c.profile != nil && s.cfg.Auditor != nil {
+		// Proof batches ride group commits (lazy), but one at most is in
+		// flight: a bulk read of masked data then runs at the speed the
+		// disk takes its proof, and memory does not grow with the result.
+		var inFlight spool.LSN
 		c.proofs = proof.NewCollector(c.id, s.cfg.Auditor, func(ev *record.Event) error {
-			_, err := c.rec.AppendLazy(ev)
+			if err := c.rec.Wait(ctx, inFlight); err != nil {
+				return err
+			}
+			lsn, err := c.rec.AppendLazy(ev)
+			inFlight = lsn
 			return err
 		})
 	}
