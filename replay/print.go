@@ -124,7 +124,7 @@ func (p *printer) event(ev *record.Event) {
 	case ev.Key != nil:
 		head = "mask.key · data key sealed to auditor key " + clean(ev.Key.Auditor)
 	case ev.Proof != nil:
-		head = fmt.Sprintf("mask.proof of command %d · %d masked values, raw values sealed", ev.Proof.Command, len(ev.Proof.Values))
+		head = fmt.Sprintf("mask.proof of command %d · %d masked values, raw values sealed", ev.Proof.Command, len(ev.Proof.Spans))
 	case ev.Unseal != nil:
 		state := "intent"
 		if ev.Unseal.Done {
@@ -179,32 +179,25 @@ func (p *printer) event(ev *record.Event) {
 // proof summarises a batch of masking proofs: which rule hit which column
 // how often. The sealed raw values are for `phigate unseal`, not for here.
 func (p *printer) proof(mp *record.MaskProof) {
-	type key struct {
-		col                      int
-		rule, action, typ, detct string
-	}
-	counts := map[key]int{}
-	var order []key
-	for _, v := range mp.Values {
-		k := key{v.Column, v.Rule, v.Action, v.Type, v.Detector}
-		if counts[k] == 0 {
-			order = append(order, k)
+	counts := make([]int, len(mp.Rules))
+	for _, sp := range mp.Spans {
+		if sp[1] >= 0 && sp[1] < int64(len(counts)) {
+			counts[sp[1]]++
 		}
-		counts[k]++
 	}
-	for i, k := range order {
+	for i, r := range mp.Rules {
 		label := ""
 		if i == 0 {
 			label = "proven"
 		}
-		what := fmt.Sprintf("column %d: %s by %s", k.col, clean(k.action), clean(k.rule))
-		if k.typ != "" {
-			what += ", " + clean(k.typ)
+		what := fmt.Sprintf("column %d: %s by %s", r.Column, clean(r.Action), clean(r.Rule))
+		if r.Type != "" {
+			what += ", " + clean(r.Type)
 		}
-		if k.detct != "" {
-			what += " (detector " + clean(k.detct) + ")"
+		if r.Detector != "" {
+			what += " (detector " + clean(r.Detector) + ")"
 		}
-		p.field(label, fmt.Sprintf("%s, %d values", what, counts[k]))
+		p.field(label, fmt.Sprintf("%s, %d values", what, counts[i]))
 	}
 }
 

@@ -56,18 +56,22 @@ func Unseal(ctx context.Context, w io.Writer, dir, sessionID string, auditor *ec
 			if _, err := fmt.Fprintf(w, "command %d: %s\n", ev.Proof.Command, clean(sql[ev.Proof.Command])); err != nil {
 				return err
 			}
-			for i := range ev.Proof.Values {
-				v := &ev.Proof.Values[i]
-				raw, err := opener.Open(v)
-				if err != nil {
-					return fmt.Errorf("replay: event %d value %d: %w", ev.Seq, i, err)
+			raws, err := opener.Open(ev.Proof)
+			if err != nil {
+				return fmt.Errorf("replay: event %d: %w", ev.Seq, err)
+			}
+			for i, raw := range raws {
+				sp := ev.Proof.Spans[i]
+				if sp[1] < 0 || sp[1] >= int64(len(ev.Proof.Rules)) {
+					return fmt.Errorf("replay: event %d span %d names no rule", ev.Seq, i)
 				}
-				what := clean(v.Action) + " by " + clean(v.Rule)
-				if v.Type != "" {
-					what += ", " + clean(v.Type)
+				r := ev.Proof.Rules[sp[1]]
+				what := clean(r.Action) + " by " + clean(r.Rule)
+				if r.Type != "" {
+					what += ", " + clean(r.Type)
 				}
 				if _, err := fmt.Fprintf(w, "  statement %d row %d column %d [%d:%d] %s: %s\n",
-					v.Statement, v.Row, v.Column, v.Start, v.End, what, quoteValue(string(raw))); err != nil {
+					ev.Proof.Statement, sp[0], r.Column, sp[2], sp[3], what, quoteValue(string(raw))); err != nil {
 					return err
 				}
 				shown++
