@@ -94,7 +94,7 @@ func (c *catalog) fetch(ctx context.Context, oid uint32) (*relation, error) {
 }
 
 func (c *catalog) connect(ctx context.Context) (*pgconn.PgConn, error) {
-	cfg, err := c.res.connConfig(c.timeout)
+	cfg, err := c.res.connConfig(LevelRead, c.timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -334,7 +334,7 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 		runtime["default_transaction_read_only"] = "on"
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-	up, err := dialUpstream(dctx, res, runtime, s.cfg.ConnectTimeout)
+	up, err := dialUpstream(dctx, res, LevelFor(c.grant), runtime, s.cfg.ConnectTimeout)
 	cancel()
 	if err != nil {
 		// The upstream's error may name hosts and roles; the agent only

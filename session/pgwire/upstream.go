@@ -131,17 +131,25 @@ type upstream struct {
 	port      uint16
 }
 
-// dialUpstream logs in to r with the gateway's credential. pgconn does the
-// startup and authentication (SCRAM-SHA-256, md5 or password, whatever the
-// server asks for); the connection is then hijacked and relayed raw.
-func dialUpstream(ctx context.Context, r *Resource, runtime map[string]string, timeout time.Duration) (*upstream, error) {
-	cfg, err := r.connConfig(timeout)
+// dialUpstream logs in to r with the gateway's credential for level. pgconn
+// does the startup and authentication (SCRAM-SHA-256, md5 or password,
+// whatever the server asks for); the connection is then hijacked and relayed
+// raw.
+func dialUpstream(ctx context.Context, r *Resource, level AccessLevel, runtime map[string]string, timeout time.Duration) (*upstream, error) {
+	cfg, err := r.connConfig(level, timeout)
 	if err != nil {
 		return nil, err
 	}
 	cfg.RuntimeParams = maps.Clone(runtime)
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	// pgconn may have read ahead of the login (its background reader runs
+	// while a write is slow): SyncConn drains it, as Hijack's contract asks,
+	// so the server's first reply after login cannot be swallowed.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(context.Background())
 		return nil, err
 	}
 	hj, err := pc.Hijack()
@@ -163,7 +171,7 @@ func dialUpstream(ctx context.Context, r *Resource, runtime map[string]string, t
 // connConfig is how the gateway logs in to r: its own credential, its TLS
 // mode, no fallbacks and nothing taken from PG* environment variables that
 // the resource sets itself.
-func (r *Resource) connConfig(timeout time.Duration) (*pgconn.Config, error) {
+func (r *Resource) connConfig(level AccessLevel, timeout time.Duration) (*pgconn.Config, error) {
 	host, port, err := r.hostPort()
 	if err != nil {
 		return nil, err
@@ -173,8 +181,9 @@ func (r *Resource) connConfig(timeout time.Duration) (*pgconn.Config, error) {
 		return nil, err
 	}
 	cfg.Host, cfg.Port = host, port
-	cfg.Database, cfg.User = r.Database, r.User
-	cfg.Password = r.Password.Reveal()
+	user, password := r.credential(level)
+	cfg.Database, cfg.User = r.Database, user
+	cfg.Password = password.Reveal()
 	cfg.ConnectTimeout = timeout
 	cfg.Fallbacks = nil
 	if cfg.TLSConfig, err = r.tlsConfig(host); err != nil {
