@@ -32,6 +32,11 @@ type Grant struct {
 	Allow []sqlclass.Class
 	// Masking names the masking profile for result rows ("" for none).
 	Masking string
+	// Functions names functions (schema.name, or name for pg_catalog) that
+	// sessions may call whatever class a call of them would otherwise need:
+	// functions outside the built-in allowlist of side-effect-free ones need
+	// write or admin unless named here.
+	Functions []string
 }
 
 func (g *Grant) matches(id identity.Identity, resource string) bool {
