@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -18,6 +19,14 @@ import (
 
 // errUpstreamFatal ends the backend loop after the upstream sent FATAL.
 var errUpstreamFatal = errors.New("upstream ended the session")
+
+// backendState is owned by the backend goroutine.
+type backendState struct {
+	uin  *frameReader
+	cout *outBuf
+	// params are the server's settings that masking depends on.
+	params mask.Params
+}
 
 // backend relays upstream -> agent: it resolves result columns, masks rows,
 // records each statement's result, and flushes to the agent only once every
@@ -38,7 +47,7 @@ func (c *conn) backend(ctx context.Context) error {
 
 func (c *conn) backendLoop(ctx context.Context) error {
 	for {
-		typ, body, err := c.uin.next()
+		typ, body, err := c.be.uin.next()
 		if err != nil {
 			if errors.Is(err, ErrMessageTooLarge) {
 				c.setFatal(pgError("FATAL", codeProtocolViolation, "a message from the server exceeds phigate's size limit"), "upstream message too large")
@@ -51,19 +60,19 @@ func (c *conn) backendLoop(ctx context.Context) error {
 			}
 			return err
 		}
-		if c.uin.buffered() == 0 {
-			if err := c.cout.flush(); err != nil {
+		if c.be.uin.buffered() == 0 {
+			if err := c.be.cout.flush(); err != nil {
 				if errors.Is(err, session.ErrNotRecorded) {
 					return c.recordingFailed(err)
 				}
 				return err
 			}
-			c.uin.shrink()
+			c.be.uin.shrink()
 		}
 	}
 }
 
-func (c *conn) forward() error { return c.cout.write(c.uin.raw) }
+func (c *conn) forward() error { return c.be.cout.write(c.be.uin.raw) }
 
 func (c *conn) forwardUnless(hidden bool) error {
 	if hidden {
@@ -73,9 +82,14 @@ func (c *conn) forwardUnless(hidden bool) error {
 }
 
 // upstreamError ends the session when the server says something phigate
-// cannot follow: relaying on would risk unmasked or unrecorded output.
+// cannot follow, or does something phigate's classification did not
+// foresee: relaying on would risk unmasked, unrecorded or unauthorised
+// work. The mismatch is recorded. msg never holds data.
 func (c *conn) upstreamError(msg string) error {
 	c.log.Warn("upstream protocol error", "msg", msg)
+	if _, err := c.rec.Append(&record.Event{Kind: record.KindProtocolError, Error: &record.ProtocolError{Code: codeProtocolViolation, Message: "upstream: " + msg}}); err != nil {
+		c.log.Error("cannot record upstream protocol error", "err", err)
+	}
 	c.setFatal(pgError("FATAL", codeProtocolViolation, "phigate lost track of the server's protocol: "+msg), "upstream protocol error")
 	return errors.New(msg)
 }
@@ -84,13 +98,21 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 	switch typ {
 	case 'S':
 		var ps pgproto3.ParameterStatus
-		if err := ps.Decode(body); err == nil && ps.Name == "DateStyle" {
-			c.params.DateStyle = ps.Value
+		if err := ps.Decode(body); err != nil {
+			return c.upstreamError("malformed ParameterStatus")
+		}
+		if why := unsafeSetting(ps.Name, ps.Value); why != "" {
+			// Refused as a statement, so reached some other way: what
+			// phigate parses would no longer be what the server runs.
+			return c.upstreamError("the server changed " + ps.Name + ": " + why)
+		}
+		if ps.Name == "DateStyle" {
+			c.be.params.DateStyle = ps.Value
 		}
 		return c.forward()
 	case 'N':
 		if masked := c.maskServerMessage(body, true); masked != nil {
-			return c.cout.write(masked)
+			return c.be.cout.write(masked)
 		}
 		return c.forward()
 	case 'A':
@@ -104,12 +126,7 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 	}
 	switch typ {
 	case '1', '2', '3':
-		want := map[byte]expKind{'1': expParse, '2': expBind, '3': expClose}[typ]
-		if e.kind != want {
-			return c.upstreamError(fmt.Sprintf("unexpected message %q", typ))
-		}
-		c.pop()
-		return c.forwardUnless(e.hidden)
+		return c.onConfirm(e, typ)
 	case 't':
 		if e.kind != expDescribeStmt {
 			return c.upstreamError("unexpected ParameterDescription")
@@ -124,8 +141,14 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 	case 'Z':
 		return c.onReady(body)
 	case 'G':
+		if e.cmd == nil || e.cmd.index >= len(e.cmd.stmts) || e.cmd.stmts[e.cmd.index].Class != sqlclass.Import {
+			return c.upstreamError("the server started a COPY FROM STDIN phigate did not classify as one")
+		}
 		return c.forward()
 	case 'H':
+		if e.cmd == nil || e.cmd.index >= len(e.cmd.stmts) || e.cmd.stmts[e.cmd.index].Class != sqlclass.Export {
+			return c.upstreamError("the server started a COPY TO STDOUT phigate did not classify as one")
+		}
 		return c.onCopyOut(ctx, e, body)
 	case 'd', 'c':
 		return c.onCopyOutData(e, typ, body)
@@ -133,13 +156,40 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 		if e.kind != expFunction || e.cmd == nil {
 			return c.upstreamError("unexpected FunctionCallResponse")
 		}
-		e.cmd.run.bytes += int64(len(c.uin.raw))
+		e.cmd.run.bytes += int64(len(c.be.uin.raw))
 		if err := c.endStatement(e.cmd, "FUNCTION CALL", nil, false); err != nil {
 			return err
 		}
 		return c.forward()
 	}
 	return c.upstreamError(fmt.Sprintf("unexpected message type %q", typ))
+}
+
+// onConfirm handles ParseComplete, BindComplete and CloseComplete: the
+// server has made the change, so phigate's mirror of its objects does too.
+func (c *conn) onConfirm(e *expect, typ byte) error {
+	want := map[byte]expKind{'1': expParse, '2': expBind, '3': expClose}[typ]
+	if e.kind != want || e.deny != nil {
+		return c.upstreamError(fmt.Sprintf("unexpected message %q", typ))
+	}
+	c.mu.Lock()
+	if !e.hidden {
+		switch e.kind {
+		case expParse:
+			c.server.stmts[e.name] = e.stmt
+		case expBind:
+			c.server.definePortal(e.portal)
+		case expClose:
+			if e.closeType == 'S' {
+				delete(c.server.stmts, e.name)
+			} else {
+				delete(c.server.portals, e.name)
+			}
+		}
+	}
+	c.popLocked()
+	c.mu.Unlock()
+	return c.forwardUnless(e.hidden)
 }
 
 func (c *conn) onRowDescription(ctx context.Context, e *expect, typ byte, body []byte) error {
@@ -159,16 +209,20 @@ func (c *conn) onRowDescription(ctx context.Context, e *expect, typ byte, body [
 		if e.copyDesc != nil {
 			e.copyDesc.copyCols = fields
 		}
+		c.mu.Lock()
 		if e.stmt != nil {
-			e.stmt.desc = fields
+			e.stmt.desc, e.stmt.descKnown = fields, true
 		}
-		c.pop()
+		c.popLocked()
+		c.mu.Unlock()
 		return c.forwardUnless(e.hidden)
 	case expDescribePortal:
+		c.mu.Lock()
 		if e.portal != nil {
 			e.portal.desc, e.portal.descKnown = fields, true
 		}
-		c.pop()
+		c.popLocked()
+		c.mu.Unlock()
 		return c.forwardUnless(e.hidden)
 	case expQuery:
 		if typ == 'n' || e.cmd == nil {
@@ -177,7 +231,7 @@ func (c *conn) onRowDescription(ctx context.Context, e *expect, typ byte, body [
 		if err := c.planRun(ctx, e.cmd, fields, nil, false); err != nil {
 			return err
 		}
-		e.cmd.run.bytes += int64(len(c.uin.raw))
+		e.cmd.run.bytes += int64(len(c.be.uin.raw))
 		return c.forward()
 	}
 	return c.upstreamError("unexpected RowDescription")
@@ -205,7 +259,7 @@ func (c *conn) planRun(ctx context.Context, cmd *command, fields []pgproto3.Fiel
 		}
 		cols[i] = mask.Column{Source: src, Name: string(f.Name), TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier, Binary: format == 1}
 	}
-	plan := c.profile.Plan(cols, c.params)
+	plan := c.profile.Plan(cols, c.be.params)
 	cmd.run.plan = plan
 	if c.proofs != nil && plan.Active() {
 		id := cmd.id
@@ -227,7 +281,7 @@ func (c *conn) onDataRow(ctx context.Context, e *expect, body []byte) error {
 			if err := c.planRun(ctx, cmd, p.desc, nil, false); err != nil {
 				return err
 			}
-		case p != nil && p.stmt != nil && p.stmt.desc != nil:
+		case p != nil && p.stmt != nil && p.stmt.descKnown:
 			if err := c.planRun(ctx, cmd, p.stmt.desc, p.resultFormats, true); err != nil {
 				return err
 			}
@@ -241,24 +295,28 @@ func (c *conn) onDataRow(ctx context.Context, e *expect, body []byte) error {
 	run := &cmd.run
 	run.rows++
 	if run.plan == nil || !run.plan.Active() {
-		run.bytes += int64(len(c.uin.raw))
+		run.bytes += int64(len(c.be.uin.raw))
 		return c.forward()
 	}
 	if c.proofs != nil {
 		c.proofs.Row = run.rows
 	}
-	start := len(c.cout.buf)
-	buf, err := appendMaskedDataRow(c.cout.buf, body, run.plan)
+	start := len(c.be.cout.buf)
+	buf, err := appendMaskedDataRow(c.be.cout.buf, body, run.plan)
 	if err != nil {
-		c.cout.buf = c.cout.buf[:start]
+		c.be.cout.buf = c.be.cout.buf[:start]
 		return c.upstreamError(err.Error())
 	}
-	c.cout.buf = buf
+	c.be.cout.buf = buf
 	run.bytes += int64(len(buf) - start)
-	return c.cout.full()
+	return c.be.cout.full()
 }
 
-// onCommandDone handles CommandComplete, EmptyQueryResponse and PortalSuspended.
+// onCommandDone handles CommandComplete, EmptyQueryResponse and
+// PortalSuspended. A statement's completion is where its effect on the
+// server's named objects happens; it is also checked against what phigate
+// classified: more statements than phigate saw, or a statement classed as
+// not writing that completes as a write, ends the session.
 func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 	if e.kind != expQuery && e.kind != expExecute {
 		return c.upstreamError(fmt.Sprintf("unexpected message %q", typ))
@@ -268,28 +326,70 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 	}
 	cmd := e.cmd
 	if cmd == nil {
-		return c.forward()
+		return c.upstreamError(fmt.Sprintf("unexpected message %q for a command phigate did not record", typ))
+	}
+	if typ != 's' && cmd.index >= len(cmd.stmts) {
+		return c.upstreamError("the server completed more statements than phigate classified")
+	}
+	var tag string
+	switch typ {
+	case 'C':
+		tag = string(bytes.TrimRight(body, "\x00"))
+		st := &cmd.stmts[cmd.index]
+		if !tagFits(st.Class, tag) {
+			return c.upstreamError(fmt.Sprintf("the server completed %q for a statement phigate classed %s", firstWord(tag), st.Class))
+		}
+		if st.Class == sqlclass.DDL && c.cat != nil {
+			c.cat.invalidate()
+		}
+		if st.Effect != sqlclass.EffectNone {
+			var d def
+			if cmd.defs != nil {
+				d = cmd.defs[cmd.index]
+			}
+			c.mu.Lock()
+			c.server.apply(st, d, tag)
+			c.mu.Unlock()
+		}
+	case 'I':
+		tag = "EMPTY"
 	}
 	if r := cmd.run.refused; r != nil {
 		// The statement's output was withheld and an error sent instead;
 		// its completion must not follow.
 		return c.endStatement(cmd, "", &record.SQLError{Code: r.Code, Message: r.Message, Source: "phigate"}, false)
 	}
-	cmd.run.bytes += int64(len(c.uin.raw))
-	var tag string
-	switch typ {
-	case 'C':
-		tag = string(bytes.TrimRight(body, "\x00"))
-		if cmd.stmts != nil && cmd.index < len(cmd.stmts) && cmd.stmts[cmd.index].Class == sqlclass.DDL && c.cat != nil {
-			c.cat.invalidate()
-		}
-	case 'I':
-		tag = "EMPTY"
-	}
+	cmd.run.bytes += int64(len(c.be.uin.raw))
 	if err := c.endStatement(cmd, tag, nil, typ == 's'); err != nil {
 		return err
 	}
 	return c.forward()
+}
+
+// quietTags are the command tags of statements that change no data: a
+// statement phigate classed read, tx or session must complete with one.
+var quietTags = map[string]bool{
+	"SELECT": true, "SHOW": true, "EXPLAIN": true, "FETCH": true, "MOVE": true, "DECLARE": true,
+	"LISTEN": true, "UNLISTEN": true, "SET": true, "RESET": true, "DISCARD": true, "DEALLOCATE": true,
+	"CLOSE": true, "PREPARE": true, "BEGIN": true, "START": true, "COMMIT": true, "ROLLBACK": true,
+	"SAVEPOINT": true, "RELEASE": true,
+}
+
+func tagFits(class sqlclass.Class, tag string) bool {
+	switch class {
+	case sqlclass.Read, sqlclass.Tx, sqlclass.Session:
+		return quietTags[firstWord(tag)]
+	case sqlclass.Export:
+		return firstWord(tag) == "COPY"
+	}
+	return true
+}
+
+func firstWord(tag string) string {
+	if i := strings.IndexByte(tag, ' '); i >= 0 {
+		return tag[:i]
+	}
+	return tag
 }
 
 // endStatement records one statement's outcome, closes its masking plan and
@@ -357,7 +457,7 @@ func (c *conn) onUpstreamError(body []byte) error {
 		if err := c.forward(); err != nil {
 			return err
 		}
-		if err := c.cout.flush(); err != nil {
+		if err := c.be.cout.flush(); err != nil {
 			return err
 		}
 		return errUpstreamFatal
@@ -365,11 +465,11 @@ func (c *conn) onUpstreamError(body []byte) error {
 	e := c.head()
 	if e == nil {
 		if masked := c.maskServerMessage(body, false); masked != nil {
-			return c.cout.write(masked)
+			return c.be.cout.write(masked)
 		}
 		return c.forward()
 	}
-	out := c.uin.raw
+	out := c.be.uin.raw
 	if masked := c.maskServerMessage(body, false); masked != nil {
 		out = masked
 	}
@@ -381,6 +481,9 @@ func (c *conn) onUpstreamError(body []byte) error {
 		}
 		er, src = *e.deny, "phigate"
 	}
+	c.mu.Lock()
+	c.server.failed(e)
+	c.mu.Unlock()
 	if e.cmd != nil && (!e.cmd.errored || e.deny != nil) {
 		e.cmd.errored = true
 		if err := c.endStatement(e.cmd, "", &record.SQLError{Code: er.Code, Message: er.Message, Source: src}, false); err != nil {
@@ -388,15 +491,17 @@ func (c *conn) onUpstreamError(body []byte) error {
 		}
 	}
 	if e.kind == expQuery || e.kind == expFunction {
-		return c.cout.write(out) // the query ends at ReadyForQuery
+		return c.be.cout.write(out) // the query ends at ReadyForQuery
 	}
 	// Extended protocol: the server now skips to Sync. Drop what it will
 	// not answer, noting commands that were recorded but never ran.
 	swallow := e.hidden && c.hiddenSyncAhead()
+	// The skipped messages' changes never happen: they leave the queue
+	// unapplied.
 	c.mu.Lock()
 	for len(c.queue) > 0 && c.queue[0].kind != expSync {
 		d := c.queue[0]
-		c.queue = c.queue[1:]
+		c.popLocked()
 		if d != e && d.cmd != nil && !d.cmd.errored {
 			d.cmd.errored = true
 			c.mu.Unlock()
@@ -407,18 +512,12 @@ func (c *conn) onUpstreamError(body []byte) error {
 				return err
 			}
 		}
-		if d.stmt != nil && d.kind == expParse {
-			// The statement was not created; forget it unless replaced since.
-			if c.stmts[d.stmt.name] == d.stmt {
-				delete(c.stmts, d.stmt.name)
-			}
-		}
 	}
 	c.mu.Unlock()
 	if swallow {
 		return nil
 	}
-	return c.cout.write(out)
+	return c.be.cout.write(out)
 }
 
 // hiddenSyncAhead reports whether the next Sync pending is one phigate
@@ -442,10 +541,17 @@ func (c *conn) onReady(body []byte) error {
 	c.mu.Lock()
 	for len(c.queue) > 0 {
 		last = c.queue[0]
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
+		c.popLocked()
 		if last.kind == expSync || last.kind == expQuery || last.kind == expFunction {
 			break
+		}
+	}
+	if last != nil {
+		if last.kind == expQuery && last.deny == nil {
+			delete(c.server.portals, "") // a simple query replaces the unnamed portal with its own
+		}
+		if body[0] == 'I' { // the transaction ended (commit, or rollback after an error)
+			c.server.endTx(c.server.txFailed)
 		}
 	}
 	c.mu.Unlock()
@@ -473,7 +579,7 @@ func (c *conn) onCopyOut(ctx context.Context, e *expect, body []byte) error {
 		if err != nil {
 			return err
 		}
-		return c.cout.write(buf)
+		return c.be.cout.write(buf)
 	}
 	if cmd.index >= len(cmd.stmts) || cmd.stmts[cmd.index].Copy == nil || !cmd.copyDesc {
 		return refuse(codeFeatureNotSupp, "phigate cannot mask this COPY: only COPY statements sent as such can export masked data")
@@ -490,7 +596,7 @@ func (c *conn) onCopyOut(ctx context.Context, e *expect, body []byte) error {
 		}
 		cmd.run.copy = newCopyPlan(cmd.run.plan, cmd.stmts[cmd.index].Copy)
 	}
-	cmd.run.bytes += int64(len(c.uin.raw))
+	cmd.run.bytes += int64(len(c.be.uin.raw))
 	return c.forward()
 }
 
@@ -507,22 +613,22 @@ func (c *conn) onCopyOutData(e *expect, typ byte, body []byte) error {
 		if typ == 'd' {
 			run.rows++
 		}
-		run.bytes += int64(len(c.uin.raw))
+		run.bytes += int64(len(c.be.uin.raw))
 		return c.forward()
 	}
 	run.rows++
 	if c.proofs != nil {
 		c.proofs.Row = run.rows
 	}
-	dst, start := beginMsg(c.cout.buf, 'd')
+	dst, start := beginMsg(c.be.cout.buf, 'd')
 	dst, err := run.copy.appendRow(dst, body)
 	if err != nil {
-		c.cout.buf = dst[:start]
+		c.be.cout.buf = dst[:start]
 		return c.upstreamError("malformed COPY row")
 	}
-	c.cout.buf = finishMsg(dst, start)
-	run.bytes += int64(len(c.cout.buf) - start)
-	return c.cout.full()
+	c.be.cout.buf = finishMsg(dst, start)
+	run.bytes += int64(len(c.be.cout.buf) - start)
+	return c.be.cout.full()
 }
 
 // maskServerMessage scans the free-text fields of an ErrorResponse or

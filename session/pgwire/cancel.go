@@ -2,6 +2,8 @@ package pgwire
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
@@ -59,6 +61,11 @@ func (k *cancelKeys) lookup(pid uint32, secret []byte) *conn {
 // handleCancel serves a CancelRequest packet body (pid, secret). Like
 // PostgreSQL it answers nothing either way, so a wrong key teaches nothing.
 func (s *Server) handleCancel(ctx context.Context, body []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("cancel request panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
 	if len(body) < 8 {
 		return
 	}
@@ -69,10 +76,14 @@ func (s *Server) handleCancel(ctx context.Context, body []byte) {
 	c.cancelUpstream(ctx, "client cancel request")
 }
 
+// cancelUpstream records the cancel, then sends it; a cancel that cannot
+// be recorded (the session is ending) is not sent.
 func (c *conn) cancelUpstream(ctx context.Context, why string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c.recordCancel(why)
+	if !c.recordCancel(ctx, why) {
+		return
+	}
 	if err := sendCancel(ctx, c.up.host, c.up.port, c.up.pid, c.up.secretKey); err != nil {
 		c.log.Warn("cancel upstream", "err", err)
 	}

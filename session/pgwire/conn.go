@@ -3,8 +3,10 @@ package pgwire
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +24,9 @@ import (
 )
 
 // conn is one proxied session. After login two goroutines run it: frontend
-// (agent -> upstream) and backend (upstream -> agent). They share the queue
-// of expected responses and the statement/portal tables under mu; every
-// other field is owned by one of them, as marked.
+// (agent -> upstream) and backend (upstream -> agent). Fields set during
+// login are read-only afterwards; fe and be are owned by their goroutine;
+// the rest is shared under mu, as marked.
 type conn struct {
 	srv     *Server
 	id      string
@@ -34,31 +36,21 @@ type conn struct {
 
 	client net.Conn
 	up     *upstream
-	rec    *session.Recording
+	// rec is safe for concurrent use; appends after session.end are
+	// refused under mu (closed).
+	rec *session.Recording
 
 	ident   identity.Identity
 	res     *Resource
 	grant   *policy.Grant
 	profile *mask.Profile // nil: results are not masked
 	cat     *catalog
-	proofs  *proof.Collector // nil: no masking proof (no profile, or no auditor key)
+	proofs  *proof.Collector // nil: no masking proof (no profile, or no auditor key); backend-owned
 	// textPlan scans the free text of server errors and notices.
 	textPlan *mask.Plan
 
 	keyPID    uint32
 	keySecret [4]byte
-
-	cin  *frameReader // frontend
-	uout *outBuf      // frontend
-	uin  *frameReader // backend
-	cout *outBuf      // backend
-
-	mu      sync.Mutex
-	queue   []*expect
-	stmts   map[string]*stmtInfo
-	portals map[string]*portalInfo
-	lastErr *pgproto3.ErrorResponse // first fatal error for the agent, sent by the backend loop as it ends
-	reason  string                  // why the session ended, first cause wins
 
 	// writeAhead: commands are durable before they reach the upstream.
 	// Sessions whose grant is read-only (and whose upstream session is
@@ -70,38 +62,23 @@ type conn struct {
 	// event: no output goes to the agent before it is durable.
 	cmdLSN atomic.Uint64
 
-	// frontend-owned
-	nextCmd     uint64
-	copyIn      *command
-	copyOffset  int64
-	sqlPrepared map[string]sqlclass.Class
-	describeSeq int
+	fe frontendState
+	be backendState
 
-	// backend-owned
-	params mask.Params
-}
+	// progress is signalled (without blocking) each time the backend
+	// consumes answers; backendDone is closed when the backend has ended.
+	progress    chan struct{}
+	backendDone chan struct{}
 
-// stmtInfo is a prepared statement as the agent defined it.
-type stmtInfo struct {
-	name   string
-	sql    string
-	stmts  []sqlclass.Statement
-	denied bool
-	// described is set by the frontend when a Describe of this statement is
-	// on its way; desc by the backend when the answer arrives.
-	described bool
-	desc      []pgproto3.FieldDescription
-}
-
-// portalInfo is a bound portal.
-type portalInfo struct {
-	name          string
-	stmt          *stmtInfo
-	params        []record.Param
-	resultFormats []int16
-	described     bool
-	desc          []pgproto3.FieldDescription
-	descKnown     bool
+	mu     sync.Mutex
+	queue  []*expect   // answers the upstream owes: frontend appends, backend pops
+	server serverState // the server's named objects, as confirmed (state.go)
+	// lastErr is the first fatal error for the agent, sent by the backend
+	// as it ends; reason why the session ended (first cause wins).
+	lastErr *pgproto3.ErrorResponse
+	reason  string
+	// closed: session.end is being recorded; nothing else may be.
+	closed bool
 }
 
 // expKind is what the upstream will answer to one forwarded message.
@@ -119,28 +96,36 @@ const (
 	expFunction                      // FunctionCallResponse, then ReadyForQuery
 )
 
-// expect is one pending answer.
+// expect is one pending answer, and the change to the server's named
+// objects that the answer confirms.
 type expect struct {
-	kind expKind
+	kind  expKind
+	batch uint64 // frontendState.batch when sent
 	// hidden marks messages phigate injected: their answers are not
 	// forwarded.
 	hidden bool
 	// deny replaces the upstream's error: the message was swapped for one
-	// certain to fail because policy refused it.
-	deny   *pgproto3.ErrorResponse
-	stmt   *stmtInfo
-	portal *portalInfo
-	cmd    *command
+	// certain to fail because phigate refused it.
+	deny *pgproto3.ErrorResponse
+	// name is the statement a Parse defines, the portal a Bind defines, or
+	// what a Close closes (closeType 'S' or 'P').
+	name      string
+	closeType byte
+	stmt      *stmtInfo
+	portal    *portalInfo
+	cmd       *command
 	// copyDesc marks the hidden describe of a COPY TO's columns.
 	copyDesc *command
 }
 
-// command is a recorded command in flight: one Query, one Execute or one
-// function call.
+// command is a recorded command in flight: one Query, one Execute, one
+// function call, or (parse) one Parse.
 type command struct {
 	id    uint64
 	start time.Time
 	stmts []sqlclass.Statement
+	defs  []def // what its PREPARE and DECLARE statements define (nil: nothing)
+	parse bool
 	// backend-owned progress through the command's statements
 	index    int
 	run      stmtRun
@@ -164,13 +149,12 @@ func (c *conn) serve(ctx context.Context, st *startup) {
 	if err := c.login(ctx, st); err != nil {
 		return
 	}
-	defer c.srv.keys.release(c)
 	defer c.up.conn.Close()
 	_ = c.client.SetDeadline(time.Time{})
-	c.stmts = map[string]*stmtInfo{}
-	c.portals = map[string]*portalInfo{}
-	c.sqlPrepared = map[string]sqlclass.Class{}
-	c.params.DateStyle = c.up.params["DateStyle"]
+	c.server = newServerState()
+	c.progress = make(chan struct{}, 1)
+	c.backendDone = make(chan struct{})
+	c.be.params.DateStyle = c.up.params["DateStyle"]
 
 	if err := c.greet(ctx); err != nil {
 		c.setReason("recording failed")
@@ -205,8 +189,8 @@ var errTerminate = errors.New("terminate")
 func (c *conn) relay(ctx context.Context) {
 	max := c.srv.cfg.MaxMessageBytes
 	const bufSize = 64 << 10
-	c.cin = newFrameReader("client", c.client, bufSize, max)
-	c.uin = newFrameReader("upstream", c.up.conn, bufSize, max)
+	c.fe.cin = newFrameReader("client", c.client, bufSize, max)
+	c.be.uin = newFrameReader("upstream", c.up.conn, bufSize, max)
 	// Durability points. Towards the upstream (write-ahead sessions): every
 	// event so far, so a command and the results before it are on disk
 	// before it runs. Towards the agent: the latest command, so no output
@@ -218,13 +202,16 @@ func (c *conn) relay(ctx context.Context) {
 		toUpstream = func() error { return c.rec.Sync(ctx) }
 	}
 	toClient := func() error { return c.rec.Wait(ctx, spool.LSN(c.cmdLSN.Load())) }
-	c.uout = newOutBuf("upstream", c.up.conn, bufSize, toUpstream)
-	c.cout = newOutBuf("client", c.client, bufSize, toClient)
+	c.fe.uout = newOutBuf("upstream", c.up.conn, bufSize, toUpstream)
+	c.be.cout = newOutBuf("client", c.client, bufSize, toClient)
 
 	fe := make(chan error, 1)
 	be := make(chan error, 1)
-	go func() { fe <- c.frontend(ctx) }()
-	go func() { be <- c.backend(ctx) }()
+	go func() { fe <- c.guard("frontend", func() error { return c.frontend(ctx) }) }()
+	go func() {
+		defer close(c.backendDone)
+		be <- c.guard("backend", func() error { return c.backend(ctx) })
+	}()
 	var err error
 	frontendFirst := false
 	select {
@@ -297,9 +284,41 @@ func (c *conn) pending() bool {
 	return len(c.queue) > 0
 }
 
+// errPanic ends a session whose goroutine panicked.
+var errPanic = errors.New("internal error")
+
+// guard runs one of the session's goroutines; a panic ends this session
+// (recorded, the agent told) and never the node.
+func (c *conn) guard(what string, run func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("session goroutine panicked; ending the session", "goroutine", what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			c.recordInternalError(what)
+			c.setFatal(pgError("FATAL", codeInternalError, "phigate internal error; the session was ended"), "internal error")
+			c.up.conn.Close()
+			c.client.Close()
+			err = errPanic
+		}
+	}()
+	return run()
+}
+
+func (c *conn) recordInternalError(what string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rec == nil || c.closed {
+		return
+	}
+	if _, err := c.rec.Append(&record.Event{Kind: record.KindProtocolError, Error: &record.ProtocolError{Code: codeInternalError, Message: "phigate internal error in the " + what}}); err != nil {
+		c.log.Error("cannot record internal error", "err", err)
+	}
+}
+
 // finish records results for commands that never completed and closes the
-// recording with session.end.
+// recording with session.end. Cancels stop routing here first, so none can
+// be recorded after the end.
 func (c *conn) finish() {
+	c.srv.keys.release(c)
 	c.mu.Lock()
 	q := c.queue
 	c.queue = nil
@@ -316,17 +335,22 @@ func (c *conn) finish() {
 		}
 	}
 	c.end(reason)
-	c.log.Info("session ended", "reason", reason, "commands", c.nextCmd)
+	c.log.Info("session ended", "reason", reason, "commands", c.fe.nextCmd)
 }
 
-// end appends session.end and closes the recording.
+// end appends session.end and closes the recording. After it, nothing more
+// is recorded for the session (see recordCancel).
 func (c *conn) end(reason string) {
-	if c.rec == nil {
+	c.mu.Lock()
+	if c.rec == nil || c.closed {
+		c.mu.Unlock()
 		return
 	}
+	c.closed = true
+	c.mu.Unlock()
 	ev := &record.Event{Kind: record.KindSessionEnd, End: &record.SessionEnd{
 		Reason:     reason,
-		Commands:   c.nextCmd,
+		Commands:   c.fe.nextCmd,
 		DurationUS: time.Since(c.started).Microseconds(),
 	}}
 	if _, err := c.rec.Append(ev); err != nil {
@@ -337,19 +361,33 @@ func (c *conn) end(reason string) {
 	if err := c.rec.Close(ctx); err != nil {
 		c.log.Error("cannot close recording", "err", err)
 	}
-	c.rec = nil
 }
 
-func (c *conn) recordCancel(why string) {
-	if _, err := c.rec.Append(&record.Event{Kind: record.KindCancel, Cancel: &record.Cancel{Reason: why}}); err != nil {
-		c.log.Warn("cannot record cancel", "err", err)
+// recordCancel records a cancel before it is sent; false when the session
+// has ended (or recording failed), and then the cancel must not be sent.
+func (c *conn) recordCancel(ctx context.Context, why string) bool {
+	c.mu.Lock()
+	if c.rec == nil || c.closed {
+		c.mu.Unlock()
+		return false
 	}
+	lsn, err := c.rec.Append(&record.Event{Kind: record.KindCancel, Cancel: &record.Cancel{Reason: why}})
+	c.mu.Unlock()
+	if err == nil {
+		err = c.rec.Wait(ctx, lsn)
+	}
+	if err != nil {
+		c.log.Warn("cannot record cancel; not sending it", "err", err)
+		return false
+	}
+	return true
 }
 
 // queue operations: the frontend pushes in the order it forwards; the
 // backend consumes in the order the upstream answers.
 
 func (c *conn) push(e *expect) {
+	e.batch = c.fe.batch
 	c.mu.Lock()
 	c.queue = append(c.queue, e)
 	c.mu.Unlock()
@@ -366,10 +404,19 @@ func (c *conn) head() *expect {
 
 func (c *conn) pop() {
 	c.mu.Lock()
+	c.popLocked()
+	c.mu.Unlock()
+}
+
+// popLocked drops the head entry and tells a waiting frontend; c.mu held.
+func (c *conn) popLocked() {
 	c.queue[0] = nil
 	c.queue = c.queue[1:]
 	if len(c.queue) == 0 {
 		c.queue = c.queue[:0:0]
 	}
-	c.mu.Unlock()
+	select {
+	case c.progress <- struct{}{}:
+	default:
+	}
 }

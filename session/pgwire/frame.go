@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -84,6 +85,16 @@ func (f *frameReader) next() (typ byte, body []byte, err error) {
 	}
 	f.raw = f.buf
 	return typ, f.buf[5:], nil
+}
+
+// peekBody returns what has arrived of the body of a message next refused
+// unread (at most the read buffer), for the recording.
+func (f *frameReader) peekBody() []byte {
+	b, _ := f.r.Peek(f.r.Buffered())
+	if len(b) <= 5 {
+		return nil
+	}
+	return bytes.Clone(b[5:])
 }
 
 // buffered reports whether a read would return without blocking.

@@ -5,8 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -18,17 +18,43 @@ import (
 // deniedSQL replaces a statement that policy refused. It is certain to fail
 // at parse time, so the upstream aborts the transaction and skips the rest
 // of the pipeline exactly as it would for a real permission error; the
-// backend loop then swaps its syntax error for the 42501 the agent is owed.
+// backend loop then swaps its syntax error for the error the agent is owed.
 const deniedSQL = "PHIGATE DENIED STATEMENT"
+
+// refusedStmt names the Parse that stands in for a refused Bind, Describe or
+// Execute: a named Parse that fails to parse creates and drops nothing.
+const refusedStmt = "phigate_refused"
+
+// frontendState is owned by the frontend goroutine.
+type frontendState struct {
+	cin  *frameReader
+	uout *outBuf
+	// batch numbers the messages between two Syncs (a Query or FunctionCall
+	// is a batch of its own); every expect carries the batch it was sent in.
+	batch uint64
+	// skipping: phigate refused a message of the current batch, and the
+	// server will skip the rest of it until Sync; so does phigate, without
+	// forwarding or recording anything.
+	skipping    bool
+	nextCmd     uint64
+	copyIn      *command // the COPY FROM STDIN running, if phigate knows it
+	copyOffset  int64
+	describeSeq int
+}
 
 // frontend relays agent -> upstream until the agent leaves or the session
 // fails. Before anything is flushed upstream, every event appended so far
 // is durable (uout's before hook): commands are recorded write-ahead.
 func (c *conn) frontend(ctx context.Context) error {
+	fe := &c.fe
 	for {
-		typ, body, err := c.cin.next()
+		typ, body, err := fe.cin.next()
 		if err != nil {
-			if errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrBadLength) {
+			if errors.Is(err, ErrMessageTooLarge) {
+				c.recordOversized(typ, err)
+				return c.protocolError(ctx, err.Error())
+			}
+			if errors.Is(err, ErrBadLength) {
 				return c.protocolError(ctx, err.Error())
 			}
 			return err
@@ -37,35 +63,37 @@ func (c *conn) frontend(ctx context.Context) error {
 		case 'Q':
 			err = c.onQuery(ctx, body)
 		case 'P':
-			err = c.onParse(body)
+			err = c.onParse(ctx, body)
 		case 'B':
-			err = c.onBind(body)
+			err = c.onBind(ctx, body)
 		case 'D':
-			err = c.onDescribe(body)
+			err = c.onDescribe(ctx, body)
 		case 'E':
 			err = c.onExecute(ctx, body)
 		case 'C':
 			err = c.onClose(body)
 		case 'S':
 			c.push(&expect{kind: expSync})
-			err = c.uout.write(c.cin.raw)
+			fe.batch++
+			fe.skipping = false
+			err = fe.uout.write(fe.cin.raw)
 		case 'H':
-			err = c.uout.write(c.cin.raw)
+			err = fe.uout.write(fe.cin.raw)
 		case 'F':
 			err = c.onFunctionCall(body)
 		case 'd':
 			err = c.onCopyData(body)
 		case 'c', 'f':
-			c.copyIn = nil
-			err = c.uout.write(c.cin.raw)
+			fe.copyIn = nil
+			err = fe.uout.write(fe.cin.raw)
 		case 'X':
 			// Say why before the upstream sees Terminate and closes: the
 			// backend may notice that first.
 			c.setReason("terminate")
-			if err := c.uout.write(c.cin.raw); err != nil {
+			if err := fe.uout.write(fe.cin.raw); err != nil {
 				return err
 			}
-			if err := c.uout.flush(); err != nil {
+			if err := fe.uout.flush(); err != nil {
 				return err
 			}
 			return errTerminate
@@ -75,11 +103,11 @@ func (c *conn) frontend(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if c.cin.buffered() == 0 {
-			if err := c.uout.flush(); err != nil {
+		if fe.cin.buffered() == 0 {
+			if err := fe.uout.flush(); err != nil {
 				return c.recordingFailed(err)
 			}
-			c.cin.shrink()
+			fe.cin.shrink()
 		}
 	}
 }
@@ -94,6 +122,46 @@ func (c *conn) protocolError(ctx context.Context, msg string) error {
 	return fmt.Errorf("protocol error: %s", msg)
 }
 
+// recordOversized records a message refused for its size as a refused
+// command, with as much of its start as phigate had read.
+func (c *conn) recordOversized(typ byte, cause error) {
+	prefix := c.fe.cin.peekBody()
+	c.fe.nextCmd++
+	rc := &record.Command{ID: c.fe.nextCmd, Protocol: "simple", Decision: "deny",
+		Reason: fmt.Sprintf("refused unread: %v; the recording holds its first %d bytes", cause, len(prefix))}
+	if typ == 'P' {
+		rc.Protocol, rc.Step = "extended", "parse"
+	}
+	setSQL(rc, prefix)
+	if _, err := c.rec.Append(&record.Event{Kind: record.KindCommand, Command: rc}); err != nil {
+		c.log.Error("cannot record refused message", "err", err)
+	}
+}
+
+// setSQL records query text; bytes that are not UTF-8 are kept verbatim
+// beside a readable approximation.
+func setSQL(rc *record.Command, b []byte) {
+	if utf8.Valid(b) {
+		rc.SQL = string(b)
+		return
+	}
+	rc.SQL, rc.Raw = string(bytesToValidUTF8(b)), append([]byte(nil), b...)
+}
+
+func bytesToValidUTF8(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n <= 1 {
+			out = append(out, "\uFFFD"...)
+		} else {
+			out = append(out, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return out
+}
+
 // recordingFailed ends the session when an event could not be made durable:
 // nothing more goes through, in either direction.
 func (c *conn) recordingFailed(err error) error {
@@ -103,36 +171,52 @@ func (c *conn) recordingFailed(err error) error {
 }
 
 func (c *conn) newCommand(stmts []sqlclass.Statement) *command {
-	c.nextCmd++
-	return &command{id: c.nextCmd, start: time.Now(), stmts: stmts}
+	c.fe.nextCmd++
+	return &command{id: c.fe.nextCmd, start: time.Now(), stmts: stmts}
 }
 
-// decide applies the grant to a classified command. A parse failure is
-// refused too: phigate does not forward what it cannot classify.
-func (c *conn) decide(stmts []sqlclass.Statement, perr error, rc *record.Command) *pgproto3.ErrorResponse {
-	if perr != nil {
-		rc.Decision, rc.Reason = "deny", "statement could not be parsed"
-		msg := perr.Error()
-		return pgError("ERROR", codeSyntaxError, msg)
+// refuseUnparsable is what the agent is told of text phigate's parser (the
+// server's own) rejects; such text is never forwarded.
+func refuseUnparsable(perr error, rc *record.Command) *pgproto3.ErrorResponse {
+	rc.Decision = "deny"
+	var se *sqlclass.SyntaxError
+	switch {
+	case errors.As(perr, &se):
+		rc.Reason = "statement could not be parsed"
+		e := pgError("ERROR", codeSyntaxError, se.Message)
+		e.Position = int32(se.Position)
+		return e
+	case errors.Is(perr, sqlclass.ErrInvalidUTF8):
+		rc.Reason = "statement is not valid UTF-8"
+		return pgError("ERROR", codeCharacterNotInRepertoire, invalidUTF8Message([]byte(rc.SQL), rc.Raw))
 	}
-	// EXECUTE runs what an earlier PREPARE defined: judge it by that. The
-	// classified slice is shared through the cache, so copy before editing.
-	resolved := stmts
-	for i, s := range stmts {
-		if s.Execute == "" {
-			continue
-		}
-		if &resolved[0] == &stmts[0] {
-			resolved = slices.Clone(stmts)
-		}
-		if cl, ok := c.sqlPrepared[s.Execute]; ok {
-			resolved[i].Class = cl
-		}
+	rc.Reason = "statement could not be parsed"
+	return pgError("ERROR", codeSyntaxError, perr.Error())
+}
+
+// invalidUTF8Message is PostgreSQL's text for the first bad sequence.
+func invalidUTF8Message(text, raw []byte) string {
+	b := raw
+	if b == nil {
+		b = text
 	}
-	for _, s := range resolved {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			end := min(i+2, len(b))
+			return fmt.Sprintf("invalid byte sequence for encoding \"UTF8\": % #x", b[i:end])
+		}
+		i += n
+	}
+	return `invalid byte sequence for encoding "UTF8"`
+}
+
+// decide applies the grant to a classified command (EXECUTEs resolved).
+func (c *conn) decide(stmts []sqlclass.Statement, rc *record.Command) *pgproto3.ErrorResponse {
+	for _, s := range stmts {
 		rc.Classes = append(rc.Classes, string(s.Class))
 	}
-	d := policy.Command(c.grant, resolved)
+	d := policy.Command(c.grant, stmts)
 	rc.Rule = d.Rule()
 	if !d.Allowed {
 		rc.Decision, rc.Reason = "deny", d.Reason
@@ -142,24 +226,19 @@ func (c *conn) decide(stmts []sqlclass.Statement, perr error, rc *record.Command
 	return nil
 }
 
-// track follows statements that change what later commands mean or how
-// results must be read.
-func (c *conn) track(stmts []sqlclass.Statement) {
-	for _, s := range stmts {
-		switch {
-		case s.Prepare != "":
-			c.sqlPrepared[s.Prepare] = s.Class
-		case s.Kind == "deallocate_stmt", s.Kind == "discard_stmt":
-			// Both also drop protocol-level statements of the same names;
-			// forget them all rather than track names precisely.
-			clear(c.sqlPrepared)
-			c.mu.Lock()
-			clear(c.stmts)
-			c.mu.Unlock()
-		case s.Class == sqlclass.DDL && c.cat != nil:
-			c.cat.invalidate()
-		}
+// classify parses, resolves and judges a command's text. deny is set when
+// it must not run.
+func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (stmts []sqlclass.Statement, deny *pgproto3.ErrorResponse, err error) {
+	stmts, perr := c.srv.classes.Classify(text)
+	setSQL(rc, []byte(text))
+	if perr != nil {
+		return nil, refuseUnparsable(perr, rc), nil
 	}
+	resolved, err := c.resolveExecutes(ctx, stmts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return stmts, c.decide(resolved, rc), nil
 }
 
 // appendCommand records a command before it is forwarded. Its position is
@@ -173,36 +252,65 @@ func (c *conn) appendCommand(rc *record.Command) error {
 	return nil
 }
 
+// refuseExtended stands a failing Parse in for an extended-protocol message
+// phigate will not forward; the server's error for it becomes deny, and the
+// rest of the batch is skipped as the server skips it.
+func (c *conn) refuseExtended(e *expect, deny *pgproto3.ErrorResponse) error {
+	if e.kind != expParse {
+		// A named Parse that cannot parse creates and drops nothing, so
+		// the refused message has no effect on the server's objects.
+		e = &expect{kind: expParse, name: refusedStmt, cmd: e.cmd}
+	}
+	// A refused Parse keeps the agent's name: the server drops the old
+	// unnamed statement whether or not the new one parses.
+	e.deny = deny
+	c.push(e)
+	c.fe.skipping = true
+	return c.writeMsg(&pgproto3.Parse{Name: e.name, Query: deniedSQL})
+}
+
 func (c *conn) onQuery(ctx context.Context, body []byte) error {
 	var q pgproto3.Query
 	if err := q.Decode(body); err != nil {
 		return c.protocolError(ctx, "invalid Query message")
 	}
-	stmts, perr := c.srv.classes.Classify(q.String)
-	cmd := c.newCommand(stmts)
-	rc := &record.Command{ID: cmd.id, Protocol: "simple", SQL: q.String}
-	deny := c.decide(stmts, perr, rc)
+	if c.fe.skipping {
+		return nil
+	}
+	cmd := c.newCommand(nil)
+	rc := &record.Command{ID: cmd.id, Protocol: "simple"}
+	stmts, deny, err := c.classify(ctx, q.String, rc)
+	if err != nil {
+		return err
+	}
 	if err := c.appendCommand(rc); err != nil {
 		return err
 	}
 	if deny != nil {
 		cmd.errored = true
 		c.push(&expect{kind: expQuery, cmd: cmd, deny: deny})
+		c.fe.batch++
 		return c.writeMsg(&pgproto3.Query{String: deniedSQL})
 	}
-	c.track(stmts)
+	cmd.stmts, cmd.defs = stmts, defsOf(stmts)
 	if c.profile != nil {
 		if err := c.describeCopies(cmd, true); err != nil {
 			return err
 		}
 	}
-	for _, s := range stmts {
+	c.noteCopyIn(cmd)
+	c.push(&expect{kind: expQuery, cmd: cmd})
+	c.fe.batch++
+	return c.fe.uout.write(c.fe.cin.raw)
+}
+
+// noteCopyIn remembers the command whose COPY FROM STDIN data follows.
+func (c *conn) noteCopyIn(cmd *command) {
+	for _, s := range cmd.stmts {
 		if s.Class == sqlclass.Import {
-			c.copyIn, c.copyOffset = cmd, 0
+			c.fe.copyIn, c.fe.copyOffset = cmd, 0
 		}
 	}
-	c.push(&expect{kind: expQuery, cmd: cmd})
-	return c.uout.write(c.cin.raw)
 }
 
 // describeCopies asks the upstream, within the agent's own session (so with
@@ -220,8 +328,8 @@ func (c *conn) describeCopies(cmd *command, withSync bool) error {
 		if s.Copy.Describe == "" {
 			continue // columns unknown: the backend withholds the data
 		}
-		c.describeSeq++
-		name := fmt.Sprintf("phigate_copy_describe_%d", c.describeSeq)
+		c.fe.describeSeq++
+		name := fmt.Sprintf("phigate_copy_describe_%d", c.fe.describeSeq)
 		msgs := []pgproto3.FrontendMessage{
 			&pgproto3.Parse{Name: name, Query: s.Copy.Describe},
 			&pgproto3.Describe{ObjectType: 'S', Name: name},
@@ -233,6 +341,7 @@ func (c *conn) describeCopies(cmd *command, withSync bool) error {
 		if withSync {
 			msgs = append(msgs, &pgproto3.Sync{})
 			c.push(&expect{kind: expSync, hidden: true})
+			c.fe.batch++
 		}
 		for _, m := range msgs {
 			if err := c.writeMsg(m); err != nil {
@@ -246,76 +355,80 @@ func (c *conn) describeCopies(cmd *command, withSync bool) error {
 
 func (c *conn) writeMsg(m pgproto3.FrontendMessage) error {
 	var err error
-	c.uout.buf, err = m.Encode(c.uout.buf)
+	c.fe.uout.buf, err = m.Encode(c.fe.uout.buf)
 	if err != nil {
 		return err
 	}
-	return c.uout.full()
+	return c.fe.uout.full()
 }
 
-func (c *conn) onParse(body []byte) error {
+// onParse classifies, decides and records a statement being prepared. It
+// is not run yet; Execute records it again when it is.
+func (c *conn) onParse(ctx context.Context, body []byte) error {
 	var p pgproto3.Parse
 	if err := p.Decode(body); err != nil {
-		return c.protocolError(context.Background(), "invalid Parse message")
+		return c.protocolError(ctx, "invalid Parse message")
 	}
-	c.mu.Lock()
-	_, exists := c.stmts[p.Name]
-	c.mu.Unlock()
-	if p.Name != "" && exists {
-		// The server would refuse and keep the old statement; say so
-		// ourselves so that our table keeps matching the server's.
-		c.push(&expect{kind: expParse, deny: pgError("ERROR", codeDuplicatePrepared, fmt.Sprintf("prepared statement %q already exists", p.Name))})
-		return c.writeMsg(&pgproto3.Parse{Name: p.Name, Query: deniedSQL})
+	if c.fe.skipping {
+		return nil
 	}
-	stmts, perr := c.srv.classes.Classify(p.Query)
-	rc := &record.Command{Protocol: "extended", SQL: p.Query, Statement: p.Name}
-	deny := c.decide(stmts, perr, rc)
-	info := &stmtInfo{name: p.Name, sql: p.Query, stmts: stmts, denied: deny != nil}
-	c.mu.Lock()
-	c.stmts[p.Name] = info
-	c.mu.Unlock()
+	c.fe.nextCmd++
+	rc := &record.Command{ID: c.fe.nextCmd, Protocol: "extended", Step: "parse", Statement: p.Name}
+	stmts, deny, err := c.classify(ctx, p.Query, rc)
+	if err != nil {
+		return err
+	}
+	if err := c.appendCommand(rc); err != nil {
+		return err
+	}
+	cmd := &command{id: rc.ID, start: time.Now(), parse: true}
+	e := &expect{kind: expParse, name: p.Name, cmd: cmd}
 	if deny != nil {
-		// The statement will never run; record the refusal now.
-		c.nextCmd++
-		rc.ID = c.nextCmd
-		if err := c.appendCommand(rc); err != nil {
-			return err
-		}
-		c.push(&expect{kind: expParse, stmt: info, deny: deny})
-		return c.writeMsg(&pgproto3.Parse{Name: p.Name, Query: deniedSQL})
+		cmd.errored = true
+		return c.refuseExtended(e, deny)
 	}
-	c.track(stmts)
-	c.push(&expect{kind: expParse, stmt: info})
-	return c.uout.write(c.cin.raw)
+	e.stmt = &stmtInfo{name: p.Name, sql: p.Query, stmts: stmts}
+	c.push(e)
+	return c.fe.uout.write(c.fe.cin.raw)
 }
 
-func (c *conn) onBind(body []byte) error {
+func (c *conn) onBind(ctx context.Context, body []byte) error {
 	var b pgproto3.Bind
 	if err := b.Decode(body); err != nil {
-		return c.protocolError(context.Background(), "invalid Bind message")
+		return c.protocolError(ctx, "invalid Bind message")
 	}
-	c.mu.Lock()
-	stmt := c.stmts[b.PreparedStatement]
-	c.mu.Unlock()
-	p := &portalInfo{name: b.DestinationPortal, stmt: stmt, resultFormats: b.ResultFormatCodes}
+	if c.fe.skipping {
+		return nil
+	}
+	stmt, err := c.resolveStmt(ctx, b.PreparedStatement)
+	if err != nil {
+		return err
+	}
+	e := &expect{kind: expBind, name: b.DestinationPortal}
+	if stmt == nil {
+		return c.refuseExtended(e, pgError("ERROR", codeInvalidStatementName, fmt.Sprintf("prepared statement %q does not exist", b.PreparedStatement)))
+	}
+	p := &portalInfo{name: b.DestinationPortal, stmt: stmt, sql: stmt.sql, stmts: stmt.stmts, resultFormats: b.ResultFormatCodes}
 	p.params = make([]record.Param, len(b.Parameters))
 	for i, v := range b.Parameters {
-		binary := formatAt(b.ParameterFormatCodes, i) == 1
-		switch {
-		case v == nil:
-			p.params[i].Null = true
-		case binary:
-			p.params[i].Format = "binary"
-			p.params[i].Value = base64.StdEncoding.EncodeToString(v)
-		default:
-			p.params[i].Value = string(v)
-		}
+		p.params[i] = recordParam(v, formatAt(b.ParameterFormatCodes, i) == 1)
 	}
-	c.mu.Lock()
-	c.portals[b.DestinationPortal] = p
-	c.mu.Unlock()
-	c.push(&expect{kind: expBind, portal: p})
-	return c.uout.write(c.cin.raw)
+	e.portal = p
+	c.push(e)
+	return c.fe.uout.write(c.fe.cin.raw)
+}
+
+// recordParam is a bound value as the recording keeps it.
+func recordParam(v []byte, binary bool) record.Param {
+	switch {
+	case v == nil:
+		return record.Param{Null: true}
+	case binary:
+		return record.Param{Format: "binary", Value: base64.StdEncoding.EncodeToString(v)}
+	case !utf8.Valid(v):
+		return record.Param{Value: base64.StdEncoding.EncodeToString(v), Encoding: "base64"}
+	}
+	return record.Param{Value: string(v)}
 }
 
 // formatAt applies the protocol's format-code rule: none means text, one
@@ -333,27 +446,30 @@ func formatAt(codes []int16, i int) int16 {
 	return 0
 }
 
-func (c *conn) onDescribe(body []byte) error {
+func (c *conn) onDescribe(ctx context.Context, body []byte) error {
 	var d pgproto3.Describe
 	if err := d.Decode(body); err != nil {
-		return c.protocolError(context.Background(), "invalid Describe message")
+		return c.protocolError(ctx, "invalid Describe message")
+	}
+	if c.fe.skipping {
+		return nil
 	}
 	e := &expect{}
-	c.mu.Lock()
 	if d.ObjectType == 'S' {
-		e.kind, e.stmt = expDescribeStmt, c.stmts[d.Name]
-		if e.stmt != nil {
-			e.stmt.described = true
+		stmt, err := c.resolveStmt(ctx, d.Name)
+		if err != nil {
+			return err
 		}
+		e.kind, e.stmt = expDescribeStmt, stmt
 	} else {
-		e.kind, e.portal = expDescribePortal, c.portals[d.Name]
-		if e.portal != nil {
-			e.portal.described = true
+		p, err := c.resolvePortal(ctx, d.Name)
+		if err != nil {
+			return err
 		}
+		e.kind, e.portal = expDescribePortal, p
 	}
-	c.mu.Unlock()
 	c.push(e)
-	return c.uout.write(c.cin.raw)
+	return c.fe.uout.write(c.fe.cin.raw)
 }
 
 func (c *conn) onExecute(ctx context.Context, body []byte) error {
@@ -361,56 +477,73 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 	if err := x.Decode(body); err != nil {
 		return c.protocolError(ctx, "invalid Execute message")
 	}
-	c.mu.Lock()
-	p := c.portals[x.Portal]
-	c.mu.Unlock()
-	if p != nil && p.stmt != nil && p.stmt.denied {
-		// The server will skip it (its statement failed to parse); there is
-		// nothing to record and nothing it can return.
-		c.push(&expect{kind: expExecute, portal: p})
-		return c.uout.write(c.cin.raw)
+	if c.fe.skipping {
+		return nil
 	}
-	var stmts []sqlclass.Statement
-	rc := &record.Command{Protocol: "extended", Portal: x.Portal, Decision: "allow"}
-	if p != nil {
-		rc.Params = p.params
-		if p.stmt != nil {
-			stmts = p.stmt.stmts
-			rc.SQL, rc.Statement = p.stmt.sql, p.stmt.name
-			for _, s := range stmts {
-				rc.Classes = append(rc.Classes, string(s.Class))
-			}
-			rc.Rule = c.grant.Name
+	p, err := c.resolvePortal(ctx, x.Portal)
+	if err != nil {
+		return err
+	}
+	cmd := c.newCommand(nil)
+	rc := &record.Command{ID: cmd.id, Protocol: "extended", Step: "execute", Portal: x.Portal}
+	if p == nil {
+		rc.Decision, rc.Reason = "deny", "no such portal"
+		if err := c.appendCommand(rc); err != nil {
+			return err
 		}
+		cmd.errored = true
+		return c.refuseExtended(&expect{kind: expExecute, cmd: cmd}, pgError("ERROR", codeInvalidCursorName, fmt.Sprintf("portal %q does not exist", x.Portal)))
 	}
-	cmd := c.newCommand(stmts)
-	rc.ID = cmd.id
+	rc.Statement, rc.Params = p.statementName(), p.params
+	setSQL(rc, []byte(p.sql))
+	resolved, err := c.resolveExecutes(ctx, p.stmts)
+	if err != nil {
+		return err
+	}
+	deny := c.decide(resolved, rc)
 	if err := c.appendCommand(rc); err != nil {
 		return err
 	}
+	if deny != nil {
+		cmd.errored = true
+		return c.refuseExtended(&expect{kind: expExecute, cmd: cmd}, deny)
+	}
+	cmd.stmts = p.stmts
 	if c.profile != nil {
 		if err := c.describeCopies(cmd, false); err != nil {
 			return err
 		}
-	}
-	if p == nil || (!p.described && (p.stmt == nil || !p.stmt.described)) {
-		// Without a description the backend could not tell which columns
-		// to mask: ask for one, and hide the answer.
-		if p == nil {
-			p = &portalInfo{name: x.Portal}
-		}
-		c.push(&expect{kind: expDescribePortal, portal: p, hidden: true})
-		if err := c.writeMsg(&pgproto3.Describe{ObjectType: 'P', Name: x.Portal}); err != nil {
-			return err
+		if !c.describedInBatch(p) {
+			// Without a description the backend could not tell which
+			// columns to mask: ask for one, and hide the answer.
+			c.push(&expect{kind: expDescribePortal, portal: p, hidden: true})
+			if err := c.writeMsg(&pgproto3.Describe{ObjectType: 'P', Name: x.Portal}); err != nil {
+				return err
+			}
 		}
 	}
-	for _, s := range stmts {
-		if s.Class == sqlclass.Import {
-			c.copyIn, c.copyOffset = cmd, 0
-		}
-	}
+	c.noteCopyIn(cmd)
 	c.push(&expect{kind: expExecute, portal: p, cmd: cmd})
-	return c.uout.write(c.cin.raw)
+	return c.fe.uout.write(c.fe.cin.raw)
+}
+
+// describedInBatch reports whether the backend will know p's columns when
+// its rows arrive: described already, or a Describe of it (or of its
+// statement) is pending in this batch, and so answered first if Execute
+// runs at all.
+func (c *conn) describedInBatch(p *portalInfo) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.descKnown || (p.stmt != nil && p.stmt.descKnown) {
+		return true
+	}
+	for i := len(c.queue) - 1; i >= 0 && c.queue[i].batch == c.fe.batch; i-- {
+		e := c.queue[i]
+		if e.kind == expDescribePortal && e.portal == p || e.kind == expDescribeStmt && p.stmt != nil && e.stmt == p.stmt {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *conn) onClose(body []byte) error {
@@ -418,15 +551,11 @@ func (c *conn) onClose(body []byte) error {
 	if err := m.Decode(body); err != nil {
 		return c.protocolError(context.Background(), "invalid Close message")
 	}
-	c.mu.Lock()
-	if m.ObjectType == 'S' {
-		delete(c.stmts, m.Name)
-	} else {
-		delete(c.portals, m.Name)
+	if c.fe.skipping {
+		return nil
 	}
-	c.mu.Unlock()
-	c.push(&expect{kind: expClose})
-	return c.uout.write(c.cin.raw)
+	c.push(&expect{kind: expClose, closeType: m.ObjectType, name: m.Name})
+	return c.fe.uout.write(c.fe.cin.raw)
 }
 
 // onFunctionCall handles the fast-path function call (libpq's large-object
@@ -436,45 +565,49 @@ func (c *conn) onFunctionCall(body []byte) error {
 	if err := f.Decode(body); err != nil {
 		return c.protocolError(context.Background(), "invalid FunctionCall message")
 	}
+	if c.fe.skipping {
+		return nil
+	}
 	stmts := []sqlclass.Statement{{Class: sqlclass.Admin, Kind: "function_call"}}
 	cmd := c.newCommand(stmts)
 	rc := &record.Command{ID: cmd.id, Protocol: "function", SQL: fmt.Sprintf("-- fast-path call of function %d", f.Function)}
-	for i, a := range f.Arguments {
-		p := record.Param{}
-		switch {
-		case a == nil:
-			p.Null = true
-		case i < len(f.ArgFormatCodes) && f.ArgFormatCodes[i] == 1 || len(f.ArgFormatCodes) == 1 && f.ArgFormatCodes[0] == 1:
-			p.Format, p.Value = "binary", base64.StdEncoding.EncodeToString(a)
-		default:
-			p.Value = string(a)
-		}
-		rc.Params = append(rc.Params, p)
+	codes := make([]int16, len(f.ArgFormatCodes))
+	for i, fc := range f.ArgFormatCodes {
+		codes[i] = int16(fc)
 	}
-	deny := c.decide(stmts, nil, rc)
+	for i, a := range f.Arguments {
+		rc.Params = append(rc.Params, recordParam(a, formatAt(codes, i) == 1))
+	}
+	deny := c.decide(stmts, rc)
 	if err := c.appendCommand(rc); err != nil {
 		return err
 	}
+	defer func() { c.fe.batch++ }()
 	if deny != nil {
 		cmd.errored = true
 		c.push(&expect{kind: expFunction, cmd: cmd, deny: deny})
 		return c.writeMsg(&pgproto3.Query{String: deniedSQL})
 	}
 	c.push(&expect{kind: expFunction, cmd: cmd})
-	return c.uout.write(c.cin.raw)
+	return c.fe.uout.write(c.fe.cin.raw)
 }
 
-// onCopyData records data an agent sends with COPY FROM STDIN before it
-// reaches the server: it is a data change, and the audit trail keeps it.
+// onCopyData records data the agent sends for COPY FROM STDIN before it
+// reaches the server. Every CopyData is recorded, whatever phigate thought
+// the command was: outside COPY the server ignores it, and if a COPY phigate
+// did not see is running, the data is still in the recording (and the
+// backend ends the session when the server asks for it).
 func (c *conn) onCopyData(body []byte) error {
-	if c.copyIn != nil {
-		ev := &record.Event{Kind: record.KindCopyData, Copy: &record.CopyData{Command: c.copyIn.id, Offset: c.copyOffset, Data: body}}
-		c.copyOffset += int64(len(body))
-		lsn, err := c.rec.Append(ev)
-		if err != nil {
-			return c.recordingFailed(err)
-		}
-		c.cmdLSN.Store(uint64(lsn))
+	id := c.fe.nextCmd
+	if c.fe.copyIn != nil {
+		id = c.fe.copyIn.id
 	}
-	return c.uout.write(c.cin.raw)
+	ev := &record.Event{Kind: record.KindCopyData, Copy: &record.CopyData{Command: id, Offset: c.fe.copyOffset, Data: body}}
+	c.fe.copyOffset += int64(len(body))
+	lsn, err := c.rec.Append(ev)
+	if err != nil {
+		return c.recordingFailed(err)
+	}
+	c.cmdLSN.Store(uint64(lsn))
+	return c.fe.uout.write(c.fe.cin.raw)
 }

@@ -121,7 +121,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	}
 	pol, err := policy.New([]policy.Grant{
 		{Name: "readers", Groups: []string{"readers"}, Resources: []string{"clinic"}, Allow: []sqlclass.Class{sqlclass.Read, sqlclass.Export}, Masking: "hipaa"},
-		{Name: "writers", Groups: []string{"writers"}, Resources: []string{"clinic"}, Allow: []sqlclass.Class{sqlclass.Read, sqlclass.Write, sqlclass.Import, sqlclass.Export, sqlclass.DDL}, Masking: "hipaa"},
+		{Name: "writers", Groups: []string{"writers"}, Resources: []string{"clinic"}, Allow: []sqlclass.Class{sqlclass.Read, sqlclass.Write, sqlclass.Import, sqlclass.Export, sqlclass.DDL}, Masking: "hipaa", Functions: []string{"note"}},
 	}, []string{"clinic"}, []string{"hipaa"})
 	if err != nil {
 		t.Fatal(err)

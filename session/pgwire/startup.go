@@ -7,14 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/sqlclass"
 	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
@@ -42,26 +48,13 @@ const (
 	codeAdminShutdown     = "57P01"
 	codeFeatureNotSupp    = "0A000"
 	codeSyntaxError       = "42601"
-	codeDuplicatePrepared = "42P05"
+	codeInternalError     = "XX000"
+	// codeCharacterNotInRepertoire is PostgreSQL's for invalid UTF-8.
+	codeCharacterNotInRepertoire = "22021"
+	codeInvalidStatementName     = "26000"
+	codeInvalidCursorName        = "34000"
+	codeInvalidParameterValue    = "22023"
 )
-
-// passthroughParams are the startup parameters an agent may set on its
-// upstream session. Anything else (notably "options", which can carry
-// -c role=...) is dropped.
-var passthroughParams = map[string]bool{
-	"application_name":   true,
-	"client_encoding":    true,
-	"DateStyle":          true,
-	"TimeZone":           true,
-	"IntervalStyle":      true,
-	"extra_float_digits": true,
-	"search_path":        true,
-	"datestyle":          true,
-	"timezone":           true,
-	"intervalstyle":      true,
-	"lc_monetary":        true,
-	"lc_numeric":         true,
-}
 
 // startup is what the agent said before authentication.
 type startup struct {
@@ -323,11 +316,10 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 		})
 	}
 
-	runtime := map[string]string{}
-	for k, v := range st.params {
-		if passthroughParams[k] {
-			runtime[k] = v
-		}
+	runtime, perr := upstreamParams(c.grant, st.params)
+	if perr != nil {
+		return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: res.Name, Denied: &record.Denial{Rule: c.grant.Name, Reason: perr.Message}},
+			perr.Code, perr.Message)
 	}
 	c.writeAhead = !c.grant.ReadOnly()
 	if !c.writeAhead {
@@ -337,16 +329,164 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 	up, err := dialUpstream(dctx, res, LevelFor(c.grant), runtime, s.cfg.ConnectTimeout)
 	cancel()
 	if err != nil {
-		// The upstream's error may name hosts and roles; the agent only
-		// learns that the resource is unreachable.
 		c.log.Warn("upstream connect failed", "resource", res.Name, "err", err)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && relayedLoginErrors[pe.Code] {
+			// The server refused the session's settings: the agent gets
+			// the server's own error.
+			return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: res.Name, Denied: &record.Denial{Reason: "upstream refused: " + pe.Message}},
+				pe.Code, pe.Message)
+		}
+		// Other upstream errors may name hosts and roles; the agent only
+		// learns that the resource is unreachable.
 		c.end("upstream unavailable")
 		return c.fatal(ctx, codeConnectFailure, fmt.Sprintf("phigate cannot connect to resource %q", res.Name))
+	}
+	for _, name := range []string{"client_encoding", "standard_conforming_strings"} {
+		if why := unsafeSetting(name, up.params[name]); why != "" {
+			up.conn.Close()
+			return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: res.Name, Denied: &record.Denial{Reason: why}},
+				codeFeatureNotSupp, why)
+		}
 	}
 	c.up = up
 	s.keys.issue(c)
 	return nil
 }
+
+// relayedLoginErrors are the upstream's refusals of a session's parameters,
+// which the agent is told as the server said them.
+var relayedLoginErrors = map[string]bool{
+	"42704": true, // unrecognized configuration parameter
+	"22023": true, // invalid parameter value
+	"22P02": true,
+	"42501": true, // permission denied to set parameter
+	"55P02": true, // cannot be changed now
+	"0A000": true,
+}
+
+// unsafeSetting says why a server setting would make phigate's parser read
+// statements differently from the server, or "" when it does not.
+func unsafeSetting(name, value string) string {
+	switch name {
+	case "client_encoding":
+		if !sqlclass.SafeClientEncoding(value) {
+			return "phigate requires client_encoding UTF8 (or SQL_ASCII), not " + strconv.Quote(value) + ": in other encodings a byte of a multi-byte character can read as a quote or a backslash"
+		}
+	case "standard_conforming_strings":
+		if v, ok := sqlclass.ParseBool(value); !ok || !v {
+			return "phigate requires standard_conforming_strings = on: with it off the server reads backslashes in string literals differently from phigate's parser"
+		}
+	}
+	return ""
+}
+
+// upstreamParams decides which startup parameters reach the upstream
+// session. Each one is judged as the SET it amounts to, under the session's
+// grant (so default_transaction_read_only=on passes, off needs admin, and
+// settings phigate's parser depends on are refused); options may carry -c
+// name=value (or --name=value) switches and nothing else. Whatever passes
+// is sent, and the server refuses what it does not know with its own error.
+func upstreamParams(g *policy.Grant, params map[string]string) (map[string]string, *pgproto3.ErrorResponse) {
+	runtime := map[string]string{}
+	names := slices.Sorted(maps.Keys(params))
+	for _, name := range names {
+		value := params[name]
+		switch name {
+		case "user", "database", "replication":
+			continue
+		case "options":
+			pairs, err := parseOptions(value)
+			if err != nil {
+				return nil, err
+			}
+			for _, kv := range pairs {
+				if err := judgeParam(g, kv[0], kv[1]); err != nil {
+					return nil, err
+				}
+				runtime[kv[0]] = kv[1]
+			}
+			continue
+		}
+		if err := judgeParam(g, name, value); err != nil {
+			return nil, err
+		}
+		runtime[name] = value
+	}
+	return runtime, nil
+}
+
+func judgeParam(g *policy.Grant, name, value string) *pgproto3.ErrorResponse {
+	stmts, err := sqlclass.Classify("SET " + quoteIdent(name) + " TO " + quoteLiteral(value))
+	if err != nil || len(stmts) != 1 {
+		return pgError("FATAL", codeInvalidParameterValue, fmt.Sprintf("invalid value for parameter %q", name))
+	}
+	if stmts[0].Refused != "" {
+		return pgError("FATAL", codeFeatureNotSupp, stmts[0].Refused)
+	}
+	if d := policy.Command(g, stmts); !d.Allowed {
+		return pgError("FATAL", codeInsufficientPriv, fmt.Sprintf("permission denied to set parameter %q: %s", name, d.Reason))
+	}
+	return nil
+}
+
+// parseOptions reads the startup "options" parameter as PostgreSQL does
+// (pg_split_opts: words split at unescaped white space, backslash escapes),
+// accepting only the switches that set parameters.
+func parseOptions(s string) ([][2]string, *pgproto3.ErrorResponse) {
+	var words []string
+	for i := 0; i < len(s); {
+		for i < len(s) && isSpaceByte(s[i]) {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		var w strings.Builder
+		for escaped := false; i < len(s); i++ {
+			ch := s[i]
+			if isSpaceByte(ch) && !escaped {
+				break
+			}
+			if !escaped && ch == '\\' {
+				escaped = true
+				continue
+			}
+			escaped = false
+			w.WriteByte(ch)
+		}
+		words = append(words, w.String())
+	}
+	var out [][2]string
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		var setting string
+		switch {
+		case w == "-c" && i+1 < len(words):
+			i++
+			setting = words[i]
+		case strings.HasPrefix(w, "-c") && len(w) > 2:
+			setting = w[2:]
+		case strings.HasPrefix(w, "--") && len(w) > 2:
+			setting = w[2:]
+		default:
+			return nil, pgError("FATAL", codeInsufficientPriv, fmt.Sprintf("phigate accepts only -c name=value in options, not %q", w))
+		}
+		name, value, ok := strings.Cut(setting, "=")
+		if !ok || name == "" {
+			return nil, pgError("FATAL", codeSyntaxError, fmt.Sprintf("-c %s requires a value", setting))
+		}
+		out = append(out, [2]string{strings.ReplaceAll(name, "-", "_"), value})
+	}
+	return out, nil
+}
+
+func isSpaceByte(b byte) bool {
+	return b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\f' || b == '\v'
+}
+
+func quoteIdent(s string) string   { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // startRecording opens the session's recording with its session.start event.
 func (c *conn) startRecording() error {

@@ -147,16 +147,48 @@ func (p *Policy) Connect(id identity.Identity, resource string) Decision {
 }
 
 // Command decides whether a session admitted by g may run the classified
-// statements of one command. Every statement must be allowed.
+// statements of one command. Every statement must be allowed: its class,
+// and the class of every function it calls that the grant does not name.
+// A statement the classifier refused is refused whatever the grant.
 func Command(g *Grant, stmts []sqlclass.Statement) Decision {
-	var denied []string
+	var classes, funcs []string
 	for _, s := range stmts {
-		if !g.Allows(s.Class) && !slices.Contains(denied, string(s.Class)) {
-			denied = append(denied, string(s.Class))
+		if s.Refused != "" {
+			return Decision{Grant: g, Reason: s.Refused}
+		}
+		if !g.Allows(s.Class) && !slices.Contains(classes, string(s.Class)) {
+			classes = append(classes, string(s.Class))
+		}
+		for _, c := range s.Calls {
+			if g.Allows(c.Class) || g.namesFunction(c.Name) {
+				continue
+			}
+			if f := fmt.Sprintf("%s (%s)", c.Name, c.Class); !slices.Contains(funcs, f) {
+				funcs = append(funcs, f)
+			}
 		}
 	}
-	if len(denied) > 0 {
-		return Decision{Grant: g, Reason: fmt.Sprintf("grant %q does not allow %s statements", g.Name, strings.Join(denied, ", "))}
+	var why []string
+	if len(classes) > 0 {
+		why = append(why, strings.Join(classes, ", ")+" statements")
 	}
-	return Decision{Allowed: true, Grant: g}
+	if len(funcs) > 0 {
+		why = append(why, "calling "+strings.Join(funcs, ", "))
+	}
+	if len(why) == 0 {
+		return Decision{Allowed: true, Grant: g}
+	}
+	return Decision{Grant: g, Reason: fmt.Sprintf("grant %q does not allow %s", g.Name, strings.Join(why, " or "))}
+}
+
+// namesFunction reports whether the grant allows a function by name; a
+// pg_catalog function may be named with or without its schema.
+func (g *Grant) namesFunction(name string) bool {
+	if slices.Contains(g.Functions, name) {
+		return true
+	}
+	if bare, ok := strings.CutPrefix(name, "pg_catalog."); ok {
+		return slices.Contains(g.Functions, bare)
+	}
+	return slices.Contains(g.Functions, "pg_catalog."+name)
 }

@@ -108,9 +108,15 @@ type Denial struct {
 
 // Command is what the client asked the target to do.
 type Command struct {
-	ID        uint64   `json:"id"`       // per-session command number, starting at 1
-	Protocol  string   `json:"protocol"` // simple | extended | function
-	SQL       string   `json:"sql"`
+	ID       uint64 `json:"id"`       // per-session command number, starting at 1
+	Protocol string `json:"protocol"` // simple | extended | function
+	// Step is the extended-protocol message: parse (a statement prepared,
+	// nothing run yet) or execute. Empty for the other protocols.
+	Step string `json:"step,omitempty"`
+	SQL  string `json:"sql"`
+	// Raw holds the statement's bytes when they are not valid UTF-8 (such
+	// a statement is always refused); SQL is then only an approximation.
+	Raw       []byte   `json:"raw,omitempty"`
 	Statement string   `json:"statement,omitempty"` // prepared statement name (extended)
 	Portal    string   `json:"portal,omitempty"`
 	Params    []Param  `json:"params,omitempty"`
@@ -125,6 +131,9 @@ type Param struct {
 	Null   bool   `json:"null,omitempty"`
 	Format string `json:"format,omitempty"` // "text" (default) or "binary"
 	Value  string `json:"value,omitempty"`  // text as is; binary as base64
+	// Encoding is "base64" for a text value that is not valid UTF-8,
+	// recorded as the base64 of its bytes.
+	Encoding string `json:"encoding,omitempty"`
 }
 
 // Result closes one statement of a command.

@@ -152,8 +152,13 @@ func (c *Command) appendJSON(b []byte) []byte {
 	b = strconv.AppendUint(b, c.ID, 10)
 	b = append(b, `,"protocol":`...)
 	b = appendJSONString(b, c.Protocol)
+	b = appendOptString(b, `,"step":`, c.Step)
 	b = append(b, `,"sql":`...)
 	b = appendJSONString(b, c.SQL)
+	if len(c.Raw) > 0 {
+		b = append(b, `,"raw":`...)
+		b = appendJSONBytes(b, c.Raw)
+	}
 	b = appendOptString(b, `,"statement":`, c.Statement)
 	b = appendOptString(b, `,"portal":`, c.Portal)
 	if len(c.Params) > 0 {
@@ -195,6 +200,12 @@ func (p *Param) appendJSON(b []byte) []byte {
 		b = append(b, sep...)
 		b = append(b, `"value":`...)
 		b = appendJSONString(b, p.Value)
+		sep = ","
+	}
+	if p.Encoding != "" {
+		b = append(b, sep...)
+		b = append(b, `"encoding":`...)
+		b = appendJSONString(b, p.Encoding)
 	}
 	return append(b, '}')
 }

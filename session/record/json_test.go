@@ -69,7 +69,7 @@ func TestAppendJSONStrings(t *testing.T) {
 	for _, s := range trickyStrings {
 		for _, ev := range []*Event{
 			{Kind: Kind(s), Prev: s, Session: s, Node: s, Identity: s, Resource: s},
-			{Kind: KindCommand, Command: &Command{SQL: s, Statement: s, Params: []Param{{Value: s, Format: s}}, Classes: []string{s, s}, Decision: s}},
+			{Kind: KindCommand, Command: &Command{SQL: s, Step: s, Raw: []byte(s), Statement: s, Params: []Param{{Value: s, Format: s, Encoding: s}}, Classes: []string{s, s}, Decision: s}},
 		} {
 			checkAppendJSON(t, ev)
 		}
@@ -512,11 +512,14 @@ func (s *eventSource) event(sec, nsec int64, zone int) *Event {
 		ev.Denied = &Denial{Rule: s.str(), Reason: s.str()}
 	}
 	if has(3) {
-		c := &Command{ID: s.u64(), Protocol: s.str(), SQL: s.str(), Statement: s.str(), Portal: s.str()}
+		c := &Command{ID: s.u64(), Protocol: s.str(), Step: s.str(), SQL: s.str(), Statement: s.str(), Portal: s.str()}
+		if raw := s.str(); raw != "" {
+			c.Raw = []byte(raw)
+		}
 		if n := s.length(); n >= 0 {
 			c.Params = make([]Param, n)
 			for i := range c.Params {
-				c.Params[i] = Param{Null: s.bool(), Format: s.str(), Value: s.str()}
+				c.Params[i] = Param{Null: s.bool(), Format: s.str(), Value: s.str(), Encoding: s.str()}
 			}
 		}
 		c.Classes, c.Decision, c.Rule, c.Reason = s.strings(), s.str(), s.str(), s.str()

@@ -3,20 +3,31 @@
 // grants speak of: read, write, ddl, admin, export, import, plus transaction
 // control and session statements that every grant allows.
 //
-// It is pure: no I/O, no logging (SQL text may hold PHI). It classifies what
-// a statement is, not what its functions do at run time; grants that allow
-// only reads are also enforced upstream with default_transaction_read_only.
-// Anything it does not recognise is classed admin, so unknown statements fall
-// on the strict side.
+// It is pure: no I/O, no logging (SQL text may hold PHI). What it allows is
+// what it knows to be safe: a function call is free only for built-ins on an
+// allowlist of side-effect-free functions (FunctionClass); any other call
+// needs a class of its own (Statement.Calls). Anything it does not recognise
+// is classed admin, so unknown statements fall on the strict side.
+//
+// It parses as PostgreSQL does only under the lexer settings phigate keeps
+// fixed for every session: standard_conforming_strings on and a client
+// encoding whose multi-byte characters never contain ASCII bytes (UTF8,
+// SQL_ASCII). A statement that would change them is marked Refused, for every
+// grant: with backslashes read differently, or a trailing byte of a
+// multi-byte character read as a quote, the server would see statements this
+// parser does not.
 package sqlclass
 
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -56,15 +67,57 @@ type Statement struct {
 	Class Class
 	// Kind is the parser's statement kind, e.g. "select_stmt", "copy_stmt".
 	Kind string
+	// Text is the statement's own text within the query string.
+	Text string
 	// Copy describes a COPY statement; nil otherwise.
 	Copy *Copy
-	// Prepare names the SQL-level prepared statement a PREPARE creates; its
-	// class is the class of the prepared query.
+	// Prepare names the prepared statement a PREPARE creates; its class is
+	// the class of the prepared query.
 	Prepare string
-	// Execute names the SQL-level prepared statement an EXECUTE runs; Class is
-	// then Admin until the caller resolves it with what PREPARE recorded.
+	// Execute names the prepared statement an EXECUTE (or EXPLAIN ANALYZE
+	// EXECUTE) runs; Class is then Admin until the caller resolves it with
+	// what it knows of that statement.
 	Execute string
+	// Calls are the functions the statement calls that are not on the
+	// allowlist of side-effect-free built-ins, each with the class it needs.
+	Calls []Call
+	// Refused, when set, says why no grant may run the statement.
+	Refused string
+	// Effect is what the statement does to the session's named objects
+	// (prepared statements, portals, savepoints) once the server completes
+	// it; Name is the object's name and Hold marks a WITH HOLD cursor.
+	Effect Effect
+	Name   string
+	Hold   bool
+	// Inner is the query a PREPARE prepares or a DECLARE opens a cursor
+	// for: what later runs under that name.
+	Inner *Statement
 }
+
+// Call is a function call that needs a class: the grant must allow Class or
+// name the function.
+type Call struct {
+	Name  string // as written: "name" or "schema.name"
+	Class Class
+}
+
+// Effect is a statement's effect on the session's named server objects.
+type Effect uint8
+
+const (
+	EffectNone          Effect = iota
+	EffectPrepare              // PREPARE Name: a prepared statement
+	EffectDeallocate           // DEALLOCATE Name
+	EffectDeallocateAll        // DEALLOCATE ALL
+	EffectDiscardAll           // DISCARD ALL: every prepared statement and portal
+	EffectDeclare              // DECLARE Name CURSOR: a portal (Hold: WITH HOLD)
+	EffectClose                // CLOSE Name
+	EffectCloseAll             // CLOSE ALL
+	EffectTxEnd                // COMMIT, ROLLBACK, END, ABORT, PREPARE TRANSACTION (with or without AND CHAIN)
+	EffectSavepoint            // SAVEPOINT Name
+	EffectRelease              // RELEASE Name
+	EffectRollbackTo           // ROLLBACK TO Name
+)
 
 // Copy is what the proxy needs to know about a COPY statement to mask or
 // record its data.
@@ -85,56 +138,131 @@ type Copy struct {
 	Describe string
 }
 
-// ErrSyntax wraps parser errors; its message is the parser's, which is the
-// same text PostgreSQL would report.
+// ErrSyntax is matched (errors.Is) by every *SyntaxError.
 var ErrSyntax = errors.New("syntax error")
+
+// SyntaxError is a statement PostgreSQL's parser rejects, reported as the
+// server would: its message, and the position (in characters, from 1; 0 when
+// unknown) where the parser stopped.
+type SyntaxError struct {
+	Message  string
+	Position int
+}
+
+func (e *SyntaxError) Error() string        { return e.Message }
+func (e *SyntaxError) Is(target error) bool { return target == ErrSyntax }
+
+// ErrInvalidUTF8 is returned for query text that is not valid UTF-8: the
+// server would refuse it (22021), and the recording could not hold it
+// verbatim.
+var ErrInvalidUTF8 = errors.New(`invalid byte sequence for encoding "UTF8"`)
 
 // Classify parses sql and classifies each statement in order. An empty query
 // yields no statements.
 func Classify(sql string) ([]Statement, error) {
+	if !utf8.ValidString(sql) {
+		return nil, ErrInvalidUTF8
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrSyntax, strings.TrimPrefix(err.Error(), "error: "))
+		se := &SyntaxError{Message: strings.TrimPrefix(err.Error(), "error: ")}
+		var pe *parser.Error
+		if errors.As(err, &pe) {
+			se.Message, se.Position = pe.Message, pe.Cursorpos
+		}
+		return nil, se
 	}
 	out := make([]Statement, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
 		st := classify(tree.GetVersion(), raw.GetStmt())
-		if callsAdminFunction(raw.GetStmt()) {
-			st.Class = Admin
+		st.Text = stmtText(sql, raw)
+		st.Calls = calls(raw.GetStmt())
+		if st.Inner != nil {
+			st.Inner.Text, st.Inner.Calls = st.Text, st.Calls
 		}
 		out = append(out, st)
 	}
 	return out, nil
 }
 
-// adminFunctions change the session's settings or identity, reach outside
-// the database, or act on other sessions. A statement that calls one is an
-// admin act whatever else it is: set_config could otherwise undo the
-// read-only upstream session that read grants rely on.
-var adminFunctions = map[string]bool{
-	"set_config": true, "pg_terminate_backend": true, "pg_cancel_backend": true,
-	"pg_reload_conf": true, "pg_rotate_logfile": true, "lo_import": true, "lo_export": true,
-	"pg_read_file": true, "pg_read_binary_file": true, "pg_ls_dir": true, "pg_stat_file": true,
-	"dblink": true, "dblink_exec": true, "dblink_connect": true, "pg_file_write": true,
+// stmtText cuts one statement out of the query string (a length of zero
+// means "to the end").
+func stmtText(sql string, raw *pg_query.RawStmt) string {
+	start, n := int(raw.GetStmtLocation()), int(raw.GetStmtLen())
+	if start < 0 || start > len(sql) {
+		return sql
+	}
+	if n <= 0 || start+n > len(sql) {
+		return strings.TrimSpace(sql[start:])
+	}
+	return strings.TrimSpace(sql[start : start+n])
 }
 
-func callsAdminFunction(n *pg_query.Node) bool {
-	found := false
-	walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
-		fc, ok := m.Interface().(*pg_query.FuncCall)
-		if !ok {
-			return true
+// calls lists the function calls (and explicitly qualified operators) of a
+// statement that are not on the allowlist, with the class each needs.
+func calls(n *pg_query.Node) []Call {
+	var out []Call
+	add := func(c Call) {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
 		}
-		names := fc.GetFuncname()
-		if len(names) > 0 {
-			if s := names[len(names)-1].GetString_(); s != nil && adminFunctions[strings.ToLower(s.GetSval())] {
-				found = true
-				return false
+	}
+	walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
+		switch x := m.Interface().(type) {
+		case *pg_query.FuncCall:
+			schema, name, ok := qualifiedName(x.GetFuncname())
+			if !ok {
+				add(Call{Name: "?", Class: Admin})
+				break
+			}
+			if cl := FunctionClass(schema, name); cl != "" {
+				add(Call{Name: joinName(schema, name), Class: cl})
+			}
+		case *pg_query.A_Expr:
+			// OPERATOR(schema.op) reaches a function chosen by whoever made
+			// the operator; built-in operators are written unqualified or in
+			// pg_catalog.
+			if schema, name, ok := qualifiedName(x.GetName()); !ok || (schema != "" && schema != "pg_catalog") {
+				add(Call{Name: "OPERATOR(" + joinName(schema, name) + ")", Class: Admin})
+			}
+		case *pg_query.RangeTableSample:
+			// TABLESAMPLE methods are functions too; bernoulli and system
+			// are the built-in ones.
+			schema, name, ok := qualifiedName(x.GetMethod())
+			if !ok || (schema != "" && schema != "pg_catalog") || (name != "bernoulli" && name != "system") {
+				add(Call{Name: "TABLESAMPLE " + joinName(schema, name), Class: Admin})
 			}
 		}
 		return true
 	})
-	return found
+	return out
+}
+
+// qualifiedName splits a parser name list into schema and name. A list of
+// three (catalog.schema.name) or anything unexpected is not ok.
+func qualifiedName(names []*pg_query.Node) (schema, name string, ok bool) {
+	parts := make([]string, 0, 2)
+	for _, n := range names {
+		s := n.GetString_()
+		if s == nil {
+			return "", "", false
+		}
+		parts = append(parts, s.GetSval())
+	}
+	switch len(parts) {
+	case 1:
+		return "", parts[0], true
+	case 2:
+		return parts[0], parts[1], true
+	}
+	return "", strings.Join(parts, "."), false
+}
+
+func joinName(schema, name string) string {
+	if schema == "" {
+		return name
+	}
+	return schema + "." + name
 }
 
 func classify(version int32, n *pg_query.Node) Statement {
@@ -148,8 +276,9 @@ func classify(version int32, n *pg_query.Node) Statement {
 		st.Class = Write
 	case *pg_query.Node_ExplainStmt:
 		st.Class = Read
-		if explainAnalyze(x.ExplainStmt) {
-			st.Class = classify(version, x.ExplainStmt.GetQuery()).Class
+		if explainRuns(x.ExplainStmt) {
+			inner := classify(version, x.ExplainStmt.GetQuery())
+			st.Class, st.Execute, st.Refused = inner.Class, inner.Execute, inner.Refused
 		}
 	case *pg_query.Node_CopyStmt:
 		st.Copy, st.Class = copyInfo(version, x.CopyStmt)
@@ -158,19 +287,42 @@ func classify(version int32, n *pg_query.Node) Statement {
 		if readWriteOption(x.TransactionStmt.GetOptions()) {
 			st.Class = Write
 		}
+		st.Effect, st.Name = txEffect(x.TransactionStmt)
 	case *pg_query.Node_VariableSetStmt:
-		st.Class = setClass(x.VariableSetStmt)
+		st.Class, st.Refused = setClass(x.VariableSetStmt)
+	case *pg_query.Node_ConstraintsSetStmt:
+		st.Class = Tx
 	case *pg_query.Node_VariableShowStmt:
 		st.Class = Read
-	case *pg_query.Node_DiscardStmt, *pg_query.Node_DeallocateStmt, *pg_query.Node_ListenStmt,
-		*pg_query.Node_UnlistenStmt, *pg_query.Node_NotifyStmt, *pg_query.Node_FetchStmt,
-		*pg_query.Node_ClosePortalStmt:
+	case *pg_query.Node_ListenStmt, *pg_query.Node_UnlistenStmt, *pg_query.Node_FetchStmt:
 		st.Class = Session
+	case *pg_query.Node_NotifyStmt:
+		// A message to other sessions: the same as pg_notify, a write.
+		st.Class = Write
+	case *pg_query.Node_DiscardStmt:
+		st.Class = Session
+		if x.DiscardStmt.GetTarget() == pg_query.DiscardMode_DISCARD_ALL {
+			st.Effect = EffectDiscardAll
+		}
+	case *pg_query.Node_DeallocateStmt:
+		st.Class, st.Effect, st.Name = Session, EffectDeallocate, x.DeallocateStmt.GetName()
+		if x.DeallocateStmt.GetIsall() || st.Name == "" {
+			st.Effect = EffectDeallocateAll
+		}
+	case *pg_query.Node_ClosePortalStmt:
+		st.Class, st.Effect, st.Name = Session, EffectClose, x.ClosePortalStmt.GetPortalname()
+		if st.Name == "" {
+			st.Effect = EffectCloseAll
+		}
 	case *pg_query.Node_DeclareCursorStmt:
-		st.Class = classify(version, x.DeclareCursorStmt.GetQuery()).Class
+		inner := classify(version, x.DeclareCursorStmt.GetQuery())
+		st.Class, st.Refused, st.Inner = inner.Class, inner.Refused, &inner
+		st.Effect, st.Name = EffectDeclare, x.DeclareCursorStmt.GetPortalname()
+		st.Hold = x.DeclareCursorStmt.GetOptions()&cursorOptHold != 0
 	case *pg_query.Node_PrepareStmt:
-		st.Prepare = x.PrepareStmt.GetName()
-		st.Class = classify(version, x.PrepareStmt.GetQuery()).Class
+		inner := classify(version, x.PrepareStmt.GetQuery())
+		st.Class, st.Refused, st.Inner = inner.Class, inner.Refused, &inner
+		st.Prepare, st.Effect, st.Name = x.PrepareStmt.GetName(), EffectPrepare, x.PrepareStmt.GetName()
 	case *pg_query.Node_ExecuteStmt:
 		st.Execute = x.ExecuteStmt.GetName()
 	case *pg_query.Node_CreateTableAsStmt:
@@ -260,21 +412,45 @@ func nodeKind(n *pg_query.Node) string {
 	return ""
 }
 
-func explainAnalyze(e *pg_query.ExplainStmt) bool {
+// cursorOptHold is CURSOR_OPT_HOLD from PostgreSQL's parsenodes.h.
+const cursorOptHold = 0x0020
+
+// explainRuns reports whether EXPLAIN runs its statement, decided as
+// PostgreSQL decides it: the last ANALYZE option wins, and its value is a
+// boolean in any spelling PostgreSQL accepts. A value PostgreSQL would
+// reject counts as running: the server then refuses the whole statement.
+func explainRuns(e *pg_query.ExplainStmt) bool {
+	runs := false
 	for _, o := range e.GetOptions() {
 		if d := o.GetDefElem(); d != nil && d.GetDefname() == "analyze" {
-			v := defString(d)
-			return v == "" || v == "true" || v == "on" || v == "1"
+			v, ok := defBool(d)
+			runs = !ok || v
 		}
 	}
-	return false
+	return runs
 }
 
-// readWriteOption reports BEGIN/START/SET TRANSACTION ... READ WRITE.
+func txEffect(t *pg_query.TransactionStmt) (Effect, string) {
+	switch t.GetKind() {
+	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT, pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK,
+		pg_query.TransactionStmtKind_TRANS_STMT_PREPARE:
+		return EffectTxEnd, ""
+	case pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
+		return EffectSavepoint, t.GetSavepointName()
+	case pg_query.TransactionStmtKind_TRANS_STMT_RELEASE:
+		return EffectRelease, t.GetSavepointName()
+	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
+		return EffectRollbackTo, t.GetSavepointName()
+	}
+	return EffectNone, ""
+}
+
+// readWriteOption reports BEGIN/START/SET TRANSACTION ... READ WRITE (or a
+// transaction_read_only option PostgreSQL would read as false).
 func readWriteOption(opts []*pg_query.Node) bool {
 	for _, o := range opts {
 		if d := o.GetDefElem(); d != nil && d.GetDefname() == "transaction_read_only" {
-			if c := d.GetArg().GetAConst(); c != nil && c.GetIval() != nil && c.GetIval().GetIval() == 0 {
+			if v, ok := defBool(d); !ok || !v {
 				return true
 			}
 		}
@@ -282,30 +458,242 @@ func readWriteOption(opts []*pg_query.Node) bool {
 	return false
 }
 
-// guardedSettings are settings that would widen what a session may do or
-// whose identity it acts as; changing them is an admin act.
+// guardedSettings would widen what a session may do or change whose
+// identity it acts as: changing them is an admin act.
 var guardedSettings = map[string]bool{
-	"role":                          true,
-	"session_authorization":         true,
-	"default_transaction_read_only": true,
-	"transaction_read_only":         true,
-	"session_replication_role":      true,
-	"row_security":                  true,
+	"role":                     true,
+	"session_authorization":    true,
+	"session_replication_role": true,
+	"row_security":             true,
 }
 
-func setClass(s *pg_query.VariableSetStmt) Class {
+// Why phigate refuses changes to the settings its parser depends on.
+const (
+	refuseConformingStrings = "phigate requires standard_conforming_strings = on: with it off the server reads backslashes in string literals differently from phigate's parser"
+	refuseClientEncoding    = "phigate requires client_encoding UTF8 (or SQL_ASCII): in other client encodings a byte of a multi-byte character can read as a quote or a backslash"
+)
+
+func setClass(s *pg_query.VariableSetStmt) (Class, string) {
 	name := strings.ToLower(s.GetName())
-	if s.GetKind() == pg_query.VariableSetKind_VAR_SET_MULTI {
+	switch s.GetKind() {
+	case pg_query.VariableSetKind_VAR_SET_MULTI:
 		// SET TRANSACTION / SET SESSION CHARACTERISTICS AS TRANSACTION ...
 		if readWriteOption(s.GetArgs()) {
-			return Write
+			return Write, ""
 		}
-		return Session
+		return Session, ""
+	case pg_query.VariableSetKind_VAR_RESET_ALL:
+		return Admin, ""
+	case pg_query.VariableSetKind_VAR_SET_VALUE:
+	case pg_query.VariableSetKind_VAR_SET_CURRENT:
+		// SET x FROM CURRENT copies the current value: harmless except
+		// where it would take a value phigate never saw.
+		return Session, ""
+	default: // SET x TO DEFAULT, RESET x: back to the session's start value
+		if guardedSettings[name] {
+			return Admin, ""
+		}
+		return Session, ""
 	}
-	if s.GetKind() == pg_query.VariableSetKind_VAR_RESET_ALL || guardedSettings[name] {
-		return Admin
+	args := s.GetArgs()
+	switch name {
+	case "standard_conforming_strings":
+		if v, ok := settingBool(args); !ok || !v {
+			return Session, refuseConformingStrings
+		}
+	case "client_encoding":
+		if len(args) != 1 || !SafeClientEncoding(constString(args[0])) {
+			return Session, refuseClientEncoding
+		}
+	case "default_transaction_read_only", "transaction_read_only":
+		// Read-only is always allowed; off widens what a session may do.
+		if v, ok := settingBool(args); !ok || !v {
+			return Admin, ""
+		}
+	case "search_path":
+		// Built-in functions are judged by name: they must resolve to
+		// pg_catalog, which is searched first unless the path names it later.
+		if !pgCatalogFirst(args) {
+			return Admin, ""
+		}
 	}
-	return Session
+	if guardedSettings[name] {
+		return Admin, ""
+	}
+	return Session, ""
+}
+
+// SafeClientEncoding reports whether a client_encoding value is one phigate
+// parses exactly as the server does: UTF8 or SQL_ASCII, in any spelling
+// PostgreSQL accepts (case and punctuation are ignored, "unicode" is UTF8).
+func SafeClientEncoding(v string) bool {
+	var b strings.Builder
+	for _, r := range strings.ToLower(v) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	switch b.String() {
+	case "utf8", "unicode", "sqlascii":
+		return true
+	}
+	return false
+}
+
+// settingBool reads a boolean setting's value as PostgreSQL's parse_bool does.
+func settingBool(args []*pg_query.Node) (v, ok bool) {
+	if len(args) != 1 {
+		return false, false
+	}
+	if c := args[0].GetAConst(); c != nil && c.GetIval() != nil {
+		switch c.GetIval().GetIval() {
+		case 0:
+			return false, true
+		case 1:
+			return true, true
+		}
+		return false, false
+	}
+	return ParseBool(constString(args[0]))
+}
+
+// pgCatalogFirst reports whether a search_path value leaves pg_catalog
+// searched first: not named, or named first.
+func pgCatalogFirst(args []*pg_query.Node) bool {
+	var parts []string
+	for _, a := range args {
+		parts = append(parts, constString(a))
+	}
+	for i, schema := range splitIdentifiers(strings.Join(parts, ",")) {
+		if schema == "pg_catalog" {
+			return i == 0
+		}
+	}
+	return true
+}
+
+// splitIdentifiers splits a list setting the way PostgreSQL's
+// SplitIdentifierString does: commas between items, surrounding whitespace
+// dropped, double-quoted items kept as written ("" is a quote), others
+// folded to lower case.
+func splitIdentifiers(s string) []string {
+	var out []string
+	for i := 0; i < len(s); {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		var item strings.Builder
+		if i < len(s) && s[i] == '"' {
+			for i++; i < len(s); i++ {
+				if s[i] == '"' {
+					if i+1 < len(s) && s[i+1] == '"' {
+						item.WriteByte('"')
+						i++
+						continue
+					}
+					i++
+					break
+				}
+				item.WriteByte(s[i])
+			}
+		} else {
+			for i < len(s) && s[i] != ',' && !isSpace(s[i]) {
+				item.WriteString(strings.ToLower(string(s[i])))
+				i++
+			}
+		}
+		out = append(out, item.String())
+		for i < len(s) && s[i] != ',' {
+			i++
+		}
+		i++ // the comma
+	}
+	return out
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\f' || b == '\v' }
+
+// constString renders a SET argument as PostgreSQL's flatten_set_variable_args
+// would for one item: a string or identifier as written, numbers as digits.
+func constString(n *pg_query.Node) string {
+	if c := n.GetAConst(); c != nil {
+		switch {
+		case c.GetSval() != nil:
+			return c.GetSval().GetSval()
+		case c.GetIval() != nil:
+			return fmt.Sprint(c.GetIval().GetIval())
+		case c.GetFval() != nil:
+			return c.GetFval().GetFval()
+		case c.GetBoolval() != nil:
+			return fmt.Sprint(c.GetBoolval().GetBoolval())
+		}
+	}
+	if s := n.GetString_(); s != nil {
+		return s.GetSval()
+	}
+	return "\x00" // not a constant: matches no safe value
+}
+
+// ParseBool is PostgreSQL's parse_bool: true, false, yes, no (and their
+// unique prefixes), on, off, 1, 0, in any case.
+func ParseBool(s string) (v, ok bool) {
+	if s == "" {
+		return false, false
+	}
+	prefixOf := func(word string, min int) bool {
+		return len(s) >= min && len(s) <= len(word) && strings.EqualFold(s, word[:len(s)])
+	}
+	switch s[0] {
+	case 't', 'T':
+		return true, prefixOf("true", 1)
+	case 'f', 'F':
+		return false, prefixOf("false", 1)
+	case 'y', 'Y':
+		return true, prefixOf("yes", 1)
+	case 'n', 'N':
+		return false, prefixOf("no", 1)
+	case 'o', 'O':
+		if prefixOf("on", 2) {
+			return true, true
+		}
+		return false, prefixOf("off", 2)
+	case '1':
+		return true, len(s) == 1
+	case '0':
+		return false, len(s) == 1
+	}
+	return false, false
+}
+
+// defBool reads a DefElem's value as PostgreSQL's defGetBoolean does: no
+// value is true, integers 0 and 1, else parse_bool of the text.
+func defBool(d *pg_query.DefElem) (v, ok bool) {
+	arg := d.GetArg()
+	if arg == nil {
+		return true, true
+	}
+	if i := arg.GetInteger(); i != nil {
+		switch i.GetIval() {
+		case 0:
+			return false, true
+		case 1:
+			return true, true
+		}
+		return false, false
+	}
+	if c := arg.GetAConst(); c != nil && c.GetIval() != nil {
+		switch c.GetIval().GetIval() {
+		case 0:
+			return false, true
+		case 1:
+			return true, true
+		}
+		return false, false
+	}
+	if b := arg.GetBoolean(); b != nil {
+		return b.GetBoolval(), true
+	}
+	return ParseBool(defString(d))
 }
 
 func copyInfo(version int32, c *pg_query.CopyStmt) (*Copy, Class) {
@@ -434,10 +822,10 @@ func NewCache(n int) *Cache {
 	return &Cache{max: n, entries: make(map[string]cached, n), order: make([]string, n)}
 }
 
-// Classify is Classify with memoisation. Texts that differ only in their
-// constants share an entry (keyed by pg_query's normalised text, which costs
-// a fraction of a parse), so ad-hoc queries with literals hit the cache too.
-// The returned slice is shared: callers must not modify it.
+// Classify is Classify with memoisation, keyed by the exact query text: a
+// cached answer is always the one a full parse of the same bytes gives (the
+// lexer settings it depends on are fixed for every session, see the package
+// doc). The returned slice is shared: callers must not modify it.
 func (c *Cache) Classify(sql string) ([]Statement, error) {
 	if sql == "" || len(sql) > maxCachedSQL {
 		return Classify(sql)
@@ -445,36 +833,9 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 	if e, ok := c.lookup(sql); ok {
 		return e.stmts, e.err
 	}
-	norm, nerr := pg_query.Normalize(sql)
-	if nerr == nil && norm != sql {
-		if e, ok := c.lookup(norm); ok {
-			c.store(sql, e)
-			return e.stmts, e.err
-		}
-	}
 	stmts, err := Classify(sql)
-	e := cached{stmts, err}
-	c.store(sql, e)
-	if nerr == nil && norm != sql && err == nil && constantsAreData(stmts) {
-		c.store(norm, e)
-	}
+	c.store(sql, cached{stmts, err})
 	return stmts, err
-}
-
-// constantsAreData reports whether every statement is plain DML, whose
-// class depends on its shape and never on the value of a constant, so that
-// texts differing only in constants may share a cache entry. Utility
-// statements (SET, COPY, EXPLAIN options, transaction modes) can turn on a
-// constant and are cached by exact text only.
-func constantsAreData(stmts []Statement) bool {
-	for _, s := range stmts {
-		switch s.Kind {
-		case "select_stmt", "insert_stmt", "update_stmt", "delete_stmt", "merge_stmt":
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func (c *Cache) lookup(key string) (cached, bool) {
