@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -240,11 +241,22 @@ func (c *conn) relay(ctx context.Context) {
 	c.up.conn.Close()
 	if frontendFirst {
 		<-be // the backend writes any final error to the agent before it ends
+		if n := c.fe.cin.refused; n > 0 {
+			c.drainClient(n)
+		}
 		c.client.Close()
 		return
 	}
 	c.client.Close()
 	<-fe
+}
+
+// drainClient reads and drops the rest of a message refused unread (n
+// bytes in all), briefly and up to a bound, so that the agent's client
+// finishes writing and reads the error instead of a broken pipe.
+func (c *conn) drainClient(n int64) {
+	_ = c.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.CopyN(io.Discard, c.fe.cin.r, min(n, 1<<30))
 }
 
 // stop ends the session from outside (node shutdown).

@@ -36,6 +36,8 @@ type frameReader struct {
 	// raw is the whole last message (type and length included), for
 	// forwarding untouched.
 	raw []byte
+	// refused is the whole length of a message refused for its size.
+	refused int64
 }
 
 func newFrameReader(peer string, r io.Reader, size, max int) *frameReader {
@@ -58,6 +60,7 @@ func (f *frameReader) next() (typ byte, body []byte, err error) {
 		return 0, nil, fmt.Errorf("%w: %d for message type %q", ErrBadLength, n, typ)
 	}
 	if n-4 > f.max {
+		f.refused = int64(n) + 1
 		return 0, nil, fmt.Errorf("%w: %d bytes for message type %q (limit %d)", ErrMessageTooLarge, n-4, typ, f.max)
 	}
 	total := n + 1

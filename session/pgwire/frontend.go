@@ -119,8 +119,11 @@ func (c *conn) protocolError(ctx context.Context, msg string) error {
 	}
 	c.log.Info("protocol violation from agent", "msg", msg)
 	c.setFatal(pgError("FATAL", codeProtocolViolation, msg), "protocol error")
-	return fmt.Errorf("protocol error: %s", msg)
+	return fmt.Errorf("%w: %s", errProtocol, msg)
 }
+
+// errProtocol ends a session whose agent broke the protocol.
+var errProtocol = errors.New("protocol error")
 
 // recordOversized records a message refused for its size as a refused
 // command, with as much of its start as phigate had read.
