@@ -95,15 +95,35 @@ type ResourceConfig struct {
 	// Address is host:port or a Unix socket directory.
 	Address  string `yaml:"address"`
 	Database string `yaml:"database"`
-	User     string `yaml:"user"`
+	// User logs in the sessions whose level no role covers (see Roles):
+	// with no Roles, every session. It must be empty when Roles has admin
+	// (it would never be used) and is required otherwise.
+	User string `yaml:"user"`
 	// PasswordFile or PasswordEnv names where the upstream password is; the
-	// password itself never appears in the configuration.
+	// password itself never appears in the configuration. Neither: no
+	// password (the server must not ask for one).
 	PasswordFile string `yaml:"password_file"`
 	PasswordEnv  string `yaml:"password_env"`
+	// Roles holds an upstream login per access level: read (grants that
+	// allow only read and export), write (also write and import) and admin
+	// (anything more). A session logs in with the role of the least level
+	// at or above its grant's that has one, else with User; so the database
+	// refuses, as a second wall, what the gateway should have refused.
+	// Empty: every session logs in as User. `phigate resource check` says
+	// what each role can really do.
+	Roles map[string]RoleConfig `yaml:"roles"`
 	// TLS is disable, require or verify-full. Empty: verify-full.
 	TLS        string `yaml:"tls"`
 	CAFile     string `yaml:"ca_file"`
 	ServerName string `yaml:"server_name"`
+}
+
+// RoleConfig is one upstream login of a resource.
+type RoleConfig struct {
+	User string `yaml:"user"`
+	// PasswordFile or PasswordEnv, as for the resource's own password.
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
 }
 
 // GrantConfig admits identities to resources.
@@ -119,6 +139,12 @@ type GrantConfig struct {
 	Allow []string `yaml:"allow"`
 	// Masking names a profile under masking.profiles. Empty: no masking.
 	Masking string `yaml:"masking"`
+	// Functions names functions that sessions may call even where a call
+	// would otherwise need a class the grant does not allow: schema.name,
+	// or name for pg_catalog. Names are folded to lower case, as PostgreSQL
+	// folds unquoted identifiers. Empty: only the built-in side-effect-free
+	// functions.
+	Functions []string `yaml:"functions"`
 }
 
 // LoadConfig reads and parses a YAML configuration file. Unknown fields are

@@ -17,9 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/phigate/phigate/session"
@@ -39,6 +42,7 @@ type Node struct {
 	auth      *identity.StaticTokens
 	policy    *policy.Policy
 	resources map[string]*pgwire.Resource
+	grants    []policy.Grant
 	profiles  map[string]*mask.Profile
 	tls       *tls.Config
 	auditor   *ecdh.PublicKey
@@ -108,22 +112,10 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 		profileNames = append(profileNames, name)
 	}
 
-	var grants []policy.Grant
-	for _, gc := range cfg.Grants {
-		g := policy.Grant{Name: gc.Name, Identities: gc.Identities, Groups: gc.Groups, Resources: gc.Resources, Masking: gc.Masking}
-		for _, k := range gc.Kinds {
-			kind, err := identity.ParseKind(k)
-			if err != nil {
-				return nil, fmt.Errorf("node: grant %q: %w", gc.Name, err)
-			}
-			g.Kinds = append(g.Kinds, kind)
-		}
-		if g.Allow, err = policy.ParseAllow(gc.Allow); err != nil {
-			return nil, fmt.Errorf("node: grant %q: %w", gc.Name, err)
-		}
-		grants = append(grants, g)
+	if n.grants, err = buildGrants(cfg); err != nil {
+		return nil, err
 	}
-	if n.policy, err = policy.New(grants, resourceNames, profileNames); err != nil {
+	if n.policy, err = policy.New(n.grants, resourceNames, profileNames); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 
@@ -136,6 +128,8 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
+// buildResource turns a resource's configuration into a validated
+// pgwire.Resource, reading the passwords it names.
 func buildResource(rc ResourceConfig) (*pgwire.Resource, error) {
 	if rc.Name == "" {
 		return nil, errors.New("name is required")
@@ -143,28 +137,90 @@ func buildResource(rc ResourceConfig) (*pgwire.Resource, error) {
 	if rc.Protocol != "" && rc.Protocol != "postgres" {
 		return nil, fmt.Errorf("protocol %q is not supported (postgres is)", rc.Protocol)
 	}
-	var pw string
-	switch {
-	case rc.PasswordFile != "" && rc.PasswordEnv != "":
-		return nil, errors.New("set password_file or password_env, not both")
-	case rc.PasswordFile != "":
-		b, err := os.ReadFile(rc.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("password_file: %w", err)
-		}
-		pw = strings.TrimRight(string(b), "\r\n")
-	case rc.PasswordEnv != "":
-		v, ok := os.LookupEnv(rc.PasswordEnv)
-		if !ok {
-			return nil, fmt.Errorf("password_env: %s is not set", rc.PasswordEnv)
-		}
-		pw = v
+	pw, err := loadPassword(rc.PasswordFile, rc.PasswordEnv)
+	if err != nil {
+		return nil, err
 	}
-	return &pgwire.Resource{
+	r := &pgwire.Resource{
 		Name: rc.Name, Address: rc.Address, Database: rc.Database, User: rc.User,
-		Password: pgwire.NewSecret(pw), TLS: rc.TLS, CAFile: rc.CAFile, ServerName: rc.ServerName,
-	}, nil
+		Password: pw, TLS: rc.TLS, CAFile: rc.CAFile, ServerName: rc.ServerName,
+	}
+	for _, name := range slices.Sorted(maps.Keys(rc.Roles)) {
+		level, err := pgwire.ParseAccessLevel(name)
+		if err != nil {
+			return nil, fmt.Errorf("roles: %w", err)
+		}
+		role := rc.Roles[name]
+		pw, err := loadPassword(role.PasswordFile, role.PasswordEnv)
+		if err != nil {
+			return nil, fmt.Errorf("roles: %s: %w", name, err)
+		}
+		if r.Roles == nil {
+			r.Roles = map[pgwire.AccessLevel]pgwire.Credential{}
+		}
+		r.Roles[level] = pgwire.Credential{User: role.User, Password: pw}
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
+
+// loadPassword reads a password from a file (its trailing newline removed)
+// or an environment variable; neither is no password.
+func loadPassword(file, env string) (pgwire.Secret, error) {
+	switch {
+	case file != "" && env != "":
+		return pgwire.Secret{}, errors.New("set password_file or password_env, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return pgwire.Secret{}, fmt.Errorf("password_file: %w", err)
+		}
+		return pgwire.NewSecret(strings.TrimRight(string(b), "\r\n")), nil
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return pgwire.Secret{}, fmt.Errorf("password_env: %s is not set", env)
+		}
+		return pgwire.NewSecret(v), nil
+	}
+	return pgwire.Secret{}, nil
+}
+
+// buildGrants turns the grants' configuration into policy grants (which
+// policy.New then checks against resources and profiles).
+func buildGrants(cfg *Config) ([]policy.Grant, error) {
+	var grants []policy.Grant
+	for _, gc := range cfg.Grants {
+		g := policy.Grant{Name: gc.Name, Identities: gc.Identities, Groups: gc.Groups, Resources: gc.Resources, Masking: gc.Masking}
+		for _, k := range gc.Kinds {
+			kind, err := identity.ParseKind(k)
+			if err != nil {
+				return nil, fmt.Errorf("node: grant %q: %w", gc.Name, err)
+			}
+			g.Kinds = append(g.Kinds, kind)
+		}
+		var err error
+		if g.Allow, err = policy.ParseAllow(gc.Allow); err != nil {
+			return nil, fmt.Errorf("node: grant %q: %w", gc.Name, err)
+		}
+		for _, f := range gc.Functions {
+			name := strings.ToLower(f)
+			if !functionName.MatchString(name) {
+				return nil, fmt.Errorf("node: grant %q: functions: %q is not a function name (schema.name, or name for pg_catalog; no arguments or quotes)", gc.Name, f)
+			}
+			if !slices.Contains(g.Functions, name) {
+				g.Functions = append(g.Functions, name)
+			}
+		}
+		grants = append(grants, g)
+	}
+	return grants, nil
+}
+
+// functionName is an unquoted, optionally schema-qualified function name.
+var functionName = regexp.MustCompile(`^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)?$`)
 
 // RecordingsSubdir is where, under the data directory, the spool lives.
 const RecordingsSubdir = "recordings"
@@ -190,8 +246,12 @@ func (n *Node) Ready() <-chan struct{} { return n.ready }
 // PostgresAddr is the bound PostgreSQL listener address, valid after Ready.
 func (n *Node) PostgresAddr() net.Addr { return n.pgAddr }
 
-// Run serves until ctx ends. Shutdown order: stop accepting; end every
-// session (each records session.end); flush and stop the spool.
+// Run serves until ctx ends. Once listening, it also checks in the
+// background, for at most a minute, what each resource's upstream roles can
+// really do, and logs a warning for every role stronger than the grants
+// that log in with it (see CheckResource). Shutdown order: stop accepting;
+// end every session (each records session.end); stop the role check if it
+// still runs; flush and stop the spool.
 func (n *Node) Run(ctx context.Context) error {
 	sp, err := spool.Open(spool.Config{Dir: filepath.Join(n.dataDir, RecordingsSubdir), Logger: n.log})
 	if err != nil {
@@ -244,6 +304,15 @@ func (n *Node) Run(ctx context.Context) error {
 	n.pgAddr = ln.Addr()
 	n.log.Info("node ready", "postgres", ln.Addr().String(), "data_dir", n.dataDir)
 	close(n.ready)
+	// The role check runs beside serving, bounded, so that an unreachable
+	// database delays nothing; it warns about roles stronger than their grants.
+	checkCtx, stopCheck := context.WithTimeout(ctx, roleCheckTimeout)
+	defer stopCheck()
+	checkDone := make(chan struct{})
+	go func() {
+		defer close(checkDone)
+		n.warnStrongRoles(checkCtx)
+	}()
 
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
@@ -262,6 +331,8 @@ func (n *Node) Run(ctx context.Context) error {
 		stopServe()
 		runErr = <-serveErr
 	}
+	stopCheck()
+	<-checkDone
 	runErr = stopRecording(runErr)
 	n.log.Info("node stopped")
 	return runErr

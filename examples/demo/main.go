@@ -1,7 +1,8 @@
 // Command demo is what `make demo` runs: a throwaway PostgreSQL with
-// synthetic patients, a phigate node in front of it, agents querying through
-// it with psql (allowed and masked, denied, a bad token), and then the
-// recorded evidence, verified and printed with `phigate replay`.
+// synthetic patients and one upstream role per access level (checked with
+// `phigate resource check`), a phigate node in front of it, agents querying
+// through it with psql (allowed and masked, denied, a bad token), and then
+// the recorded evidence, verified and printed with `phigate replay`.
 //
 // Everything lives in a temporary directory and every process it starts is
 // stopped when it ends, on error, or on Ctrl-C.
@@ -68,24 +69,47 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 	d := &demo{dir: dir, phigate: phigate, tokens: map[string]string{}}
 
 	step("Starting a throwaway PostgreSQL 15 with %d synthetic patients", patients)
-	gwPassword := secret()
-	pg, err := pgtest.Start(ctx, filepath.Join(dir, "pg"), pgtest.Options{
-		Users: []pgtest.User{{Name: "phigate_gateway", Password: gwPassword, Auth: pgtest.AuthSCRAM}},
-	})
+	// One upstream role per access level: the database refuses, as a second
+	// wall, what the gateway should already have refused.
+	passwords := map[string]string{}
+	var users []pgtest.User
+	for _, role := range upstreamRoles {
+		passwords[role] = secret()
+		users = append(users, pgtest.User{Name: role, Password: passwords[role], Auth: pgtest.AuthSCRAM})
+	}
+	pg, err := pgtest.Start(ctx, filepath.Join(dir, "pg"), pgtest.Options{Users: users})
 	if err != nil {
 		return fmt.Errorf("start PostgreSQL: %w", err)
 	}
 	defer pg.Stop()
-	if err := pg.CreateDatabase(ctx, "clinic", "phigate_gateway"); err != nil {
+	if err := pg.CreateDatabase(ctx, "clinic", "phigate_admin"); err != nil {
 		return err
 	}
-	if err := synth.Load(ctx, pg.DSN("phigate_gateway", gwPassword, "clinic"), patients); err != nil {
+	if err := synth.Load(ctx, pg.DSN("phigate_admin", passwords["phigate_admin"], "clinic"), patients); err != nil {
 		return fmt.Errorf("load patients: %w", err)
 	}
-	fmt.Printf("  PostgreSQL on %s; only the gateway knows the password of role phigate_gateway\n", pg.Addr())
+	if err := pg.Exec(ctx, "clinic", leastPrivilege); err != nil {
+		return fmt.Errorf("set up roles: %w", err)
+	}
+	fmt.Printf("  PostgreSQL on %s; only the gateway knows the passwords of its roles:\n", pg.Addr())
+	fmt.Println("    phigate_read  SELECT on the clinic's tables, read-only by default (read grants)")
+	fmt.Println("    phigate_write SELECT, INSERT, UPDATE, DELETE (write grants)")
+	fmt.Println("    phigate_admin owns the database, its schema and tables (ddl and admin grants)")
+
+	cfgFile, err := d.writeConfig(pg.Addr(), passwords)
+	if err != nil {
+		return err
+	}
+	step("Checking what each upstream role can really do")
+	fmt.Printf("$ phigate resource check --config %s clinic\n", cfgFile)
+	out, err := exec.CommandContext(ctx, phigate, "resource", "check", "--config", cfgFile, "clinic").CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil {
+		return fmt.Errorf("resource check: %w", err)
+	}
 
 	step("Starting a phigate node")
-	node, err := d.startNode(ctx, pg.Addr(), gwPassword)
+	node, err := d.startNode(ctx, cfgFile)
 	if err != nil {
 		return err
 	}
@@ -94,12 +118,14 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 	step("Agents query through phigate with psql")
 	d.psql("claims-agent reads patients: PHI columns are masked by the hipaa profile", "claims-agent",
 		"SELECT id, first_name, last_name, dob, ssn, mrn, phone, city, zip FROM patients ORDER BY id LIMIT 5")
+	d.psql("claims-agent's session is phigate_read upstream (its grant allows only reads)", "claims-agent",
+		"SELECT current_user")
 	d.psql("claims-agent reads visit notes", "claims-agent",
 		"SELECT visit_date, clinician, left(notes, 90) AS notes FROM encounters ORDER BY id LIMIT 3")
 	d.psql("claims-agent tries to delete: denied by policy (42501), recorded", "claims-agent",
 		"DELETE FROM patients WHERE id = 1")
-	d.psql("nightly-etl (CI) updates a phone number: allowed, recorded with its text", "nightly-etl",
-		"UPDATE patients SET phone = '+1 555 0100' WHERE id = 2 RETURNING id, phone")
+	d.psql("nightly-etl (CI) updates a phone number as phigate_write: allowed, recorded with its text", "nightly-etl",
+		"UPDATE patients SET phone = '+1 555 0100' WHERE id = 2 RETURNING id, phone, current_user")
 	d.psqlToken("someone presents a stolen-looking token: refused (28P01), recorded", "claims-agent", "phg_not-a-real-token")
 
 	step("Stopping the node (every session records its end first)")
@@ -110,7 +136,7 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 	step("The recorded evidence")
 	data := filepath.Join(dir, "phigate-data")
 	list := exec.CommandContext(ctx, phigate, "replay", "--data-dir", data, "--list")
-	out, err := list.CombinedOutput()
+	out, err = list.CombinedOutput()
 	fmt.Print(indent(string(out)))
 	if err != nil {
 		return fmt.Errorf("replay --list: %w", err)
@@ -151,26 +177,48 @@ type nodeProc struct {
 	log  *os.File
 }
 
-func (d *demo) startNode(ctx context.Context, pgAddr, gwPassword string) (*nodeProc, error) {
-	pwFile := filepath.Join(d.dir, "clinic.pw")
-	if err := os.WriteFile(pwFile, []byte(gwPassword+"\n"), 0o600); err != nil {
-		return nil, err
+// upstreamRoles are the demo database's roles, one per access level.
+var upstreamRoles = []string{"phigate_read", "phigate_write", "phigate_admin"}
+
+// leastPrivilege gives each upstream role what its level needs and no more
+// (run as the superuser in database clinic, after the tables exist).
+const leastPrivilege = `
+REVOKE ALL ON DATABASE clinic FROM PUBLIC;
+GRANT CONNECT ON DATABASE clinic TO phigate_read, phigate_write;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO phigate_read;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO phigate_write;
+ALTER DEFAULT PRIVILEGES FOR ROLE phigate_admin IN SCHEMA public GRANT SELECT ON TABLES TO phigate_read;
+ALTER DEFAULT PRIVILEGES FOR ROLE phigate_admin IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO phigate_write;
+REVOKE EXECUTE ON FUNCTION lo_create(oid), lo_creat(integer), lo_from_bytea(oid, bytea) FROM PUBLIC;
+ALTER ROLE phigate_read SET default_transaction_read_only = on;
+`
+
+// writeConfig writes the node's configuration and the roles' password files.
+func (d *demo) writeConfig(pgAddr string, passwords map[string]string) (string, error) {
+	pwFiles := map[string]string{}
+	for _, role := range upstreamRoles {
+		pwFiles[role] = filepath.Join(d.dir, role+".pw")
+		if err := os.WriteFile(pwFiles[role], []byte(passwords[role]+"\n"), 0o600); err != nil {
+			return "", err
+		}
 	}
 	for _, name := range []string{"claims-agent", "nightly-etl"} {
 		d.tokens[name] = "phg_" + secret()
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	d.port = ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	cfg := fmt.Sprintf(demoConfig, filepath.Join(d.dir, "phigate-data"), d.port,
-		identity.HashToken(d.tokens["claims-agent"]), identity.HashToken(d.tokens["nightly-etl"]), pgAddr, pwFile)
+		identity.HashToken(d.tokens["claims-agent"]), identity.HashToken(d.tokens["nightly-etl"]), pgAddr,
+		pwFiles["phigate_read"], pwFiles["phigate_write"], pwFiles["phigate_admin"])
 	cfgFile := filepath.Join(d.dir, "phigate.yaml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
+	return cfgFile, os.WriteFile(cfgFile, []byte(cfg), 0o600)
+}
+
+func (d *demo) startNode(ctx context.Context, cfgFile string) (*nodeProc, error) {
 	logf, err := os.Create(filepath.Join(d.dir, "node.log"))
 	if err != nil {
 		return nil, err
@@ -300,9 +348,11 @@ resources:
   - name: clinic
     address: %s
     database: clinic
-    user: phigate_gateway
-    password_file: %s
     tls: disable
+    roles:                 # sessions log in with the least role that covers their grant
+      read:  {user: phigate_read,  password_file: %s}
+      write: {user: phigate_write, password_file: %s}
+      admin: {user: phigate_admin, password_file: %s}
 grants:
   - name: agents-read-clinic
     groups: [agents]

@@ -24,7 +24,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newNodeCommand(), newReplayCommand(), newVersionCommand(), newTokenCommand(), newMaskCommand(), newKeysCommand(), newUnsealCommand())
+	root.AddCommand(newNodeCommand(), newReplayCommand(), newVersionCommand(), newTokenCommand(), newMaskCommand(), newKeysCommand(), newUnsealCommand(), newResourceCommand())
 	return root
 }
 

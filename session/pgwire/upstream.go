@@ -52,8 +52,16 @@ type Resource struct {
 	// (optionally with :port, default 5432).
 	Address  string
 	Database string
+	// User and Password log in every level that Roles does not cover: with
+	// no Roles, every session. Empty when Roles has LevelAdmin (they would
+	// never be used).
 	User     string
 	Password Secret
+	// Roles holds a credential per access level (read, write, admin). A
+	// session logs in with the role of the least level at or above its
+	// grant's that has one, else with User; see credential. Nil: every
+	// session logs in as User.
+	Roles map[AccessLevel]Credential
 	// TLS is disable, require or verify-full. Empty means verify-full.
 	TLS string
 	// CAFile is a PEM bundle for verify-full; empty means the system roots.
@@ -62,9 +70,17 @@ type Resource struct {
 	ServerName string
 }
 
+// Validate checks r and fills in its defaults (TLS). Server's New does it
+// too; callers that use a Resource without a Server (the role check) call it
+// first.
+func (r *Resource) Validate() error { return r.validate() }
+
 func (r *Resource) validate() error {
-	if r.Address == "" || r.Database == "" || r.User == "" {
-		return errors.New("address, database and user are required")
+	if r.Address == "" || r.Database == "" {
+		return errors.New("address and database are required")
+	}
+	if err := r.validateCredentials(); err != nil {
+		return err
 	}
 	switch r.TLS {
 	case "":
