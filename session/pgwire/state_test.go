@@ -376,3 +376,18 @@ func TestCancelRacesSessionEnd(t *testing.T) {
 		}
 	}
 }
+
+// RESET ALL and DISCARD ALL go back to the session's start values, so a
+// read-only session stays read-only.
+func TestResetKeepsReadOnly(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	w := dialWire(t, g, "reader-bot")
+	w.query("RESET ALL")
+	w.query("DISCARD ALL")
+	w.query("SET default_transaction_read_only TO DEFAULT")
+	w.query("RESET default_transaction_read_only")
+	w.query("SHOW default_transaction_read_only")
+	if len(w.errs) != 0 || len(w.rows) != 1 || string(w.rows[0]) != "on" {
+		t.Fatalf("errors %v, rows %q", w.errs, w.rows)
+	}
+}

@@ -219,12 +219,11 @@ func calls(n *pg_query.Node) []Call {
 				add(Call{Name: joinName(schema, name), Class: cl})
 			}
 		case *pg_query.A_Expr:
-			// OPERATOR(schema.op) reaches a function chosen by whoever made
-			// the operator; built-in operators are written unqualified or in
-			// pg_catalog.
-			if schema, name, ok := qualifiedName(x.GetName()); !ok || (schema != "" && schema != "pg_catalog") {
-				add(Call{Name: "OPERATOR(" + joinName(schema, name) + ")", Class: Admin})
-			}
+			operator(x.GetName(), add)
+		case *pg_query.SubLink:
+			operator(x.GetOperName(), add)
+		case *pg_query.SortBy:
+			operator(x.GetUseOp(), add)
 		case *pg_query.RangeTableSample:
 			// TABLESAMPLE methods are functions too; bernoulli and system
 			// are the built-in ones.
@@ -236,6 +235,18 @@ func calls(n *pg_query.Node) []Call {
 		return true
 	})
 	return out
+}
+
+// operator notes an explicitly qualified operator outside pg_catalog
+// (OPERATOR(schema.op)): it reaches a function chosen by whoever made the
+// operator. Built-in operators are written unqualified or in pg_catalog.
+func operator(names []*pg_query.Node, add func(Call)) {
+	if len(names) == 0 {
+		return
+	}
+	if schema, name, ok := qualifiedName(names); !ok || (schema != "" && schema != "pg_catalog") {
+		add(Call{Name: "OPERATOR(" + joinName(schema, name) + ")", Class: Admin})
+	}
 }
 
 // qualifiedName splits a parser name list into schema and name. A list of
@@ -284,6 +295,13 @@ func classify(version int32, n *pg_query.Node) Statement {
 		st.Copy, st.Class = copyInfo(version, x.CopyStmt)
 	case *pg_query.Node_TransactionStmt:
 		st.Class = Tx
+		switch x.TransactionStmt.GetKind() {
+		case pg_query.TransactionStmtKind_TRANS_STMT_PREPARE, pg_query.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED,
+			pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED:
+			// Two-phase commit outlives the session and acts on
+			// transactions by name, any session's.
+			st.Class = Admin
+		}
 		if readWriteOption(x.TransactionStmt.GetOptions()) {
 			st.Class = Write
 		}
@@ -483,7 +501,8 @@ func setClass(s *pg_query.VariableSetStmt) (Class, string) {
 		}
 		return Session, ""
 	case pg_query.VariableSetKind_VAR_RESET_ALL:
-		return Admin, ""
+		// Back to the session's start values, which phigate checked.
+		return Session, ""
 	case pg_query.VariableSetKind_VAR_SET_VALUE:
 	case pg_query.VariableSetKind_VAR_SET_CURRENT:
 		// SET x FROM CURRENT copies the current value: harmless except
