@@ -140,10 +140,12 @@ type GrantConfig struct {
 	// Masking names a profile under masking.profiles. Empty: no masking.
 	Masking string `yaml:"masking"`
 	// Functions names functions that sessions may call even where a call
-	// would otherwise need a class the grant does not allow: schema.name,
-	// or name for pg_catalog. Names are folded to lower case, as PostgreSQL
-	// folds unquoted identifiers. Empty: only the built-in side-effect-free
-	// functions.
+	// would otherwise need a class the grant does not allow, as agents
+	// write the call: schema.name allows calls qualified with that schema;
+	// a bare name allows unqualified calls, which the server resolves
+	// through the session's search_path (name and pg_catalog.name are the
+	// same). Names are folded to lower case, as PostgreSQL folds unquoted
+	// identifiers. Empty: only the built-in side-effect-free functions.
 	Functions []string `yaml:"functions"`
 }
 

@@ -32,10 +32,13 @@ type Grant struct {
 	Allow []sqlclass.Class
 	// Masking names the masking profile for result rows ("" for none).
 	Masking string
-	// Functions names functions (schema.name, or name for pg_catalog) that
-	// sessions may call whatever class a call of them would otherwise need:
-	// functions outside the built-in allowlist of side-effect-free ones need
-	// write or admin unless named here.
+	// Functions names functions that sessions may call whatever class a
+	// call of them would otherwise need (functions outside the built-in
+	// allowlist of side-effect-free ones need write or admin unless named
+	// here), as calls are written: "schema.name" matches calls qualified
+	// with that schema only, a bare "name" matches unqualified calls
+	// (resolved by the server through search_path), and pg_catalog.name
+	// and name are the same.
 	Functions []string
 }
 
