@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/sqlclass"
@@ -218,6 +220,57 @@ func FuzzReadPacket(f *testing.F) {
 		_, body, err := readPacket(bytes.NewReader(b))
 		if err == nil && len(body) > maxStartupPacket {
 			t.Fatal("oversized startup packet accepted")
+		}
+	})
+}
+
+// FuzzParseOptions: the startup "options" reader never panics, yields
+// only named settings, and reads back what it would write.
+func FuzzParseOptions(f *testing.F) {
+	for _, s := range []string{"-c search_path=public", "--search-path=a\\ b", "-cx=1 -c y=2", "-F", "-c", "-c =1", "  ", "\\", "-c a=\\\\ -c b=\\ "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		pairs, perr := parseOptions(s)
+		if perr != nil {
+			return
+		}
+		var enc []string
+		for _, kv := range pairs {
+			if kv[0] == "" || strings.ContainsAny(kv[0], "=") {
+				t.Fatalf("bad name %q from %q", kv[0], s)
+			}
+			escaped := strings.NewReplacer(`\`, `\\`, " ", `\ `, "\t", "\\\t", "\n", "\\\n", "\r", "\\\r", "\f", "\\\f", "\v", "\\\v").Replace(kv[0] + "=" + kv[1])
+			enc = append(enc, "-c "+escaped)
+		}
+		again, perr := parseOptions(strings.Join(enc, " "))
+		if perr != nil || len(again) != len(pairs) {
+			t.Fatalf("%q: round trip %v %v", s, again, perr)
+		}
+		for i := range pairs {
+			if again[i] != pairs[i] {
+				t.Fatalf("%q: round trip %q != %q", s, again[i], pairs[i])
+			}
+		}
+	})
+}
+
+// FuzzJudgeParam: a startup parameter is judged as one SET statement,
+// whatever its name and value hold: quoting cannot be broken out of.
+func FuzzJudgeParam(f *testing.F) {
+	for _, s := range [][2]string{{"search_path", "public"}, {`a"b`, `x'y`}, {"x", `'; DROP TABLE t; --`}, {`"; DELETE FROM t; --`, "1"}, {"n", `\'; SELECT 1; --`}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, name, value string) {
+		if strings.ContainsRune(name+value, 0) || !utf8.ValidString(name+value) {
+			return // a startup packet holds C strings; invalid UTF-8 is refused
+		}
+		stmts, err := sqlclass.Classify("SET " + quoteIdent(name) + " TO " + quoteLiteral(value))
+		if err != nil {
+			return // refused as an invalid parameter
+		}
+		if len(stmts) != 1 || stmts[0].Kind != "variable_set_stmt" {
+			t.Fatalf("name %q value %q read as %d statements (%v)", name, value, len(stmts), stmts)
 		}
 	})
 }

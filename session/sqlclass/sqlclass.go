@@ -617,7 +617,11 @@ func splitIdentifiers(s string) []string {
 			}
 		} else {
 			for i < len(s) && s[i] != ',' && !isSpace(s[i]) {
-				item.WriteString(strings.ToLower(string(s[i])))
+				b := s[i]
+				if b >= 'A' && b <= 'Z' { // as downcase_identifier: ASCII only
+					b += 'a' - 'A'
+				}
+				item.WriteByte(b)
 				i++
 			}
 		}

@@ -3,6 +3,7 @@ package sqlclass
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -329,6 +330,39 @@ func FuzzClassify(f *testing.F) {
 			if _, err := ParseClass(string(s.Class)); err != nil {
 				t.Fatalf("class %q not a known class", s.Class)
 			}
+			if !strings.Contains(sql, s.Text) {
+				t.Fatalf("statement text %q is not part of the query", s.Text)
+			}
+			for _, c := range s.Calls {
+				if c.Class != Write && c.Class != Admin {
+					t.Fatalf("call %q needs class %q", c.Name, c.Class)
+				}
+			}
 		}
+	})
+}
+
+// FuzzSettingValues: the readers of SET values never panic, and a boolean
+// PostgreSQL would read as true is never also read as false.
+func FuzzSettingValues(f *testing.F) {
+	for _, s := range []string{"on", "of", "public, \"PG_CATALOG\"", `"a""b", c`, ",,", "\"", "UTF-8"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		// PostgreSQL's parse_bool, written out the long way.
+		l := strings.ToLower(s)
+		prefix := func(w string) bool { return l != "" && strings.HasPrefix(w, l) }
+		wantTrue := prefix("true") || prefix("yes") || l == "on" || l == "1"
+		wantFalse := prefix("false") || prefix("no") || l == "off" || l == "of" || l == "0"
+		v, ok := ParseBool(s)
+		if ok != (wantTrue || wantFalse) || ok && v != wantTrue {
+			t.Fatalf("ParseBool(%q) = %v, %v", s, v, ok)
+		}
+		for _, id := range splitIdentifiers(s) {
+			if len(id) > len(s) {
+				t.Fatalf("identifier %q longer than %q", id, s)
+			}
+		}
+		_ = SafeClientEncoding(s)
 	})
 }
