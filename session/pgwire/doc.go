@@ -25,8 +25,25 @@
 //     upstream itself and only relays the session afterwards;
 //   - a denied statement never reaches upstream: it is swapped for one that is
 //     certain to fail, so the server's transaction state matches what the agent
-//     is told, and the server's error is replaced by SQLSTATE 42501;
-//   - malformed or oversized input ends only that session, with 08P01.
+//     is told, and the server's error is replaced by SQLSTATE 42501; the rest
+//     of its batch is dropped, as the server would skip it;
+//   - names resolve only on what the server confirmed (state.go): a prepared
+//     statement or portal changes when the server says it did, an Execute
+//     of a portal phigate cannot name is refused, and every Execute is
+//     recorded with the statement text it runs;
+//   - the server does what phigate classified: the backend ends the session
+//     when it completes more statements, a writing tag for a statement
+//     classed as not writing, a COPY that was not foreseen, or reports a
+//     lexer setting phigate's parser does not share;
+//   - malformed or oversized input ends only that session, with 08P01, and a
+//     panic in one of its goroutines ends only that session too;
+//   - a cancel is recorded before it is sent, and never after session.end.
+//
+// Which goroutine owns what is said on conn: frontendState and backendState
+// belong to their loop; the expect queue and serverState are shared under
+// conn.mu. The two durability waits are the outBufs' before hooks, installed
+// in relay (conn.go): towards the upstream, every event so far (write-ahead
+// sessions); towards the agent, the latest command's event.
 //
 // It never logs SQL text, parameters, row data, tokens or passwords.
 package pgwire
