@@ -141,12 +141,12 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 	case 'Z':
 		return c.onReady(body)
 	case 'G':
-		if e.cmd == nil || e.cmd.index >= len(e.cmd.stmts) || e.cmd.stmts[e.cmd.index].Class != sqlclass.Import {
+		if !e.cmd.copies(true) {
 			return c.upstreamError("the server started a COPY FROM STDIN phigate did not classify as one")
 		}
 		return c.forward()
 	case 'H':
-		if e.cmd == nil || e.cmd.index >= len(e.cmd.stmts) || e.cmd.stmts[e.cmd.index].Class != sqlclass.Export {
+		if !e.cmd.copies(false) {
 			return c.upstreamError("the server started a COPY TO STDOUT phigate did not classify as one")
 		}
 		return c.onCopyOut(ctx, e, body)
@@ -163,6 +163,16 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 		return c.forward()
 	}
 	return c.upstreamError(fmt.Sprintf("unexpected message type %q", typ))
+}
+
+// copies reports whether the command's current statement is a COPY FROM
+// STDIN (from) or TO STDOUT, as phigate classified it.
+func (cmd *command) copies(from bool) bool {
+	if cmd == nil || cmd.index >= len(cmd.stmts) {
+		return false
+	}
+	c := cmd.stmts[cmd.index].Copy
+	return c != nil && c.Stdio && c.From == from
 }
 
 // onConfirm handles ParseComplete, BindComplete and CloseComplete: the
@@ -379,7 +389,7 @@ func tagFits(class sqlclass.Class, tag string) bool {
 	switch class {
 	case sqlclass.Read, sqlclass.Tx, sqlclass.Session:
 		return quietTags[firstWord(tag)]
-	case sqlclass.Export:
+	case sqlclass.Export, sqlclass.Import:
 		return firstWord(tag) == "COPY"
 	}
 	return true

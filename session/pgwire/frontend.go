@@ -310,7 +310,7 @@ func (c *conn) onQuery(ctx context.Context, body []byte) error {
 // noteCopyIn remembers the command whose COPY FROM STDIN data follows.
 func (c *conn) noteCopyIn(cmd *command) {
 	for _, s := range cmd.stmts {
-		if s.Class == sqlclass.Import {
+		if s.Copy != nil && s.Copy.From && s.Copy.Stdio {
 			c.fe.copyIn, c.fe.copyOffset = cmd, 0
 		}
 	}
@@ -324,7 +324,7 @@ func (c *conn) noteCopyIn(cmd *command) {
 // describe cannot make the server skip the agent's Query.
 func (c *conn) describeCopies(cmd *command, withSync bool) error {
 	for _, s := range cmd.stmts {
-		if s.Class != sqlclass.Export || s.Copy == nil {
+		if s.Copy == nil || s.Copy.From || !s.Copy.Stdio {
 			continue
 		}
 		cmd.copyDesc = true

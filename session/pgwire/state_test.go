@@ -391,3 +391,18 @@ func TestResetKeepsReadOnly(t *testing.T) {
 		t.Fatalf("errors %v, rows %q", w.errs, w.rows)
 	}
 }
+
+// COPY (DELETE ... RETURNING) TO STDOUT is a write: refused to a reader
+// with export, run for a writer, its rows masked as any COPY's.
+func TestCopyOfAWrite(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	const copyDelete = "COPY (DELETE FROM patients WHERE id = 1 RETURNING id, ssn) TO STDOUT"
+	out, err := psql(t, g.dsn("reader-bot", "require"), "-c", copyDelete)
+	if err == nil || !strings.Contains(out, "42501") && !strings.Contains(out, "does not allow write") {
+		t.Fatalf("reader: %v %s", err, out)
+	}
+	out, err = psql(t, g.dsn("writer-ci", "require"), "-c", copyDelete)
+	if err != nil || out != "1\t***-**-6789\n" {
+		t.Fatalf("writer: %v %q", err, out)
+	}
+}

@@ -293,6 +293,12 @@ func classify(version int32, n *pg_query.Node) Statement {
 		}
 	case *pg_query.Node_CopyStmt:
 		st.Copy, st.Class = copyInfo(version, x.CopyStmt)
+		if q := x.CopyStmt.GetQuery(); q != nil && st.Class == Export {
+			// COPY (DELETE ... RETURNING *) TO STDOUT writes.
+			if inner := classify(version, q); inner.Class != Read {
+				st.Class = inner.Class
+			}
+		}
 	case *pg_query.Node_TransactionStmt:
 		st.Class = Tx
 		switch x.TransactionStmt.GetKind() {
@@ -509,7 +515,9 @@ func setClass(s *pg_query.VariableSetStmt) (Class, string) {
 		// where it would take a value phigate never saw.
 		return Session, ""
 	default: // SET x TO DEFAULT, RESET x: back to the session's start value
-		if guardedSettings[name] {
+		// transaction_read_only has no start value of the session's: its
+		// default is read-write, whatever default_transaction_read_only says.
+		if guardedSettings[name] || name == "transaction_read_only" {
 			return Admin, ""
 		}
 		return Session, ""
@@ -529,6 +537,9 @@ func setClass(s *pg_query.VariableSetStmt) (Class, string) {
 		if v, ok := settingBool(args); !ok || !v {
 			return Admin, ""
 		}
+	case "local_preload_libraries":
+		// Loads code into the session's server process.
+		return Admin, ""
 	case "search_path":
 		// Built-in functions are judged by name: they must resolve to
 		// pg_catalog, which is searched first unless the path names it later.
