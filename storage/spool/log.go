@@ -22,7 +22,10 @@ type Log struct {
 	last    int64 // offset of the last frame, -1 before the first
 	lastLSN LSN   // journal position of the last record for this log
 	closing bool  // Close began: no more appends
-	closed  bool
+	// closeLogged: the close record is in the journal, so checkpoints
+	// after it must not list the session as open.
+	closeLogged bool
+	closed      bool
 
 	dirtyEpoch uint64       // owned by the applier: the checkpoint epoch it was last written in
 	applied    atomic.Int64 // bytes written to the file
@@ -180,6 +183,7 @@ func (l *Log) Close(ctx context.Context) error {
 	start := len(b.data)
 	b.data = appendRecord(b.data, recClose, s.lsn, l.id, size, nil, crc32.Checksum(nil, castagnoli))
 	s.lsn += LSN(len(b.data) - start)
+	l.closeLogged = true
 	lsn, kick := s.lsn, !b.kicked
 	b.kicked = true
 	s.mu.Unlock()

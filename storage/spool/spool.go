@@ -710,7 +710,7 @@ func (s *Spool) flush(work chan<- applyItem) (more bool, err error) {
 // appended so far) as a checkpoint record's data.
 func (s *Spool) checkpointLocked(dst []byte) []byte {
 	for id, l := range s.logs {
-		if l.size > 0 {
+		if l.size > 0 && !l.closeLogged {
 			dst = appendCheckpointEntry(dst, openSession{id: id, size: l.size, last: l.last})
 		}
 	}

@@ -756,3 +756,66 @@ func TestAppendLazyTimer(t *testing.T) {
 		t.Fatalf("lazy frame never committed: %v", err)
 	}
 }
+
+// A session whose close record is in the journal is not open in any later
+// checkpoint: closes racing segment rolls must not come back as recovered.
+func TestClosedSessionsStayClosedAcrossRolls(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, SegmentBytes: minSegmentBytes}
+	s := openSpool(t, cfg)
+	r := start(t, s)
+	ctx := context.Background()
+	busy := newRecorder(sessionID(1))
+	lb, _ := s.Create(busy.id)
+	stop := make(chan struct{})
+	rolled := make(chan error, 1)
+	go func() { // keeps the journal rolling
+		for {
+			select {
+			case <-stop:
+				rolled <- nil
+				return
+			default:
+			}
+			lsn, err := lb.Append(busy.next())
+			if err == nil {
+				err = s.Wait(ctx, lsn)
+			}
+			if err != nil {
+				rolled <- err
+				return
+			}
+		}
+	}()
+	var closed []string
+	for i := 0; i < 200; i++ {
+		rec := newRecorder(sessionID(100 + i))
+		l, err := s.Create(rec.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustAppend(t, l, rec.next())
+		mustAppend(t, l, rec.end("terminate"))
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		closed = append(closed, rec.id)
+	}
+	close(stop)
+	if err := <-rolled; err != nil {
+		t.Fatal(err)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Checkpoints < 3 {
+		t.Fatalf("only %d checkpoints: the test needs several rolls", st.Checkpoints)
+	}
+	s.Close()
+	s2 := openSpool(t, cfg)
+	for _, id := range s2.Recovered() {
+		if id != busy.id {
+			t.Fatalf("closed session %s listed as recovered", id)
+		}
+	}
+}
