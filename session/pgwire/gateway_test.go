@@ -77,7 +77,10 @@ type gatewayOptions struct {
 	segmentBytes      int64
 	cleartextLoopback bool
 	maxMessageBytes   int
-	upstreamAuth      string // pgtest auth method of the gateway's role
+	upstreamAuth      string        // pgtest auth method of the gateway's role
+	upstreamRole      string        // the gateway's role; default phigate_svc (tests that run in parallel need their own)
+	database          string        // an existing database with the fixture, owned by upstreamRole; default: a new one
+	stopTimeout       time.Duration // stop fails the test after this long if a session never ends; zero: waits for ever
 }
 
 func startGateway(t *testing.T, opts gatewayOptions) *gateway {
@@ -94,15 +97,22 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	if opts.upstreamAuth == "" {
 		opts.upstreamAuth, role = pgtest.AuthSCRAM, "phigate_svc"
 	}
+	if opts.upstreamRole != "" {
+		role = opts.upstreamRole
+	}
 	g.upstreamPW = "upstream-" + randHex(12)
 	if err := pg.AddUser(ctx, pgtest.User{Name: role, Password: g.upstreamPW, Auth: opts.upstreamAuth}); err != nil {
 		t.Fatal(err)
 	}
-	if err := pg.CreateDatabase(ctx, g.db, role); err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.Exec(ctx, g.db, "SET ROLE "+role+";"+clinicSchema); err != nil {
-		t.Fatal(err)
+	if opts.database != "" {
+		g.db = opts.database
+	} else {
+		if err := pg.CreateDatabase(ctx, g.db, role); err != nil {
+			t.Fatal(err)
+		}
+		if err := pg.Exec(ctx, g.db, "SET ROLE "+role+";"+clinicSchema); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	var tokens []identity.StaticToken
@@ -190,7 +200,22 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		stopSpool()
 	}()
 	var once sync.Once
-	g.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	g.stop = func() {
+		once.Do(func() {
+			cancel()
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			if opts.stopTimeout <= 0 {
+				<-done
+				return
+			}
+			select {
+			case <-done:
+			case <-time.After(opts.stopTimeout):
+				t.Errorf("the gateway did not stop within %v: a session never ended", opts.stopTimeout)
+			}
+		})
+	}
 	t.Cleanup(g.stop)
 	return g
 }
