@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +102,20 @@ func pgError(severity, code, msg string) *pgproto3.ErrorResponse {
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	var c *conn
+	defer func() {
+		// A panic before or during login ends this connection, recorded if
+		// its recording had begun, and never the node (the relay's two
+		// goroutines have guards of their own).
+		if r := recover(); r != nil {
+			s.log.Error("connection panicked; ending it", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			if c != nil {
+				s.keys.release(c)
+				c.recordInternalError("login")
+				c.end("internal error")
+			}
+		}
+	}()
 	tc, st, err := s.negotiate(ctx, nc)
 	var se *startupError
 	if err != nil && !errors.As(err, &se) {
@@ -109,7 +124,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		}
 		return
 	}
-	c := &conn{srv: s, client: tc, started: time.Now()}
+	c = &conn{srv: s, client: tc, started: time.Now()}
 	c.id = session.NewID(c.started)
 	c.log = s.log.With("session", c.id)
 	if se != nil {
