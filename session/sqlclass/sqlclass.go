@@ -174,9 +174,10 @@ func Classify(sql string) ([]Statement, error) {
 	}
 	out := make([]Statement, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		st := classify(tree.GetVersion(), raw.GetStmt())
+		calls, dml := scan(raw.GetStmt())
+		st := classify(tree.GetVersion(), raw.GetStmt(), dml)
 		st.Text = stmtText(sql, raw)
-		st.Calls = calls(raw.GetStmt())
+		st.Calls = calls
 		if st.Inner != nil {
 			st.Inner.Text, st.Inner.Calls = st.Text, st.Calls
 		}
@@ -198,10 +199,11 @@ func stmtText(sql string, raw *pg_query.RawStmt) string {
 	return strings.TrimSpace(sql[start : start+n])
 }
 
-// calls lists the function calls (and explicitly qualified operators) of a
-// statement that are not on the allowlist, with the class each needs.
-func calls(n *pg_query.Node) []Call {
-	var out []Call
+// scan walks a statement once: it lists the function calls (and explicitly
+// qualified operators) that are not on the allowlist, with the class each
+// needs, and reports whether a data-modifying statement or a row lock
+// appears anywhere in it (without one, no SELECT in it can write).
+func scan(n *pg_query.Node) (out []Call, dml bool) {
 	add := func(c Call) {
 		if !slices.Contains(out, c) {
 			out = append(out, c)
@@ -209,6 +211,10 @@ func calls(n *pg_query.Node) []Call {
 	}
 	walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
 		switch x := m.Interface().(type) {
+		case *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt, *pg_query.MergeStmt:
+			dml = true
+		case *pg_query.SelectStmt:
+			dml = dml || len(x.GetLockingClause()) > 0
 		case *pg_query.FuncCall:
 			schema, name, ok := qualifiedName(x.GetFuncname())
 			if !ok {
@@ -234,7 +240,7 @@ func calls(n *pg_query.Node) []Call {
 		}
 		return true
 	})
-	return out
+	return out, dml
 }
 
 // operator notes an explicitly qualified operator outside pg_catalog
@@ -276,26 +282,28 @@ func joinName(schema, name string) string {
 	return schema + "." + name
 }
 
-func classify(version int32, n *pg_query.Node) Statement {
+// classify classes one statement; dml is false when scan found no
+// data-modifying statement or row lock anywhere in it.
+func classify(version int32, n *pg_query.Node, dml bool) Statement {
 	kind := nodeKind(n)
 	st := Statement{Kind: kind, Class: Admin}
 	switch x := n.GetNode().(type) {
 	case *pg_query.Node_SelectStmt:
-		st.Class = selectClass(x.SelectStmt)
+		st.Class = selectClass(x.SelectStmt, dml)
 	case *pg_query.Node_InsertStmt, *pg_query.Node_UpdateStmt, *pg_query.Node_DeleteStmt,
 		*pg_query.Node_MergeStmt, *pg_query.Node_TruncateStmt, *pg_query.Node_LockStmt:
 		st.Class = Write
 	case *pg_query.Node_ExplainStmt:
 		st.Class = Read
 		if explainRuns(x.ExplainStmt) {
-			inner := classify(version, x.ExplainStmt.GetQuery())
+			inner := classify(version, x.ExplainStmt.GetQuery(), dml)
 			st.Class, st.Execute, st.Refused = inner.Class, inner.Execute, inner.Refused
 		}
 	case *pg_query.Node_CopyStmt:
 		st.Copy, st.Class = copyInfo(version, x.CopyStmt)
 		if q := x.CopyStmt.GetQuery(); q != nil && st.Class == Export {
 			// COPY (DELETE ... RETURNING *) TO STDOUT writes.
-			if inner := classify(version, q); inner.Class != Read {
+			if inner := classify(version, q, dml); inner.Class != Read {
 				st.Class = inner.Class
 			}
 		}
@@ -339,12 +347,12 @@ func classify(version int32, n *pg_query.Node) Statement {
 			st.Effect = EffectCloseAll
 		}
 	case *pg_query.Node_DeclareCursorStmt:
-		inner := classify(version, x.DeclareCursorStmt.GetQuery())
+		inner := classify(version, x.DeclareCursorStmt.GetQuery(), dml)
 		st.Class, st.Refused, st.Inner = inner.Class, inner.Refused, &inner
 		st.Effect, st.Name = EffectDeclare, x.DeclareCursorStmt.GetPortalname()
 		st.Hold = x.DeclareCursorStmt.GetOptions()&cursorOptHold != 0
 	case *pg_query.Node_PrepareStmt:
-		inner := classify(version, x.PrepareStmt.GetQuery())
+		inner := classify(version, x.PrepareStmt.GetQuery(), dml)
 		st.Class, st.Refused, st.Inner = inner.Class, inner.Refused, &inner
 		st.Prepare, st.Effect, st.Name = x.PrepareStmt.GetName(), EffectPrepare, x.PrepareStmt.GetName()
 	case *pg_query.Node_ExecuteStmt:
@@ -379,9 +387,12 @@ func classify(version int32, n *pg_query.Node) Statement {
 
 // selectClass is Read unless the SELECT writes: INTO, row locks, or a
 // data-modifying statement anywhere inside (a CTE, a subquery).
-func selectClass(s *pg_query.SelectStmt) Class {
+func selectClass(s *pg_query.SelectStmt, dml bool) Class {
 	if s.GetIntoClause() != nil {
 		return DDL
+	}
+	if !dml {
+		return Read
 	}
 	class := Read
 	if len(s.GetLockingClause()) > 0 {
