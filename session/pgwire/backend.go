@@ -358,7 +358,11 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 				d = cmd.defs[cmd.index]
 			}
 			c.mu.Lock()
-			c.server.apply(st, d, tag)
+			var running *portalInfo
+			if e.kind == expExecute {
+				running = e.portal
+			}
+			c.server.apply(st, d, tag, running)
 			c.mu.Unlock()
 		}
 	case 'I':

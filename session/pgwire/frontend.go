@@ -511,7 +511,7 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 		cmd.errored = true
 		return c.refuseExtended(&expect{kind: expExecute, cmd: cmd}, deny)
 	}
-	cmd.stmts = p.stmts
+	cmd.stmts, cmd.defs = p.stmts, defsOf(p.stmts)
 	if c.profile != nil {
 		if err := c.describeCopies(cmd, false); err != nil {
 			return err

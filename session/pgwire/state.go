@@ -99,8 +99,10 @@ func (s *serverState) definePortal(p *portalInfo) {
 }
 
 // apply makes a completed statement's effect on named objects; d holds the
-// objects the statement defines, tag its CommandComplete tag.
-func (s *serverState) apply(st *sqlclass.Statement, d def, tag string) {
+// objects the statement defines, tag its CommandComplete tag, running the
+// portal that ran it (nil for a simple Query, whose own portal is gone once
+// the query ends).
+func (s *serverState) apply(st *sqlclass.Statement, d def, tag string, running *portalInfo) {
 	switch st.Effect {
 	case sqlclass.EffectPrepare:
 		if d.stmt != nil {
@@ -109,10 +111,10 @@ func (s *serverState) apply(st *sqlclass.Statement, d def, tag string) {
 	case sqlclass.EffectDeallocate:
 		delete(s.stmts, st.Name)
 	case sqlclass.EffectDeallocateAll:
-		clear(s.stmts)
+		s.dropNamedStmts()
 	case sqlclass.EffectDiscardAll:
-		clear(s.stmts)
-		clear(s.portals)
+		s.dropNamedStmts()
+		s.dropPortalsBut(running)
 	case sqlclass.EffectDeclare:
 		if d.portal != nil {
 			s.definePortal(d.portal)
@@ -120,10 +122,12 @@ func (s *serverState) apply(st *sqlclass.Statement, d def, tag string) {
 	case sqlclass.EffectClose:
 		delete(s.portals, st.Name)
 	case sqlclass.EffectCloseAll:
-		clear(s.portals)
+		s.dropPortalsBut(running)
 	case sqlclass.EffectTxEnd:
 		// COMMIT of a failed transaction answers ROLLBACK.
 		s.endTx(strings.HasPrefix(tag, "ROLLBACK"))
+	case sqlclass.EffectRollback:
+		s.endTx(true)
 	case sqlclass.EffectSavepoint:
 		s.seq++
 		s.savepoints = append(s.savepoints, savepoint{st.Name, s.seq})
@@ -141,6 +145,25 @@ func (s *serverState) apply(st *sqlclass.Statement, d def, tag string) {
 			}
 			s.savepoints = s.savepoints[:i+1]
 			s.txFailed = false
+		}
+	}
+}
+
+// dropNamedStmts is DEALLOCATE ALL: the unnamed statement is not in the
+// server's table of prepared statements, and stays.
+func (s *serverState) dropNamedStmts() {
+	for name := range s.stmts {
+		if name != "" {
+			delete(s.stmts, name)
+		}
+	}
+}
+
+// dropPortalsBut is CLOSE ALL: every portal but the one running it.
+func (s *serverState) dropPortalsBut(running *portalInfo) {
+	for name, p := range s.portals {
+		if p != running {
+			delete(s.portals, name)
 		}
 	}
 }
@@ -246,7 +269,9 @@ func (e *expect) stmtEffect(name string) (s *stmtInfo, touches bool) {
 					return nil, true
 				}
 			case sqlclass.EffectDeallocateAll, sqlclass.EffectDiscardAll:
-				return nil, true
+				if name != "" { // the unnamed statement stays
+					return nil, true
+				}
 			}
 		}
 	}
@@ -286,8 +311,11 @@ func (e *expect) portalEffect(name string) (p *portalInfo, touches, unsure bool)
 					return nil, true, false
 				}
 			case sqlclass.EffectCloseAll, sqlclass.EffectDiscardAll:
+				if e.kind == expExecute && e.portal != nil && e.portal.name == name {
+					return e.portal, true, false // the running portal stays
+				}
 				return nil, true, false
-			case sqlclass.EffectTxEnd, sqlclass.EffectRollbackTo:
+			case sqlclass.EffectTxEnd, sqlclass.EffectRollback, sqlclass.EffectRollbackTo:
 				return nil, false, true
 			}
 		}
@@ -355,11 +383,17 @@ func (c *conn) resolveStmt(ctx context.Context, name string) (*stmtInfo, error) 
 	}
 }
 
-// resolvePortal is resolveStmt for portals.
+// resolvePortal is resolveStmt for portals. When the current batch itself
+// holds a change that ends portals wholesale (a transaction end, a
+// ROLLBACK TO), the earlier batches are awaited and the current one is
+// played forward on the confirmed state (simulatePortal).
 func (c *conn) resolvePortal(ctx context.Context, name string) (*portalInfo, error) {
 	for {
 		c.mu.Lock()
 		p, ok := c.predictPortal(name)
+		if !ok && (len(c.queue) == 0 || c.queue[0].batch == c.fe.batch) {
+			p, ok = c.simulatePortal(name), true
+		}
 		c.mu.Unlock()
 		if ok {
 			return p, nil
@@ -368,6 +402,62 @@ func (c *conn) resolvePortal(ctx context.Context, name string) (*portalInfo, err
 			return nil, err
 		}
 	}
+}
+
+// simulatePortal plays the current batch's pending changes forward on the
+// confirmed state and returns what name then denotes. Every earlier batch
+// has been answered, and within a batch a message runs only if all before
+// it succeeded, so the outcome is certain. c.mu must be held.
+func (c *conn) simulatePortal(name string) *portalInfo {
+	sim := serverState{
+		stmts:      map[string]*stmtInfo{},
+		portals:    make(map[string]*portalInfo, len(c.server.portals)),
+		savepoints: append([]savepoint(nil), c.server.savepoints...),
+		seq:        c.server.seq,
+		txFailed:   c.server.txFailed,
+	}
+	orig := map[*portalInfo]*portalInfo{} // simulated copy -> the real one
+	copyOf := func(p *portalInfo) *portalInfo {
+		cp := *p
+		orig[&cp] = p
+		return &cp
+	}
+	for n, p := range c.server.portals {
+		sim.portals[n] = copyOf(p)
+	}
+	for _, e := range c.queue {
+		if e.hidden || e.deny != nil {
+			continue
+		}
+		switch e.kind {
+		case expBind:
+			sim.definePortal(copyOf(e.portal))
+		case expClose:
+			if e.closeType == 'P' {
+				delete(sim.portals, e.name)
+			}
+		case expExecute:
+			for i := range e.cmd.stmts {
+				st := &e.cmd.stmts[i]
+				tag := ""
+				if st.Effect == sqlclass.EffectTxEnd && sim.txFailed {
+					tag = "ROLLBACK" // COMMIT of a failed transaction
+				}
+				var d def
+				if e.cmd.defs != nil {
+					d = e.cmd.defs[i]
+					if d.portal != nil {
+						d.portal = copyOf(d.portal)
+					}
+				}
+				sim.apply(st, d, tag, sim.portals[e.portal.name])
+			}
+		}
+	}
+	if p := sim.portals[name]; p != nil {
+		return orig[p]
+	}
+	return nil
 }
 
 // awaitEarlierBatches sends what is buffered for the upstream and waits

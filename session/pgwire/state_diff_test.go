@@ -225,7 +225,12 @@ func genPipelines(r *rand.Rand) [][]pgproto3.FrontendMessage {
 				continue
 			}
 			for range 1 + r.IntN(5) {
-				switch r.IntN(11) {
+				switch r.IntN(13) {
+				case 11, 12:
+					// Transaction control, cursors and PREPARE through the
+					// extended protocol, in the middle of a batch.
+					q := query()
+					chunk = append(chunk, &pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Execute{})
 				case 0, 1, 2:
 					q := fmt.Sprintf("SELECT '%s' AS t", next())
 					if r.IntN(8) == 0 {

@@ -113,7 +113,8 @@ const (
 	EffectDeclare              // DECLARE Name CURSOR: a portal (Hold: WITH HOLD)
 	EffectClose                // CLOSE Name
 	EffectCloseAll             // CLOSE ALL
-	EffectTxEnd                // COMMIT, ROLLBACK, END, ABORT, PREPARE TRANSACTION (with or without AND CHAIN)
+	EffectTxEnd                // COMMIT, END, PREPARE TRANSACTION (with or without AND CHAIN): a rollback if the transaction failed
+	EffectRollback             // ROLLBACK, ABORT (with or without AND CHAIN)
 	EffectSavepoint            // SAVEPOINT Name
 	EffectRelease              // RELEASE Name
 	EffectRollbackTo           // ROLLBACK TO Name
@@ -467,9 +468,10 @@ func explainRuns(e *pg_query.ExplainStmt) bool {
 
 func txEffect(t *pg_query.TransactionStmt) (Effect, string) {
 	switch t.GetKind() {
-	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT, pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK,
-		pg_query.TransactionStmtKind_TRANS_STMT_PREPARE:
+	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT, pg_query.TransactionStmtKind_TRANS_STMT_PREPARE:
 		return EffectTxEnd, ""
+	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK:
+		return EffectRollback, ""
 	case pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
 		return EffectSavepoint, t.GetSavepointName()
 	case pg_query.TransactionStmtKind_TRANS_STMT_RELEASE:

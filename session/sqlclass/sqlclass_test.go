@@ -203,7 +203,7 @@ func TestEffects(t *testing.T) {
 	want := []eff{{EffectPrepare, "s", false}, {EffectDeallocate, "s", false}, {EffectDeallocateAll, "", false}, {EffectDiscardAll, "", false},
 		{EffectDeclare, "c", true}, {EffectClose, "c", false}, {EffectCloseAll, "", false}, {EffectNone, "", false},
 		{EffectSavepoint, "a", false}, {EffectRelease, "a", false}, {EffectRollbackTo, "a", false}, {EffectTxEnd, "", false},
-		{EffectTxEnd, "", false}, {EffectTxEnd, "", false}, {EffectNone, "", false}}
+		{EffectRollback, "", false}, {EffectTxEnd, "", false}, {EffectNone, "", false}}
 	if len(stmts) != len(want) {
 		t.Fatalf("%d statements", len(stmts))
 	}
