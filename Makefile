@@ -12,7 +12,7 @@ FUZZTIME ?= 20s
 TEST_DEBS := postgresql-15 postgresql-client-15 pgbouncer
 BENCH_DEBS := $(TEST_DEBS)
 
-.PHONY: all build test test-race vet demo bench fuzz deps bench-deps clean
+.PHONY: all build test test-race test-clients vet demo bench fuzz deps bench-deps clean
 
 all: build
 
@@ -29,12 +29,23 @@ bench-deps:
 vet:
 	$(GO) vet $(PKGS)
 
+# test runs every test, then the concurrent core again under the race
+# detector (test-race).
 test: deps build vet
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory test-race
 
 # test-race runs the concurrent core (proxy, spool, recording) under the race detector.
 test-race: deps
 	$(GO) test -count=1 -race -timeout 20m ./session/... ./storage/... ./replay/...
+
+# test-clients runs pgx's and lib/pq's own test suites twice, directly
+# against PostgreSQL and through a phigate node, and fails if a test that
+# passes directly does not pass through phigate, unless
+# internal/clientsuite/expected-differences.txt says why it differs on
+# purpose. The summary goes to internal/clientsuite/results/summary.txt.
+test-clients: deps build
+	$(GO) run ./internal/clientsuite --phigate $(BIN) --results internal/clientsuite/results
 
 demo: deps build
 	$(GO) run ./examples/demo --phigate $(BIN)
