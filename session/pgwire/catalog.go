@@ -21,6 +21,19 @@ type catalog struct {
 	mu   sync.Mutex // serialises use of conn
 	conn *pgconn.PgConn
 	rels map[uint32]*relation
+	// looks are the database's look-alikes of built-in names; nil until
+	// fetched, and again after DDL or ttl.
+	looks *lookalikes
+}
+
+// lookalikes are the functions and operators defined outside pg_catalog
+// whose names a statement may use unqualified: search_path resolution can
+// pick them over the built-in of the same name. Functions and operators
+// that an extension installed and that are declared immutable or stable are
+// trusted as built-ins are.
+type lookalikes struct {
+	funcs, ops map[string]bool
+	fetched    time.Time
 }
 
 type relation struct {
@@ -102,10 +115,67 @@ func (c *catalog) connect(ctx context.Context) (*pgconn.PgConn, error) {
 	return pgconn.ConnectConfig(ctx, cfg)
 }
 
-// invalidate forgets every cached relation, after DDL went through.
+const lookalikesQuery = `SELECT 'f', p.proname
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND (p.provolatile = 'v' OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+       WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'))
+UNION
+SELECT 'o', o.oprname
+FROM pg_catalog.pg_operator o
+JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+LEFT JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND (p.provolatile IS DISTINCT FROM 'i' AND p.provolatile IS DISTINCT FROM 's'
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+       WHERE d.classid = 'pg_catalog.pg_operator'::regclass AND d.objid = o.oid AND d.deptype = 'e'))`
+
+// lookalikesOf returns the database's look-alikes of built-in names,
+// fetched at most once per ttl (and again after DDL).
+func (c *catalog) lookalikesOf(ctx context.Context) (*lookalikes, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.looks != nil && time.Since(c.looks.fetched) <= c.ttl {
+		return c.looks, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		if c.conn == nil || c.conn.IsClosed() {
+			up, err := c.connect(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("catalog: connect to %q: %w", c.res.Name, err)
+			}
+			c.conn = up
+		}
+		l := &lookalikes{funcs: map[string]bool{}, ops: map[string]bool{}, fetched: time.Now()}
+		rr := c.conn.ExecParams(ctx, lookalikesQuery, nil, nil, nil, nil)
+		for rr.NextRow() {
+			v := rr.Values()
+			if string(v[0]) == "f" {
+				l.funcs[string(v[1])] = true
+			} else {
+				l.ops[string(v[1])] = true
+			}
+		}
+		if _, err := rr.Close(); err != nil {
+			if c.conn.IsClosed() && attempt == 0 {
+				continue // the server restarted under us; reconnect once
+			}
+			return nil, fmt.Errorf("catalog: look up functions and operators: %w", err)
+		}
+		c.looks = l
+		return l, nil
+	}
+}
+
+// invalidate forgets every cached relation and look-alike, after DDL went
+// through.
 func (c *catalog) invalidate() {
 	c.mu.Lock()
 	clear(c.rels)
+	c.looks = nil
 	c.mu.Unlock()
 }
 

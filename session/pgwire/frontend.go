@@ -241,7 +241,60 @@ func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (s
 	if err != nil {
 		return nil, nil, err
 	}
+	resolved, deny = c.withLookalikes(ctx, resolved, rc)
+	if deny != nil {
+		return nil, deny, nil
+	}
 	return stmts, c.decide(resolved, rc), nil
+}
+
+// withLookalikes returns stmts with an admin call added for every
+// unqualified built-in function or operator they use that has a look-alike
+// in the database (which search_path could pick instead). When the
+// database's functions cannot be read, the command is refused: phigate does
+// not forward what it cannot vouch for.
+func (c *conn) withLookalikes(ctx context.Context, stmts []sqlclass.Statement, rc *record.Command) ([]sqlclass.Statement, *pgproto3.ErrorResponse) {
+	need := false
+	for _, s := range stmts {
+		need = need || len(s.Builtins) > 0 || len(s.Operators) > 0
+	}
+	if !need {
+		return stmts, nil
+	}
+	looks, err := c.cat.lookalikesOf(ctx)
+	if err != nil {
+		c.log.Error("cannot read the database's functions and operators", "err", err)
+		rc.Decision, rc.Reason = "deny", "the database's functions and operators could not be read"
+		return nil, pgError("ERROR", codeSystemError, "phigate cannot check which functions this statement calls; it was not run")
+	}
+	if len(looks.funcs) == 0 && len(looks.ops) == 0 {
+		return stmts, nil
+	}
+	var out []sqlclass.Statement
+	for i, s := range stmts {
+		var extra []sqlclass.Call
+		for _, name := range s.Builtins {
+			if looks.funcs[name] {
+				extra = append(extra, sqlclass.Call{Name: name, Class: sqlclass.Admin})
+			}
+		}
+		for _, name := range s.Operators {
+			if looks.ops[name] {
+				extra = append(extra, sqlclass.Call{Name: "OPERATOR(" + name + ")", Class: sqlclass.Admin})
+			}
+		}
+		if extra == nil {
+			continue
+		}
+		if out == nil {
+			out = append([]sqlclass.Statement(nil), stmts...) // the classified slice is shared through the cache
+		}
+		out[i].Calls = append(append([]sqlclass.Call(nil), s.Calls...), extra...)
+	}
+	if out == nil {
+		return stmts, nil
+	}
+	return out, nil
 }
 
 // appendCommand records a command before it is forwarded. Its position is
@@ -503,7 +556,10 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 	if err != nil {
 		return err
 	}
-	deny := c.decide(resolved, rc)
+	resolved, deny := c.withLookalikes(ctx, resolved, rc)
+	if deny == nil {
+		deny = c.decide(resolved, rc)
+	}
 	if err := c.appendCommand(rc); err != nil {
 		return err
 	}

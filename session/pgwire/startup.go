@@ -50,6 +50,7 @@ const (
 	codeFeatureNotSupp    = "0A000"
 	codeSyntaxError       = "42601"
 	codeInternalError     = "XX000"
+	codeSystemError       = "58000"
 	// codeCharacterNotInRepertoire is PostgreSQL's for invalid UTF-8.
 	codeCharacterNotInRepertoire = "22021"
 	codeInvalidStatementName     = "26000"
@@ -306,9 +307,9 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 			codeInsufficientPriv, "permission denied: "+d.Reason)
 	}
 	c.res, c.grant = res, d.Grant
+	c.cat = s.catalogFor(res)
 	if d.Grant.Masking != "" {
 		c.profile = s.cfg.Profiles[d.Grant.Masking]
-		c.cat = s.catalogFor(res)
 	}
 	if err := c.startRecording(); err != nil {
 		return err

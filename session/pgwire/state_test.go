@@ -406,3 +406,43 @@ func TestCopyOfAWrite(t *testing.T) {
 		t.Fatalf("writer: %v %q", err, out)
 	}
 }
+
+// A function or operator someone defines outside pg_catalog under a
+// built-in's name can be what search_path resolves an unqualified call to:
+// such calls need admin. Functions of extensions declared immutable or
+// stable count as built-ins.
+func TestLookalikesOfBuiltins(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ctx := context.Background()
+	if err := g.pg.Exec(ctx, g.db, "CREATE EXTENSION pg_trgm"); err != nil { // defines % for text, stable
+		t.Fatal(err)
+	}
+	w := dialWire(t, g, "reader-bot")
+	w.query("SELECT 5 % 2, lower('X')")
+	if len(w.errs) != 0 {
+		t.Fatalf("built-ins refused: %v", w.errs)
+	}
+	writer, err := pgconn.Connect(ctx, g.dsn("writer-ci", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close(ctx)
+	if _, err := writer.Exec(ctx, `CREATE FUNCTION public.lower(varchar) RETURNS text LANGUAGE sql VOLATILE AS $$SELECT 'x'$$;
+		CREATE FUNCTION public.eq(varchar, varchar) RETURNS bool LANGUAGE sql AS $$SELECT true$$;
+		CREATE OPERATOR public.= (leftarg = varchar, rightarg = varchar, function = public.eq)`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ sql, code string }{
+		{"SELECT lower(phone) FROM patients", "42501"},
+		{"SELECT pg_catalog.lower(phone) FROM patients", ""},
+		{"SELECT id FROM patients WHERE phone = '1'", "42501"},
+		{"SELECT id FROM patients WHERE id OPERATOR(pg_catalog.=) 1", ""},
+		{"SELECT CASE phone WHEN '1' THEN 1 END FROM patients", "42501"},
+	} {
+		w.errs = nil
+		w.query(tt.sql)
+		if got := strings.Join(w.errs, ","); got != tt.code {
+			t.Errorf("%s: errors %q, want %q", tt.sql, got, tt.code)
+		}
+	}
+}

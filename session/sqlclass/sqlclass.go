@@ -81,6 +81,13 @@ type Statement struct {
 	// Calls are the functions the statement calls that are not on the
 	// allowlist of side-effect-free built-ins, each with the class it needs.
 	Calls []Call
+	// Builtins and Operators are the allowlisted functions and the
+	// operators the statement names without a schema. The server resolves
+	// them through search_path, and picks a same-named function or operator
+	// of another schema when its argument types fit better: a proxy must
+	// check the database for such look-alikes (sqlclass cannot: it is pure).
+	Builtins  []string
+	Operators []string
 	// Refused, when set, says why no grant may run the statement.
 	Refused string
 	// Effect is what the statement does to the session's named objects
@@ -175,12 +182,12 @@ func Classify(sql string) ([]Statement, error) {
 	}
 	out := make([]Statement, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		calls, dml := scan(raw.GetStmt())
-		st := classify(tree.GetVersion(), raw.GetStmt(), dml)
+		sc := scan(raw.GetStmt())
+		st := classify(tree.GetVersion(), raw.GetStmt(), sc.dml)
 		st.Text = stmtText(sql, raw)
-		st.Calls = calls
+		st.Calls, st.Builtins, st.Operators = sc.calls, sc.builtins, sc.operators
 		if st.Inner != nil {
-			st.Inner.Text, st.Inner.Calls = st.Text, st.Calls
+			st.Inner.Text, st.Inner.Calls, st.Inner.Builtins, st.Inner.Operators = st.Text, st.Calls, st.Builtins, st.Operators
 		}
 		out = append(out, st)
 	}
@@ -200,60 +207,92 @@ func stmtText(sql string, raw *pg_query.RawStmt) string {
 	return strings.TrimSpace(sql[start : start+n])
 }
 
-// scan walks a statement once: it lists the function calls (and explicitly
+// scanned is what one walk over a statement finds.
+type scanned struct {
+	calls     []Call
+	builtins  []string
+	operators []string
+	// dml: a data-modifying statement or a row lock appears somewhere
+	// (without one, no SELECT in the statement can write).
+	dml bool
+}
+
+// scan walks a statement once: the function calls (and explicitly
 // qualified operators) that are not on the allowlist, with the class each
-// needs, and reports whether a data-modifying statement or a row lock
-// appears anywhere in it (without one, no SELECT in it can write).
-func scan(n *pg_query.Node) (out []Call, dml bool) {
-	add := func(c Call) {
-		if !slices.Contains(out, c) {
-			out = append(out, c)
+// needs; the unqualified allowlisted calls and operators; and whether
+// anything in it writes.
+func scan(n *pg_query.Node) scanned {
+	var sc scanned
+	addCall := func(c Call) {
+		if !slices.Contains(sc.calls, c) {
+			sc.calls = append(sc.calls, c)
+		}
+	}
+	op := func(names []*pg_query.Node) {
+		if len(names) == 0 {
+			return
+		}
+		schema, name, ok := qualifiedName(names)
+		switch {
+		case !ok || (schema != "" && schema != "pg_catalog"):
+			// OPERATOR(schema.op) reaches a function chosen by whoever
+			// made the operator.
+			addCall(Call{Name: "OPERATOR(" + joinName(schema, name) + ")", Class: Admin})
+		case schema == "" && !slices.Contains(sc.operators, name):
+			sc.operators = append(sc.operators, name)
 		}
 	}
 	walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
 		switch x := m.Interface().(type) {
 		case *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt, *pg_query.MergeStmt:
-			dml = true
+			sc.dml = true
 		case *pg_query.SelectStmt:
-			dml = dml || len(x.GetLockingClause()) > 0
+			sc.dml = sc.dml || len(x.GetLockingClause()) > 0
 		case *pg_query.FuncCall:
 			schema, name, ok := qualifiedName(x.GetFuncname())
 			if !ok {
-				add(Call{Name: "?", Class: Admin})
+				addCall(Call{Name: "?", Class: Admin})
 				break
 			}
 			if cl := FunctionClass(schema, name); cl != "" {
-				add(Call{Name: joinName(schema, name), Class: cl})
+				addCall(Call{Name: joinName(schema, name), Class: cl})
+			} else if schema == "" && !slices.Contains(sc.builtins, name) {
+				sc.builtins = append(sc.builtins, name)
 			}
 		case *pg_query.A_Expr:
-			operator(x.GetName(), add)
+			switch x.GetKind() {
+			case pg_query.A_Expr_Kind_AEXPR_BETWEEN, pg_query.A_Expr_Kind_AEXPR_NOT_BETWEEN,
+				pg_query.A_Expr_Kind_AEXPR_BETWEEN_SYM, pg_query.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM:
+				// Expanded into comparisons, resolved by name.
+				for _, o := range []string{"<=", ">=", "<", ">"} {
+					op([]*pg_query.Node{pg_query.MakeStrNode(o)})
+				}
+			default:
+				op(x.GetName())
+			}
+		case *pg_query.CaseExpr:
+			if x.GetArg() != nil { // CASE x WHEN y compares with =
+				op([]*pg_query.Node{pg_query.MakeStrNode("=")})
+			}
+		case *pg_query.JoinExpr:
+			if x.GetIsNatural() || len(x.GetUsingClause()) > 0 {
+				op([]*pg_query.Node{pg_query.MakeStrNode("=")})
+			}
 		case *pg_query.SubLink:
-			operator(x.GetOperName(), add)
+			op(x.GetOperName())
 		case *pg_query.SortBy:
-			operator(x.GetUseOp(), add)
+			op(x.GetUseOp())
 		case *pg_query.RangeTableSample:
 			// TABLESAMPLE methods are functions too; bernoulli and system
 			// are the built-in ones.
 			schema, name, ok := qualifiedName(x.GetMethod())
 			if !ok || (schema != "" && schema != "pg_catalog") || (name != "bernoulli" && name != "system") {
-				add(Call{Name: "TABLESAMPLE " + joinName(schema, name), Class: Admin})
+				addCall(Call{Name: "TABLESAMPLE " + joinName(schema, name), Class: Admin})
 			}
 		}
 		return true
 	})
-	return out, dml
-}
-
-// operator notes an explicitly qualified operator outside pg_catalog
-// (OPERATOR(schema.op)): it reaches a function chosen by whoever made the
-// operator. Built-in operators are written unqualified or in pg_catalog.
-func operator(names []*pg_query.Node, add func(Call)) {
-	if len(names) == 0 {
-		return
-	}
-	if schema, name, ok := qualifiedName(names); !ok || (schema != "" && schema != "pg_catalog") {
-		add(Call{Name: "OPERATOR(" + joinName(schema, name) + ")", Class: Admin})
-	}
+	return sc
 }
 
 // qualifiedName splits a parser name list into schema and name. A list of

@@ -220,6 +220,24 @@ func TestEffects(t *testing.T) {
 	}
 }
 
+// Unqualified built-in calls and operators are reported, so that a proxy
+// can check the database for look-alikes that search_path would pick.
+func TestResolvedNames(t *testing.T) {
+	stmts, err := Classify(`SELECT lower(a), pg_catalog.upper(b), nextval('s') FROM t JOIN u USING (id)
+		WHERE a || b LIKE 'x%' AND c BETWEEN 1 AND 2 AND CASE d WHEN 1 THEN true END AND e OPERATOR(pg_catalog.=) 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stmts[0]
+	if !slices.Equal(st.Builtins, []string{"lower"}) {
+		t.Errorf("builtins = %q", st.Builtins)
+	}
+	slices.Sort(st.Operators)
+	if want := []string{"<", "<=", "=", ">", ">=", "||", "~~"}; !slices.Equal(st.Operators, want) {
+		t.Errorf("operators = %q, want %q", st.Operators, want)
+	}
+}
+
 func TestStatementText(t *testing.T) {
 	stmts, err := Classify("SELECT 1;  DELETE FROM t ; /* c */ SELECT 'a;b'")
 	if err != nil {
