@@ -76,33 +76,48 @@ func (c *catalog) source(ctx context.Context, oid uint32, attnum int16) (string,
 }
 
 func (c *catalog) fetch(ctx context.Context, oid uint32) (*relation, error) {
+	var rel *relation
+	err := c.query(ctx, relationQuery, [][]byte{fmt.Appendf(nil, "%d", oid)}, []uint32{26}, func() {
+		rel = &relation{cols: map[int16]string{}, fetched: time.Now()}
+	}, func(v [][]byte) {
+		rel.schema, rel.table = string(v[0]), string(v[1])
+		var n int16
+		if _, err := fmt.Sscan(string(v[2]), &n); err == nil {
+			rel.cols[n] = string(v[3])
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: look up relation %d: %w", oid, err)
+	}
+	return rel, nil
+}
+
+// query runs sql on the catalog connection (c.mu held), connecting when
+// needed and once more if the server restarted under it; start runs before
+// each attempt, row for every row.
+func (c *catalog) query(ctx context.Context, sql string, args [][]byte, oids []uint32, start func(), row func([][]byte)) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		if c.conn == nil || c.conn.IsClosed() {
 			up, err := c.connect(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("catalog: connect to %q: %w", c.res.Name, err)
+				return fmt.Errorf("connect to %q: %w", c.res.Name, err)
 			}
 			c.conn = up
 		}
-		rr := c.conn.ExecParams(ctx, relationQuery, [][]byte{fmt.Appendf(nil, "%d", oid)}, []uint32{26}, nil, nil)
-		rel := &relation{cols: map[int16]string{}, fetched: time.Now()}
+		start()
+		rr := c.conn.ExecParams(ctx, sql, args, oids, nil, nil)
 		for rr.NextRow() {
-			v := rr.Values()
-			rel.schema, rel.table = string(v[0]), string(v[1])
-			var n int16
-			if _, err := fmt.Sscan(string(v[2]), &n); err == nil {
-				rel.cols[n] = string(v[3])
-			}
+			row(rr.Values())
 		}
 		if _, err := rr.Close(); err != nil {
 			if c.conn.IsClosed() && attempt == 0 {
 				continue // the server restarted under us; reconnect once
 			}
-			return nil, fmt.Errorf("catalog: look up relation %d: %w", oid, err)
+			return err
 		}
-		return rel, nil
+		return nil
 	}
 }
 
@@ -139,35 +154,21 @@ func (c *catalog) lookalikesOf(ctx context.Context) (*lookalikes, error) {
 	if c.looks != nil && time.Since(c.looks.fetched) <= c.ttl {
 		return c.looks, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	for attempt := 0; ; attempt++ {
-		if c.conn == nil || c.conn.IsClosed() {
-			up, err := c.connect(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("catalog: connect to %q: %w", c.res.Name, err)
-			}
-			c.conn = up
+	var l *lookalikes
+	err := c.query(ctx, lookalikesQuery, nil, nil, func() {
+		l = &lookalikes{funcs: map[string]bool{}, ops: map[string]bool{}, fetched: time.Now()}
+	}, func(v [][]byte) {
+		if string(v[0]) == "f" {
+			l.funcs[string(v[1])] = true
+		} else {
+			l.ops[string(v[1])] = true
 		}
-		l := &lookalikes{funcs: map[string]bool{}, ops: map[string]bool{}, fetched: time.Now()}
-		rr := c.conn.ExecParams(ctx, lookalikesQuery, nil, nil, nil, nil)
-		for rr.NextRow() {
-			v := rr.Values()
-			if string(v[0]) == "f" {
-				l.funcs[string(v[1])] = true
-			} else {
-				l.ops[string(v[1])] = true
-			}
-		}
-		if _, err := rr.Close(); err != nil {
-			if c.conn.IsClosed() && attempt == 0 {
-				continue // the server restarted under us; reconnect once
-			}
-			return nil, fmt.Errorf("catalog: look up functions and operators: %w", err)
-		}
-		c.looks = l
-		return l, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: look up functions and operators: %w", err)
 	}
+	c.looks = l
+	return l, nil
 }
 
 // invalidate forgets every cached relation and look-alike, after DDL went

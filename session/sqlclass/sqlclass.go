@@ -628,15 +628,20 @@ func settingBool(args []*pg_query.Node) (v, ok bool) {
 		return false, false
 	}
 	if c := args[0].GetAConst(); c != nil && c.GetIval() != nil {
-		switch c.GetIval().GetIval() {
-		case 0:
-			return false, true
-		case 1:
-			return true, true
-		}
-		return false, false
+		return intBool(c.GetIval().GetIval())
 	}
 	return ParseBool(constString(args[0]))
+}
+
+// intBool is PostgreSQL's reading of an integer as a boolean: 0 or 1 only.
+func intBool(i int32) (v, ok bool) {
+	switch i {
+	case 0:
+		return false, true
+	case 1:
+		return true, true
+	}
+	return false, false
 }
 
 // pgCatalogFirst reports whether a search_path value leaves pg_catalog
@@ -759,22 +764,10 @@ func defBool(d *pg_query.DefElem) (v, ok bool) {
 		return true, true
 	}
 	if i := arg.GetInteger(); i != nil {
-		switch i.GetIval() {
-		case 0:
-			return false, true
-		case 1:
-			return true, true
-		}
-		return false, false
+		return intBool(i.GetIval())
 	}
 	if c := arg.GetAConst(); c != nil && c.GetIval() != nil {
-		switch c.GetIval().GetIval() {
-		case 0:
-			return false, true
-		case 1:
-			return true, true
-		}
-		return false, false
+		return intBool(c.GetIval().GetIval())
 	}
 	if b := arg.GetBoolean(); b != nil {
 		return b.GetBoolval(), true
