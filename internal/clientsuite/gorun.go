@@ -208,7 +208,7 @@ func (g *goRunner) unfinished(ctx context.Context, res Results, run, pkg string)
 	timedOut := slices.ContainsFunc(p.Output, func(l string) bool { return strings.Contains(l, "test timed out") })
 	list := run
 	if list == "" {
-		list = "^Test"
+		list = "^(Test|Example|Fuzz)"
 	}
 	args := append(slices.Clip(g.prefix), "go", "test", "-trimpath", "-vet=off", "-list", list, pkg)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
@@ -227,7 +227,7 @@ func (g *goRunner) unfinished(ctx context.Context, res Results, run, pkg string)
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
 		t := strings.TrimSpace(sc.Text())
-		if !strings.HasPrefix(t, "Test") || strings.ContainsAny(t, " \t") {
+		if !(strings.HasPrefix(t, "Test") || strings.HasPrefix(t, "Example") || strings.HasPrefix(t, "Fuzz")) || strings.ContainsAny(t, " \t") {
 			continue
 		}
 		switch res.Get(name + "." + t).Outcome {

@@ -175,8 +175,8 @@ type suiteReport struct {
 	*Comparison
 	Packages []string
 	Legs     map[Leg]time.Duration
-	// Flaky tests passed directly, failed through phigate, then passed on
-	// a retry.
+	// Flaky are the top-level tests that passed directly, failed through
+	// phigate (themselves or a subtest), then passed on a retry.
 	Flaky []string
 	// Crashes are the node's unexpected exits during the run.
 	Crashes  []string
@@ -292,6 +292,10 @@ func runSuite(ctx context.Context, o options, phigate, dir string, s *suite, exp
 		if len(todo) == 0 {
 			break
 		}
+		if len(todo) > maxRetried {
+			fmt.Printf("  not retrying: %d top-level tests differ, more than flakiness explains\n", len(todo))
+			break
+		}
 		fmt.Printf("  retrying %d top-level tests through phigate, each alone: %s\n", len(todo), strings.Join(todo, " "))
 		t0 := time.Now()
 		res, err := runners[Phigate].retry(ctx, todo)
@@ -306,11 +310,13 @@ func runSuite(ctx context.Context, o options, phigate, dir string, s *suite, exp
 		results[Phigate] = res
 	}
 	rep.Comparison = Compare(s.Name, results[Direct], results[Phigate], exps)
+	var flaky []Difference
 	for _, d := range first.Unexpected() {
 		if results[Phigate].Get(d.ID).Outcome == Pass {
-			rep.Flaky = append(rep.Flaky, d.ID)
+			flaky = append(flaky, d)
 		}
 	}
+	rep.Flaky = topLevel(flaky)
 	if o.run != "" || len(o.packages) > 0 {
 		// A partial run cannot tell a stale entry from one it did not run.
 		rep.NotCompared = append(rep.NotCompared, rep.Stale...)
@@ -322,6 +328,10 @@ func runSuite(ctx context.Context, o options, phigate, dir string, s *suite, exp
 	rep.Crashes = r.Node.Crashes()
 	return rep, nil
 }
+
+// maxRetried: when more top-level tests than this differ, something is
+// broken, not flaky, and retrying them would only stretch the run.
+const maxRetried = 20
 
 // topLevel returns the distinct top-level tests of the differences.
 func topLevel(ds []Difference) []string {

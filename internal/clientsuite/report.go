@@ -33,7 +33,8 @@ func (r *report) OK(strict bool) bool {
 func (r *report) File() string { return r.render(false, false) }
 
 // String is what is printed: the summary, with the last output lines of
-// each unexpected difference (all differences if verbose).
+// each unexpected difference (and, if verbose, every expected difference
+// by name with its output).
 func (r *report) String(verbose bool) string { return r.render(true, verbose) }
 
 func (r *report) render(output, verbose bool) string {
@@ -90,11 +91,18 @@ func (r *report) render(output, verbose bool) string {
 			sort.Strings(keys)
 			for _, k := range keys {
 				g := groups[k]
-				fmt.Fprintf(&b, "  %s: %s\n", g.e.Test, g.e.Reason)
+				n := ""
+				if len(g.ids) > 1 {
+					n = fmt.Sprintf(" (%d tests)", len(g.ids))
+				}
+				fmt.Fprintf(&b, "  %s%s: %s\n", g.e.Test, n, g.e.Reason)
+				if !verbose {
+					continue
+				}
 				for _, id := range g.ids {
 					fmt.Fprintf(&b, "      %s\n", id)
 				}
-				if output && verbose {
+				if output {
 					for _, d := range s.Differences {
 						if d.Expected == g.e {
 							writeOutput(&b, s.redact, d)
