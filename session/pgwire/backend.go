@@ -338,7 +338,10 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 	if cmd == nil {
 		return c.upstreamError(fmt.Sprintf("unexpected message %q for a command phigate did not record", typ))
 	}
-	if typ != 's' && cmd.index >= len(cmd.stmts) {
+	switch {
+	case typ == 'I' && len(cmd.stmts) == 0 && cmd.index == 0:
+		// An empty query ("", ";", "-- ping"): no statement, one answer.
+	case typ != 's' && cmd.index >= len(cmd.stmts):
 		return c.upstreamError("the server completed more statements than phigate classified")
 	}
 	var tag string

@@ -446,3 +446,18 @@ func TestLookalikesOfBuiltins(t *testing.T) {
 		}
 	}
 }
+
+// Empty queries (clients' pings) are one answer for no statement.
+func TestEmptyQueries(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	w := dialWire(t, g, "reader-bot")
+	for _, q := range []string{"", ";", "-- ping", "/* x */ ;;"} {
+		w.query(q)
+		w.send(&pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		w.until(1)
+	}
+	w.query("SELECT 1")
+	if len(w.errs) != 0 || len(w.rows) != 1 {
+		t.Fatalf("errors %v, rows %q", w.errs, w.rows)
+	}
+}
