@@ -35,7 +35,8 @@ func (r *suiteRun) newRunner(ctx context.Context, o options, leg Leg, redact fun
 	}
 	var why string
 	if g.prefix, why = r.hostsWrapper(ctx); why != "" {
-		fmt.Printf("  note: tests that connect to %s fail in both legs: %s\n", strings.Join(r.Hosts, ", "), why)
+		r.HostsNote = fmt.Sprintf("tests that connect to %s fail in both legs: %s", strings.Join(r.Hosts, ", "), why)
+		fmt.Println("  note: " + r.HostsNote)
 	}
 	return g, nil
 }

@@ -177,7 +177,8 @@ type suiteReport struct {
 	Legs     map[Leg]time.Duration
 	// Flaky are the top-level tests that passed directly, failed through
 	// phigate (themselves or a subtest), then passed on a retry.
-	Flaky []string
+	Flaky     []string
+	HostsNote string
 	// Crashes are the node's unexpected exits during the run.
 	Crashes  []string
 	postgres string
@@ -326,6 +327,7 @@ func runSuite(ctx context.Context, o options, phigate, dir string, s *suite, exp
 		fmt.Println("  " + err.Error())
 	}
 	rep.Crashes = r.Node.Crashes()
+	rep.HostsNote = r.HostsNote
 	return rep, nil
 }
 

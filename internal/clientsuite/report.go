@@ -62,6 +62,12 @@ func (r *report) render(output, verbose bool) string {
 		if len(s.ExtraEnv) > 0 {
 			fmt.Fprintf(&b, "   with %s\n", strings.Join(s.ExtraEnv, " "))
 		}
+		if s.HostsNote != "" {
+			fmt.Fprintf(&b, "   note: %s\n", s.HostsNote)
+		}
+		if s.NotRun != "" {
+			fmt.Fprintf(&b, "   not run in either leg (the suite's CI has them, this machine has not): %s\n", s.NotRun)
+		}
 		// Expected differences, by the entry that explains them.
 		type group struct {
 			e   *Expectation
@@ -116,10 +122,44 @@ func (r *report) render(output, verbose bool) string {
 		}
 		if u := s.Unexpected(); len(u) > 0 || len(s.PackageFailures) > 0 {
 			fmt.Fprintf(&b, "UNEXPECTED differences (%d): passed directly, not through phigate:\n", len(u)+len(s.PackageFailures))
+			// By top-level test, with the output of its first difference
+			// that said something.
+			var tops []string
+			byTop := map[string][]Difference{}
 			for _, d := range u {
-				fmt.Fprintf(&b, "  %s: %s\n", d.ID, d.Phigate.Outcome)
+				top := topLevel([]Difference{d})[0]
+				if byTop[top] == nil {
+					tops = append(tops, top)
+				}
+				byTop[top] = append(byTop[top], d)
+			}
+			for i, top := range tops {
+				if !output && i == maxListed {
+					fmt.Fprintf(&b, "  ... and %d more top-level tests\n", len(tops)-maxListed)
+					break
+				}
+				ds := byTop[top]
+				outcome := string(ds[0].Phigate.Outcome)
+				if ds[0].ID != top {
+					outcome = "a subtest failed"
+				}
+				more := ""
+				if n := len(ds) - 1; ds[0].ID == top && n > 0 {
+					more = fmt.Sprintf(" (and %d of its subtests)", n)
+				} else if ds[0].ID != top {
+					more = fmt.Sprintf(" (%d subtests)", len(ds))
+				}
+				fmt.Fprintf(&b, "  %s: %s%s\n", top, outcome, more)
 				if output {
-					writeOutput(&b, s.redact, d)
+					for _, d := range ds {
+						if len(d.Phigate.Output) > 0 {
+							if d.ID != top {
+								fmt.Fprintf(&b, "      %s:\n", d.ID)
+							}
+							writeOutput(&b, s.redact, d)
+							break
+						}
+					}
 				}
 			}
 			for _, p := range s.PackageFailures {
@@ -144,6 +184,10 @@ func (r *report) render(output, verbose bool) string {
 	}
 	return b.String()
 }
+
+// maxListed caps the top-level tests with unexpected differences the
+// summary file names per suite: a broken build should not make it huge.
+const maxListed = 40
 
 func writeOutput(b *strings.Builder, redact func(string) string, d Difference) {
 	lines := d.Phigate.Output

@@ -49,6 +49,9 @@ type suite struct {
 	// Hosts are names the suite's CI maps to 127.0.0.1 in /etc/hosts; see
 	// hostsWrapper.
 	Hosts []string
+	// NotRun says what the suite's CI also tests that cannot exist here;
+	// its tests skip in both legs (their switches are left unset).
+	NotRun string
 
 	// prepare writes certificates and server files into dir from the
 	// suite's source tree src and returns the server's extra settings.
@@ -74,6 +77,8 @@ type suiteRun struct {
 
 	GatewayPassword string
 	Token           string
+	// HostsNote says why the suite's extra host names could not be given.
+	HostsNote string
 }
 
 // gatewayRole is the role phigate logs in as. It is a superuser because the
@@ -95,6 +100,7 @@ func (r *suiteRun) target(leg Leg) target {
 // validator (PostgreSQL 18 only), the libpq URI oracle and the stress factor.
 var pgxSuite = &suite{
 	Name: "pgx", Module: "github.com/jackc/pgx/v5", Version: "v5.12.0", Root: "pgx",
+	NotRun: "PgBouncer, CockroachDB, CrateDB, the OAuth validator (PostgreSQL 18), the libpq URI oracle, the stress factor",
 	// The packages whose tests reach a server; of pgproto3 (a codec), only
 	// the test that does. The others (internal/..., pgmock, pgproto3's
 	// codec tests, 50 s of them) never connect, so they would pass or fail
@@ -177,6 +183,7 @@ var pgxSuite = &suite{
 // /etc/hosts for the TLS tests (the server certificate names "postgres").
 var pqSuite = &suite{
 	Name: "pq", Module: "github.com/lib/pq", Version: "v1.12.3", Root: "pq",
+	NotRun:   "PgBouncer, Pgpool, CockroachDB",
 	Packages: []string{"./..."},
 	Database: "pqgo", Owner: "pqgo",
 	Hosts: []string{"postgres", "postgres-invalid"},
