@@ -44,8 +44,11 @@ test-race: deps
 # passes directly does not pass through phigate, unless
 # internal/clientsuite/expected-differences.txt says why it differs on
 # purpose. The summary goes to internal/clientsuite/results/summary.txt.
+# CLIENTSUITE_FLAGS adds flags: --strict (fail on stale entries), --keep,
+# --suites pgx, -run ..., -v (go run ./internal/clientsuite -h lists them).
+CLIENTSUITE_FLAGS ?=
 test-clients: deps build
-	$(GO) run ./internal/clientsuite --phigate $(BIN) --results internal/clientsuite/results
+	$(GO) run ./internal/clientsuite --phigate $(BIN) --results internal/clientsuite/results $(CLIENTSUITE_FLAGS)
 
 demo: deps build
 	$(GO) run ./examples/demo --phigate $(BIN)

@@ -141,13 +141,20 @@ func (r *report) render(output, verbose bool) string {
 				ds := byTop[top]
 				outcome := string(ds[0].Phigate.Outcome)
 				if ds[0].ID != top {
-					outcome = "a subtest failed"
+					outcome = "subtests"
+				}
+				var subs []string
+				for _, d := range ds {
+					if d.ID != top {
+						subs = append(subs, strings.TrimPrefix(d.ID, top))
+					}
 				}
 				more := ""
-				if n := len(ds) - 1; ds[0].ID == top && n > 0 {
-					more = fmt.Sprintf(" (and %d of its subtests)", n)
-				} else if ds[0].ID != top {
-					more = fmt.Sprintf(" (%d subtests)", len(ds))
+				switch {
+				case len(subs) > 0 && len(subs) <= 3:
+					more = " (" + strings.Join(subs, ", ") + ")"
+				case len(subs) > 3:
+					more = fmt.Sprintf(" (%d subtests)", len(subs))
 				}
 				fmt.Fprintf(&b, "  %s: %s%s\n", top, outcome, more)
 				if output {
