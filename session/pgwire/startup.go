@@ -405,25 +405,26 @@ func unsafeSetting(name, value string) string {
 // is sent, and the server refuses what it does not know with its own error.
 func upstreamParams(g *policy.Grant, params map[string]string) (map[string]string, *pgproto3.ErrorResponse) {
 	runtime := map[string]string{}
-	names := slices.Sorted(maps.Keys(params))
-	for _, name := range names {
-		value := params[name]
-		switch name {
-		case "user", "database", "replication":
-			continue
-		case "options":
-			pairs, err := parseOptions(value)
-			if err != nil {
+	// The server applies options first and the other parameters after
+	// them, so a parameter of its own overrides the same one in options.
+	if opts, ok := params["options"]; ok {
+		pairs, err := parseOptions(opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range pairs {
+			if err := judgeParam(g, kv[0], kv[1]); err != nil {
 				return nil, err
 			}
-			for _, kv := range pairs {
-				if err := judgeParam(g, kv[0], kv[1]); err != nil {
-					return nil, err
-				}
-				runtime[kv[0]] = kv[1]
-			}
+			runtime[kv[0]] = kv[1]
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		switch name {
+		case "user", "database", "replication", "options":
 			continue
 		}
+		value := params[name]
 		if err := judgeParam(g, name, value); err != nil {
 			return nil, err
 		}

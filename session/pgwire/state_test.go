@@ -276,6 +276,10 @@ func TestStartupParameters(t *testing.T) {
 		{"writer-ci", "options='-c standard_conforming_strings=off'", "", "", "0A000"},
 		{"writer-ci", "options='-c role=postgres'", "", "", "42501"},
 		{"writer-ci", "options='-c statement_timeout=banana'", "", "", "22023"},
+		// A parameter of its own overrides the same one in options, as in
+		// PostgreSQL.
+		{"writer-ci", "options='-c statement_timeout=5 -c statement_timeout=7' statement_timeout=9", "statement_timeout", "9ms", ""},
+		{"writer-ci", "options='-c statement_timeout=5 -c statement_timeout=7'", "statement_timeout", "7ms", ""},
 	} {
 		got, err := show(t, tt.identity, tt.extra, tt.setting)
 		if tt.code != "" {
