@@ -11,7 +11,10 @@
 // It never prints the token or the gateway's password: both are made up per
 // run, and every line it prints from a test is scrubbed of them.
 //
-// It must never be imported: it is test tooling, like internal/pgtest.
+// It is test tooling, like internal/pgtest: the gateway never depends on it.
+// It changes nothing outside its work directory (the module cache aside):
+// the suites' extra host names are given in a private mount namespace, never
+// by editing /etc/hosts.
 package main
 
 import (

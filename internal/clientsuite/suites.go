@@ -24,7 +24,6 @@ const (
 // target is where a leg's clients connect and with what secret.
 type target struct {
 	Leg      Leg
-	Host     string // for TCP; the TLS tests use the name their certificate carries
 	Port     int
 	Password func(suitePassword string) string
 	// Socket is the unix socket directory; empty when the leg has none.
