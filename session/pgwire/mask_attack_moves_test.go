@@ -239,7 +239,7 @@ func notify(payloadSQL string, same, other bool) func(*testing.T, *maskArena) {
 func funcOID(t *testing.T, a *arena, signature string) uint32 {
 	t.Helper()
 	var oid uint32
-	if err := a.su.QueryRow(a.ctx, "SELECT $1::regprocedure::oid", signature).Scan(&oid); err != nil {
+	if err := a.su.QueryRow(a.ctx, "SELECT $1::text::regprocedure::oid", signature).Scan(&oid); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
 	return oid

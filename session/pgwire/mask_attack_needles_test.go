@@ -139,9 +139,9 @@ const (
 // md5 and other hashes of a value are not the value and are not here.
 func phiNeedles(seeds []phiSeed) []needle {
 	var out []needle
-	seen := map[string]bool{}
 	for _, s := range seeds {
 		seed := s.what + " " + s.raw
+		seen := map[string]bool{}
 		add := func(form string, mode matchMode, b []byte) {
 			k := fmt.Sprintf("%d/%x", mode, b)
 			if len(b) == 0 || seen[k] {
