@@ -241,6 +241,49 @@ const (
 	gapNewline = 2
 )
 
+// isFieldSeparator reports the bytes that only ever separate fields and
+// words: brackets and braces of arrays, records and JSON, double quotes,
+// the backslash of escaped quotes, and pipes. No detector reads
+// them as part of a piece of PHI or of its context, so the tokenizer takes
+// them for spaces: "{123-45-6789,\"Doe, John\"}" and "a|b" then tokenize
+// as "123-45-6789, Doe, John" and "a b" do. (As punctuation tokens they
+// glued their neighbours together: a context word before one no longer
+// announced the value after it, and a word after one looked like the
+// continuation of a compound.) Commas, colons, slashes, parentheses and
+// apostrophes carry meaning inside numbers, dates, times, phone numbers and
+// names, and a semicolon ends the clause a context word speaks for; where
+// they separate fields instead, the tokenizer (commas between words) and
+// the number boundaries (see boundaryBefore) tell.
+func isFieldSeparator(c byte) bool {
+	switch c {
+	case '|', '[', ']', '{', '}', '"', '\\':
+		return true
+	}
+	return false
+}
+
+// wordSeparator marks the punctuation that separates fields when it
+// stands between two words with no space around it (see separatesWords):
+// 1 between any two words, 2 only between words of letters.
+var wordSeparator = [256]uint8{',': 1, ';': 1, '(': 2, ')': 2, ':': 2}
+
+// separatesWords reports whether the punctuation byte text[i], with a
+// letter or digit on both sides, separates two fields: "Okafor,Maria",
+// "MRN;00458213", "Ferrante(Ojukwu" (prose puts a space after a comma, a
+// semicolon or a parenthesis). Between digits a comma or semicolon may
+// join a number (see boundaryBefore); a colon or parenthesis next to a
+// digit belongs to a time or a phone number.
+func separatesWords(text []byte, i int) bool {
+	a, b := byteClass[text[i-1]], byteClass[text[i+1]]
+	if a < bDigit {
+		return false
+	}
+	if wordSeparator[text[i]] == 1 {
+		return a != bDigit || b != bDigit
+	}
+	return a > bDigit && b > bDigit
+}
+
 // Byte classes for the tokenizer.
 const (
 	bSpace = iota
@@ -257,7 +300,7 @@ var byteClass = func() (t [256]uint8) {
 		switch {
 		case c == '\n' || c == '\r' || c == '\f' || c == '\v':
 			t[c] = bNewline
-		case c == ' ' || c == '\t':
+		case c == ' ' || c == '\t' || isFieldSeparator(byte(c)):
 			t[c] = bSpace
 		case '0' <= c && c <= '9':
 			t[c] = bDigit
@@ -353,6 +396,13 @@ func (s *Scanner) tokenize(text []byte, from int) {
 			i++
 			continue
 		case bPunct:
+			if i+1 < n && byteClass[text[i+1]] >= bDigit && wordSeparator[c] != 0 && i > from && separatesWords(text, i) {
+				if gap < gapSpace {
+					gap = gapSpace
+				}
+				i++
+				continue
+			}
 			toks = append(toks, token{start: int32(i), end: int32(i + 1), cls: cPunct, gap: gap})
 			gap = gapNone
 			if !hold {

@@ -21,6 +21,10 @@ func (s *Scanner) alnumAt(p int) bool {
 }
 
 // boundaryAfter: the match ending at p is not followed by more of a number.
+// A '/' or ':' after a number of several groups (123-45-6789/..., a phone
+// number, a card) separates it from what follows, as in lists that
+// string_agg or a CSV export make; after a single group or a date it
+// continues it (120/80, 3/14/2005, 10:30).
 func (s *Scanner) boundaryAfter(p int) bool {
 	if p >= len(s.text) {
 		return true
@@ -29,13 +33,22 @@ func (s *Scanner) boundaryAfter(p int) bool {
 	if byteClass[c] >= bDigit {
 		return false
 	}
-	if (c == '.' || c == '-' || c == '/' || c == ':') && p+1 < len(s.text) && isDigit(s.text[p+1]) {
-		return false
+	if p+1 < len(s.text) && isDigit(s.text[p+1]) {
+		switch c {
+		case '.', '-':
+			return false
+		case '/', ':':
+			return s.separatesAfter(p)
+		}
 	}
 	return true
 }
 
 // boundaryBefore: the token at p does not continue a number before it.
+// Separators between digits join numbers only where the two sides make
+// one: '.' and '-' always (1.5, 617-555-0143), ',' as a thousands
+// separator (12,000 but not 6789,234-56-7890 nor 1,123-45-6789), '/' and
+// ':' as boundaryAfter says.
 func (s *Scanner) boundaryBefore(p int) bool {
 	if p == 0 {
 		return true
@@ -44,8 +57,65 @@ func (s *Scanner) boundaryBefore(p int) bool {
 	if byteClass[c] >= bDigit {
 		return false
 	}
-	if (c == '.' || c == '-' || c == '/' || c == ':' || c == ',') && p >= 2 && isDigit(s.text[p-2]) {
+	if p < 2 || !isDigit(s.text[p-2]) {
+		return true
+	}
+	switch c {
+	case '.', '-':
 		return false
+	case ',':
+		return !s.thousandsGroup(p)
+	case '/', ':':
+		return s.separatesAfter(p - 1)
+	}
+	return true
+}
+
+// separatesAfter reports whether the '/' or ':' at sep ends the number
+// before it rather than joining it to the digits after it: the digits
+// before it are the last group of a number written in groups
+// (123-45-6789, 617 555 0143, 617.555.0143), or the digits on either side
+// are too many for a date, a time or a ratio.
+func (s *Scanner) separatesAfter(sep int) bool {
+	b := sep
+	for b > 0 && isDigit(s.text[b-1]) {
+		b--
+	}
+	if sep-b > 4 || s.digitRun(sep+1) > 4 {
+		return true
+	}
+	if b < 2 || b == sep || !isDigit(s.text[b-2]) {
+		return false
+	}
+	c := s.text[b-1]
+	return c == '-' || c == ' ' || c == '.'
+}
+
+// thousandsGroup reports whether the digits at p, after a comma, are a
+// thousands group of the number before the comma: one to three digits
+// before it that are not the tail of another number, exactly three after
+// it, and nothing after those that makes them the start of an identifier
+// or a date.
+func (s *Scanner) thousandsGroup(p int) bool {
+	b := p - 1
+	for b > 0 && isDigit(s.text[b-1]) {
+		b--
+	}
+	if n := p - 1 - b; n < 1 || n > 3 {
+		return false
+	}
+	if b >= 2 && isDigit(s.text[b-2]) && s.text[b-1] != ',' {
+		return false // 555-0143,... : the tail of a grouped number
+	}
+	if s.digitRun(p) != 3 {
+		return false
+	}
+	q := p + 3
+	if q+1 < len(s.text) && isDigit(s.text[q+1]) {
+		switch s.text[q] {
+		case '-', '/', ':':
+			return false
+		}
 	}
 	return true
 }
@@ -139,7 +209,7 @@ simple:
 	// Times and decimals: 10:30, 98.6 are not PHI.
 	if t.end < int32(len(s.text)) {
 		if c := s.text[t.end]; (c == ':' || c == '.' || c == ',') && int(t.end)+1 < len(s.text) && isDigit(s.text[t.end+1]) {
-			if c == ':' || nd <= 3 {
+			if c == ':' && !s.separatesAfter(int(t.end)) || c != ':' && nd <= 3 {
 				return s.skipNumber(i)
 			}
 		}
@@ -183,7 +253,7 @@ func (s *Scanner) skipNumber(i int) int {
 	j := i + 1
 	for j+1 < len(s.toks) && s.toks[j].cls&cPunct != 0 && s.adjacent(j) && s.adjacent(j+1) && s.toks[j+1].cls&cDigit != 0 {
 		c := s.text[s.toks[j].start]
-		if c != '.' && c != ',' && c != '/' && c != ':' && c != '-' {
+		if c != '.' && c != ',' && c != '/' && c != ':' && c != '-' || s.boundaryBefore(int(s.toks[j+1].start)) {
 			break
 		}
 		j += 2
@@ -972,7 +1042,7 @@ func (s *Scanner) compound(i int) int {
 	j := i
 	for j+2 < len(s.toks) && s.adjacent(j+1) && s.adjacent(j+2) && s.toks[j+2].cls&cPunct == 0 {
 		c := s.text[s.toks[j+1].start]
-		if c != '-' && c != '/' && c != '.' {
+		if c != '-' && c != '/' && c != '.' || c == '/' && s.separatesAfter(int(s.toks[j+1].start)) {
 			break
 		}
 		j += 2

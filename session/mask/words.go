@@ -391,11 +391,18 @@ func (s *Scanner) name(i int) int {
 		s.isWord(last+1) && s.toks[last+1].gap == gapSpace && s.flags(last+1)&fPersonVerb != 0 {
 		ok = true
 	}
+	// "Doe, John": a surname alone, then a first name after a comma, as
+	// directories, CSV files and records write them.
+	if !ok && first == last && s.flags(first)&fLast != 0 && s.flags(first)&keywordFlags == 0 &&
+		(s.flags(first)&fCommon == 0 || s.flags(first)&fLastTop != 0) && s.isPunct(last+1, ',') && s.adjacent(last+1) &&
+		s.nameScore(last+2) > 0 && s.flags(last+2)&fFirstTop != 0 && s.toks[last+2].gap != gapNewline {
+		ok = true
+	}
 	if !ok {
 		return i
 	}
 	// Smith, John
-	if s.isPunct(last+1, ',') && s.nameScore(last+2) > 0 && s.flags(last+2)&fFirst != 0 && s.toks[last+2].gap == gapSpace && s.flags(last)&fLast != 0 {
+	if s.isPunct(last+1, ',') && s.nameScore(last+2) > 0 && s.flags(last+2)&fFirst != 0 && s.toks[last+2].gap != gapNewline && s.flags(last)&fLast != 0 {
 		if l2, _, _ := s.nameRun(last+2, false); l2 > last {
 			last = l2
 		}
