@@ -168,8 +168,8 @@ func both(sqls ...string) func(*testing.T, *maskArena) {
 	}
 }
 
-// text runs the statements in order as simple queries on one raw session.
-func text(sqls ...string) func(*testing.T, *maskArena) {
+// simpleQueries runs the statements in order as simple queries on one raw session.
+func simpleQueries(sqls ...string) func(*testing.T, *maskArena) {
 	return func(t *testing.T, m *maskArena) {
 		r := m.raw(t)
 		for _, s := range sqls {
@@ -200,21 +200,21 @@ func copyOut(sqls ...string) func(*testing.T, *maskArena) {
 	}
 }
 
-// cursor declares a cursor for sql (binary: a BINARY cursor, whose rows
+// viaCursor declares a cursor for sql (binary: a BINARY cursor, whose rows
 // come in binary even through simple queries) and fetches it in two steps.
-func cursor(sql string, binaryCursor bool) func(*testing.T, *maskArena) {
+func viaCursor(sql string, binaryCursor bool) func(*testing.T, *maskArena) {
 	kind := "CURSOR"
 	if binaryCursor {
 		kind = "BINARY CURSOR"
 	}
-	return text("BEGIN", "DECLARE c "+kind+" FOR "+sql, "FETCH 1 FROM c", "FETCH ALL FROM c", "COMMIT")
+	return simpleQueries("BEGIN", "DECLARE c "+kind+" FOR "+sql, "FETCH 1 FROM c", "FETCH ALL FROM c", "COMMIT")
 }
 
-// notify has one session publish payloadSQL (an expression over patients)
+// notifyPayload has one session publish payloadSQL (an expression over patients)
 // on a channel that listener sessions (on: same, other or both) listen on;
 // the listener then runs a query, which makes its client read what the
 // server delivered.
-func notify(payloadSQL string, same, other bool) func(*testing.T, *maskArena) {
+func notifyPayload(payloadSQL string, same, other bool) func(*testing.T, *maskArena) {
 	return func(t *testing.T, m *maskArena) {
 		pub := m.raw(t)
 		var sub *rawClient
@@ -245,9 +245,9 @@ func funcOID(t *testing.T, a *arena, signature string) uint32 {
 	return oid
 }
 
-// columns returns "f(1) AS c1, f(2) AS c2, ..." for n = from..to, with f
+// positionColumns returns "f(1) AS c1, f(2) AS c2, ..." for n = from..to, with f
 // given as a format that takes n.
-func columns(format string, from, to int) string {
+func positionColumns(format string, from, to int) string {
 	var cols []string
 	for n := from; n <= to; n++ {
 		cols = append(cols, fmt.Sprintf(format, n)+fmt.Sprintf(" AS c%d", n))

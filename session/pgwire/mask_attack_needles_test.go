@@ -282,22 +282,22 @@ type haystack struct {
 	joined bool
 }
 
-// leak is one needle found in one haystack.
-type leak struct {
+// phiLeak is one needle found in one haystack.
+type phiLeak struct {
 	n     needle
 	where string
 }
 
-func (l leak) String() string { return fmt.Sprintf("%s as %s in %s", l.n.seed, l.n.form, l.where) }
+func (l phiLeak) String() string { return fmt.Sprintf("%s as %s in %s", l.n.seed, l.n.form, l.where) }
 
 // findPHI returns the needles found in what each client received (one
 // stream per connection), one leak per seed and form.
-func findPHI(streams [][]byte, needles []needle) []leak {
+func findPHI(streams [][]byte, needles []needle) []phiLeak {
 	var hs []haystack
 	for _, s := range streams {
 		hs = append(hs, haystacks(wireMessages(s))...)
 	}
-	var out []leak
+	var out []phiLeak
 	found := map[string]bool{}
 	for _, h := range hs {
 		var digits, letters, unwrapped []byte
@@ -329,7 +329,7 @@ func findPHI(streams [][]byte, needles []needle) []leak {
 			}
 			if hit {
 				found[n.seed+"/"+n.form] = true
-				out = append(out, leak{n: n, where: h.where})
+				out = append(out, phiLeak{n: n, where: h.where})
 			}
 		}
 	}

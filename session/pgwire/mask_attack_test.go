@@ -148,7 +148,7 @@ func runMaskAttack(t *testing.T, tc maskCase, pool chan arenaDB) {
 func noPHIReceived(m *maskArena, accept string) invariant {
 	return invariant{check: func(t *testing.T, a *arena) {
 		streams := m.received()
-		got := received(streams)
+		got := receivedSummary(streams)
 		t.Logf("received: %s", got)
 		leaks := findPHI(streams, maskNeedles)
 		if len(leaks) == 0 {
@@ -168,9 +168,9 @@ func noPHIReceived(m *maskArena, accept string) invariant {
 	}}
 }
 
-// received sums up what the clients received: rows, copy data, errors
+// receivedSummary sums up what the clients received: rows, copy data, errors
 // with their SQLSTATEs, notices, notifications, parameters after startup.
-func received(streams [][]byte) string {
+func receivedSummary(streams [][]byte) string {
 	counts := map[string]int{}
 	codes := map[string]bool{}
 	for _, s := range streams {
@@ -237,7 +237,7 @@ var maskCases = []maskCase{
 	{name: "expr_epoch_bigint", route: "expression", accept: refusedOrClean, attack: both("SELECT extract(epoch FROM dob)::bigint, (dob - '1970-01-01'::date) * 86400 FROM patients ORDER BY id")},
 	{name: "expr_dob_minus_dates", route: "expression", accept: refusedOrClean, attack: both("SELECT dob - '1900-01-01', dob - '1970-01-01'::date, dob - date '2000-01-01' FROM patients ORDER BY id")},
 	{name: "expr_dob_interval", route: "expression", accept: refusedOrClean, attack: both("SELECT dob - '1900-01-01'::timestamp AS i, dob + interval '1 hour' AS t FROM patients ORDER BY id")},
-	{name: "expr_ascii_every_position", route: "expression", accept: refusedOrClean, attack: both("SELECT " + columns("ascii(substr(ssn, %d, 1))", 1, 11) + " FROM patients ORDER BY id")},
+	{name: "expr_ascii_every_position", route: "expression", accept: refusedOrClean, attack: both("SELECT " + positionColumns("ascii(substr(ssn, %d, 1))", 1, 11) + " FROM patients ORDER BY id")},
 	{name: "expr_ascii_codes_joined", route: "expression", accept: refusedOrClean, attack: both("SELECT array_to_string(ARRAY(SELECT ascii(substr(p.ssn, n, 1)) FROM generate_series(1, 11) n), ',') FROM patients p ORDER BY id")},
 	{name: "expr_translate_digits", route: "expression", accept: refusedOrClean, attack: both("SELECT translate(ssn, '01234' || '56789', 'ABCDEFGHIJ') FROM patients ORDER BY id")},
 	{name: "expr_reverse", route: "expression", accept: refusedOrClean, attack: both("SELECT reverse(name), reverse(ssn), reverse(notes), reverse(dob::text) FROM patients ORDER BY id")},
@@ -257,8 +257,8 @@ var maskCases = []maskCase{
 	{name: "expr_overlay_collate_bpchar", route: "expression", accept: refusedOrClean, attack: both(`SELECT overlay(ssn placing '' from 1 for 0), name COLLATE "C", ssn::bpchar FROM patients ORDER BY id`)},
 
 	// ---- A value split one character (or chunk) per column or per row ----
-	{name: "split_chars_per_column_ssn", route: "split", accept: refusedOrClean, attack: both("SELECT " + columns("substr(ssn, %d, 1)", 1, 11) + " FROM patients ORDER BY id")},
-	{name: "split_chars_per_column_name", route: "split", accept: refusedOrClean, attack: both("SELECT " + columns("substr(name, %d, 1)", 1, 12) + " FROM patients ORDER BY id")},
+	{name: "split_chars_per_column_ssn", route: "split", accept: refusedOrClean, attack: both("SELECT " + positionColumns("substr(ssn, %d, 1)", 1, 11) + " FROM patients ORDER BY id")},
+	{name: "split_chars_per_column_name", route: "split", accept: refusedOrClean, attack: both("SELECT " + positionColumns("substr(name, %d, 1)", 1, 12) + " FROM patients ORDER BY id")},
 	{name: "split_chunks_per_column", route: "split", accept: refusedOrClean, attack: both("SELECT substr(ssn, 1, 3) AS a, substr(ssn, 5, 2) AS b, substr(ssn, 8, 4) AS c FROM patients ORDER BY id")},
 	{name: "split_chars_per_row", route: "split", accept: refusedOrClean, attack: both("SELECT substr(p.ssn, g, 1) FROM patients p, generate_series(1, 11) g ORDER BY p.id, g")},
 	{name: "split_ascii_per_row", route: "split", accept: refusedOrClean, attack: both("SELECT ascii(substr(p.name, g, 1)) FROM patients p, generate_series(1, 12) g ORDER BY p.id, g")},
@@ -324,12 +324,12 @@ var maskCases = []maskCase{
 	}},
 
 	// ---- Cursors and SQL prepared statements ----
-	{name: "cursor_fetch", route: "cursor/prepare", accept: refusedOrClean, attack: cursor(sqlCursor, false),
+	{name: "cursor_fetch", route: "cursor/prepare", accept: refusedOrClean, attack: viaCursor(sqlCursor, false),
 		check: []invariant{recordedSQL("DECLARE c CURSOR FOR " + sqlCursor)}},
-	{name: "cursor_binary_expressions", route: "cursor/prepare", accept: refusedOrClean, attack: cursor("SELECT dob + 0, mrn + 0, replace(ssn, '-', '')::bigint, name || '' FROM patients ORDER BY id", true)},
-	{name: "cursor_binary_plain_columns", route: "cursor/prepare", accept: refusedOrClean, attack: cursor("SELECT ssn, name, dob, mrn, phone FROM patients ORDER BY id", true)},
-	{name: "prepare_execute", route: "cursor/prepare", accept: refusedOrClean, attack: text("PREPARE q AS SELECT reverse(name), dob + 0, ssn || '' FROM patients ORDER BY id", "EXECUTE q")},
-	{name: "prepare_execute_parameter", route: "cursor/prepare", accept: refusedOrClean, attack: text("PREPARE q(int) AS SELECT ssn || '', name || '' FROM patients WHERE id = $1", "EXECUTE q(1)", "EXECUTE q(2)")},
+	{name: "cursor_binary_expressions", route: "cursor/prepare", accept: refusedOrClean, attack: viaCursor("SELECT dob + 0, mrn + 0, replace(ssn, '-', '')::bigint, name || '' FROM patients ORDER BY id", true)},
+	{name: "cursor_binary_plain_columns", route: "cursor/prepare", accept: refusedOrClean, attack: viaCursor("SELECT ssn, name, dob, mrn, phone FROM patients ORDER BY id", true)},
+	{name: "prepare_execute", route: "cursor/prepare", accept: refusedOrClean, attack: simpleQueries("PREPARE q AS SELECT reverse(name), dob + 0, ssn || '' FROM patients ORDER BY id", "EXECUTE q")},
+	{name: "prepare_execute_parameter", route: "cursor/prepare", accept: refusedOrClean, attack: simpleQueries("PREPARE q(int) AS SELECT ssn || '', name || '' FROM patients WHERE id = $1", "EXECUTE q(1)", "EXECUTE q(2)")},
 	{name: "prepare_then_protocol_bind_binary", route: "cursor/prepare", accept: refusedOrClean, attack: func(t *testing.T, m *maskArena) {
 		r := m.raw(t)
 		r.query("PREPARE q AS SELECT dob + 0, replace(ssn, '-', '')::bigint, name || '' FROM patients ORDER BY id")
@@ -370,22 +370,22 @@ var maskCases = []maskCase{
 		"COPY (SELECT substr(p.ssn, g, 1) FROM patients p, generate_series(1, 11) g ORDER BY p.id, g) TO STDOUT")},
 
 	// ---- Side channel: notifications ----
-	{name: "notify_same_session", route: "notification", accept: silentOrClean, attack: notify("ssn || name", true, false)},
-	{name: "notify_other_session", route: "notification", accept: silentOrClean, attack: notify("reverse(name) || to_char(dob, 'YYYYMMDD')", false, true)},
-	{name: "notify_encoded_payload", route: "notification", accept: silentOrClean, attack: notify("encode(convert_to(name || ssn, 'UTF8'), 'base64')", true, true)},
+	{name: "notify_same_session", route: "notification", accept: silentOrClean, attack: notifyPayload("ssn || name", true, false)},
+	{name: "notify_other_session", route: "notification", accept: silentOrClean, attack: notifyPayload("reverse(name) || to_char(dob, 'YYYYMMDD')", false, true)},
+	{name: "notify_encoded_payload", route: "notification", accept: silentOrClean, attack: notifyPayload("encode(convert_to(name || ssn, 'UTF8'), 'base64')", true, true)},
 
 	// ---- Side channel: settings and ParameterStatus ----
-	{name: "param_set_config_application_name", route: "parameter status", accept: silentOrClean, attack: text(
+	{name: "param_set_config_application_name", route: "parameter status", accept: silentOrClean, attack: simpleQueries(
 		"SELECT set_config('application_name', ssn, false) FROM patients WHERE id = 1", "SHOW application_name", "SELECT current_setting('application_name')")},
-	{name: "param_set_config_subquery", route: "parameter status", accept: silentOrClean, attack: text(
+	{name: "param_set_config_subquery", route: "parameter status", accept: silentOrClean, attack: simpleQueries(
 		"SELECT set_config('application_name', (SELECT name FROM patients WHERE id = 1), false)", "SELECT 1")},
-	{name: "param_set_local_in_transaction", route: "parameter status", accept: silentOrClean, attack: text(
+	{name: "param_set_local_in_transaction", route: "parameter status", accept: silentOrClean, attack: simpleQueries(
 		"BEGIN", "SELECT set_config('application_name', reverse(name), true) FROM patients WHERE id = 1", "COMMIT")},
-	{name: "param_set_from_do_block", route: "parameter status", accept: silentOrClean, attack: text(
+	{name: "param_set_from_do_block", route: "parameter status", accept: silentOrClean, attack: simpleQueries(
 		"DO $d$ BEGIN EXECUTE format('SET application_name = %L', (SELECT ssn FROM patients WHERE id = 2)); END $d$", "SHOW application_name")},
-	{name: "param_custom_setting", route: "parameter status", accept: silentOrClean, attack: text(
+	{name: "param_custom_setting", route: "parameter status", accept: silentOrClean, attack: simpleQueries(
 		"SELECT set_config('phi.x', ssn, false) FROM patients WHERE id = 1", "SHOW phi.x", "SELECT current_setting('phi.x')")},
-	{name: "param_search_path", route: "parameter status", accept: silentOrClean, attack: text(
+	{name: "param_search_path", route: "parameter status", accept: silentOrClean, attack: simpleQueries(
 		"SELECT set_config('search_path', name, false) FROM patients WHERE id = 1", "SHOW search_path")},
 
 	// ---- Side channel: error and notice texts ----
@@ -397,14 +397,14 @@ var maskCases = []maskCase{
 	{name: "err_array_literal", route: "error text", accept: failsClean, attack: both("SELECT ('{' || ssn || '}')::int[] FROM patients ORDER BY id")},
 	{name: "err_other_casts", route: "error text", accept: failsClean, attack: both("SELECT ssn::uuid FROM patients ORDER BY id",
 		"SELECT name::regclass FROM patients ORDER BY id", "SELECT current_setting(name) FROM patients ORDER BY id", "SELECT (notes || ssn)::numeric FROM patients ORDER BY id")},
-	{name: "err_do_block_raise", route: "error text", accept: failsClean, attack: text(
+	{name: "err_do_block_raise", route: "error text", accept: failsClean, attack: simpleQueries(
 		"DO $d$ BEGIN RAISE NOTICE '%', (SELECT name FROM patients WHERE id = 1); RAISE EXCEPTION '%', (SELECT ssn FROM patients WHERE id = 1); END $d$")},
 	{name: "err_function_notice", route: "error text", accept: failsClean, attack: both("SELECT shout(ssn), shout(reverse(name)) FROM patients ORDER BY id")},
 	{name: "err_function_detail_hint", route: "error text", accept: failsClean, attack: both("SELECT complain(name) FROM patients ORDER BY id")},
 	// A unique violation's detail quotes the key; a read grant must not get
 	// as far as writing one (a temporary table is the only table a
 	// read-only transaction may write, and creating it is not a read).
-	{name: "err_unique_violation_detail", route: "error text", accept: failsClean, readOnlyWallOK: true, attack: text(
+	{name: "err_unique_violation_detail", route: "error text", accept: failsClean, readOnlyWallOK: true, attack: simpleQueries(
 		"CREATE TEMP TABLE seen (s text UNIQUE)", "INSERT INTO seen SELECT ssn FROM patients", "INSERT INTO seen SELECT ssn FROM patients")},
 
 	// ---- Planner statistics ----
