@@ -578,7 +578,7 @@ func TestErrors(t *testing.T) {
 
 type failingCatalog struct{ err error }
 
-func (c failingCatalog) Relation(string, string) (*lineage.Relation, error)   { return nil, c.err }
+func (c failingCatalog) Relation(string, string) (*lineage.Relation, error)    { return nil, c.err }
 func (c failingCatalog) Functions(string, string) ([]*lineage.Function, error) { return nil, c.err }
 
 // A panic inside the analysis (here the catalog's) is an opaque result, not
@@ -592,7 +592,7 @@ func TestPanicIsOpaque(t *testing.T) {
 
 type panickingCatalog struct{}
 
-func (panickingCatalog) Relation(string, string) (*lineage.Relation, error)   { panic("boom") }
+func (panickingCatalog) Relation(string, string) (*lineage.Relation, error)    { panic("boom") }
 func (panickingCatalog) Functions(string, string) ([]*lineage.Function, error) { panic("boom") }
 
 // Each relation and function name is asked of the catalog once per call,
