@@ -27,27 +27,46 @@ func (pl *Plan) prove(i int, c *planCol, start, end int, raw []byte, detector st
 		return
 	}
 	p := &pl.pr
-	*p = Proof{Column: i, Action: c.action, Type: c.typ, Detector: detector, Start: start, End: end, Raw: raw}
-	switch c.mode {
-	case modeRule:
-		p.Rule = pl.rules[c.rule].name
-	case modeClass:
-		p.Rule = "classify"
-	default:
-		p.Rule = "detect"
-	}
+	*p = Proof{Column: i, Rule: pl.ruleOf(c), Action: c.action, Type: c.typ, Detector: detector, Start: start, End: end, Raw: raw}
 	pl.proof(p)
 }
 
+// ruleOf names what masks column c in a Proof.
+func (pl *Plan) ruleOf(c *planCol) string {
+	switch c.mode {
+	case modeRule:
+		return pl.rules[c.rule].name
+	case modeClass:
+		return "classify"
+	case modeDerived:
+		return c.why
+	case modeWithhold:
+		return "withhold"
+	}
+	return "detect"
+}
+
+// proveFinding reports a span the detectors found in raw, a value (or a
+// decoded part of one) of the column being scanned.
 func (pl *Plan) proveFinding(raw []byte, f Finding) {
 	if pl.proof == nil || pl.col < 0 || pl.col >= len(pl.cols) {
 		return
 	}
-	c := &pl.cols[pl.col]
 	p := &pl.pr
-	*p = Proof{Column: pl.col, Rule: "detect", Action: pl.textAction, Type: f.Type, Detector: f.Detector,
+	*p = Proof{Column: pl.col, Rule: pl.ruleOf(&pl.cols[pl.col]), Action: pl.textAction, Type: f.Type, Detector: f.Detector,
 		Start: f.Start, End: f.End, Raw: raw[f.Start:f.End]}
-	_ = c
+	pl.proof(p)
+}
+
+// proveWhole reports a scanned value made NULL whole because of finding f
+// (or, with f.Type TypeNone, because it could not be read).
+func (pl *Plan) proveWhole(raw []byte, f Finding) {
+	if pl.proof == nil || pl.col < 0 || pl.col >= len(pl.cols) {
+		return
+	}
+	p := &pl.pr
+	*p = Proof{Column: pl.col, Rule: pl.ruleOf(&pl.cols[pl.col]), Action: ActionNull, Type: f.Type, Detector: f.Detector,
+		Start: 0, End: len(raw), Raw: raw}
 	pl.proof(p)
 }
 
@@ -81,12 +100,19 @@ func (pl *Plan) scan(v []byte) []Finding {
 	return pl.scanner.Scan(v)
 }
 
-// appendDetect masks the PHI that the detectors find inside a text value.
+// appendDetect masks the PHI that the detectors find inside a value that
+// can carry text; values of other types pass.
 func (pl *Plan) appendDetect(dst []byte, k kind, typmod int32, bin bool, v []byte) ([]byte, bool) {
 	switch k {
 	case kindText, kindBpchar:
 	case kindJSON, kindJSONB:
 		return pl.appendDocument(dst, k, ActionDetect, bin, v)
+	case kindXML:
+		return pl.appendXMLDetect(dst, v)
+	case kindBytea:
+		return pl.appendByteaDetect(dst, bin, v)
+	case kindOther:
+		return pl.appendOpaqueDetect(dst, bin, v)
 	default:
 		return append(dst, v...), true
 	}
@@ -95,6 +121,7 @@ func (pl *Plan) appendDetect(dst []byte, k kind, typmod int32, bin bool, v []byt
 	if len(found) == 0 {
 		return append(dst, v...), true
 	}
+	pl.hits++
 	for _, f := range found {
 		pl.proveFinding(v, f)
 	}

@@ -69,6 +69,7 @@ func (pl *Plan) appendTextArray(dst []byte, k kind, a Action, typmod int32, v []
 			out, ok := pl.appendScalar(pl.arrOut[:0], k, a, typmod, false, pl.arrIn)
 			pl.arrOut = out
 			if !ok {
+				pl.hits++
 				dst = append(dst, "NULL"...)
 				continue
 			}
@@ -195,6 +196,7 @@ func (pl *Plan) appendBinaryArray(dst []byte, k kind, a Action, typmod int32, v 
 		out, ok := pl.appendScalar(dst, k, a, typmod, true, v[p:p+int(n)])
 		p += int(n)
 		if !ok {
+			pl.hits++
 			dst = binary.BigEndian.AppendUint32(dst[:lenAt], 0xffffffff)
 			hasNull = true
 			continue

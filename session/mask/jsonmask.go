@@ -174,6 +174,7 @@ func (pl *Plan) jsonString(dst, raw []byte, class EntityType) []byte {
 		return append(dst, jsonRedacted...)
 	}
 	if class != TypeNone {
+		pl.hits++
 		a := pl.classActions[class]
 		saved := pl.curType
 		pl.curType = class
@@ -196,6 +197,7 @@ func (pl *Plan) jsonString(dst, raw []byte, class EntityType) []byte {
 	if len(found) == 0 {
 		return append(dst, raw...)
 	}
+	pl.hits++
 	for _, f := range found {
 		pl.proveFinding(pl.tmp, f)
 	}
@@ -208,6 +210,7 @@ func (pl *Plan) jsonNumber(dst, num []byte, class EntityType) []byte {
 	if class == TypeNone {
 		return append(dst, num...)
 	}
+	pl.hits++
 	switch pl.classActions[class] {
 	case ActionHash, ActionPseudonym:
 		// same number of digits, keyed; no leading zero

@@ -9,17 +9,36 @@ import (
 )
 
 // Column is a result column as the proxy sees it in a RowDescription, after
-// resolving the table OID.
+// resolving the table OID, with the statement's lineage.
 type Column struct {
 	// Source is "schema.table.column" when the column comes straight from a
 	// table column, else "".
 	Source string
+	// Derived lists the base columns a computed output (an expression, an
+	// aggregate, a cast, a whole-row reference) derives from, when Source
+	// is "". If a plain column from any of them would be masked in any way
+	// (a rule, a class, content scanning), the output is masked whole:
+	// NULL if any of those would be NULL, else redacted for the output's
+	// type. Partial reveals (keep-last-4, hash, pseudonym, generalize,
+	// date-shift, scanning) are never applied to a derived value: a
+	// substring or a reversal defeats them, and a keyed hash of an
+	// expression can be compared with the hash of a guess.
+	Derived []SourceCol
+	// Withhold makes every value of the column NULL: for outputs whose
+	// lineage the proxy could not determine.
+	Withhold bool
 	// Name is the output name (may be an alias).
 	Name    string
 	TypeOID uint32
 	TypeMod int32
 	// Binary is true for format code 1.
 	Binary bool
+}
+
+// SourceCol is a base-table column that a derived output is computed from.
+type SourceCol struct {
+	Name    string // "schema.table.column"
+	TypeOID uint32 // the base column's type: decides whether a plain column from it is scanned
 }
 
 // Params are session settings that change how text-format values look.
@@ -29,14 +48,29 @@ type Params struct {
 	DateStyle string
 }
 
-// Applied records that a rule masked a column of a result set.
+// Applied records how a column of a result set was masked.
 type Applied struct {
 	Index  int    // column index in the RowDescription
 	Column string // output name
 	Source string // "schema.table.column" or ""
+	// Derived lists the base columns of a derived output ([Column.Derived]).
+	Derived []string
+	// Rule is the rule's name, "classify:TYPE", "detect" (content
+	// scanning), "derived:" followed by one of those for the source that
+	// decided a derived output's masking, or "withhold".
 	Rule   string
 	Action string
-	Values int64 // non-NULL values replaced so far
+	// Values counts non-NULL values masked so far: replaced, or made NULL.
+	Values int64
+	// Scanned counts non-NULL values the detectors read and found nothing
+	// in, passed unchanged.
+	Scanned int64
+	// Passed counts non-NULL values passed unchanged that the detectors
+	// could not fully read; Reason says why.
+	Passed int64
+	// Reason explains how values of a type phigate does not know are
+	// handled, or why a column is withheld.
+	Reason string
 }
 
 // Plan masks the values of one result set. It is computed once per
@@ -71,13 +105,16 @@ type Plan struct {
 	tmp, tmp2     []byte // scalar decode and transform
 	arrIn, arrOut []byte // one array element, before and after masking
 	col           int    // column being scanned, for proofs; -1 outside AppendValue
+	hits          int    // changes the detectors made to the value being scanned
 }
 
 // Column modes.
 const (
-	modeRule  = iota + 1 // a configured rule
-	modeClass            // classified from its name or values
-	modeScan             // free text, scanned value by value
+	modeRule     = iota + 1 // a configured rule
+	modeClass               // classified from its name or values
+	modeScan                // free text, scanned value by value
+	modeDerived             // computed from masked base columns: masked whole
+	modeWithhold            // lineage unknown: every value NULL
 )
 
 // classifySamples is how many values of a scanned column are looked at to
@@ -101,7 +138,12 @@ type planCol struct {
 	rule    int
 	name    string
 	source  string
-	values  int64
+	derived []string // base columns of a derived output
+	why     string   // modeDerived: "derived:" and what masks the deciding source
+	reason  string   // Applied.Reason
+	values  int64    // non-NULL values masked
+	scanned int64    // non-NULL values scanned, nothing found
+	passed  int64    // non-NULL values passed, not fully read
 }
 
 // Plan returns the masking plan for a result set with columns cols. A nil
@@ -120,6 +162,23 @@ func (p *Profile) Plan(cols []Column, params Params) *Plan {
 		pc.binary = c.Binary
 		pc.typmod = c.TypeMod
 		pc.name, pc.source = c.Name, c.Source
+		if c.Withhold {
+			pc.masked, pc.mode, pc.action = true, modeWithhold, ActionNull
+			pc.reason = "lineage unknown: every value withheld"
+			pl.active = true
+			continue
+		}
+		if c.Source == "" && len(c.Derived) > 0 {
+			pc.derived = make([]string, len(c.Derived))
+			for k, d := range c.Derived {
+				pc.derived[k] = d.Name
+			}
+			if a, why := p.derivedAction(c.Derived); a != ActionNone {
+				pc.masked, pc.mode, pc.action, pc.why = true, modeDerived, a, why
+				pl.active = true
+				continue
+			}
+		}
 		if r := p.match(c); r >= 0 {
 			pc.masked, pc.mode, pc.rule, pc.action = true, modeRule, r, p.rules[r].action
 			pl.active = true
@@ -139,12 +198,71 @@ func (p *Profile) Plan(cols []Column, params Params) *Plan {
 				continue
 			}
 		}
-		if p.scanText && (pc.kind == kindText || pc.kind == kindBpchar || pc.kind == kindJSON || pc.kind == kindJSONB) {
+		if p.scanText && scannable(pc.kind) {
 			pc.masked, pc.mode, pc.action = true, modeScan, ActionDetect
 			pl.active = true
 		}
+		if pc.mode == modeScan && pc.kind == kindOther {
+			if pc.binary {
+				pc.reason = "binary format of a type phigate cannot read: its bytes (each field of a record or array) are scanned as text; a value with PHI in it becomes NULL"
+			} else {
+				pc.reason = "type phigate does not know: its text form is scanned; a value with PHI in it becomes NULL"
+			}
+		}
 	}
 	return pl
+}
+
+// scannable reports the kinds of value that can carry free text and are
+// scanned when the profile scans text: text, varchar, char(n), name, json,
+// jsonb, xml, bytea, arrays of those (k is then the element's kind), and
+// every type this package does not know (records, composites, enums,
+// extension types), whose text form is scanned.
+func scannable(k kind) bool {
+	switch k {
+	case kindText, kindBpchar, kindJSON, kindJSONB, kindXML, kindBytea, kindOther:
+		return true
+	}
+	return false
+}
+
+// sourceAction says what a plain column from src would get: its action and
+// what decides it (the rule's name, "classify:TYPE" or "detect"), or
+// ActionNone.
+func (p *Profile) sourceAction(src SourceCol) (Action, string) {
+	if r := p.match(Column{Source: src.Name}); r >= 0 {
+		return p.rules[r].action, p.rules[r].name
+	}
+	if p.det == nil {
+		return ActionNone, ""
+	}
+	if p.classify {
+		if t := ClassifyColumnName(sourceColumn(src.Name)); t != TypeNone && p.det.enabled[t] {
+			return p.classActions[t], "classify:" + t.String()
+		}
+	}
+	if k, _ := typeOf(src.TypeOID); p.scanText && scannable(k) {
+		return ActionDetect, "detect"
+	}
+	return ActionNone, ""
+}
+
+// derivedAction returns the action for an output derived from srcs: null
+// if a plain column from any of them would be NULL, redact if one would be
+// masked in any other way, else ActionNone; and "derived:" with what masks
+// the source that decided.
+func (p *Profile) derivedAction(srcs []SourceCol) (Action, string) {
+	a, why := ActionNone, ""
+	for _, src := range srcs {
+		sa, sw := p.sourceAction(src)
+		switch {
+		case sa == ActionNull:
+			return ActionNull, "derived:" + sw
+		case sa != ActionNone && a == ActionNone:
+			a, why = ActionRedact, "derived:"+sw
+		}
+	}
+	return a, why
 }
 
 func sourceColumn(src string) string {
@@ -210,6 +328,9 @@ func (pl *Plan) AppendValue(dst []byte, i int, v []byte) (out []byte, null bool)
 	if v == nil {
 		return dst, true
 	}
+	if c.action == ActionDetect {
+		return pl.appendScanned(dst, i, c, v)
+	}
 	c.values++
 	if c.action == ActionNull {
 		pl.prove(i, c, 0, len(v), v, "")
@@ -217,20 +338,6 @@ func (pl *Plan) AppendValue(dst []byte, i int, v []byte) (out []byte, null bool)
 	}
 	mark := len(dst)
 	var ok bool
-	if c.mode == modeScan {
-		if c.array {
-			// not reached: only scalar text and json columns are scanned
-			return append(dst, v...), false
-		}
-		pl.col = i
-		out, ok = pl.appendScalar(dst, c.kind, ActionDetect, c.typmod, c.binary, v)
-		pl.col = -1
-		if !ok {
-			return dst[:mark], true
-		}
-		pl.vote(c)
-		return out, false
-	}
 	pl.prove(i, c, 0, len(v), v, "")
 	pl.curType = c.typ
 	if c.array {
@@ -248,6 +355,39 @@ func (pl *Plan) AppendValue(dst []byte, i int, v []byte) (out []byte, null bool)
 	return out, false
 }
 
+// appendScanned masks the PHI the detectors find inside value v of column
+// i (scanned text, or a "detect" rule) and counts what happened to it.
+func (pl *Plan) appendScanned(dst []byte, i int, c *planCol, v []byte) ([]byte, bool) {
+	mark := len(dst)
+	pl.col, pl.hits = i, 0
+	var out []byte
+	var ok bool
+	switch {
+	case c.array && c.binary:
+		out, ok = pl.appendBinaryArray(dst, c.kind, ActionDetect, c.typmod, v)
+	case c.array:
+		out, ok = pl.appendTextArray(dst, c.kind, ActionDetect, c.typmod, v)
+	default:
+		out, ok = pl.appendScalar(dst, c.kind, ActionDetect, c.typmod, c.binary, v)
+	}
+	pl.col = -1
+	switch {
+	case !ok:
+		c.values++
+		return dst[:mark], true
+	case pl.hits > 0:
+		c.values++
+	case c.kind == kindOther && c.binary:
+		c.passed++
+	default:
+		c.scanned++
+	}
+	if c.mode == modeScan && !c.array && (c.kind == kindText || c.kind == kindBpchar) {
+		pl.vote(c)
+	}
+	return out, false
+}
+
 // Close gives the plan's scanning buffers back for other plans to use. The
 // proxy calls it when the result set is done; a closed plan still works
 // (it takes buffers again). Without Close the buffers are garbage
@@ -260,8 +400,9 @@ func (pl *Plan) Close() {
 	pl.scanner = nil
 }
 
-// Applied lists, for the recording, which rule and action masked which
-// column, with the number of values replaced so far.
+// Applied lists, for the recording, every masked column: which rule and
+// action masked it, and how many values were masked, scanned and found
+// clean, or passed unread so far.
 func (pl *Plan) Applied() []Applied {
 	if pl == nil {
 		return nil
@@ -272,12 +413,17 @@ func (pl *Plan) Applied() []Applied {
 		if !c.masked {
 			continue
 		}
-		a := Applied{Index: i, Column: c.name, Source: c.source, Action: c.action.String(), Values: c.values}
+		a := Applied{Index: i, Column: c.name, Source: c.source, Derived: c.derived, Action: c.action.String(),
+			Values: c.values, Scanned: c.scanned, Passed: c.passed, Reason: c.reason}
 		switch c.mode {
 		case modeRule:
 			a.Rule = pl.rules[c.rule].name
 		case modeClass:
 			a.Rule = "classify:" + c.typ.String()
+		case modeDerived:
+			a.Rule = c.why
+		case modeWithhold:
+			a.Rule = "withhold"
 		default:
 			a.Rule = "detect"
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Keys are per-deployment secrets.
@@ -113,6 +114,8 @@ type Profile struct {
 	textAction   Action
 	classActions [numTypes]Action
 	shiftDays    int
+
+	textPlans sync.Pool // idle *Plan for MaskText
 }
 
 // defaultClassActions say what happens to a whole column classified as
@@ -272,4 +275,31 @@ func (p *Profile) match(c Column) int {
 		}
 	}
 	return -1
+}
+
+// MaskText appends v, free text that is not a column value (a notification
+// payload, a parameter value, an error or notice field, COPY text), with
+// the PHI the detectors find in it replaced as in scanned text columns:
+// "[NAME]", or keyed look-alikes with text_action pseudonym. changed
+// reports whether anything was found. A profile without a detect section
+// but with rules scans with the default detector (it masks something, so
+// PHI must not leave through messages either); a nil or empty profile
+// copies v. MaskText is safe for concurrent use and does not allocate once
+// warm.
+func (p *Profile) MaskText(dst, v []byte) (out []byte, changed bool) {
+	if p == nil || p.det == nil && len(p.rules) == 0 {
+		return append(dst, v...), false
+	}
+	pl, _ := p.textPlans.Get().(*Plan)
+	if pl == nil {
+		pl = p.Plan(nil, Params{})
+	}
+	if found := pl.scan(v); len(found) > 0 {
+		dst = pl.appendReplaced(dst, v, found, pl.textAction)
+		changed = true
+	} else {
+		dst = append(dst, v...)
+	}
+	p.textPlans.Put(pl)
+	return dst, changed
 }
