@@ -16,7 +16,34 @@ func (a *analyzer) value(s *scope, n *pg_query.Node) (lin, error) {
 		}
 		return l, err
 	}
+	if ind := n.GetAIndirection(); ind != nil {
+		if l, ok, err := a.rowField(s, ind); ok || err != nil {
+			return l, err
+		}
+	}
 	return a.expr(s, n)
+}
+
+// rowField resolves (p).col, where p is a whole-row reference, to p's
+// column, as PostgreSQL does; ok is false for any other indirection.
+func (a *analyzer) rowField(s *scope, ind *pg_query.A_Indirection) (lin, bool, error) {
+	cr := ind.GetArg().GetColumnRef()
+	is := ind.GetIndirection()
+	if cr == nil || len(is) != 1 || is[0].GetString_() == nil {
+		return lin{}, false, nil
+	}
+	_, it, err := a.columnRef(s, cr)
+	if err != nil || it == nil {
+		return lin{}, false, err
+	}
+	l, found, err := it.column(is[0].GetString_().GetSval())
+	if err != nil {
+		return lin{}, false, err
+	}
+	if !found {
+		return lin{}, false, opaquef("column %q not found in data type", is[0].GetString_().GetSval())
+	}
+	return l, true, nil
 }
 
 // check analyzes an expression whose value is no output's (WHERE, ON,
@@ -78,7 +105,11 @@ func (a *analyzer) expr(s *scope, n *pg_query.Node) (lin, error) {
 	case *pg_query.Node_FuncCall:
 		return a.funcCall(s, x.FuncCall)
 	case *pg_query.Node_AIndirection:
-		// Subscripts and field selection: (p).ssn derives from all of p.
+		if l, ok, err := a.rowField(s, x.AIndirection); ok || err != nil {
+			return derived(l), err
+		}
+		// Subscripts, and field selection from a composite value: derived
+		// from all of the value.
 		return a.exprs(s, append([]*pg_query.Node{x.AIndirection.GetArg()}, x.AIndirection.GetIndirection()...)...)
 	case *pg_query.Node_AIndices:
 		return a.exprs(s, x.AIndices.GetLidx(), x.AIndices.GetUidx())
