@@ -69,6 +69,9 @@ func (a *analyzer) exprs(s *scope, nodes ...*pg_query.Node) (lin, error) {
 // expr is the lineage of an expression: never plain, derived from every
 // column referenced anywhere in it. Node kinds not listed are opaque.
 func (a *analyzer) expr(s *scope, n *pg_query.Node) (lin, error) {
+	if err := a.step(); err != nil {
+		return lin{}, err
+	}
 	switch x := n.GetNode().(type) {
 	case nil:
 		return lin{}, nil

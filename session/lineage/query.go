@@ -13,6 +13,9 @@ func (a *analyzer) selectStmt(parent *scope, st *pg_query.SelectStmt) ([]column,
 	if st == nil {
 		return nil, opaquef("unsupported: empty query")
 	}
+	if err := a.step(); err != nil {
+		return nil, err
+	}
 	s := &scope{parent: parent}
 	if err := a.with(s, st.GetWithClause()); err != nil {
 		return nil, err

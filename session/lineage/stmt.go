@@ -7,6 +7,14 @@ import (
 // maxDepth bounds how deep views and SQL functions may nest in each other.
 const maxDepth = 16
 
+// maxSteps bounds the work of one Analyze call, counted in query levels and
+// expression nodes analyzed. Recursive CTEs are analyzed once per round of
+// their fixpoint, so nesting them multiplies the work: without a bound a
+// few kilobytes of SQL would keep a core busy for hours (FuzzAnalyze found
+// it). At the bound an Analyze call takes some 15ms; a typical statement
+// takes a few hundred steps.
+const maxSteps = 50_000
+
 // analyzer holds one Analyze call's state: catalog answers and expansions
 // are remembered for the call, so that a view named ten times is read and
 // analyzed once.
@@ -21,7 +29,19 @@ type analyzer struct {
 	// sublinkNames holds an EXPR sublink's first output name, which names
 	// the column it is the value of.
 	sublinkNames map[*pg_query.SubLink]string
+	steps        int
 }
+
+// step counts one unit of work against maxSteps.
+func (a *analyzer) step() error {
+	a.steps++
+	if a.steps > maxSteps {
+		return errTooComplex
+	}
+	return nil
+}
+
+var errTooComplex = &opaqueError{reason: "statement too complex to analyze"}
 
 type relEntry struct {
 	schema string

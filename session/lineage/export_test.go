@@ -1,0 +1,16 @@
+package lineage
+
+import pg_query "github.com/pganalyze/pg_query_go/v6"
+
+// Steps is the work Analyze does for sql, in the units maxSteps bounds.
+func Steps(sql string, cat Catalog) int {
+	tree, err := pg_query.Parse(sql)
+	if err != nil || len(tree.GetStmts()) != 1 {
+		return 0
+	}
+	a := newAnalyzer(cat)
+	a.statement(tree.GetStmts()[0].GetStmt())
+	return a.steps
+}
+
+const MaxSteps = maxSteps
