@@ -3,6 +3,7 @@ package mask
 import (
 	"bytes"
 	"encoding/binary"
+	"unicode/utf8"
 )
 
 // Content detection in values that are not plain text: bytea, xml, and
@@ -100,11 +101,11 @@ type xmlCheck struct {
 // region declares v[a:b] editable: character data or an attribute value
 // (refs: entity and character references must stay whole; text: "]]>"
 // must not appear) or a comment or CDATA section. Every finding that
-// starts before b must lie inside it.
+// starts before b must lie inside it, on character boundaries.
 func (x *xmlCheck) region(a, b int, refs, text bool) {
 	for x.ok && x.k < len(x.found) && x.found[x.k].Start < b {
 		f := x.found[x.k]
-		if f.Start < a || f.End > b ||
+		if f.Start < a || f.End > b || !utf8.RuneStart(x.v[f.Start]) || f.End < len(x.v) && !utf8.RuneStart(x.v[f.End]) ||
 			refs && (insideRef(x.v, a, f.Start) || insideRef(x.v, a, f.End)) ||
 			text && bytes.HasPrefix(x.v[f.End:b], []byte("]>")) {
 			x.ok = false

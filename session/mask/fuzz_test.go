@@ -31,19 +31,38 @@ func FuzzAppendValue(f *testing.F) {
 		profiles[i] = mustCompile(f, RuleConfig{Pattern: ".", Action: a})
 	}
 	profiles[len(fuzzActions)] = hipaa(f) // classification and free-text scanning
-	f.Add(uint32(oidText), int32(-1), uint8(len(fuzzActions)), false, []byte("Seen by Dr. Hanley on 3/14/2005, (617) 555-0143"))
-	f.Add(uint32(oidJSONB), int32(-1), uint8(len(fuzzActions)), true, []byte("\x01{\"name\":\"Ann Lee\",\"n\":[1,\"x\"]}"))
+	hip := uint8(len(fuzzActions))
+	f.Add(uint32(oidText), int32(-1), hip, false, []byte("Seen by Dr. Hanley on 3/14/2005, (617) 555-0143"))
+	f.Add(uint32(oidJSONB), int32(-1), hip, true, []byte("\x01{\"name\":\"Ann Lee\",\"n\":[1,\"x\"]}"))
+	// The second layer: arrays, bytea, xml, records; and derived outputs
+	// (action bit 0x40).
+	f.Add(uint32(1009), int32(-1), hip, false, []byte(`{123-45-6789,"Doe, John",NULL,"a\\\"b"}`))
+	f.Add(uint32(1009), int32(-1), hip|0x40, true, []byte("\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x0b123-45-6789"))
+	f.Add(uint32(oidBytea), int32(-1), hip, false, []byte(`\x3132332d34352d36373839`))
+	f.Add(uint32(oidBytea), int32(-1), hip, false, []byte(`SSN 123-45-6789\000\\`))
+	f.Add(uint32(oidXML), int32(-1), hip, false, []byte(`<?xml version="1.0"?><p a='123-45-6789'>Maria Okafor &amp; <![CDATA[078-05-1120]]><!-- Dr. Hanley --></p>`))
+	f.Add(uint32(16390), int32(-1), hip, false, []byte(`(1,"Okafor, Maria",078-05-1120)`))
+	f.Add(uint32(16390), int32(-1), hip, true, binaryRecordOf(int32(1), "123-45-6789", nil, binaryRecordOf("Maria Okafor")))
+	f.Add(uint32(3807), int32(-1), hip|0x40, false, []byte(`{"{\"a\": \"Maria Okafor\"}"}`))
 	f.Fuzz(func(t *testing.T, oid uint32, typmod int32, action uint8, bin bool, v []byte) {
-		p := profiles[int(action)%len(profiles)]
+		p := profiles[int(action&0x3f)%len(profiles)]
 		format := int16(0)
 		if bin {
 			format = 1
 		}
-		pl := p.Plan([]Column{{Name: "c", TypeOID: oid, TypeMod: typmod, Binary: bin}, {Name: "dob", TypeOID: oid, TypeMod: typmod, Binary: bin}}, Params{})
+		pl := p.Plan([]Column{
+			{Name: "c", TypeOID: oid, TypeMod: typmod, Binary: bin},
+			{Name: "dob", TypeOID: oid, TypeMod: typmod, Binary: bin},
+			{Name: "d", TypeOID: oid, TypeMod: typmod, Binary: bin, Derived: []SourceCol{{Name: "public.p.ssn", TypeOID: oidText}}},
+		}, Params{})
 		if action&0x80 != 0 {
 			pl.AppendValue(nil, 1, v) // the classified twin column
 		}
-		out, null := pl.AppendValue([]byte("dst"), 0, v)
+		col := 0
+		if action&0x40 != 0 {
+			col = 2
+		}
+		out, null := pl.AppendValue([]byte("dst"), col, v)
 		if string(out[:3]) != "dst" {
 			t.Fatalf("dst clobbered: %q", out)
 		}
@@ -54,6 +73,12 @@ func FuzzAppendValue(f *testing.F) {
 			}
 			return
 		}
+		if k, _ := typeOf(oid); k == kindOther && !bytes.Equal(out, v) {
+			t.Fatalf("oid %d: a value of an unknown type was edited: %q -> %q", oid, v, out)
+		}
+		if k, _ := typeOf(oid); k == kindXML && !bin && wellFormed(v) == nil && wellFormed(out) != nil {
+			t.Fatalf("well-formed xml %q masked to %q: %v", v, out, wellFormed(out))
+		}
 		if _, known := m.TypeForOID(oid); !known {
 			return
 		}
@@ -63,7 +88,7 @@ func FuzzAppendValue(f *testing.F) {
 		}
 		var dec any
 		if err := m.Scan(oid, format, out, &dec); err != nil {
-			t.Fatalf("oid %d format %d profile %d: input %q decodes, masked %q does not: %v", oid, format, int(action)%len(profiles), v, out, err)
+			t.Fatalf("oid %d format %d profile %d column %d: input %q decodes, masked %q does not: %v", oid, format, int(action&0x3f)%len(profiles), col, v, out, err)
 		}
 		if k, arr := typeOf(oid); !arr && k.textLike() {
 			if lim := charLimit(k, typmod); lim >= 0 && utf8.RuneCount(v) <= lim && utf8.RuneCount(out) > lim {
@@ -171,6 +196,48 @@ func FuzzStream(f *testing.F) {
 			if !bytes.Equal(out, want) {
 				t.Fatalf("split at %d: %q, want %q", c, out, want)
 			}
+		}
+	})
+}
+
+// FuzzMaskText checks that free text never panics, comes back unchanged
+// when nothing is found, and that the output is found clean on a second
+// pass through the replaced spans' tags.
+func FuzzMaskText(f *testing.F) {
+	for _, ex := range loadHandwritten(f) {
+		f.Add([]byte(ex.text))
+	}
+	f.Add([]byte("Key (ssn)=(123-45-6789) already exists"))
+	f.Add([]byte("123-45-6789,234-56-7890;(617) 555-0143|Maria,Okafor"))
+	p := hipaa(f)
+	f.Fuzz(func(t *testing.T, text []byte) {
+		out, changed := p.MaskText([]byte("x"), text)
+		if string(out[:1]) != "x" {
+			t.Fatal("dst clobbered")
+		}
+		if !changed && !bytes.Equal(out[1:], text) {
+			t.Fatalf("unchanged text %q came back as %q", text, out[1:])
+		}
+	})
+}
+
+// FuzzXMLEditable checks that replacing findings where xmlEditable allows
+// keeps a well-formed document well-formed.
+func FuzzXMLEditable(f *testing.F) {
+	f.Add([]byte(`<p a="x">Maria &amp; Okafor<![CDATA[ y ]]><!-- z --></p>`), uint16(3), uint16(9))
+	f.Add([]byte(`<?xml version="1.0"?><!DOCTYPE p [<!ELEMENT p ANY>]><p>a]]&gt;</p>`), uint16(60), uint16(61))
+	f.Fuzz(func(t *testing.T, doc []byte, start, end uint16) {
+		s, e := int(start), int(end)
+		if s >= e || e > len(doc) || wellFormed(doc) != nil {
+			return
+		}
+		found := []Finding{{Start: s, End: e, Type: TypeName}}
+		if !xmlEditable(doc, found) {
+			return
+		}
+		out := AppendTagged(nil, doc, found)
+		if err := wellFormed(out); err != nil {
+			t.Fatalf("%q with [%d,%d) replaced: %q: %v", doc, s, e, out, err)
 		}
 	})
 }
