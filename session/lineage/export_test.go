@@ -14,3 +14,13 @@ func Steps(sql string, cat Catalog) int {
 }
 
 const MaxSteps = maxSteps
+
+// ExprOpaque analyzes a hand-made expression node, for node kinds that no
+// SQL text produces (the parser's raw trees never hold them).
+func ExprOpaque(n *pg_query.Node) string {
+	_, err := newAnalyzer(nil).expr(nil, n)
+	if op, ok := err.(*opaqueError); ok {
+		return op.reason
+	}
+	return ""
+}

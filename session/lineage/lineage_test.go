@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+
 	"github.com/phigate/phigate/session/lineage"
 )
 
@@ -320,6 +322,11 @@ var cases = []tcase{
 	{sql: "SELECT * FROM f_out(1) AS f(x)", want: []col{D("x", "patients.phone"), D("c", "patients.id")}},
 	{sql: "SELECT p.ssn_of FROM patients p", want: []col{D("ssn_of", allPatients)}},
 	{sql: "SELECT mixed(ssn) FROM patients", want: []col{D("mixed", "patients.ssn patients.mrn")}},
+	{sql: "SELECT ssn_of(pid => id) FROM patients", want: []col{D("ssn_of", "patients.id patients.ssn")}},
+	{sql: "SELECT concat(VARIADIC ARRAY[ssn, mrn]), format('%s', dob) FROM patients",
+		want: []col{D("concat", "patients.ssn patients.mrn"), D("format", "patients.dob")}},
+	{sql: "SELECT ssn_of((SELECT max(id) FROM visits))", want: []col{D("ssn_of", "patients.ssn visits.id")}},
+	{sql: "SELECT ssn_of(leak(1))", opaque: "plpgsql"},
 	{sql: "SELECT recursive_fn(1)", opaque: "function public.recursive_fn refers to itself"},
 	{sql: "SELECT calls_leak()", opaque: "function public.calls_leak: function public.leak is written in plpgsql"},
 	{sql: "SELECT reads_temp()", opaque: `relation "scratch" does not exist`},
@@ -655,6 +662,20 @@ func TestWorkIsBounded(t *testing.T) {
 	for _, tc := range cases {
 		if n := lineage.Steps(tc.sql, cat); n > lineage.MaxSteps/100 {
 			t.Errorf("%s: %d steps", tc.sql, n)
+		}
+	}
+}
+
+// Node kinds the analysis does not know are opaque, named by their kind:
+// here executor nodes that raw parse trees never hold.
+func TestUnknownNodeKinds(t *testing.T) {
+	for want, n := range map[string]*pg_query.Node{
+		"unsupported: var":       {Node: &pg_query.Node_Var{Var: &pg_query.Var{}}},
+		"unsupported: query":     {Node: &pg_query.Node_Query{Query: &pg_query.Query{}}},
+		"unsupported: func_expr": {Node: &pg_query.Node_FuncExpr{FuncExpr: &pg_query.FuncExpr{}}},
+	} {
+		if got := lineage.ExprOpaque(n); got != want {
+			t.Errorf("%T: opaque %q, want %q", n.GetNode(), got, want)
 		}
 	}
 }
