@@ -165,6 +165,9 @@ func newTestCatalog() *testCatalog {
 	sql("writes", "CREATE OR REPLACE FUNCTION public.writes(t text)\n RETURNS void\n LANGUAGE sql\nAS $function$ INSERT INTO visits (notes) VALUES (t) $function$\n")
 	sql("mixed", "CREATE OR REPLACE FUNCTION public.mixed(x text)\n RETURNS text\n LANGUAGE sql\nRETURN (SELECT patients.mrn FROM patients LIMIT 1)\n")
 	builtin("mixed")
+	sql("own_path_unqualified", "CREATE OR REPLACE FUNCTION public.own_path_unqualified()\n RETURNS text\n LANGUAGE sql\n SET search_path TO 'private', 'public'\nAS $function$ SELECT ssn FROM patients $function$\n")
+	sql("own_path_qualified", "CREATE OR REPLACE FUNCTION public.own_path_qualified()\n RETURNS text\n LANGUAGE sql\n SET search_path TO 'private'\nAS $function$ SELECT lower(p.ssn) FROM public.patients p $function$\n")
+	sql("own_path_catalog_late", "CREATE OR REPLACE FUNCTION public.own_path_catalog_late()\n RETURNS text\n LANGUAGE sql\n SET search_path TO 'public', 'pg_catalog'\nAS $function$ SELECT lower(p.ssn) FROM public.patients p $function$\n")
 	sql("not_a_function", "CREATE VIEW x AS SELECT 1")
 	c.funcs["public.leak"] = []*lineage.Function{{Schema: "public", Name: "leak", Language: "plpgsql"}}
 	c.funcs["public.c_func"] = []*lineage.Function{{Schema: "public", Name: "c_func", Language: "c"}}

@@ -66,6 +66,9 @@
 //     themselves or nest deeper than 16.
 //   - A name that does not resolve, or resolves ambiguously: the server
 //     would refuse the statement, but the analysis does not guess.
+//   - In a SQL function that sets its own search_path, an unqualified
+//     relation, and an unqualified function unless pg_catalog is searched
+//     first: the catalog resolves names with the session's path.
 //   - (x).* of anything but a whole row or a function with known result
 //     columns; EXECUTE with a parameter derived from columns (the caller's
 //     record of the prepared statement cannot see it); EXPLAIN EXECUTE;

@@ -3,6 +3,7 @@ package lineage
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
@@ -62,6 +63,10 @@ func (a *analyzer) funcCall(s *scope, fc *pg_query.FuncCall) (lin, error) {
 	schema, name, ok := qualifiedName(fc.GetFuncname())
 	if !ok {
 		return lin{}, opaquef("unsupported: function name %s", funcCallName(fc))
+	}
+	var err error
+	if schema, err = funcSchema(s, schema, name); err != nil {
+		return lin{}, err
 	}
 	args, err := a.funcArgs(s, fc)
 	if err != nil {
@@ -216,6 +221,7 @@ func (a *analyzer) analyzeBody(f *Function) ([]column, error) {
 		return nil, opaquef("definition is not CREATE FUNCTION")
 	}
 	fs := &fnScope{name: f.Name, params: map[string]bool{}}
+	fs.ownPath, fs.catalogFirst = ownSearchPath(cf.GetOptions())
 	if _, name, ok := qualifiedName(cf.GetFuncname()); ok {
 		fs.name = name
 	}
@@ -287,6 +293,30 @@ func (a *analyzer) analyzeBody(f *Function) ([]column, error) {
 		}
 	}
 	return last, nil
+}
+
+// ownSearchPath reports whether CREATE FUNCTION's options set search_path
+// (pg_get_functiondef prints SET search_path TO 'a', 'b'), and then whether
+// pg_catalog is searched first, as it is when the path does not list it.
+func ownSearchPath(options []*pg_query.Node) (set, catalogFirst bool) {
+	for _, o := range options {
+		d := o.GetDefElem()
+		vs := d.GetArg().GetVariableSetStmt()
+		if d == nil || d.GetDefname() != "set" || vs == nil || vs.GetName() != "search_path" {
+			continue
+		}
+		var path []string
+		for _, a := range vs.GetArgs() {
+			for _, p := range strings.Split(a.GetAConst().GetSval().GetSval(), ",") {
+				if p = strings.Trim(strings.TrimSpace(p), `"`); p != "" {
+					path = append(path, p)
+				}
+			}
+		}
+		i := slices.Index(path, "pg_catalog")
+		return true, i <= 0
+	}
+	return false, true
 }
 
 // bodyText finds the AS '...' body among CREATE FUNCTION's options; a C

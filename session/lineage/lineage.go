@@ -118,7 +118,11 @@ type Relation struct {
 	// Columns in attnum order, dropped columns left out.
 	Columns []Column
 	// Definition is the SELECT of a view or materialized view, as
-	// pg_get_viewdef returns it.
+	// pg_get_viewdef returns it. pg_get_viewdef qualifies only the names
+	// that the reading connection's search_path would not find; unqualified
+	// names in it are resolved through this Catalog again, so read it with
+	// the search_path the Catalog resolves with, or an empty one (then
+	// every name outside pg_catalog comes qualified).
 	Definition string
 }
 
@@ -132,8 +136,10 @@ type Function struct {
 	// "internal", ...
 	Language string
 	// Definition is, for language sql, pg_get_functiondef's text: a CREATE
-	// FUNCTION statement whose body is either AS '...' or a sql_body (BEGIN
-	// ATOMIC ... END, RETURN ...).
+	// FUNCTION statement whose body is either AS '...' (names resolved when
+	// it runs, with the session's search_path, unless the function sets its
+	// own) or a sql_body (BEGIN ATOMIC ... END, RETURN ...: deparsed like a
+	// view's definition, so read it as Relation.Definition says).
 	Definition string
 	ReturnsSet bool
 	// OutColumns are the column names of a function returning a row type,

@@ -331,6 +331,12 @@ var cases = []tcase{
 	{sql: "SELECT calls_leak()", opaque: "function public.calls_leak: function public.leak is written in plpgsql"},
 	{sql: "SELECT reads_temp()", opaque: `relation "scratch" does not exist`},
 	{sql: "SELECT not_a_function()", opaque: "not CREATE FUNCTION"},
+	// A function with its own search_path: the catalog resolves with the
+	// session's, so only qualified names (and pg_catalog's functions, when
+	// pg_catalog comes first) can be followed.
+	{sql: "SELECT own_path_unqualified()", opaque: `unqualified relation "patients" in a function that sets its own search_path`},
+	{sql: "SELECT own_path_qualified()", want: []col{D("own_path_qualified", "patients.ssn")}},
+	{sql: "SELECT own_path_catalog_late()", opaque: "unqualified function lower in a function that sets its own search_path"},
 
 	// Built-in functions in FROM.
 	{sql: "SELECT * FROM generate_series(1, 3)", want: []col{N("generate_series")}},

@@ -272,6 +272,9 @@ func (a *analyzer) expandIndirectionStar(s *scope, ind *pg_query.A_Indirection) 
 			return nil, err
 		}
 		schema, name, _ := qualifiedName(fc.GetFuncname())
+		if schema, err = funcSchema(s, schema, name); err != nil {
+			return nil, err
+		}
 		fi, err := a.resolveFunc(schema, name)
 		if err != nil {
 			return nil, err
@@ -567,6 +570,9 @@ func (a *analyzer) rangeVar(s *scope, rv *pg_query.RangeVar, cteOK bool) (*nsIte
 		}
 		it.cols = cols
 	} else {
+		if fn := s.function(); schema == "" && fn != nil && fn.ownPath {
+			return nil, opaquef("unqualified relation %q in a function that sets its own search_path", name)
+		}
 		e := a.relation(schema, name)
 		if e.err != nil {
 			return nil, e.err
@@ -870,6 +876,10 @@ func (a *analyzer) fromFunction(s *scope, fexpr *pg_query.Node, coldef []*pg_que
 	schema, fname, ok := qualifiedName(fc.GetFuncname())
 	if !ok {
 		return nil, "", opaquef("unsupported: function name %s", funcCallName(fc))
+	}
+	schema, err := funcSchema(s, schema, fname)
+	if err != nil {
+		return nil, "", err
 	}
 	args, err := a.funcArgs(s, fc)
 	if err != nil {

@@ -47,6 +47,24 @@ type nsItem struct {
 type fnScope struct {
 	name   string
 	params map[string]bool
+	// ownPath: the function sets its own search_path, which the catalog
+	// (resolving with the session's) cannot follow. Unqualified relations
+	// are then opaque, and unqualified functions are pg_catalog's when
+	// catalogFirst (pg_catalog not listed, or listed first), else opaque.
+	ownPath, catalogFirst bool
+}
+
+// funcSchema is the schema to ask the catalog for a function named with
+// schema (possibly "") from scope s.
+func funcSchema(s *scope, schema, name string) (string, error) {
+	fn := s.function()
+	if schema != "" || fn == nil || !fn.ownPath {
+		return schema, nil
+	}
+	if !fn.catalogFirst {
+		return "", opaquef("unqualified function %s in a function that sets its own search_path", name)
+	}
+	return "pg_catalog", nil
 }
 
 // lateralView is the scope a FROM item of s is analyzed in: the enclosing
@@ -231,7 +249,11 @@ func (a *analyzer) columnRef(s *scope, cr *pg_query.ColumnRef) (lin, *nsItem, er
 			}
 			if !found {
 				// p.f is f(p) when p has no column f.
-				l, err = a.call("", names[1], wholeRow(it.cols))
+				schema, err := funcSchema(s, "", names[1])
+				if err != nil {
+					return lin{}, nil, err
+				}
+				l, err = a.call(schema, names[1], wholeRow(it.cols))
 				if err != nil {
 					return lin{}, nil, err
 				}
