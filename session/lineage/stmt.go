@@ -147,7 +147,7 @@ func (a *analyzer) statement(n *pg_query.Node) (*Result, error) {
 		// No rows and no expressions of the caller's.
 		return &Result{}, nil
 	}
-	return nil, unsupported(n)
+	return a.utility(n)
 }
 
 // rowsResult turns a query's columns into a Result.

@@ -109,13 +109,19 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 		if ps.Name == "DateStyle" {
 			c.be.params.DateStyle = ps.Value
 		}
+		if masked := c.maskParameterStatus(&ps); masked != nil {
+			return c.be.cout.write(masked)
+		}
 		return c.forward()
 	case 'N':
-		if masked := c.maskServerMessage(body, true); masked != nil {
+		if masked := c.maskServerMessage(body, true, c.headCommand()); masked != nil {
 			return c.be.cout.write(masked)
 		}
 		return c.forward()
 	case 'A':
+		if masked := c.maskNotification(body); masked != nil {
+			return c.be.cout.write(masked)
+		}
 		return c.forward()
 	case 'E':
 		return c.onUpstreamError(body)
@@ -255,19 +261,37 @@ func (c *conn) planRun(ctx context.Context, cmd *command, fields []pgproto3.Fiel
 	if c.profile == nil {
 		return nil
 	}
+	outs, traced, err := c.rowsLineage(ctx, cmd)
+	if err != nil {
+		c.log.Error("cannot trace result columns for masking", "err", err)
+		c.setFatal(pgError("FATAL", "58000", "phigate cannot trace the result's columns for masking; the result is withheld"), "catalog unavailable")
+		return err
+	}
 	cols := make([]mask.Column, len(fields))
 	for i, f := range fields {
-		src, err := c.cat.source(ctx, f.TableOID, int16(f.TableAttributeNumber))
-		if err != nil {
-			c.log.Error("cannot resolve result columns for masking", "err", err)
-			c.setFatal(pgError("FATAL", "58000", "phigate cannot resolve the result's columns for masking; the result is withheld"), "catalog unavailable")
-			return err
-		}
 		format := f.Format
 		if applyFormats {
 			format = formatAt(formats, i)
 		}
-		cols[i] = mask.Column{Source: src, Name: string(f.Name), TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier, Binary: format == 1}
+		cols[i] = mask.Column{Name: string(f.Name), TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier, Binary: format == 1}
+		switch {
+		case !traced:
+			// Nothing to trace (SHOW, EXPLAIN...): the server's own
+			// origin of the column, and content detection.
+			src, err := c.cat.source(ctx, f.TableOID, int16(f.TableAttributeNumber))
+			if err != nil {
+				c.log.Error("cannot resolve result columns for masking", "err", err)
+				c.setFatal(pgError("FATAL", "58000", "phigate cannot resolve the result's columns for masking; the result is withheld"), "catalog unavailable")
+				return err
+			}
+			cols[i].Source = src
+		case len(outs) != len(fields):
+			// phigate's reading of the statement and the server's differ:
+			// nothing of it is vouched for.
+			cols[i].Withhold = true
+		default:
+			traceColumn(&cols[i], outs[i])
+		}
 	}
 	plan := c.profile.Plan(cols, c.be.params)
 	cmd.run.plan = plan
@@ -481,14 +505,21 @@ func (c *conn) onUpstreamError(body []byte) error {
 	}
 	e := c.head()
 	if e == nil {
-		if masked := c.maskServerMessage(body, false); masked != nil {
+		if masked := c.maskServerMessage(body, false, 0); masked != nil {
 			return c.be.cout.write(masked)
 		}
 		return c.forward()
 	}
 	out := c.be.uin.raw
-	if masked := c.maskServerMessage(body, false); masked != nil {
+	var cmdID uint64
+	if e.cmd != nil {
+		cmdID = e.cmd.id
+	}
+	if masked := c.maskServerMessage(body, false, cmdID); masked != nil {
 		out = masked
+		if err := er.Decode(masked[5:]); err != nil {
+			return err
+		}
 	}
 	var src = "upstream"
 	if e.deny != nil {
@@ -646,44 +677,4 @@ func (c *conn) onCopyOutData(e *expect, typ byte, body []byte) error {
 	c.be.cout.buf = finishMsg(dst, start)
 	run.bytes += int64(len(c.be.cout.buf) - start)
 	return c.be.cout.full()
-}
-
-// maskServerMessage scans the free-text fields of an ErrorResponse or
-// NoticeResponse for PHI (a unique violation's detail quotes the row: "Key
-// (ssn)=(123-45-6789) already exists") with the session's profile, and
-// returns the re-encoded message when something was masked, nil otherwise.
-// The recording keeps the upstream's text.
-func (c *conn) maskServerMessage(body []byte, notice bool) []byte {
-	if c.textPlan == nil || !c.textPlan.Active() {
-		return nil
-	}
-	var er pgproto3.ErrorResponse
-	if err := er.Decode(body); err != nil {
-		return nil
-	}
-	changed := false
-	for _, f := range []*string{&er.Message, &er.Detail, &er.Hint, &er.Where, &er.InternalQuery} {
-		if *f == "" {
-			continue
-		}
-		out, null := c.textPlan.AppendValue(nil, 0, []byte(*f))
-		if null {
-			out = []byte("[masked]")
-		}
-		if string(out) != *f {
-			*f, changed = string(out), true
-		}
-	}
-	if !changed {
-		return nil
-	}
-	var msg pgproto3.BackendMessage = &er
-	if notice {
-		msg = (*pgproto3.NoticeResponse)(&er)
-	}
-	out, err := msg.Encode(nil)
-	if err != nil {
-		return nil
-	}
-	return out
 }

@@ -24,6 +24,11 @@ type catalog struct {
 	// looks are the database's look-alikes of built-in names; nil until
 	// fetched, and again after DDL or ttl.
 	looks *lookalikes
+	// What lineage asked of the catalog, by "schema.name" ("" schema:
+	// unqualified), and the lineage of statements by text (lineage.go).
+	relNames  map[string]relEntry
+	funcNames map[string]funcEntry
+	lineages  map[string]lineageEntry
 }
 
 // lookalikes are the functions and operators defined outside pg_catalog
@@ -43,7 +48,8 @@ type relation struct {
 }
 
 func newCatalog(r *Resource, timeout, ttl time.Duration) *catalog {
-	return &catalog{res: r, timeout: timeout, ttl: ttl, rels: map[uint32]*relation{}}
+	return &catalog{res: r, timeout: timeout, ttl: ttl, rels: map[uint32]*relation{},
+		relNames: map[string]relEntry{}, funcNames: map[string]funcEntry{}, lineages: map[string]lineageEntry{}}
 }
 
 const relationQuery = `SELECT n.nspname, c.relname, a.attnum, a.attname
@@ -176,6 +182,9 @@ func (c *catalog) lookalikesOf(ctx context.Context) (*lookalikes, error) {
 func (c *catalog) invalidate() {
 	c.mu.Lock()
 	clear(c.rels)
+	clear(c.relNames)
+	clear(c.funcNames)
+	clear(c.lineages)
 	c.looks = nil
 	c.mu.Unlock()
 }

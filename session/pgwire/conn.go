@@ -47,8 +47,6 @@ type conn struct {
 	profile *mask.Profile // nil: results are not masked
 	cat     *catalog
 	proofs  *proof.Collector // nil: no masking proof (no profile, or no auditor key); backend-owned
-	// textPlan scans the free text of server errors and notices.
-	textPlan *mask.Plan
 
 	keyPID    uint32
 	keySecret [4]byte
@@ -431,4 +429,12 @@ func (c *conn) popLocked() {
 	case c.progress <- struct{}{}:
 	default:
 	}
+}
+
+// headCommand is the id of the command the server is answering now, or 0.
+func (c *conn) headCommand() uint64 {
+	if e := c.head(); e != nil && e.cmd != nil {
+		return e.cmd.id
+	}
+	return 0
 }

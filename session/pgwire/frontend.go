@@ -245,7 +245,10 @@ func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (s
 	if deny != nil {
 		return nil, deny, nil
 	}
-	return stmts, c.decide(resolved, rc), nil
+	if deny = c.decide(resolved, rc); deny != nil {
+		return stmts, deny, nil
+	}
+	return stmts, c.traceable(ctx, stmts, rc), nil
 }
 
 // withLookalikes returns stmts with an admin call added for every
@@ -638,6 +641,12 @@ func (c *conn) onFunctionCall(body []byte) error {
 		rc.Params = append(rc.Params, recordParam(a, formatAt(codes, i) == 1))
 	}
 	deny := c.decide(stmts, rc)
+	if deny == nil && c.profile != nil {
+		// The function is named by OID and its result is opaque: phigate
+		// cannot tell what it derives from, so it cannot mask it.
+		rc.Decision, rc.Reason = "deny", "a fast-path function call's result cannot be masked"
+		deny = pgError("ERROR", codeInsufficientPriv, "permission denied by phigate: a fast-path function call's result cannot be masked under this grant's masking profile")
+	}
 	if err := c.appendCommand(rc); err != nil {
 		return err
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/phigate/phigate/session/identity"
 	"github.com/phigate/phigate/session/policy"
 	"github.com/phigate/phigate/session/sqlclass"
-	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/storage/spool"
@@ -313,9 +312,6 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 	}
 	if err := c.startRecording(); err != nil {
 		return err
-	}
-	if c.profile != nil {
-		c.textPlan = c.profile.Plan([]mask.Column{{Name: "server_message", TypeOID: 25}}, mask.Params{})
 	}
 	if c.profile != nil && s.cfg.Auditor != nil {
 		// Proof batches ride group commits (lazy), but one at most is in
