@@ -88,7 +88,13 @@
 // AS and SELECT INTO (no rows; the query is analyzed and its opacity
 // propagates), SHOW (a setting: no sources), and SET, RESET, transaction
 // control, LISTEN, UNLISTEN, NOTIFY, DEALLOCATE, DISCARD, CLOSE, LOCK and
-// SET CONSTRAINTS (no rows). Everything else, DDL included, is opaque.
+// SET CONSTRAINTS (no rows). Definitions (CREATE, ALTER, DROP, GRANT,
+// COMMENT, VACUUM, ...; the list is in utility.go) return no rows either,
+// provided every function they evaluate can be followed (an index
+// expression, a default, a policy); ALTER TABLE that computes a column from
+// other columns (ALTER COLUMN ... TYPE ... USING, an added generated column)
+// is opaque, as it moves values into a column masking rules may not name.
+// Everything else is opaque.
 //
 // # Out of scope
 //
