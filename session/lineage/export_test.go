@@ -15,6 +15,15 @@ func Steps(sql string, cat Catalog) int {
 
 const MaxSteps = maxSteps
 
+// StatementOpaque analyzes a hand-made statement node.
+func StatementOpaque(n *pg_query.Node) string {
+	_, err := newAnalyzer(nil).statement(n)
+	if op, ok := err.(*opaqueError); ok {
+		return op.reason
+	}
+	return ""
+}
+
 // ExprOpaque analyzes a hand-made expression node, for node kinds that no
 // SQL text produces (the parser's raw trees never hold them).
 func ExprOpaque(n *pg_query.Node) string {

@@ -458,9 +458,16 @@ var cases = []tcase{
 	{sql: "SHOW search_path", want: []col{N("search_path")}},
 	{sql: "SHOW ALL", want: []col{N("name"), N("setting"), N("description")}},
 	{sql: "", noRows: true},
-	{sql: "CREATE TABLE x (a int)", opaque: "unsupported: create_stmt"},
-	{sql: "VACUUM patients", opaque: "unsupported: vacuum_stmt"},
-	{sql: "CREATE INDEX ON patients (leak(id))", opaque: "unsupported: index_stmt"},
+	// Definitions return no rows; what they evaluate must be followed.
+	{sql: "CREATE TABLE x (a int)", noRows: true},
+	{sql: "VACUUM patients", noRows: true},
+	{sql: "GRANT SELECT ON patients TO someone", noRows: true},
+	{sql: "CREATE INDEX ON patients (lower(ssn))", noRows: true},
+	{sql: "CREATE INDEX ON patients (leak(id))", opaque: "function public.leak is written in plpgsql"},
+	{sql: "CREATE TABLE y (a int DEFAULT leak(1))", opaque: "function public.leak is written in plpgsql"},
+	{sql: "CREATE VIEW v AS SELECT leak(1)", noRows: true}, // followed where the view is used
+	{sql: "ALTER TABLE patients ALTER COLUMN mrn TYPE int USING mrn::int", opaque: "ALTER TABLE patients computes a column from other columns"},
+	{sql: "ALTER TABLE patients ADD COLUMN x int", noRows: true},
 }
 
 func TestAnalyze(t *testing.T) {
@@ -683,5 +690,10 @@ func TestUnknownNodeKinds(t *testing.T) {
 		if got := lineage.ExprOpaque(n); got != want {
 			t.Errorf("%T: opaque %q, want %q", n.GetNode(), got, want)
 		}
+	}
+	// PL/pgSQL's assignment: a statement kind no SQL text makes.
+	n := &pg_query.Node{Node: &pg_query.Node_PlassignStmt{PlassignStmt: &pg_query.PLAssignStmt{}}}
+	if got := lineage.StatementOpaque(n); got != "unsupported: plassign_stmt" {
+		t.Errorf("PLAssignStmt: opaque %q", got)
 	}
 }
