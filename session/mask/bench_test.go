@@ -126,3 +126,33 @@ func BenchmarkScanNursingNegatives(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSecondLayer masks a row of the outputs the second layer and
+// lineage handle: a text array, bytea, xml and a record scanned, and a
+// derived text and array redacted.
+func BenchmarkSecondLayer(b *testing.B) {
+	note := "Seen by Dr. Hanley on 3/14/2005, call (617) 555-0143. No acute events overnight, plan discussed with team."
+	cols := []Column{
+		{Name: "tags", TypeOID: 1009}, {Name: "doc", TypeOID: oidBytea}, {Name: "x", TypeOID: oidXML},
+		{Name: "p", TypeOID: 16390}, {Name: "d", TypeOID: oidText, Derived: []SourceCol{{Name: "public.p.notes", TypeOID: oidText}}},
+		{Name: "a", TypeOID: 1009, Derived: []SourceCol{{Name: "public.p.notes", TypeOID: oidText}}},
+	}
+	row := [][]byte{
+		[]byte(`{"` + note + `","` + note + `"}`), []byte(`\x` + hexOf(note)), []byte("<p>" + note + "</p>"),
+		[]byte(`(1,"` + note + `")`), []byte(note), []byte(`{"` + note + `"}`),
+	}
+	n := 0
+	for _, v := range row {
+		n += len(v)
+	}
+	pl := hipaa(b).Plan(cols, Params{})
+	dst := make([]byte, 0, 4096)
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for c, v := range row {
+			dst, _ = pl.AppendValue(dst[:0], c, v)
+		}
+	}
+}

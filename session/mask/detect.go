@@ -100,8 +100,10 @@ type DetectConfig struct {
 	// The settings below apply when the detector is part of a masking
 	// profile (ProfileConfig.Detect).
 
-	// ScanText scans text, varchar, char(n), json and jsonb columns that no
-	// rule or classification covers, value by value. Default true.
+	// ScanText scans every column that can carry text (text, varchar,
+	// char(n), name, json, jsonb, xml, bytea, arrays of these, and types
+	// phigate does not know) that no lineage, rule or classification
+	// covers, value by value. Default true.
 	ScanText *bool `yaml:"scan_text"`
 	// Classify classifies columns from their name and first values, and
 	// masks a classified column whole with ClassActions. Default true.
