@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/phigate/phigate/session/sqlclass"
 )
 
 // opaqueBuiltins are built-in functions whose value does not derive from
@@ -53,9 +55,23 @@ type funcInfo struct {
 	// set when they do not agree.
 	outCols  []string
 	conflict bool
-	// bodies are the outputs of the last statement of each SQL overload.
-	bodies [][]column
-	err    error
+	// bodies are the outputs of the last statement of each SQL overload;
+	// effects is set when one of them writes or calls a function with an
+	// effect (its arguments may be what it passes on).
+	bodies  [][]column
+	effects bool
+	err     error
+}
+
+// hasEffect reports whether calling function f, a built-in, can have an
+// effect beyond its result through which an argument's value could be read
+// back (a notification, a setting, a sequence, a lock, a large object):
+// what in pg_catalog needs a class of its own (sqlclass.FunctionClass), and
+// setseed, which readers may call but whose seed random() gives back.
+// Functions the catalog trusts as built-ins outside pg_catalog are
+// immutable or stable.
+func hasEffect(f *Function) bool {
+	return f.Schema == "pg_catalog" && (sqlclass.FunctionClass(f.Schema, f.Name) != "" || f.Name == "setseed")
 }
 
 // funcCall is the lineage of a function call in an expression.
@@ -111,6 +127,9 @@ func (a *analyzer) call(schema, name string, args lin) (lin, error) {
 	if fi.builtin && name == "count" && (schema == "" || schema == "pg_catalog") {
 		return lin{}, nil
 	}
+	if fi.effects {
+		a.escape(args)
+	}
 	out := derived(args)
 	for _, b := range fi.bodies {
 		out = union(out, wholeRow(b))
@@ -161,6 +180,7 @@ func (a *analyzer) loadFunc(schema, name string) (*funcInfo, error) {
 			fi.conflict = true
 		}
 		if f.Builtin {
+			fi.effects = fi.effects || hasEffect(f)
 			continue
 		}
 		fi.builtin = false
@@ -171,11 +191,12 @@ func (a *analyzer) loadFunc(schema, name string) (*funcInfo, error) {
 			}
 			return nil, opaquef("function %s.%s is written in %s", f.Schema, f.Name, lang)
 		}
-		body, err := a.sqlBody(f)
+		body, effects, err := a.sqlBody(f)
 		if err != nil {
 			return nil, err
 		}
 		fi.bodies = append(fi.bodies, body)
+		fi.effects = fi.effects || effects
 	}
 	return fi, nil
 }
@@ -188,27 +209,29 @@ func (a *analyzer) loadFunc(schema, name string) (*funcInfo, error) {
 // a parameter's contribution to the body's outputs is a subset of its
 // argument's, so the union is the same, and the body is analyzed once
 // however many calls there are.
-func (a *analyzer) sqlBody(f *Function) ([]column, error) {
+func (a *analyzer) sqlBody(f *Function) (cols []column, effects bool, err error) {
 	if e, ok := a.bodies[f]; ok {
-		return e.cols, e.err
+		return e.cols, e.effects, e.err
 	}
 	qname := f.Schema + "." + f.Name
 	if err := a.enter("function "+qname+"\x00"+f.Definition, "function "+qname); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	cols, err := a.analyzeBody(f)
+	before := a.effects
+	cols, err = a.analyzeBody(f)
+	effects = a.effects > before
 	a.leave()
 	if err != nil {
 		if _, ok := err.(*opaqueError); !ok {
-			return nil, err
+			return nil, false, err
 		}
 		err = within(err, "function "+qname)
 	}
 	if a.bodies == nil {
 		a.bodies = map[*Function]bodyEntry{}
 	}
-	a.bodies[f] = bodyEntry{cols: cols, err: err}
-	return cols, err
+	a.bodies[f] = bodyEntry{cols: cols, effects: effects, err: err}
+	return cols, effects, err
 }
 
 func (a *analyzer) analyzeBody(f *Function) ([]column, error) {

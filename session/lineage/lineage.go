@@ -52,6 +52,15 @@ type Result struct {
 	// Outputs has one entry per result column, in order; nil when the
 	// statement returns no rows.
 	Outputs []Output
+	// Escapes are the base columns whose values the statement moves
+	// somewhere other than its result, sorted and unique: into a table
+	// (INSERT, UPDATE, MERGE, CREATE TABLE AS, SELECT INTO, also inside
+	// CTEs and SQL function bodies) or into a function with an effect
+	// beyond its result (pg_notify, set_config, setval, advisory locks,
+	// large objects, setseed...). Masking cannot follow a value there: a
+	// caller under a masking profile refuses a statement whose escapes it
+	// masks.
+	Escapes []Col
 	// Opaque is non-empty when lineage cannot be determined, and says why,
 	// naming the function, relation or node (never a data value). Outputs
 	// are then meaningless: the caller must treat every column as derived
@@ -192,6 +201,7 @@ func Analyze(sql string, cat Catalog) (res *Result, err error) {
 	var op *opaqueError
 	switch {
 	case err == nil:
+		res.Escapes = a.escapes.srcs
 		return res, nil
 	case errors.As(err, &op):
 		if res == nil {

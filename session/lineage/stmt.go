@@ -30,6 +30,26 @@ type analyzer struct {
 	// the column it is the value of.
 	sublinkNames map[*pg_query.SubLink]string
 	steps        int
+	// escapes is what the statement moves out of its result (Result.Escapes);
+	// effects counts writes and calls with effects, so that a SQL
+	// function's body can be seen to have some.
+	escapes lin
+	effects int
+}
+
+// escapeAll notes that every column of a query's result is stored.
+func (a *analyzer) escapeAll(cols []column) {
+	a.effects++
+	for _, c := range cols {
+		a.escapes = union(a.escapes, c.lin)
+	}
+}
+
+// escape notes that l's value leaves the statement's result: written to a
+// table or passed to a function with an effect.
+func (a *analyzer) escape(l lin) {
+	a.effects++
+	a.escapes = union(a.escapes, l)
 }
 
 // step counts one unit of work against maxSteps.
@@ -50,8 +70,9 @@ type relEntry struct {
 }
 
 type bodyEntry struct {
-	cols []column
-	err  error
+	cols    []column
+	err     error
+	effects bool // the body writes or calls a function with an effect
 }
 
 func newAnalyzer(cat Catalog) *analyzer {
@@ -64,10 +85,12 @@ func (a *analyzer) statement(n *pg_query.Node) (*Result, error) {
 	case *pg_query.Node_SelectStmt:
 		if x.SelectStmt.GetIntoClause() != nil {
 			// SELECT INTO creates a table and returns no rows; what it runs
-			// must still be followed.
-			if _, err := a.selectStmt(nil, x.SelectStmt); err != nil {
+			// must still be followed, and what it stores escapes.
+			cols, err := a.selectStmt(nil, x.SelectStmt)
+			if err != nil {
 				return nil, err
 			}
+			a.escapeAll(cols)
 			return &Result{}, nil
 		}
 		cols, err := a.selectStmt(nil, x.SelectStmt)
@@ -127,9 +150,11 @@ func (a *analyzer) statement(n *pg_query.Node) (*Result, error) {
 		if q.GetExecuteStmt() != nil {
 			return nil, opaquef("CREATE TABLE AS EXECUTE: the prepared statement is not visible here")
 		}
-		if _, _, err := a.query(nil, q); err != nil {
+		cols, _, err := a.query(nil, q)
+		if err != nil {
 			return nil, err
 		}
+		a.escapeAll(cols)
 		return &Result{}, nil
 	case *pg_query.Node_CallStmt:
 		return nil, opaquef("CALL %s: a procedure's effects are not followed", funcCallName(x.CallStmt.GetFunccall()))
@@ -325,8 +350,10 @@ func (a *analyzer) insertStmt(parent *scope, st *pg_query.InsertStmt) ([]column,
 		return nil, false, opaquef("INSERT has more expressions than target columns")
 	}
 	for i, l := range src {
+		a.escape(l)
 		newCols[targets[i]].lin = addSources(newCols[targets[i]].lin, l)
 	}
+	a.effects++
 	s.items = []*nsItem{target}
 	if oc := st.GetOnConflictClause(); oc != nil {
 		excluded := &nsItem{name: "excluded", cols: append([]column(nil), newCols...), relVisible: true}
@@ -369,6 +396,7 @@ func (a *analyzer) assign(s *scope, target *nsItem, newCols []column, n *pg_quer
 	if err != nil {
 		return err
 	}
+	a.escape(l)
 	newCols[idx].lin = addSources(newCols[idx].lin, l)
 	return nil
 }
@@ -395,6 +423,7 @@ func (a *analyzer) updateStmt(parent *scope, st *pg_query.UpdateStmt) ([]column,
 }
 
 func (a *analyzer) deleteStmt(parent *scope, st *pg_query.DeleteStmt) ([]column, bool, error) {
+	a.effects++
 	s, _, err := a.withTarget(parent, st.GetWithClause(), st.GetRelation())
 	if err != nil {
 		return nil, false, err
@@ -461,6 +490,7 @@ func (a *analyzer) mergeStmt(parent *scope, st *pg_query.MergeStmt) ([]column, b
 				if err != nil {
 					return nil, false, err
 				}
+				a.escape(l)
 				newCols[idx[i]].lin = addSources(newCols[idx[i]].lin, l)
 			}
 		case pg_query.CmdType_CMD_DELETE, pg_query.CmdType_CMD_NOTHING:

@@ -132,7 +132,9 @@ func (c *catalog) connect(ctx context.Context) (*pgconn.PgConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.RuntimeParams = map[string]string{"application_name": "phigate-catalog", "default_transaction_read_only": "on"}
+	// An empty search_path: view and function definitions come back with
+	// every name qualified, so they resolve the same in any session.
+	cfg.RuntimeParams = map[string]string{"application_name": "phigate-catalog", "default_transaction_read_only": "on", "search_path": ""}
 	return pgconn.ConnectConfig(ctx, cfg)
 }
 

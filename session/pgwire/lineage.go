@@ -205,7 +205,10 @@ func (c *catalog) lineageFunctions(ctx context.Context, schema, name string) ([]
 // traceable refuses, under a masking profile, a command with a statement
 // whose results phigate cannot trace to their base columns (a function in a
 // language other than SQL, dynamic SQL, a relation the gateway cannot see or
-// cannot tell apart): masking that cannot follow the data fails closed.
+// cannot tell apart), or that moves a masked column's values where masking
+// cannot follow them (INSERT ... SELECT, UPDATE ... SET, CREATE TABLE AS,
+// set_config, pg_notify...): masking that cannot follow the data fails
+// closed.
 func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, rc *record.Command) *pgproto3.ErrorResponse {
 	if c.profile == nil {
 		return nil
@@ -222,13 +225,27 @@ func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, rc *re
 			why = err.Error()
 		case res.Opaque != "":
 			why = res.Opaque
+		default:
+			why = c.maskedEscape(res.Escapes)
 		}
 		if why != "" {
 			rc.Decision, rc.Reason = "deny", "masking cannot follow the data: "+why
-			return pgError("ERROR", codeInsufficientPriv, "permission denied by phigate: under this grant's masking profile every result must be traced to its columns, and this statement's cannot: "+why)
+			return pgError("ERROR", codeInsufficientPriv, "permission denied by phigate: this grant's masking profile cannot follow the statement's data: "+why)
 		}
 	}
 	return nil
+}
+
+// maskedEscape names the first masked column whose values the statement
+// would move out of its result (into a table, a setting, a notification...),
+// where masking could not follow them; "" when there is none.
+func (c *conn) maskedEscape(escapes []lineage.Col) string {
+	for _, e := range escapes {
+		if by, masked := c.profile.Masks(mask.SourceCol{Name: e.String(), TypeOID: e.TypeOID}); masked {
+			return fmt.Sprintf("it moves values of %s (masked by %s) out of its result, into a table or a function with an effect", e, by)
+		}
+	}
+	return ""
 }
 
 // isCatalogFailure tells a catalog that could not be read (the statement
