@@ -334,10 +334,23 @@ func (p *printer) result(r *record.Result) {
 			label = "masked"
 		}
 		col := clean(m.Column)
-		if m.Source != "" {
+		switch {
+		case m.Source != "":
 			col += " (" + clean(m.Source) + ")"
+		case len(m.Derived) > 0:
+			col += " (from " + clean(strings.Join(m.Derived, ", ")) + ")"
 		}
-		p.field(label, fmt.Sprintf("%s: %s by rule %s, %d values", col, clean(m.Action), clean(m.Rule), m.Values))
+		line := fmt.Sprintf("%s: %s by rule %s, %d values", col, clean(m.Action), clean(m.Rule), m.Values)
+		if m.Scanned > 0 {
+			line += fmt.Sprintf(", %d scanned clean", m.Scanned)
+		}
+		if m.Passed > 0 {
+			line += fmt.Sprintf(", %d passed unread", m.Passed)
+		}
+		if m.Reason != "" {
+			line += " (" + clean(m.Reason) + ")"
+		}
+		p.field(label, line)
 	}
 }
 

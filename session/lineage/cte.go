@@ -157,7 +157,7 @@ func (a *analyzer) searchCycleColumns(c *cte) ([]column, error) {
 			name := n.GetString_().GetSval()
 			i := slices.IndexFunc(c.cols, func(col column) bool { return col.name == name })
 			if i < 0 {
-				return lin{}, opaquef("WITH query %q: column %q does not exist", c.name, name)
+				return lin{}, undefinedf(undefinedColumn, "WITH query %q: column %q does not exist", c.name, name)
 			}
 			l = union(l, c.cols[i].lin)
 		}

@@ -158,7 +158,7 @@ func (a *analyzer) loadRelation(schema, name string) relEntry {
 	}
 	if r == nil {
 		// Perhaps a temporary table the gateway's catalog cannot see.
-		return relEntry{err: opaquef("relation %q does not exist or is not visible", written)}
+		return relEntry{err: undefinedf(undefinedTable, "relation %q does not exist or is not visible", written)}
 	}
 	e := relEntry{schema: r.Schema}
 	if e.schema == "" {
@@ -345,7 +345,7 @@ func uniqueColumn(cols []column, name, side string) (int, error) {
 		}
 	}
 	if idx < 0 {
-		return 0, opaquef("column %q specified in USING clause does not exist in %s table", name, side)
+		return 0, undefinedf(undefinedColumn, "column %q specified in USING clause does not exist in %s table", name, side)
 	}
 	return idx, nil
 }

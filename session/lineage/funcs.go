@@ -169,7 +169,7 @@ func (a *analyzer) loadFunc(schema, name string) (*funcInfo, error) {
 		return nil, fmt.Errorf("%w: function %s: %w", ErrCatalog, written, err)
 	}
 	if len(fns) == 0 {
-		return nil, opaquef("function %s does not exist or is not visible", written)
+		return nil, undefinedf(undefinedFunction, "function %s does not exist or is not visible", written)
 	}
 	fi := &funcInfo{builtin: true, outCols: fns[0].OutColumns}
 	for _, f := range fns {

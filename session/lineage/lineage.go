@@ -66,6 +66,12 @@ type Result struct {
 	// are then meaningless: the caller must treat every column as derived
 	// from everything.
 	Opaque string
+	// Undefined is set with Opaque when the reason is a name the statement
+	// uses (not one inside a view or function it reaches) that the catalog
+	// does not have: the SQLSTATE the server would refuse it with (42703
+	// column, 42P01 relation, 42883 function). The caller may read the
+	// catalog afresh and try again before refusing with that code.
+	Undefined string
 	// Cursor is set for FETCH and MOVE: the cursor whose rows they return,
 	// which the caller looks up from the DECLARE that defined it (Outputs
 	// nil).
@@ -207,7 +213,7 @@ func Analyze(sql string, cat Catalog) (res *Result, err error) {
 		if res == nil {
 			res = &Result{}
 		}
-		res.Outputs, res.Opaque = nil, op.reason
+		res.Outputs, res.Opaque, res.Undefined = nil, op.reason, op.code
 		return res, nil
 	}
 	return nil, err
@@ -215,12 +221,32 @@ func Analyze(sql string, cat Catalog) (res *Result, err error) {
 
 // opaqueError carries the reason analysis gave up; Analyze turns it into
 // Result.Opaque. Reasons name nodes, functions and relations, never values.
-type opaqueError struct{ reason string }
+type opaqueError struct {
+	reason string
+	// code is the SQLSTATE the server gives for the same statement when
+	// the reason is a name the statement itself uses that does not exist.
+	code string
+}
 
 func (e *opaqueError) Error() string { return e.reason }
 
 func opaquef(format string, args ...any) error {
 	return &opaqueError{reason: fmt.Sprintf(format, args...)}
+}
+
+// SQLSTATEs of names that do not exist.
+const (
+	undefinedColumn   = "42703"
+	undefinedTable    = "42P01"
+	undefinedFunction = "42883"
+)
+
+// undefinedf is the reason for a name the statement uses that the catalog
+// does not have: the server would refuse the statement with code too, unless
+// the catalog's answer is stale or the name is one only the session sees (a
+// temporary table).
+func undefinedf(code, format string, args ...any) error {
+	return &opaqueError{reason: fmt.Sprintf(format, args...), code: code}
 }
 
 // unsupported is the reason for a node the analysis does not know.

@@ -276,7 +276,7 @@ func (a *analyzer) columnRef(s *scope, cr *pg_query.ColumnRef) (lin, *nsItem, er
 				return lin{}, nil, err
 			}
 			if !found {
-				return lin{}, nil, opaquef("column %q does not exist", written)
+				return lin{}, nil, undefinedf(undefinedColumn, "column %q does not exist", written)
 			}
 			noteOuter(s, at, l)
 			return l, nil, nil
@@ -285,5 +285,5 @@ func (a *analyzer) columnRef(s *scope, cr *pg_query.ColumnRef) (lin, *nsItem, er
 			return lin{}, nil, nil // f.param.field
 		}
 	}
-	return lin{}, nil, opaquef("column %q does not exist", written)
+	return lin{}, nil, undefinedf(undefinedColumn, "column %q does not exist", written)
 }

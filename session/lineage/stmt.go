@@ -250,7 +250,7 @@ func (a *analyzer) copyStmt(st *pg_query.CopyStmt) ([]column, bool, error) {
 			return nil, false, err
 		}
 		if !found {
-			return nil, false, opaquef("column %q of relation %q does not exist", name, rv.GetRelname())
+			return nil, false, undefinedf(undefinedColumn, "column %q of relation %q does not exist", name, rv.GetRelname())
 		}
 		cols = append(cols, column{name: name, lin: l})
 	}
@@ -293,7 +293,7 @@ func (a *analyzer) assignTarget(s *scope, it *nsItem, rt *pg_query.ResTarget) (i
 		}
 	}
 	if idx < 0 {
-		return 0, opaquef("column %q of relation %q does not exist", rt.GetName(), it.name)
+		return 0, undefinedf(undefinedColumn, "column %q of relation %q does not exist", rt.GetName(), it.name)
 	}
 	return idx, nil
 }

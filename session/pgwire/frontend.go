@@ -40,6 +40,10 @@ type frontendState struct {
 	copyIn      *command // the COPY FROM STDIN running, if phigate knows it
 	copyOffset  int64
 	describeSeq int
+	// mayDefine: the session has sent a statement that may create objects
+	// only it sees (temporary tables and views), which phigate's catalog
+	// connection cannot see.
+	mayDefine bool
 }
 
 // frontend relays agent -> upstream until the agent leaves or the session

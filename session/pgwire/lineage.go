@@ -214,8 +214,18 @@ func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, rc *re
 		return nil
 	}
 	for _, s := range stmts {
+		switch s.Class {
+		case sqlclass.Read, sqlclass.Tx, sqlclass.Session, sqlclass.Export:
+		default:
+			c.fe.mayDefine = true
+		}
 		why := ""
 		res, err := c.cat.lineageOf(ctx, s.Text)
+		if err == nil && res.Undefined != "" {
+			// The catalog's answers may predate the name: read it afresh.
+			c.cat.invalidate()
+			res, err = c.cat.lineageOf(ctx, s.Text)
+		}
 		switch {
 		case err != nil && isCatalogFailure(err):
 			c.log.Error("cannot read the catalog to trace a statement's results", "err", err)
@@ -223,6 +233,18 @@ func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, rc *re
 			return pgError("ERROR", codeSystemError, "phigate cannot read the catalog to trace this statement's results for masking; it was not run")
 		case err != nil:
 			why = err.Error()
+		case res.Undefined != "" && !c.fe.mayDefine:
+			// A name the fresh catalog does not have, in a session that
+			// made nothing of its own: the server refuses the statement
+			// too, with its own code (or 25P02 in a failed transaction), so
+			// it goes through. Should it return rows after all, its columns
+			// are withheld (rowsLineage).
+		case res.Undefined != "":
+			// A name only this session may see (a temporary table, view or
+			// function): phigate cannot follow it, and answers with the
+			// code the server gives for a name that does not exist.
+			rc.Decision, rc.Reason = "deny", "masking cannot follow the data: "+res.Opaque
+			return pgError("ERROR", res.Undefined, res.Opaque)
 		case res.Opaque != "":
 			why = res.Opaque
 		default:

@@ -155,13 +155,20 @@ type SQLError struct {
 	Source  string `json:"source"` // upstream | phigate
 }
 
-// MaskedColumn says which rule masked a result column and how many values it changed.
+// MaskedColumn says what masking did to a result column: which rule (or
+// "derived:RULE" for a value computed from masked columns, "classify:TYPE",
+// "detect", "withhold") and how many values it changed, read and found
+// clean, or passed without reading them (and why).
 type MaskedColumn struct {
-	Column string `json:"column"`           // output name
-	Source string `json:"source,omitempty"` // schema.table.column when known
-	Rule   string `json:"rule"`
-	Action string `json:"action"`
-	Values int64  `json:"values"`
+	Column  string   `json:"column"`            // output name
+	Source  string   `json:"source,omitempty"`  // schema.table.column when it is one unchanged
+	Derived []string `json:"derived,omitempty"` // the masked base columns a computed value derives from
+	Rule    string   `json:"rule"`
+	Action  string   `json:"action"`
+	Values  int64    `json:"values"`            // values masked (replaced or made NULL)
+	Scanned int64    `json:"scanned,omitempty"` // values the detectors read and found nothing in
+	Passed  int64    `json:"passed,omitempty"`  // values passed without being fully read
+	Reason  string   `json:"reason,omitempty"`  // why values were withheld or passed
 }
 
 // CopyData is a slice of a COPY FROM STDIN stream.

@@ -254,12 +254,25 @@ func (m *MaskedColumn) appendJSON(b []byte) []byte {
 	b = append(b, `{"column":`...)
 	b = appendJSONString(b, m.Column)
 	b = appendOptString(b, `,"source":`, m.Source)
+	if len(m.Derived) > 0 {
+		b = append(b, `,"derived":`...)
+		b = appendJSONStrings(b, m.Derived)
+	}
 	b = append(b, `,"rule":`...)
 	b = appendJSONString(b, m.Rule)
 	b = append(b, `,"action":`...)
 	b = appendJSONString(b, m.Action)
 	b = append(b, `,"values":`...)
 	b = strconv.AppendInt(b, m.Values, 10)
+	if m.Scanned != 0 {
+		b = append(b, `,"scanned":`...)
+		b = strconv.AppendInt(b, m.Scanned, 10)
+	}
+	if m.Passed != 0 {
+		b = append(b, `,"passed":`...)
+		b = strconv.AppendInt(b, m.Passed, 10)
+	}
+	b = appendOptString(b, `,"reason":`, m.Reason)
 	return append(b, '}')
 }
 
