@@ -124,8 +124,8 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 		"SELECT visit_date, clinician, notes FROM encounters ORDER BY id LIMIT 3")
 	d.psql("claims-agent computes over masked columns: masking follows the data, each output is masked whole", "claims-agent",
 		"SELECT reverse(ssn) AS r, dob + 0 AS d, ARRAY[first_name, phone] AS a, left(notes, 20) AS n FROM patients JOIN encounters ON encounters.patient_id = patients.id ORDER BY encounters.id LIMIT 2")
-	d.psql("claims-agent tries to copy SSNs into a setting: refused (42501), recorded", "claims-agent",
-		"SELECT set_config('application_name', ssn, false) FROM patients LIMIT 1")
+	d.psql("nightly-etl (masked writes) tries to copy SSNs into visit notes, where masking could not follow them: refused (42501), recorded", "nightly-etl",
+		"UPDATE encounters SET notes = (SELECT ssn FROM patients WHERE patients.id = encounters.patient_id) WHERE id = 1")
 	d.psql("claims-agent tries to delete: denied by policy (42501), recorded", "claims-agent",
 		"DELETE FROM patients WHERE id = 1")
 	d.psql("nightly-etl (CI) updates a phone number as phigate_write: allowed, recorded with its text", "nightly-etl",
