@@ -26,7 +26,14 @@ import (
 type maskArena struct {
 	*arena
 	streams []*bytes.Buffer // guarded by arena.mu, like arena.seen
+	// direct, when set, sends the attacker straight to PostgreSQL, past
+	// the gateway (TestMaskAttacksSeeRawPHI).
+	direct *directLogin
 }
+
+// directLogin is a role that logs in to PostgreSQL with a cleartext
+// password, as the gateway's upstream role would without the gateway.
+type directLogin struct{ addr, user, password, db string }
 
 // streamConn copies what it reads into the arena's common capture (so that
 // the harness's own checkNoRawPHI sees it too) and into its own stream.
@@ -70,7 +77,17 @@ func (m *maskArena) received() [][]byte {
 // readers (checked to stay read-only, closed before the checks).
 func (m *maskArena) pgx(t *testing.T) *pgx.Conn {
 	t.Helper()
-	cfg := m.pgxConfig("reader-bot", nil)
+	var cfg *pgx.ConnConfig
+	if d := m.direct; d != nil {
+		host, port, _ := net.SplitHostPort(d.addr)
+		var err error
+		if cfg, err = pgx.ParseConfig(fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable",
+			host, port, d.user, d.password, d.db)); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		cfg = m.pgxConfig("reader-bot", nil)
+	}
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if err != nil {
@@ -95,7 +112,13 @@ func (m *maskArena) pgx(t *testing.T) *pgx.Conn {
 // over a captured connection of its own).
 func (m *maskArena) raw(t *testing.T) *rawClient {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", m.g.addr, 10*time.Second)
+	addr, user, password, db := "", "reader-bot", "", "clinic"
+	if d := m.direct; d != nil {
+		addr, user, password, db = d.addr, d.user, d.password, d.db
+	} else {
+		addr, password = m.g.addr, m.g.tokens[user]
+	}
+	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		t.Fatalf("attacker connect: %v", err)
 	}
@@ -103,7 +126,7 @@ func (m *maskArena) raw(t *testing.T) *rawClient {
 	cc := m.capture(nc)
 	c := &rawClient{a: m.arena, nc: nc, fe: pgproto3.NewFrontend(cc, cc)}
 	c.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30,
-		Parameters: map[string]string{"user": "reader-bot", "database": "clinic"}})
+		Parameters: map[string]string{"user": user, "database": db}})
 	if err := c.fe.Flush(); err != nil {
 		t.Fatalf("attacker startup: %v", err)
 	}
@@ -114,7 +137,7 @@ func (m *maskArena) raw(t *testing.T) *rawClient {
 		}
 		switch msg := msg.(type) {
 		case *pgproto3.AuthenticationCleartextPassword:
-			c.fe.Send(&pgproto3.PasswordMessage{Password: m.g.tokens["reader-bot"]})
+			c.fe.Send(&pgproto3.PasswordMessage{Password: password})
 			if err := c.fe.Flush(); err != nil {
 				t.Fatalf("attacker startup: %v", err)
 			}

@@ -57,6 +57,54 @@ func TestMaskAttacks(t *testing.T) {
 	wg.Wait()
 }
 
+// TestMaskAttacksSeeRawPHI runs every attack of the table straight against
+// PostgreSQL, as the role the gateway logs in with, where nothing masks:
+// each must find PHI in what its client received, except the few that
+// cannot by their nature (blindByNature). It keeps the table honest: a
+// case that passes through the gateway passes because no PHI came, not
+// because the search could not see the route's output.
+func TestMaskAttacksSeeRawPHI(t *testing.T) {
+	pg := pgtest.Shared(t)
+	ctx := context.Background()
+	db := newMaskDB(t)
+	login := &directLogin{addr: pg.Addr(), user: db.role, password: "direct-" + randHex(8), db: db.db}
+	if err := pg.AddUser(ctx, pgtest.User{Name: login.user, Password: login.password, Auth: pgtest.AuthPassword}); err != nil {
+		t.Fatal(err)
+	}
+	su, err := pgx.Connect(ctx, pg.DSN(pgtest.Superuser, "", db.db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close(ctx)
+	blindByNature := map[string]string{
+		"expr_length":        "lengths only",
+		"stats_pg_statistic": "pg_statistic is for superusers; the server refuses the role",
+	}
+	for _, tc := range maskCases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &arena{t: t, su: su, db: db.db, ctx: ctx}
+			m := &maskArena{arena: a, direct: login}
+			tc.attack(t, m)
+			a.mu.Lock()
+			closers := a.closers
+			a.mu.Unlock()
+			for _, c := range slices.Backward(closers) {
+				c()
+			}
+			streams := m.received()
+			leaks := findPHI(streams, maskNeedles)
+			why, blind := blindByNature[tc.name]
+			switch {
+			case blind && len(leaks) > 0:
+				t.Errorf("listed as unable to show PHI (%s), but PHI was found: %v", why, leaks[0])
+			case !blind && len(leaks) == 0:
+				t.Errorf("straight from PostgreSQL, where nothing masks, no PHI was found in what the client received (%s): the search is blind to this route",
+					receivedSummary(streams))
+			}
+		})
+	}
+}
+
 // maskCase is one route by which PHI could reach reader-bot.
 type maskCase struct {
 	name  string
