@@ -55,3 +55,27 @@ func TestEscapes(t *testing.T) {
 		})
 	}
 }
+
+// TestGeneratedColumns: a generated column derives from the columns its
+// expression names.
+func TestGeneratedColumns(t *testing.T) {
+	cat := newTestCatalog()
+	cat.rels["public.gen"] = &lineage.Relation{Schema: "public", Name: "gen", Kind: lineage.Table, Columns: []lineage.Column{
+		{Name: "ssn", TypeOID: 25}, {Name: "digits", TypeOID: 25, Generated: "replace(ssn, '-'::text, ''::text)"}, {Name: "id", TypeOID: 23},
+	}}
+	res, err := lineage.Analyze("SELECT digits, id FROM gen", cat)
+	if err != nil || res.Opaque != "" {
+		t.Fatalf("%v %s", err, res.Opaque)
+	}
+	d, id := res.Outputs[0], res.Outputs[1]
+	if d.Plain || len(d.Sources) != 2 || d.Sources[0].Column != "digits" || d.Sources[1].Column != "ssn" {
+		t.Errorf("digits = %+v, want derived from digits and ssn", d)
+	}
+	if !id.Plain {
+		t.Errorf("id = %+v, want plain", id)
+	}
+	cat.rels["public.gen"].Columns[1].Generated = "lower(nosuch)"
+	if res, err := lineage.Analyze("SELECT id FROM gen", cat); err != nil || res.Opaque == "" {
+		t.Errorf("a generated column naming an unknown column: %v %+v, want opaque", err, res)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // fromClause adds a FROM list's items to s, in order: a LATERAL item sees
@@ -176,12 +177,53 @@ func (a *analyzer) loadRelation(schema, name string) relEntry {
 		for i, c := range r.Columns {
 			e.cols[i] = column{name: c.Name, lin: plainCol(Col{Schema: e.schema, Table: name, Column: c.Name, TypeOID: c.TypeOID})}
 		}
+		e.err = generatedColumns(e.cols, r)
 	case View, MatView:
 		e.cols, e.err = a.expandView(e.schema, name, r)
 	default:
 		e.err = opaquef("relation %s.%s is a %s", e.schema, name, r.Kind)
 	}
 	return e
+}
+
+// generatedColumns makes each generated column of r derived from itself and
+// the columns its expression names: `ssn_digits text GENERATED ALWAYS AS
+// (replace(ssn, '-', ”)) STORED` holds SSNs under another name. A
+// generation expression may name only plain columns of its own table.
+func generatedColumns(cols []column, r *Relation) error {
+	for i, c := range r.Columns {
+		if c.Generated == "" {
+			continue
+		}
+		tree, err := pg_query.Parse("SELECT " + c.Generated)
+		if err != nil || len(tree.GetStmts()) != 1 {
+			return opaquef("generated column %s.%s.%s: expression does not parse", r.Schema, r.Name, c.Name)
+		}
+		l := derived(cols[i].lin)
+		var bad string
+		eachMessage(tree.GetStmts()[0].ProtoReflect(), func(m protoreflect.Message) bool {
+			cr, ok := m.Interface().(*pg_query.ColumnRef)
+			if !ok {
+				return true
+			}
+			name := ""
+			if f := cr.GetFields(); len(f) == 1 {
+				name = f[0].GetString_().GetSval()
+			}
+			j := slices.IndexFunc(r.Columns, func(o Column) bool { return o.Name == name })
+			if j < 0 {
+				bad = name
+				return false
+			}
+			l = union(l, cols[j].lin)
+			return true
+		})
+		if bad != "" {
+			return opaquef("generated column %s.%s.%s: expression names a column phigate cannot find", r.Schema, r.Name, c.Name)
+		}
+		cols[i].lin = l
+	}
+	return nil
 }
 
 // expandView analyzes a view's definition: its column i is the

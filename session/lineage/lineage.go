@@ -122,6 +122,9 @@ func (k RelKind) String() string {
 type Column struct {
 	Name    string
 	TypeOID uint32
+	// Generated is a generated column's expression (pg_get_expr of its
+	// default): its values derive from the columns the expression names.
+	Generated string
 }
 
 // Relation is what the catalog knows of a relation.

@@ -33,10 +33,12 @@ var errCatalogRead = errors.New("catalog")
 
 const lineageRelationQuery = `SELECT n.nspname, c.relname, c.relkind::text,
   CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END,
-  a.attname, a.atttypid
+  a.attname, a.atttypid,
+  CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE c.relname = $1
   AND CASE WHEN $2 = '' THEN n.nspname !~ '^pg_(toast|temp_)' ELSE n.nspname = $2 END
 ORDER BY n.nspname, a.attnum`
@@ -136,7 +138,7 @@ func (c *catalog) lineageRelation(ctx context.Context, schema, name string) (*li
 		if v[4] != nil {
 			oid, _ := strconv.ParseUint(string(v[5]), 10, 32)
 			r := rels[len(rels)-1]
-			r.Columns = append(r.Columns, lineage.Column{Name: string(v[4]), TypeOID: uint32(oid)})
+			r.Columns = append(r.Columns, lineage.Column{Name: string(v[4]), TypeOID: uint32(oid), Generated: string(v[6])})
 		}
 	})
 	if err != nil {

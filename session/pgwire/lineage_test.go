@@ -84,6 +84,19 @@ func TestMaskingFollowsData(t *testing.T) {
 		t.Fatalf("%d rows of masked values were copied into audit_log", logged)
 	}
 
+	// A generated column made by someone with the rights to holds SSNs
+	// under another name.
+	if err := g.pg.Exec(ctx, g.db, "ALTER TABLE patients ADD COLUMN ssn_digits text GENERATED ALWAYS AS (replace(ssn, '-', '')) STORED"); err != nil {
+		t.Fatal(err)
+	}
+	var digits *string
+	if err := reader.QueryRow(ctx, "SELECT ssn_digits FROM public.patients WHERE id = 1").Scan(&digits); err != nil {
+		t.Fatal(err)
+	}
+	if digits != nil && strings.Contains(*digits, "6789") {
+		t.Fatalf("a generated column over ssn: %q", *digits)
+	}
+
 	// A name two schemas hold (other.patients, made at the start): which
 	// one the server picks depends on the session's search_path, which
 	// phigate does not follow.
