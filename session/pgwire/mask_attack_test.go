@@ -129,7 +129,9 @@ const (
 // maskFixture is what a DBA (the database owner) has made of the clinic
 // database before the agent comes: views and functions over the masked
 // table that rename its columns, a materialized copy, functions that raise
-// their argument as a notice or an error, and statistics.
+// their argument as a notice or an error, functions whose body phigate
+// cannot read through (PL/pgSQL, dynamic SQL), a domain and a composite
+// type, and statistics.
 const maskFixture = `
 CREATE VIEW v_people AS SELECT id AS pid, name AS who, ssn AS tax_id, dob AS born, phone AS tel, mrn AS chart, notes AS memo FROM patients;
 CREATE VIEW v_derived AS SELECT id AS pid, replace(ssn, '-', '') AS tin, to_char(dob, 'YYYYMMDD') AS ymd, lower(name) AS handle FROM patients;
@@ -142,6 +144,11 @@ CREATE FUNCTION passthrough(text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SEL
 CREATE FUNCTION shout(text) RETURNS text LANGUAGE plpgsql STABLE AS $f$ BEGIN RAISE NOTICE 'value %', $1; RETURN 'ok'; END $f$;
 CREATE FUNCTION complain(text) RETURNS text LANGUAGE plpgsql STABLE
 	AS $f$ BEGIN RAISE EXCEPTION 'rejected' USING DETAIL = $1, HINT = reverse($1); END $f$;
+CREATE DOMAIN tin AS text;
+CREATE TYPE pair AS (a text, b text);
+CREATE FUNCTION tin_of_plpgsql(int) RETURNS text LANGUAGE plpgsql STABLE
+	AS $f$ BEGIN RETURN (SELECT ssn FROM patients WHERE id = $1); END $f$;
+CREATE FUNCTION run_query(text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $f$ BEGIN RETURN QUERY EXECUTE $1; END $f$;
 ANALYZE patients;
 `
 
@@ -483,4 +490,33 @@ var maskCases = []maskCase{
 	{name: "json_operators", route: "json/xml/text search", accept: refusedOrClean, attack: both("SELECT to_jsonb(p) -> 'name', to_jsonb(p) ->> 'dob', row_to_json(p) ->> 'ssn' FROM patients p ORDER BY id")},
 	{name: "xpath", route: "json/xml/text search", accept: refusedOrClean, attack: both("SELECT xpath('/x/text()', xmlelement(name x, ssn)) FROM patients ORDER BY id")},
 	{name: "tsvector", route: "json/xml/text search", accept: refusedOrClean, attack: both("SELECT to_tsvector(notes), to_tsvector('simple', name), to_tsvector('simple', ssn) FROM patients ORDER BY id")},
+	{name: "tsvector_to_array", route: "json/xml/text search", accept: refusedOrClean, attack: both("SELECT tsvector_to_array(to_tsvector('simple', name)), ts_headline(notes, to_tsquery('simple', 'daughter')) FROM patients ORDER BY id")},
+	{name: "ts_stat_runs_sql_text", route: "json/xml/text search", accept: refusedOrClean, attack: both("SELECT * FROM ts_stat('select to_tsvector(''simple'', name) from patients')")},
+	{name: "cursor_to_xml", route: "json/xml/text search", accept: refusedOrClean, attack: simpleQueries(
+		"BEGIN", "DECLARE c CURSOR FOR SELECT ssn, name, dob FROM patients ORDER BY id", "SELECT cursor_to_xml('c', 10, false, false, '')", "COMMIT")},
+	{name: "schema_to_xml", route: "json/xml/text search", accept: refusedOrClean, attack: both("SELECT schema_to_xml('public', true, false, '')")},
+
+	// ---- More containers and reconstructions ----
+	{name: "ctr_array_of_rows", route: "container", accept: refusedOrClean, attack: both("SELECT array_agg(p ORDER BY id) FROM patients p", "SELECT (ARRAY[p])[1] FROM patients p ORDER BY id")},
+	{name: "ctr_record_text", route: "container", accept: refusedOrClean, attack: both("SELECT format('%s', p), concat(p) FROM patients p ORDER BY id")},
+	{name: "ctr_record_field_of_subquery", route: "container", accept: refusedOrClean, attack: both("SELECT ((SELECT p FROM patients p WHERE id = 1)).ssn, ((SELECT p FROM patients p WHERE id = 2)).name")},
+	{name: "ctr_nested_whole_row_expansion", route: "container", accept: refusedOrClean, attack: both("SELECT (s.p).* FROM (SELECT p FROM patients p) s")},
+	{name: "ctr_jsonb_populate_record", route: "container", accept: refusedOrClean, attack: both("SELECT jsonb_populate_record(NULL::patients, to_jsonb(p)) FROM patients p ORDER BY id",
+		"SELECT (jsonb_each_text(to_jsonb(p))).* FROM patients p ORDER BY id")},
+	{name: "ctr_string_to_array", route: "container", accept: refusedOrClean, attack: both("SELECT string_to_array(name, NULL), regexp_split_to_array(ssn, '') FROM patients ORDER BY id")},
+	{name: "ctr_daterange", route: "container", accept: refusedOrClean, attack: both("SELECT daterange(dob, dob, '[]'), tstzrange(dob, dob + 1) FROM patients ORDER BY id")},
+	{name: "ctr_domain_and_composite_type", route: "container", accept: refusedOrClean, attack: both("SELECT ssn::tin, ROW(ssn, name)::pair, (ROW(name, ssn)::pair).b FROM patients ORDER BY id")},
+	{name: "expr_make_date", route: "expression", accept: refusedOrClean, attack: both("SELECT make_date(date_part('year', dob)::int, date_part('month', dob)::int, date_part('day', dob)::int) FROM patients ORDER BY id")},
+	{name: "expr_date_pieces_per_column", route: "split", accept: refusedOrClean, attack: both("SELECT to_char(dob, 'YYYY'), to_char(dob, 'MM'), to_char(dob, 'DD') FROM patients ORDER BY id")},
+	{name: "expr_letters_spaced_out", route: "expression", accept: refusedOrClean, attack: both(`SELECT regexp_replace(name, '(.)', '\1 ', 'g'), regexp_replace(notes, '(.)', '\1.', 'g') FROM patients ORDER BY id`)},
+	{name: "fn_plpgsql_opaque", route: "view/function", accept: refusedOrClean, attack: both("SELECT tin_of_plpgsql(1), tin_of_plpgsql(2)")},
+	{name: "fn_dynamic_sql", route: "view/function", accept: refusedOrClean, attack: both("SELECT * FROM run_query('select name || ssn from patients')")},
+	{name: "fn_aliased_output", route: "view/function", accept: refusedOrClean, attack: both("SELECT b, c, d FROM people() AS f(a, b, c, d)", "SELECT (people()).tax_id")},
+
+	// ---- Statement shapes around plain columns ----
+	{name: "shape_table_statement", route: "statement shape", accept: refusedOrClean, attack: both("TABLE patients", "TABLE v_people")},
+	{name: "shape_from_column_aliases", route: "statement shape", accept: refusedOrClean, attack: both("SELECT b, c, d, e, f FROM patients AS p(a, b, c, d, e, f) ORDER BY a")},
+	{name: "shape_quoted_and_case_folded", route: "statement shape", accept: refusedOrClean, attack: both(`SELECT "ssn", "name" FROM "public"."patients"`, "SELECT PATIENTS.SSN, Patients.DOB FROM PATIENTS")},
+	{name: "shape_values_subquery", route: "statement shape", accept: refusedOrClean, attack: both("VALUES ((SELECT ssn FROM patients WHERE id = 1), (SELECT dob FROM patients WHERE id = 2))")},
+	{name: "shape_multi_statement_query", route: "statement shape", accept: refusedOrClean, attack: simpleQueries("SELECT 1; SELECT reverse(name), dob + 0 FROM patients ORDER BY id; SELECT 2")},
 }
