@@ -175,7 +175,11 @@ func (a *analyzer) loadRelation(schema, name string) relEntry {
 	case Table, Partitioned, Foreign:
 		e.cols = make([]column, len(r.Columns))
 		for i, c := range r.Columns {
-			e.cols[i] = column{name: c.Name, lin: plainCol(Col{Schema: e.schema, Table: name, Column: c.Name, TypeOID: c.TypeOID})}
+			col := Col{Schema: e.schema, Table: name, Column: c.Name, TypeOID: c.TypeOID}
+			if c.Inherited && r.RootName != "" && r.RootSchema != "" {
+				col.Schema, col.Table = r.RootSchema, r.RootName
+			}
+			e.cols[i] = column{name: c.Name, lin: plainCol(col)}
 		}
 		e.err = generatedColumns(e.cols, r)
 	case View, MatView:

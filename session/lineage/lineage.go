@@ -125,6 +125,9 @@ type Column struct {
 	// Generated is a generated column's expression (pg_get_expr of its
 	// default): its values derive from the columns the expression names.
 	Generated string
+	// Inherited marks a column a partition or child table has from its
+	// parent: its values are the root table's column (Relation.Root*).
+	Inherited bool
 }
 
 // Relation is what the catalog knows of a relation.
@@ -142,6 +145,10 @@ type Relation struct {
 	// the search_path the Catalog resolves with, or an empty one (then
 	// every name outside pg_catalog comes qualified).
 	Definition string
+	// RootSchema and RootName name the topmost table a partition or child
+	// table inherits from: masking rules name that table's columns, and a
+	// partition holds the same values under its own name.
+	RootSchema, RootName string
 }
 
 // Function is one overload of a function as the catalog describes it.
@@ -198,6 +205,16 @@ func Analyze(sql string, cat Catalog) (res *Result, err error) {
 	default:
 		return &Result{Opaque: "more than one statement"}, nil
 	}
+	return AnalyzeStmt(tree.GetStmts()[0].GetStmt(), cat)
+}
+
+// AnalyzeStmt is Analyze for one statement the caller has parsed already
+// (one of pg_query.Parse's RawStmt.Stmt): the parse is most of Analyze's
+// cost.
+func AnalyzeStmt(stmt *pg_query.Node, cat Catalog) (res *Result, err error) {
+	if cat == nil {
+		return nil, errors.New("lineage: no catalog")
+	}
 	defer func() {
 		// Analysis of a hostile tree must never take the gateway down; a
 		// slip is a statement we cannot vouch for.
@@ -206,7 +223,7 @@ func Analyze(sql string, cat Catalog) (res *Result, err error) {
 		}
 	}()
 	a := newAnalyzer(cat)
-	res, err = a.statement(tree.GetStmts()[0].GetStmt())
+	res, err = a.statement(stmt)
 	var op *opaqueError
 	switch {
 	case err == nil:

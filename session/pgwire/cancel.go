@@ -2,11 +2,11 @@ package pgwire
 
 import (
 	"context"
-	"fmt"
-	"runtime/debug"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 )

@@ -236,7 +236,7 @@ func (c *conn) decide(stmts []sqlclass.Statement, rc *record.Command) *pgproto3.
 // classify parses, resolves and judges a command's text. deny is set when
 // it must not run.
 func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (stmts []sqlclass.Statement, deny *pgproto3.ErrorResponse, err error) {
-	stmts, perr := c.srv.classes.Classify(text)
+	stmts, tree, perr := c.srv.classes.ClassifyTree(text)
 	setSQL(rc, []byte(text))
 	if perr != nil {
 		return nil, refuseUnparsable(perr, rc), nil
@@ -252,7 +252,7 @@ func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (s
 	if deny = c.decide(resolved, rc); deny != nil {
 		return stmts, deny, nil
 	}
-	return stmts, c.traceable(ctx, stmts, rc), nil
+	return stmts, c.traceable(ctx, stmts, tree, rc), nil
 }
 
 // withLookalikes returns stmts with an admin call added for every

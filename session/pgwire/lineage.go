@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/phigate/phigate/session/lineage"
 	"github.com/phigate/phigate/session/mask"
@@ -31,14 +32,27 @@ var errAmbiguousRelation = errors.New("the name is in more than one schema; qual
 // errCatalogRead: the catalog could not be read (the statement may be fine).
 var errCatalogRead = errors.New("catalog")
 
-const lineageRelationQuery = `SELECT n.nspname, c.relname, c.relkind::text,
+// lineageRelationQuery returns a row per column of every relation named $1
+// (in schema $2, or in any schema but toast and temporary ones), with the
+// topmost table a partition or child table inherits from.
+const lineageRelationQuery = `WITH RECURSIVE up(child, parent, depth) AS (
+  SELECT i.inhrelid, i.inhparent, 1 FROM pg_catalog.pg_inherits i
+  UNION ALL
+  SELECT up.child, i.inhparent, up.depth + 1
+  FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.parent WHERE up.depth < 32
+)
+SELECT n.nspname, c.relname, c.relkind::text,
   CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END,
   a.attname, a.atttypid,
-  CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END
+  CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
+  (a.attinhcount > 0)::text, rn.nspname, r.relname
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN LATERAL (SELECT up.parent FROM up WHERE up.child = c.oid ORDER BY up.depth DESC LIMIT 1) root ON true
+LEFT JOIN pg_catalog.pg_class r ON r.oid = root.parent
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
 WHERE c.relname = $1
   AND CASE WHEN $2 = '' THEN n.nspname !~ '^pg_(toast|temp_)' ELSE n.nspname = $2 END
 ORDER BY n.nspname, a.attnum`
@@ -99,15 +113,21 @@ func (v lineageView) Functions(schema, name string) ([]*lineage.Function, error)
 }
 
 // lineageOf returns the lineage of one statement's text, analysed once per
-// ttl and resource.
-func (c *catalog) lineageOf(ctx context.Context, text string) (*lineage.Result, error) {
+// ttl and resource; tree is the statement parsed already, or nil.
+func (c *catalog) lineageOf(ctx context.Context, text string, tree *pg_query.Node) (*lineage.Result, error) {
 	c.mu.Lock()
 	if e, ok := c.lineages[text]; ok && time.Since(e.fetched) <= c.ttl {
 		c.mu.Unlock()
 		return e.res, nil
 	}
 	c.mu.Unlock()
-	res, err := lineage.Analyze(text, lineageView{ctx: ctx, cat: c})
+	var res *lineage.Result
+	var err error
+	if tree != nil {
+		res, err = lineage.AnalyzeStmt(tree, lineageView{ctx: ctx, cat: c})
+	} else {
+		res, err = lineage.Analyze(text, lineageView{ctx: ctx, cat: c})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -133,12 +153,14 @@ func (c *catalog) lineageRelation(ctx context.Context, schema, name string) (*li
 	}, func(v [][]byte) {
 		nsp, rel := string(v[0]), string(v[1])
 		if n := len(rels); n == 0 || rels[n-1].Schema != nsp || rels[n-1].Name != rel {
-			rels = append(rels, &lineage.Relation{Schema: nsp, Name: rel, Kind: relKind(string(v[2])), Definition: string(v[3])})
+			rels = append(rels, &lineage.Relation{Schema: nsp, Name: rel, Kind: relKind(string(v[2])), Definition: string(v[3]),
+				RootSchema: string(v[8]), RootName: string(v[9])})
 		}
 		if v[4] != nil {
 			oid, _ := strconv.ParseUint(string(v[5]), 10, 32)
 			r := rels[len(rels)-1]
-			r.Columns = append(r.Columns, lineage.Column{Name: string(v[4]), TypeOID: uint32(oid), Generated: string(v[6])})
+			r.Columns = append(r.Columns, lineage.Column{Name: string(v[4]), TypeOID: uint32(oid), Generated: string(v[6]),
+				Inherited: string(v[7]) == "true"})
 		}
 	})
 	if err != nil {
@@ -211,22 +233,26 @@ func (c *catalog) lineageFunctions(ctx context.Context, schema, name string) ([]
 // cannot follow them (INSERT ... SELECT, UPDATE ... SET, CREATE TABLE AS,
 // set_config, pg_notify...): masking that cannot follow the data fails
 // closed.
-func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, rc *record.Command) *pgproto3.ErrorResponse {
+func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, tree *pg_query.ParseResult, rc *record.Command) *pgproto3.ErrorResponse {
 	if c.profile == nil {
 		return nil
 	}
-	for _, s := range stmts {
+	for i, s := range stmts {
+		var node *pg_query.Node
+		if tree != nil && i < len(tree.GetStmts()) {
+			node = tree.GetStmts()[i].GetStmt()
+		}
 		switch s.Class {
 		case sqlclass.Read, sqlclass.Tx, sqlclass.Session, sqlclass.Export:
 		default:
 			c.fe.mayDefine = true
 		}
 		why := ""
-		res, err := c.cat.lineageOf(ctx, s.Text)
+		res, err := c.cat.lineageOf(ctx, s.Text, node)
 		if err == nil && res.Undefined != "" {
 			// The catalog's answers may predate the name: read it afresh.
 			c.cat.invalidate()
-			res, err = c.cat.lineageOf(ctx, s.Text)
+			res, err = c.cat.lineageOf(ctx, s.Text, node)
 		}
 		switch {
 		case err != nil && isCatalogFailure(err):
@@ -288,7 +314,7 @@ func (c *conn) rowsLineage(ctx context.Context, cmd *command) (outs []lineage.Ou
 	}
 	text := cmd.stmts[cmd.index].Text
 	for range 2 { // a FETCH or EXECUTE names a statement that names nothing
-		res, err := c.cat.lineageOf(ctx, text)
+		res, err := c.cat.lineageOf(ctx, text, nil)
 		if err != nil {
 			return nil, false, err
 		}
@@ -329,7 +355,7 @@ func hasSources(outs []lineage.Output) bool {
 var statisticsValues = map[string]bool{
 	"pg_catalog.pg_statistic.stavalues1": true, "pg_catalog.pg_statistic.stavalues2": true,
 	"pg_catalog.pg_statistic.stavalues3": true, "pg_catalog.pg_statistic.stavalues4": true,
-	"pg_catalog.pg_statistic.stavalues5": true,
+	"pg_catalog.pg_statistic.stavalues5":       true,
 	"pg_catalog.pg_statistic_ext_data.stxdmcv": true, "pg_catalog.pg_statistic_ext_data.stxdexpr": true,
 }
 

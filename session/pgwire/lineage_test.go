@@ -97,6 +97,17 @@ func TestMaskingFollowsData(t *testing.T) {
 		t.Fatalf("a generated column over ssn: %q", *digits)
 	}
 
+	// A child table (a partition is one too) holds its parent's columns
+	// under its own name: the parent's rules apply (name: redact).
+	if err := g.pg.Exec(ctx, g.db, "CREATE TABLE patients_archive () INHERITS (patients); "+
+		"INSERT INTO patients_archive (id, name, ssn) VALUES (9, 'Zed Quinn', '555-12-3456'); GRANT SELECT ON patients_archive TO PUBLIC"); err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	if err := reader.QueryRow(ctx, "SELECT name FROM public.patients_archive WHERE id = 9").Scan(&name); err != nil || name != "[redacted]" {
+		t.Fatalf("a child table's inherited column: %q, %v, want the parent's rule (redact)", name, err)
+	}
+
 	// A name two schemas hold (other.patients, made at the start): which
 	// one the server picks depends on the session's search_path, which
 	// phigate does not follow.

@@ -21,9 +21,9 @@ import (
 	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/identity"
 	"github.com/phigate/phigate/session/policy"
-	"github.com/phigate/phigate/session/sqlclass"
 	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/session/sqlclass"
 	"github.com/phigate/phigate/storage/spool"
 )
 

@@ -168,8 +168,14 @@ var ErrInvalidUTF8 = errors.New(`invalid byte sequence for encoding "UTF8"`)
 // Classify parses sql and classifies each statement in order. An empty query
 // yields no statements.
 func Classify(sql string) ([]Statement, error) {
+	stmts, _, err := classifyTree(sql)
+	return stmts, err
+}
+
+// classifyTree is Classify, also returning the parse tree.
+func classifyTree(sql string) ([]Statement, *pg_query.ParseResult, error) {
 	if !utf8.ValidString(sql) {
-		return nil, ErrInvalidUTF8
+		return nil, nil, ErrInvalidUTF8
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
@@ -178,7 +184,7 @@ func Classify(sql string) ([]Statement, error) {
 		if errors.As(err, &pe) {
 			se.Message, se.Position = pe.Message, pe.Cursorpos
 		}
-		return nil, se
+		return nil, nil, se
 	}
 	out := make([]Statement, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
@@ -191,7 +197,7 @@ func Classify(sql string) ([]Statement, error) {
 		}
 		out = append(out, st)
 	}
-	return out, nil
+	return out, tree, nil
 }
 
 // stmtText cuts one statement out of the query string (a length of zero
@@ -702,7 +708,9 @@ func splitIdentifiers(s string) []string {
 	return out
 }
 
-func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\f' || b == '\v' }
+func isSpace(b byte) bool {
+	return b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\f' || b == '\v'
+}
 
 // constString renders a SET argument as PostgreSQL's flatten_set_variable_args
 // would for one item: a string or identifier as written, numbers as digits.
@@ -906,15 +914,25 @@ func NewCache(n int) *Cache {
 // lexer settings it depends on are fixed for every session, see the package
 // doc). The returned slice is shared: callers must not modify it.
 func (c *Cache) Classify(sql string) ([]Statement, error) {
+	stmts, _, err := c.ClassifyTree(sql)
+	return stmts, err
+}
+
+// ClassifyTree is Classify, also returning the parse tree when it parsed sql
+// now (nil when the answer came from the cache): its i-th statement is the
+// i-th Statement, for a caller with more to read from it than classes
+// (package lineage), so that it does not parse the same text again. Trees
+// are not cached: they are many times the size of their text.
+func (c *Cache) ClassifyTree(sql string) ([]Statement, *pg_query.ParseResult, error) {
 	if sql == "" || len(sql) > maxCachedSQL {
-		return Classify(sql)
+		return classifyTree(sql)
 	}
 	if e, ok := c.lookup(sql); ok {
-		return e.stmts, e.err
+		return e.stmts, nil, e.err
 	}
-	stmts, err := Classify(sql)
+	stmts, tree, err := classifyTree(sql)
 	c.store(sql, cached{stmts, err})
-	return stmts, err
+	return stmts, tree, err
 }
 
 func (c *Cache) lookup(key string) (cached, bool) {
