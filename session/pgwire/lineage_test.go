@@ -162,3 +162,18 @@ func TestMaskingFollowsData(t *testing.T) {
 		t.Fatal("the original error text is readable in the recording")
 	}
 }
+
+// TestMaskedSessionIntrospects: tools' catalog queries (psql's
+// meta-commands) are traced like any statement and still work under a
+// masking profile.
+func TestMaskedSessionIntrospects(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	for _, cmd := range []string{`\dt`, `\d patients`, `\df`, `\dv`, `\dn`, `\l`, `\du`, `\dx`, `\di`,
+		"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'patients'",
+		"SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"} {
+		out, err := psql(t, g.dsn("reader-bot", "require"), "-c", cmd)
+		if err != nil {
+			t.Errorf("%s: %v\n%s", cmd, err, out)
+		}
+	}
+}
