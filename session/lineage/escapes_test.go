@@ -79,3 +79,28 @@ func TestGeneratedColumns(t *testing.T) {
 		t.Errorf("a generated column naming an unknown column: %v %+v, want opaque", err, res)
 	}
 }
+
+// TestReads: every column a statement reads, wherever it is named.
+func TestReads(t *testing.T) {
+	cat := newTestCatalog()
+	for _, tc := range []struct{ sql, reads string }{
+		{"SELECT 1", ""},
+		{"SELECT id FROM patients WHERE ssn LIKE '1%' ORDER BY dob", "patients.dob patients.id patients.ssn"},
+		{"SELECT count(*) FROM patients p JOIN visits v ON v.patient_id = p.id", "patients.id visits.patient_id"},
+		{"SELECT given FROM patient_names", "patients.first_name patients.id patients.last_name"}, // the view reads all it selects
+		{"SELECT reverse(first_name)::int FROM patients", "patients.first_name"},
+		{"SELECT * FROM visits", "visits.id visits.notes visits.patient_id visits.reason visits.visit_date"},
+	} {
+		res, err := lineage.Analyze(tc.sql, cat)
+		if err != nil || res.Opaque != "" {
+			t.Fatalf("%s: %v %s", tc.sql, err, res.Opaque)
+		}
+		var got []string
+		for _, c := range res.Reads {
+			got = append(got, c.Table+"."+c.Column)
+		}
+		if g := strings.Join(got, " "); g != tc.reads {
+			t.Errorf("%s: reads %q, want %q", tc.sql, g, tc.reads)
+		}
+	}
+}

@@ -61,6 +61,10 @@ type Result struct {
 	// caller under a masking profile refuses a statement whose escapes it
 	// masks.
 	Escapes []Col
+	// Reads are every base column the statement reads, anywhere (WHERE,
+	// JOIN, ORDER BY, inside views and SQL functions too), sorted and
+	// unique: what a server message about the statement could quote.
+	Reads []Col
 	// Opaque is non-empty when lineage cannot be determined, and says why,
 	// naming the function, relation or node (never a data value). Outputs
 	// are then meaningless: the caller must treat every column as derived
@@ -228,6 +232,11 @@ func AnalyzeStmt(stmt *pg_query.Node, cat Catalog) (res *Result, err error) {
 	switch {
 	case err == nil:
 		res.Escapes = a.escapes.srcs
+		reads := union(a.reads, a.escapes)
+		for _, o := range res.Outputs {
+			reads = union(reads, lin{srcs: o.Sources})
+		}
+		res.Reads = reads.srcs
 		return res, nil
 	case errors.As(err, &op):
 		if res == nil {

@@ -180,6 +180,17 @@ func refFields(cr *pg_query.ColumnRef) (names []string, star bool, ok bool) {
 // does. It returns the referenced item when the reference is to a whole row
 // (p, p.*), so that callers can expand it.
 func (a *analyzer) columnRef(s *scope, cr *pg_query.ColumnRef) (lin, *nsItem, error) {
+	l, it, err := a.resolveColumnRef(s, cr)
+	if err == nil {
+		a.reads = union(a.reads, l)
+		if it != nil {
+			a.reads = union(a.reads, wholeRow(it.cols))
+		}
+	}
+	return l, it, err
+}
+
+func (a *analyzer) resolveColumnRef(s *scope, cr *pg_query.ColumnRef) (lin, *nsItem, error) {
 	names, star, ok := refFields(cr)
 	if !ok {
 		return lin{}, nil, opaquef("unsupported: column reference form")

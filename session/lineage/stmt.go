@@ -35,6 +35,8 @@ type analyzer struct {
 	// function's body can be seen to have some.
 	escapes lin
 	effects int
+	// reads is every base column a reference resolved to (Result.Reads).
+	reads lin
 }
 
 // escapeAll notes that every column of a query's result is stored.
@@ -351,6 +353,7 @@ func (a *analyzer) insertStmt(parent *scope, st *pg_query.InsertStmt) ([]column,
 	}
 	for i, l := range src {
 		a.escape(l)
+		a.wrote(target, targets[i])
 		newCols[targets[i]].lin = addSources(newCols[targets[i]].lin, l)
 	}
 	a.effects++
@@ -397,8 +400,16 @@ func (a *analyzer) assign(s *scope, target *nsItem, newCols []column, n *pg_quer
 		return err
 	}
 	a.escape(l)
+	a.wrote(target, idx)
 	newCols[idx].lin = addSources(newCols[idx].lin, l)
 	return nil
+}
+
+// wrote notes that the statement writes column idx of target: a constraint
+// it violates may quote another row's value of it (an exclusion
+// constraint's "conflicts with existing key"), so it counts as read.
+func (a *analyzer) wrote(target *nsItem, idx int) {
+	a.reads = union(a.reads, target.cols[idx].lin)
 }
 
 func (a *analyzer) updateStmt(parent *scope, st *pg_query.UpdateStmt) ([]column, bool, error) {
@@ -491,6 +502,7 @@ func (a *analyzer) mergeStmt(parent *scope, st *pg_query.MergeStmt) ([]column, b
 					return nil, false, err
 				}
 				a.escape(l)
+				a.wrote(target, idx[i])
 				newCols[idx[i]].lin = addSources(newCols[idx[i]].lin, l)
 			}
 		case pg_query.CmdType_CMD_DELETE, pg_query.CmdType_CMD_NOTHING:

@@ -114,7 +114,7 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 		}
 		return c.forward()
 	case 'N':
-		if masked := c.maskServerMessage(body, true, c.headCommand()); masked != nil {
+		if masked := c.maskServerMessage(ctx, body, true, c.head()); masked != nil {
 			return c.be.cout.write(masked)
 		}
 		return c.forward()
@@ -124,7 +124,7 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 		}
 		return c.forward()
 	case 'E':
-		return c.onUpstreamError(body)
+		return c.onUpstreamError(ctx, body)
 	}
 	e := c.head()
 	if e == nil {
@@ -489,7 +489,7 @@ func (c *conn) appendResult(cmd *command, tag string, sqlErr *record.SQLError, s
 // onUpstreamError relays an ErrorResponse: FATAL ends the session, a
 // refused statement's error is swapped for phigate's, and in the extended
 // protocol everything up to the next Sync is dropped, as the server does.
-func (c *conn) onUpstreamError(body []byte) error {
+func (c *conn) onUpstreamError(ctx context.Context, body []byte) error {
 	var er pgproto3.ErrorResponse
 	if err := er.Decode(body); err != nil {
 		return c.upstreamError("malformed ErrorResponse")
@@ -506,17 +506,13 @@ func (c *conn) onUpstreamError(body []byte) error {
 	}
 	e := c.head()
 	if e == nil {
-		if masked := c.maskServerMessage(body, false, 0); masked != nil {
+		if masked := c.maskServerMessage(ctx, body, false, nil); masked != nil {
 			return c.be.cout.write(masked)
 		}
 		return c.forward()
 	}
 	out := c.be.uin.raw
-	var cmdID uint64
-	if e.cmd != nil {
-		cmdID = e.cmd.id
-	}
-	if masked := c.maskServerMessage(body, false, cmdID); masked != nil {
+	if masked := c.maskServerMessage(ctx, body, false, e); masked != nil {
 		out = masked
 		if err := er.Decode(masked[5:]); err != nil {
 			return err

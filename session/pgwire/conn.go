@@ -431,10 +431,3 @@ func (c *conn) popLocked() {
 	}
 }
 
-// headCommand is the id of the command the server is answering now, or 0.
-func (c *conn) headCommand() uint64 {
-	if e := c.head(); e != nil && e.cmd != nil {
-		return e.cmd.id
-	}
-	return 0
-}

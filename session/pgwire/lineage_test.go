@@ -47,6 +47,13 @@ func TestMaskingFollowsData(t *testing.T) {
 		t.Fatalf("error = %q (detail %q)", pe.Message, pe.Detail)
 	}
 
+	// The same kind of error about a statement that reads nothing masked
+	// is the server's, whole.
+	err = reader.QueryRow(ctx, "SELECT 'abc'::int").Scan(&n)
+	if !errors.As(err, &pe) || pe.Code != "22P02" || !strings.Contains(pe.Message, `"abc"`) {
+		t.Fatalf("an error about the agent's own value: %v, want the server's message", err)
+	}
+
 	// A writer under the same profile may not copy masked values.
 	writer, err := pgx.Connect(ctx, g.dsn("writer-ci", "require"))
 	if err != nil {

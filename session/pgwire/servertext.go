@@ -1,11 +1,13 @@
 package pgwire
 
 import (
+	"context"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/phigate/phigate/session/mask"
+	"github.com/phigate/phigate/session/sqlclass"
 )
 
 // Messages other than rows carry data too: an error can quote the value
@@ -49,12 +51,14 @@ const withheldText = "[withheld by phigate: may quote masked data]"
 
 // maskServerMessage makes an ErrorResponse or NoticeResponse safe for a
 // session under a masking profile and returns it re-encoded, or nil when it
-// passes unchanged. A message that may quote a value keeps its severity,
-// SQLSTATE and position; its text is cut to the server's template words
-// and its detail, hint and context are dropped (the original is sealed into
-// the recording, under command cmd, like a masked value). What remains is
-// scanned for PHI as free text.
-func (c *conn) maskServerMessage(body []byte, notice bool, cmd uint64) []byte {
+// passes unchanged. A message that may quote a value, about a statement
+// that reads a masked column (the one e is the answer to; nil: unknown, so
+// it may),
+// keeps its severity, SQLSTATE and position; its text is cut to the
+// server's template words and its detail, hint and context are dropped
+// (the original is sealed into the recording like a masked value). What
+// remains is scanned for PHI as free text.
+func (c *conn) maskServerMessage(ctx context.Context, body []byte, notice bool, e *expect) []byte {
 	if c.profile == nil {
 		return nil
 	}
@@ -67,9 +71,13 @@ func (c *conn) maskServerMessage(body []byte, notice bool, cmd uint64) []byte {
 	if len(er.Code) >= 2 {
 		class = er.Code[:2]
 	}
-	if !quotingFreeClasses[class] {
+	if !quotingFreeClasses[class] && c.readsMasked(ctx, e) {
 		if orig := quotedFields(&er); orig != "" {
-			c.sealServerText(cmd, orig)
+			var id uint64
+			if e != nil && e.cmd != nil {
+				id = e.cmd.id
+			}
+			c.sealServerText(id, orig)
 		}
 		msg := withheldText
 		if serverTemplateClasses[class] {
@@ -96,6 +104,35 @@ func (c *conn) maskServerMessage(body []byte, notice bool, cmd uint64) []byte {
 		return nil
 	}
 	return out
+}
+
+// readsMasked reports whether the statement cmd is running reads a column
+// the profile masks; when phigate cannot tell, it may.
+func (c *conn) readsMasked(ctx context.Context, e *expect) bool {
+	var stmts []sqlclass.Statement
+	index := 0
+	switch {
+	case e == nil:
+	case e.stmt != nil && e.kind == expParse:
+		stmts = e.stmt.stmts
+	case e.portal != nil && e.kind == expBind:
+		stmts = e.portal.stmts
+	case e.cmd != nil:
+		stmts, index = e.cmd.stmts, e.cmd.index
+	}
+	if index >= len(stmts) {
+		return true
+	}
+	res, err := c.cat.lineageOf(ctx, stmts[index].Text, nil)
+	if err != nil || res.Opaque != "" || res.Cursor != "" || res.Prepared != "" {
+		return true
+	}
+	for _, r := range res.Reads {
+		if _, masked := c.profile.Masks(mask.SourceCol{Name: r.String(), TypeOID: r.TypeOID}); masked {
+			return true
+		}
+	}
+	return false
 }
 
 // quotedFields joins the fields of er that may quote a value, for sealing.
