@@ -31,7 +31,7 @@ func TestEscapes(t *testing.T) {
 		{"MERGE INTO visits v USING patients p ON v.patient_id = p.id WHEN MATCHED THEN UPDATE SET notes = p.dob::text WHEN NOT MATCHED THEN INSERT (notes) VALUES (p.mrn::text)", "patients.dob patients.mrn"},
 		{"WITH w AS (INSERT INTO visits (notes) SELECT phone FROM patients RETURNING id) SELECT count(*) FROM w", "patients.phone"},
 		{"CREATE TABLE copy AS SELECT ssn, id FROM patients", "patients.id patients.ssn"},
-		{"SELECT first_name INTO TEMP t FROM patients", "patients.first_name"},
+		{"SELECT first_name INTO t FROM patients", "patients.first_name"},
 		{"SELECT set_config('application_name', ssn, false) FROM patients", "patients.ssn"},
 		{"SELECT nextval('patients_id_seq'), first_name FROM patients", ""},
 		{"SELECT writes(last_name) FROM patients", "patients.last_name"},
@@ -101,6 +101,34 @@ func TestReads(t *testing.T) {
 		}
 		if g := strings.Join(got, " "); g != tc.reads {
 			t.Errorf("%s: reads %q, want %q", tc.sql, g, tc.reads)
+		}
+	}
+}
+
+// TestTemporaryObjects: what only the session sees cannot be followed, and
+// could shadow a table of the same name.
+func TestTemporaryObjects(t *testing.T) {
+	cat := newTestCatalog()
+	for _, sql := range []string{
+		"CREATE TEMP VIEW patients AS SELECT ssn AS id FROM public.patients",
+		"CREATE TEMPORARY TABLE scratch (x text)",
+		"CREATE TABLE pg_temp.scratch (x text)",
+		"CREATE VIEW pg_temp.v AS SELECT 1",
+		"CREATE TEMP SEQUENCE s",
+		"CREATE FUNCTION pg_temp.f() RETURNS text LANGUAGE sql AS 'SELECT 1'",
+		"SELECT 1 AS x INTO TEMP t",
+		"CREATE TEMP TABLE t AS SELECT 1 AS x",
+		"CREATE TYPE pg_temp.mood AS ENUM ('a')",
+		"CREATE DOMAIN pg_temp.d AS text",
+	} {
+		res, err := lineage.Analyze(sql, cat)
+		if err != nil || res.Opaque == "" {
+			t.Errorf("%s: %v %+v, want opaque", sql, err, res)
+		}
+	}
+	for _, sql := range []string{"CREATE TABLE scratch (x text)", "CREATE VIEW v AS SELECT 1", "SELECT 1"} {
+		if res, err := lineage.Analyze(sql, cat); err != nil || res.Opaque != "" {
+			t.Errorf("%s: %v %+v, want traced", sql, err, res)
 		}
 	}
 }

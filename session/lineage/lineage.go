@@ -226,6 +226,9 @@ func AnalyzeStmt(stmt *pg_query.Node, cat Catalog) (res *Result, err error) {
 			res, err = &Result{Opaque: "internal error: analysis failed"}, nil
 		}
 	}()
+	if what := createsTemporary(stmt); what != "" {
+		return &Result{Opaque: what + ": an object only the session sees cannot be followed"}, nil
+	}
 	a := newAnalyzer(cat)
 	res, err = a.statement(stmt)
 	var op *opaqueError
