@@ -430,4 +430,3 @@ func (c *conn) popLocked() {
 	default:
 	}
 }
-

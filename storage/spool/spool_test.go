@@ -156,15 +156,18 @@ func TestAppendWaitClose(t *testing.T) {
 		}
 	}
 	// Live reader: sees complete frames only, and says the session is live.
+	// It reads what the session file held when it was opened: wait for
+	// the journal to reach the file first (opening before that was a race,
+	// seen under -race).
+	if err := s.waitApplied(ctx, prev); err != nil {
+		t.Fatal(err)
+	}
 	rd, live, err := s.Reader(rec.id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !live {
 		t.Error("open session not reported live")
-	}
-	if err := s.waitApplied(ctx, prev); err != nil {
-		t.Fatal(err)
 	}
 	if sum, err := record.Verify(rd, rec.id, true, nil); err != nil || sum.Events == 0 {
 		t.Errorf("live read: %+v %v", sum, err)
