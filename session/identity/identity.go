@@ -45,6 +45,11 @@ type Identity struct {
 	Groups []string
 	// Method says how the identity was established ("static-token", later "oidc").
 	Method string
+	// Key names the credential that established it, so that the
+	// authenticator can answer for it again after a change of state
+	// (Recheck) without anyone keeping the token: for a static token, the
+	// hex SHA-256 that the configuration holds too. Never logged.
+	Key string
 }
 
 // InGroup reports whether the identity belongs to group g.
@@ -69,9 +74,12 @@ type Credentials struct {
 // LogValue keeps the token out of logs.
 func (c Credentials) LogValue() slog.Value { return slog.StringValue("user=" + c.User) }
 
-// Authenticator resolves credentials to an identity.
+// Authenticator resolves credentials to an identity, and answers again for
+// an identity it resolved earlier (Recheck), so that a live session can be
+// re-checked when the node's state changes: a revoked token ends it.
 type Authenticator interface {
 	Authenticate(ctx context.Context, c Credentials) (Identity, error)
+	Recheck(id Identity) (Identity, error)
 }
 
 // StaticToken is one configured token, by hash.
@@ -143,7 +151,28 @@ func (s *StaticTokens) Authenticate(_ context.Context, c Credentials) (Identity,
 	if found < 0 {
 		return Identity{}, ErrInvalidToken
 	}
-	return s.entries[found].id, nil
+	id := s.entries[found].id
+	id.Key = hex.EncodeToString(sum[:])
+	return id, nil
+}
+
+// Recheck answers again for an identity that Authenticate resolved, maybe
+// under an earlier set of tokens: the identity its token stands for now (its
+// kind and groups may have changed), or ErrInvalidToken when the token is
+// no longer listed.
+func (s *StaticTokens) Recheck(id Identity) (Identity, error) {
+	raw, err := hex.DecodeString(id.Key)
+	if err != nil || len(raw) != sha256.Size || id.Method != "static-token" {
+		return Identity{}, ErrInvalidToken
+	}
+	for i := range s.entries {
+		if subtle.ConstantTimeCompare(raw, s.entries[i].sum[:]) == 1 {
+			cur := s.entries[i].id
+			cur.Key = id.Key
+			return cur, nil
+		}
+	}
+	return Identity{}, ErrInvalidToken
 }
 
 // HashToken returns the hex SHA-256 of a token, the form the configuration stores.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/mask"
+	"github.com/phigate/phigate/session/policy"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/session/sqlclass"
 )
@@ -376,7 +377,7 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 		if !tagFits(st.Class, tag) {
 			return c.upstreamError(fmt.Sprintf("the server completed %q for a statement phigate classed %s", firstWord(tag), st.Class))
 		}
-		if st.Class == sqlclass.DDL && c.cat != nil {
+		if st.Class == policy.DDL && c.cat != nil {
 			c.cat.invalidate()
 		}
 		if st.Effect != sqlclass.EffectNone {
@@ -416,11 +417,11 @@ var quietTags = map[string]bool{
 	"SAVEPOINT": true, "RELEASE": true,
 }
 
-func tagFits(class sqlclass.Class, tag string) bool {
+func tagFits(class policy.Class, tag string) bool {
 	switch class {
-	case sqlclass.Read, sqlclass.Tx, sqlclass.Session:
+	case policy.Read, policy.Tx, policy.Session:
 		return quietTags[firstWord(tag)]
-	case sqlclass.Export, sqlclass.Import:
+	case policy.Export, policy.Import:
 		return firstWord(tag) == "COPY"
 	}
 	return true

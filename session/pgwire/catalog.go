@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/resource"
 )
 
 // catalog resolves the table OID and attribute number that a RowDescription
@@ -14,7 +16,7 @@ import (
 // keeps one gateway-owned connection per resource, separate from agents'
 // sessions, and caches relations for ttl.
 type catalog struct {
-	res     *Resource
+	res     *resource.Resource
 	timeout time.Duration
 	ttl     time.Duration
 
@@ -47,7 +49,7 @@ type relation struct {
 	fetched       time.Time
 }
 
-func newCatalog(r *Resource, timeout, ttl time.Duration) *catalog {
+func newCatalog(r *resource.Resource, timeout, ttl time.Duration) *catalog {
 	return &catalog{res: r, timeout: timeout, ttl: ttl, rels: map[uint32]*relation{},
 		relNames: map[string]relEntry{}, funcNames: map[string]funcEntry{}, lineages: map[string]lineageEntry{}}
 }
@@ -128,7 +130,7 @@ func (c *catalog) query(ctx context.Context, sql string, args [][]byte, oids []u
 }
 
 func (c *catalog) connect(ctx context.Context) (*pgconn.PgConn, error) {
-	cfg, err := c.res.connConfig(LevelRead, c.timeout)
+	cfg, err := connConfig(c.res, policy.LevelRead, c.timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +196,25 @@ func (c *catalog) invalidate() {
 func (c *catalog) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closeConn()
+}
+
+// retarget points the cache at r, a new revision of its resource: what it
+// read through the old one's login is dropped, and the next read logs in
+// afresh.
+func (c *catalog) retarget(r *resource.Resource) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.res == r {
+		return
+	}
+	c.closeConn()
+	c.res = r
+	c.rels, c.looks = map[uint32]*relation{}, nil
+	c.relNames, c.funcNames, c.lineages = map[string]relEntry{}, map[string]funcEntry{}, map[string]lineageEntry{}
+}
+
+func (c *catalog) closeConn() {
 	if c.conn != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = c.conn.Close(ctx)

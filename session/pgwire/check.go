@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/resource"
 )
 
 // This file is the role check: the gateway refuses statements a grant does
@@ -36,10 +37,10 @@ const (
 
 // Finding is one thing a role can do, judged against a level.
 type Finding struct {
-	Level    AccessLevel `json:"level"` // the level the role was compared with
-	Role     string      `json:"role"`
-	Severity Severity    `json:"severity"`
-	What     string      `json:"what"`
+	Level    policy.Level `json:"level"` // the level the role was compared with
+	Role     string       `json:"role"`
+	Severity Severity     `json:"severity"`
+	What     string       `json:"what"`
 	// Where lists the objects (database, schema.table, function
 	// signatures); empty for what is server-wide.
 	Where []string `json:"where,omitempty"`
@@ -49,12 +50,12 @@ type Finding struct {
 type RoleCheck struct {
 	Role string `json:"role"`
 	// Levels are the access levels whose sessions log in as Role.
-	Levels []AccessLevel `json:"levels"`
+	Levels []policy.Level `json:"levels"`
 	// Grants are the grants whose sessions log in as Role.
 	Grants []string `json:"grants,omitempty"`
 	// Level is what Role is compared with: the least level of Grants, or of
 	// Levels when no grant uses it.
-	Level AccessLevel `json:"compared_with"`
+	Level policy.Level `json:"compared_with"`
 	// Error says why the role could not be checked (a login or query
 	// failure); its findings are then missing.
 	Error string `json:"error,omitempty"`
@@ -177,8 +178,8 @@ const (
 // in its RoleCheck.Error; the error returned is for an invalid resource
 // only. Roles are checked concurrently, each bounded by ctx and by 30
 // seconds.
-func CheckResource(ctx context.Context, r *Resource, grants []policy.Grant) (*CheckReport, error) {
-	if err := r.validate(); err != nil {
+func CheckResource(ctx context.Context, r *resource.Resource, grants []policy.Grant) (*CheckReport, error) {
+	if err := ValidateResource(r); err != nil {
 		return nil, fmt.Errorf("pgwire: check resource %q: %w", r.Name, err)
 	}
 	rep := &CheckReport{Resource: r.Name, Database: r.Database, Address: r.Address, Findings: []Finding{}}
@@ -186,13 +187,13 @@ func CheckResource(ctx context.Context, r *Resource, grants []policy.Grant) (*Ch
 	// One RoleCheck per distinct login, in level order.
 	type target struct {
 		check RoleCheck
-		login AccessLevel // a level that logs in with it
-		funcs []string    // functions its grants name
+		login policy.Level // a level that logs in with it
+		funcs []string     // functions its grants name
 	}
 	var targets []*target
 	byUser := map[string]*target{}
-	for _, l := range Levels {
-		user := r.credentialFor(l).User
+	for _, l := range policy.Levels {
+		user := r.For(l).User
 		t := byUser[user]
 		if t == nil {
 			t = &target{check: RoleCheck{Role: user}, login: l}
@@ -206,10 +207,10 @@ func CheckResource(ctx context.Context, r *Resource, grants []policy.Grant) (*Ch
 		if !slices.Contains(g.Resources, r.Name) && !slices.Contains(g.Resources, "*") {
 			continue
 		}
-		l := LevelFor(g)
-		t := byUser[r.credentialFor(l).User]
+		l := g.Level()
+		t := byUser[r.For(l).User]
 		t.check.Grants = append(t.check.Grants, g.Name)
-		if t.check.Level == "" || l.rank() < t.check.Level.rank() {
+		if t.check.Level == "" || l.Rank() < t.check.Level.Rank() {
 			t.check.Level = l
 		}
 		t.funcs = append(t.funcs, g.Functions...)
@@ -243,7 +244,7 @@ func CheckResource(ctx context.Context, r *Resource, grants []policy.Grant) (*Ch
 	return rep, nil
 }
 
-func joinLevels(ls []AccessLevel) string {
+func joinLevels(ls []policy.Level) string {
 	s := make([]string, len(ls))
 	for i, l := range ls {
 		s[i] = string(l)
@@ -319,13 +320,13 @@ var inMonitor = []string{"pg_read_all_settings", "pg_read_all_stats", "pg_stat_s
 // and DELETE but not own objects, change schemas or administer; admin may do
 // anything. named are the functions the grants that use the role name
 // (grants[].functions): calling them is intended.
-func assessRole(level AccessLevel, f *roleFacts, named []string) []Finding {
+func assessRole(level policy.Level, f *roleFacts, named []string) []Finding {
 	var out []Finding
 	add := func(sev Severity, what string, where ...string) {
 		out = append(out, Finding{Level: level, Role: f.user, Severity: sev, What: what, Where: where})
 	}
-	belowAdmin := level.rank() < LevelAdmin.rank()
-	atRead := level == LevelRead
+	belowAdmin := level.Rank() < policy.LevelAdmin.Rank()
+	atRead := level == policy.LevelRead
 	// danger below admin, nothing at admin.
 	strong := func(ok bool, what string, where ...string) {
 		if ok && belowAdmin {
@@ -534,10 +535,10 @@ ORDER BY signature`
 // gatherRoleFacts logs in as the credential of level and reads what that
 // role can do. Login errors name the role and the server, never the
 // password.
-func gatherRoleFacts(ctx context.Context, r *Resource, level AccessLevel) (*roleFacts, error) {
+func gatherRoleFacts(ctx context.Context, r *resource.Resource, level policy.Level) (*roleFacts, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkRoleTimeout)
 	defer cancel()
-	cfg, err := r.connConfig(level, checkConnectTimeout)
+	cfg, err := connConfig(r, level, checkConnectTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/session/policy"
-	"github.com/phigate/phigate/session/sqlclass"
+	"github.com/phigate/phigate/session/resource"
 )
 
 // checkFixture is a database on the shared server with roles of every kind
@@ -28,16 +28,16 @@ type checkFixture struct {
 
 func (f *checkFixture) role(kind string) string { return "chk_" + kind + "_" + f.suffix }
 
-func (f *checkFixture) resource(fallback string, roles map[AccessLevel]string) *Resource {
-	r := &Resource{Name: "clinic", Address: f.pg.Addr(), Database: f.db, TLS: TLSDisable}
+func (f *checkFixture) resource(fallback string, roles map[policy.Level]string) *resource.Resource {
+	r := &resource.Resource{Name: "clinic", Address: f.pg.Addr(), Database: f.db, TLS: resource.TLSDisable}
 	if fallback != "" {
-		r.User, r.Password = fallback, NewSecret(f.pw[fallback])
+		r.User, r.Password = fallback, resource.NewSecret(f.pw[fallback])
 	}
 	for l, user := range roles {
 		if r.Roles == nil {
-			r.Roles = map[AccessLevel]Credential{}
+			r.Roles = map[policy.Level]resource.Credential{}
 		}
-		r.Roles[l] = Credential{User: user, Password: NewSecret(f.pw[user])}
+		r.Roles[l] = resource.Credential{User: user, Password: resource.NewSecret(f.pw[user])}
 	}
 	return r
 }
@@ -86,11 +86,11 @@ GRANT EXECUTE ON FUNCTION public.bump() TO %[7]s;
 }
 
 func readGrant(functions ...string) policy.Grant {
-	return policy.Grant{Name: "readers", Groups: []string{"g"}, Resources: []string{"clinic"}, Allow: []sqlclass.Class{sqlclass.Read, sqlclass.Export}, Functions: functions}
+	return policy.Grant{Name: "readers", Groups: []string{"g"}, Resources: []string{"clinic"}, Allow: []policy.Class{policy.Read, policy.Export}, Functions: functions}
 }
 
 func writeGrant() policy.Grant {
-	return policy.Grant{Name: "writers", Groups: []string{"g"}, Resources: []string{"clinic"}, Allow: []sqlclass.Class{sqlclass.Read, sqlclass.Write}}
+	return policy.Grant{Name: "writers", Groups: []string{"g"}, Resources: []string{"clinic"}, Allow: []policy.Class{policy.Read, policy.Write}}
 }
 
 func find(rep *CheckReport, role string, sev Severity, what string) *Finding {
@@ -113,7 +113,7 @@ func dump(rep *CheckReport) string {
 func TestCheckResource(t *testing.T) {
 	f := newCheckFixture(t)
 	ctx := context.Background()
-	check := func(t *testing.T, r *Resource, grants ...policy.Grant) *CheckReport {
+	check := func(t *testing.T, r *resource.Resource, grants ...policy.Grant) *CheckReport {
 		t.Helper()
 		rep, err := CheckResource(ctx, r, grants)
 		if err != nil {
@@ -140,7 +140,7 @@ func TestCheckResource(t *testing.T) {
 		if len(rep.Findings) != 0 {
 			t.Fatalf("findings for a SELECT-only role:\n%s", dump(rep))
 		}
-		if len(rep.Roles) != 1 || rep.Roles[0].Level != LevelRead || !slices.Equal(rep.Roles[0].Grants, []string{"readers"}) {
+		if len(rep.Roles) != 1 || rep.Roles[0].Level != policy.LevelRead || !slices.Equal(rep.Roles[0].Grants, []string{"readers"}) {
 			t.Fatalf("roles = %+v", rep.Roles)
 		}
 	})
@@ -151,7 +151,7 @@ func TestCheckResource(t *testing.T) {
 			t.Fatalf("superuser not found:\n%s", dump(rep))
 		}
 		// At admin a superuser is only a note.
-		rep = check(t, f.resource(super, nil), policy.Grant{Name: "dba", Groups: []string{"g"}, Resources: []string{"*"}, Allow: sqlclass.Classes})
+		rep = check(t, f.resource(super, nil), policy.Grant{Name: "dba", Groups: []string{"g"}, Resources: []string{"*"}, Allow: policy.Classes})
 		if rep.Dangers() != 0 || find(rep, super, SeverityNote, "superuser") == nil {
 			t.Fatalf("superuser at admin:\n%s", dump(rep))
 		}
@@ -164,7 +164,7 @@ func TestCheckResource(t *testing.T) {
 				t.Errorf("%q not found", what)
 			}
 		}
-		if fd := find(rep, owner, SeverityDanger, "owns tables"); fd == nil || !slices.Contains(fd.Where, "public.patients") || fd.Level != LevelWrite {
+		if fd := find(rep, owner, SeverityDanger, "owns tables"); fd == nil || !slices.Contains(fd.Where, "public.patients") || fd.Level != policy.LevelWrite {
 			t.Errorf("owns tables: %+v", fd)
 		}
 		// public belongs to pg_database_owner, which the database's owner is.
@@ -221,17 +221,17 @@ func TestCheckResource(t *testing.T) {
 		}
 	})
 	t.Run("a role per level", func(t *testing.T) {
-		r := f.resource("", map[AccessLevel]string{LevelRead: f.role("read"), LevelWrite: f.role("insert"), LevelAdmin: f.role("owner")})
+		r := f.resource("", map[policy.Level]string{policy.LevelRead: f.role("read"), policy.LevelWrite: f.role("insert"), policy.LevelAdmin: f.role("owner")})
 		g := writeGrant()
 		g.Resources = []string{"*"}
-		rep := check(t, r, readGrant(), g, policy.Grant{Name: "elsewhere", Groups: []string{"g"}, Resources: []string{"other"}, Allow: sqlclass.Classes})
+		rep := check(t, r, readGrant(), g, policy.Grant{Name: "elsewhere", Groups: []string{"g"}, Resources: []string{"other"}, Allow: policy.Classes})
 		if rep.Dangers() != 0 {
 			t.Fatalf("dangers:\n%s", dump(rep))
 		}
 		want := []RoleCheck{
-			{Role: f.role("read"), Levels: []AccessLevel{LevelRead}, Grants: []string{"readers"}, Level: LevelRead},
-			{Role: f.role("insert"), Levels: []AccessLevel{LevelWrite}, Grants: []string{"writers"}, Level: LevelWrite},
-			{Role: f.role("owner"), Levels: []AccessLevel{LevelAdmin}, Level: LevelAdmin},
+			{Role: f.role("read"), Levels: []policy.Level{policy.LevelRead}, Grants: []string{"readers"}, Level: policy.LevelRead},
+			{Role: f.role("insert"), Levels: []policy.Level{policy.LevelWrite}, Grants: []string{"writers"}, Level: policy.LevelWrite},
+			{Role: f.role("owner"), Levels: []policy.Level{policy.LevelAdmin}, Level: policy.LevelAdmin},
 		}
 		if fmt.Sprint(rep.Roles) != fmt.Sprint(want) {
 			t.Fatalf("roles:\n%+v\nwant\n%+v", rep.Roles, want)
@@ -248,13 +248,13 @@ func TestCheckResource(t *testing.T) {
 	t.Run("one role for every level is judged by its least grant", func(t *testing.T) {
 		insert := f.role("insert")
 		rep := check(t, f.resource(insert, nil), writeGrant(), readGrant())
-		if rep.Roles[0].Level != LevelRead || find(rep, insert, SeverityDanger, "can INSERT") == nil {
+		if rep.Roles[0].Level != policy.LevelRead || find(rep, insert, SeverityDanger, "can INSERT") == nil {
 			t.Fatalf("shared role:\n%s", dump(rep))
 		}
 	})
 	t.Run("a role that cannot log in", func(t *testing.T) {
 		r := f.resource(f.role("read"), nil)
-		r.Password = NewSecret("wrong-password-xyz")
+		r.Password = resource.NewSecret("wrong-password-xyz")
 		rep, err := CheckResource(ctx, r, []policy.Grant{readGrant()})
 		if err != nil {
 			t.Fatal(err)
@@ -278,9 +278,9 @@ func TestAssessRoleLevels(t *testing.T) {
 		}
 		return n
 	}
-	read := assessRole(LevelRead, f, nil)
-	write := assessRole(LevelWrite, f, nil)
-	admin := assessRole(LevelAdmin, f, nil)
+	read := assessRole(policy.LevelRead, f, nil)
+	write := assessRole(policy.LevelWrite, f, nil)
+	admin := assessRole(policy.LevelAdmin, f, nil)
 	// read: owns, INSERT, UPDATE, TRUNCATE, pg_write_all_data; pg_monitor a note (its member roles not repeated).
 	if count(read, SeverityDanger) != 5 || count(read, SeverityNote) != 1 {
 		t.Errorf("read: %+v", read)

@@ -20,6 +20,7 @@ import (
 	"github.com/phigate/phigate/session/policy"
 	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/session/resource"
 	"github.com/phigate/phigate/session/sqlclass"
 	"github.com/phigate/phigate/storage/spool"
 )
@@ -41,10 +42,16 @@ type conn struct {
 	// refused under mu (closed).
 	rec *session.Recording
 
-	ident   identity.Identity
-	res     *Resource
+	ident identity.Identity
+	// admitted is what the session was admitted with at login, which every
+	// new snapshot re-checks (Server.Recheck, conn.readmit); written once
+	// under the server's mu.
+	admitted session.Admission
+	res      *resource.Resource
+	// grant is the grant as of the latest snapshot the frontend saw (its
+	// classes and functions can change live); frontend-owned after login.
 	grant   *policy.Grant
-	profile *mask.Profile // nil: results are not masked
+	profile *mask.Profile // nil: results are not masked; fixed for the session
 	cat     *catalog
 	proofs  *proof.Collector // nil: no masking proof (no profile, or no auditor key); backend-owned
 
@@ -260,6 +267,38 @@ func (c *conn) drainClient(n int64) {
 // stop ends the session from outside (node shutdown).
 func (c *conn) stop(reason string) {
 	c.setFatal(pgError("FATAL", codeAdminShutdown, "terminating connection: the phigate node is shutting down"), reason)
+	c.hangUp()
+}
+
+// revoke ends the session because the node's state no longer admits it
+// (session.ErrRevoked says why; the reason is recorded in session.end and
+// told to the agent, as pg_terminate_backend's 57P01 is).
+func (c *conn) revoke(err error) {
+	c.setFatal(pgError("FATAL", codeAdminShutdown, "terminating connection: phigate "+err.Error()), err.Error())
+	c.hangUp()
+}
+
+// readmit re-checks the session when the node's state has changed since
+// the frontend last looked (one atomic load otherwise), before anything
+// the agent sent next is acted on: it adopts the grant as it is now, or
+// ends the session.
+func (c *conn) readmit() error {
+	snap := c.srv.cfg.State.Load()
+	if snap.Revision == c.fe.revision {
+		return nil
+	}
+	a, err := snap.Readmit(c.admitted)
+	if err != nil {
+		c.log.Info("session ended by a change of state", "revision", snap.Revision, "err", err)
+		c.revoke(err)
+		return err
+	}
+	c.fe.revision, c.grant = snap.Revision, a.Grant
+	return nil
+}
+
+// hangUp closes the connection that unblocks the session's relay.
+func (c *conn) hangUp() {
 	if c.up != nil {
 		c.up.conn.Close()
 	} else {

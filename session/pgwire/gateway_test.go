@@ -31,7 +31,7 @@ import (
 	"github.com/phigate/phigate/session/policy"
 	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
-	"github.com/phigate/phigate/session/sqlclass"
+	"github.com/phigate/phigate/session/resource"
 	"github.com/phigate/phigate/storage/spool"
 )
 
@@ -68,6 +68,11 @@ type gateway struct {
 	tokens     map[string]string // identity name -> token
 	auditor    *ecdh.PrivateKey
 	rootCAs    *x509.CertPool
+	// snap is the state the gateway started with, state holds the live
+	// one: a test publishes a changed copy, then calls srv.Recheck.
+	snap  *session.Snapshot
+	state *session.State
+	srv   *pgwire.Server
 
 	stop func()
 }
@@ -130,8 +135,8 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		t.Fatal(err)
 	}
 	pol, err := policy.New([]policy.Grant{
-		{Name: "readers", Groups: []string{"readers"}, Resources: []string{"clinic"}, Allow: []sqlclass.Class{sqlclass.Read, sqlclass.Export}, Masking: "hipaa"},
-		{Name: "writers", Groups: []string{"writers"}, Resources: []string{"clinic"}, Allow: []sqlclass.Class{sqlclass.Read, sqlclass.Write, sqlclass.Import, sqlclass.Export, sqlclass.DDL}, Masking: "hipaa", Functions: []string{"note"}},
+		{Name: "readers", Groups: []string{"readers"}, Resources: []string{"clinic"}, Allow: []policy.Class{policy.Read, policy.Export}, Masking: "hipaa"},
+		{Name: "writers", Groups: []string{"writers"}, Resources: []string{"clinic"}, Allow: []policy.Class{policy.Read, policy.Write, policy.Import, policy.Export, policy.DDL}, Masking: "hipaa", Functions: []string{"note"}},
 	}, []string{"clinic"}, []string{"hipaa"})
 	if err != nil {
 		t.Fatal(err)
@@ -163,57 +168,66 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	}
 	tlsCfg, pool := testTLS(t)
 	g.rootCAs = pool
+	res := &resource.Resource{
+		Name: "clinic", Address: pg.Addr(), Database: g.db, User: role,
+		Password: resource.NewSecret(g.upstreamPW), TLS: resource.TLSDisable,
+	}
+	if err := pgwire.ValidateResource(res); err != nil {
+		t.Fatal(err)
+	}
+	g.snap = &session.Snapshot{
+		Auth:      auth,
+		Policy:    pol,
+		Resources: map[string]*resource.Resource{"clinic": res},
+		Profiles:  map[string]*mask.Profile{"hipaa": prof},
+		Auditor:   g.auditor.PublicKey(),
+		TLS:       tlsCfg,
+	}
+	g.state = session.NewState(g.snap)
 	srv, err := pgwire.New(pgwire.Config{
 		NodeID:                 "test-node",
-		TLS:                    tlsCfg,
+		State:                  g.state,
 		AllowCleartextLoopback: opts.cleartextLoopback,
 		MaxMessageBytes:        opts.maxMessageBytes,
-		Auth:                   auth,
-		Policy:                 pol,
-		Resources: map[string]*pgwire.Resource{"clinic": {
-			Name: "clinic", Address: pg.Addr(), Database: g.db, User: role,
-			Password: pgwire.NewSecret(g.upstreamPW), TLS: pgwire.TLSDisable,
-		}},
-		Profiles: map[string]*mask.Profile{"hipaa": prof},
-		Auditor:  g.auditor.PublicKey(),
-		Recorder: session.NewRecorder(sp, "test-node"),
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Recorder:               session.NewRecorder(sp, "test-node"),
+		Logger:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	g.srv = srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.addr = ln.Addr().String()
-	runCtx, cancel := context.WithCancel(ctx)
 	spoolCtx, stopSpool := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = sp.Run(spoolCtx); sp.Close() }()
+	served := make(chan struct{})
 	go func() {
 		defer wg.Done()
-		if err := srv.Serve(runCtx, ln); err != nil {
+		defer close(served)
+		if err := srv.Serve(ln); !errors.Is(err, pgwire.ErrServerClosed) {
 			t.Errorf("serve: %v", err)
 		}
-		stopSpool()
 	}()
 	var once sync.Once
 	g.stop = func() {
 		once.Do(func() {
-			cancel()
-			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
-			if opts.stopTimeout <= 0 {
-				<-done
-				return
+			sctx := context.Background()
+			if opts.stopTimeout > 0 {
+				var cancel context.CancelFunc
+				sctx, cancel = context.WithTimeout(sctx, opts.stopTimeout)
+				defer cancel()
 			}
-			select {
-			case <-done:
-			case <-time.After(opts.stopTimeout):
-				t.Errorf("the gateway did not stop within %v: a session never ended", opts.stopTimeout)
+			if err := srv.Shutdown(sctx); err != nil {
+				t.Errorf("the gateway did not stop within %v: a session never ended (%v)", opts.stopTimeout, err)
 			}
+			<-served
+			stopSpool()
+			wg.Wait()
 		})
 	}
 	t.Cleanup(g.stop)

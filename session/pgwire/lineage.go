@@ -13,6 +13,7 @@ import (
 
 	"github.com/phigate/phigate/session/lineage"
 	"github.com/phigate/phigate/session/mask"
+	"github.com/phigate/phigate/session/policy"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/session/sqlclass"
 )
@@ -243,7 +244,7 @@ func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, tree *
 			node = tree.GetStmts()[i].GetStmt()
 		}
 		switch s.Class {
-		case sqlclass.Read, sqlclass.Tx, sqlclass.Session, sqlclass.Export:
+		case policy.Read, policy.Tx, policy.Session, policy.Export:
 		default:
 			c.fe.mayDefine = true
 		}

@@ -2,8 +2,6 @@ package pgwire
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,24 +10,18 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/session"
-	"github.com/phigate/phigate/session/identity"
-	"github.com/phigate/phigate/session/mask"
-	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/resource"
 	"github.com/phigate/phigate/session/sqlclass"
 )
-
-// Authenticator resolves the token an agent sends as its password.
-type Authenticator interface {
-	Authenticate(ctx context.Context, c identity.Credentials) (identity.Identity, error)
-}
 
 // Config configures a Server. Zero values are documented per field.
 type Config struct {
 	// NodeID names this node in logs and recordings. Required.
 	NodeID string
-	// TLS answers SSLRequest. Nil refuses TLS, and then only loopback clients
-	// with AllowCleartextLoopback can log in.
-	TLS *tls.Config
+	// State is the node's live state: identities, resources, grants,
+	// masking profiles, keys and the listener's TLS. Each session reads the
+	// current snapshot at login and before each command. Required.
+	State *session.State
 	// AllowCleartextLoopback lets clients connecting from a loopback address
 	// send their token without TLS. False (the default) requires TLS always.
 	AllowCleartextLoopback bool
@@ -46,33 +38,34 @@ type Config struct {
 	// are trusted. Zero means 30 seconds.
 	CatalogTTL time.Duration
 
-	// Auditor is the public key that sessions' data keys are sealed to for
-	// the masking proof. Nil: masked values are not proven.
-	Auditor *ecdh.PublicKey
-
-	Auth      Authenticator        // required
-	Policy    *policy.Policy       // required
-	Resources map[string]*Resource // by name, the startup "database"
-	Profiles  map[string]*mask.Profile
-	Recorder  *session.Recorder // required
-	Logger    *slog.Logger      // nil: slog.Default()
+	Recorder *session.Recorder // required
+	Logger   *slog.Logger      // nil: slog.Default()
 }
 
-// Server accepts PostgreSQL clients.
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("pgwire: server closed")
+
+// Server accepts PostgreSQL clients on any number of listeners. Its
+// lifecycle is net/http's: Serve per listener, Shutdown to drain them all.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	classes *sqlclass.Cache
 	keys    *cancelKeys
 
+	// base is the context sessions run under; ended by Shutdown, so that
+	// every wait of every session returns.
+	base     context.Context
+	stopBase context.CancelFunc
+
 	catMu    sync.Mutex
 	catalogs map[string]*catalog
 
-	wg       sync.WaitGroup
-	connMu   sync.Mutex
-	conns    map[*conn]struct{}
-	shutdown chan struct{}
-	closeMu  sync.Once
+	wg        sync.WaitGroup // sessions
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    bool
 }
 
 // New validates cfg. It starts nothing.
@@ -80,8 +73,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.NodeID == "" {
 		return nil, errors.New("pgwire: NodeID is required")
 	}
-	if cfg.Auth == nil || cfg.Policy == nil || cfg.Recorder == nil {
-		return nil, errors.New("pgwire: Auth, Policy and Recorder are required")
+	if cfg.State == nil || cfg.Recorder == nil {
+		return nil, errors.New("pgwire: State and Recorder are required")
 	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = 64 << 20
@@ -98,81 +91,148 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for name, r := range cfg.Resources {
-		if err := r.validate(); err != nil {
-			return nil, fmt.Errorf("pgwire: resource %q: %w", name, err)
-		}
-	}
+	base, stop := context.WithCancel(context.Background())
 	return &Server{
-		cfg:      cfg,
-		log:      cfg.Logger.With("node", cfg.NodeID),
-		classes:  sqlclass.NewCache(0),
-		keys:     newCancelKeys(),
-		catalogs: map[string]*catalog{},
-		conns:    map[*conn]struct{}{},
-		shutdown: make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.NodeID),
+		classes:   sqlclass.NewCache(0),
+		keys:      newCancelKeys(),
+		base:      base,
+		stopBase:  stop,
+		catalogs:  map[string]*catalog{},
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
 	}, nil
 }
 
-// Serve accepts connections on ln until ctx is done, then closes ln, ends
-// every session (recording "node shutdown") and returns once all of them
-// have finished recording.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var err error
+// Serve accepts connections on ln and serves each in its own goroutine,
+// until ln fails or the server shuts down; it then closes ln. After
+// Shutdown or Close it returns ErrServerClosed. Sessions outlive the Serve
+// call that accepted them: Shutdown ends them. Serve may be called for
+// several listeners at once.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
 	for {
-		c, aerr := ln.Accept()
-		if aerr != nil {
-			if ctx.Err() == nil {
-				var ne net.Error
-				if errors.As(aerr, &ne) && ne.Timeout() {
-					continue
-				}
-				err = fmt.Errorf("pgwire: accept: %w", aerr)
+		c, err := ln.Accept()
+		if err != nil {
+			if s.shuttingDown() {
+				return ErrServerClosed
 			}
-			break
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("pgwire: accept: %w", err)
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(ctx, c)
+			s.serveConn(s.base, c)
 		}()
 	}
-	s.closeMu.Do(func() { close(s.shutdown) })
-	s.connMu.Lock()
+}
+
+func (s *Server) shuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Shutdown stops every listener, ends every session (each records
+// session.end with reason "node shutdown", and its agent is told 57P01)
+// and waits until all of them have finished recording, or ctx ends.
+// Further Serve calls return ErrServerClosed. It is safe to call more
+// than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
 	for c := range s.conns {
 		c.stop("node shutdown")
 	}
-	s.connMu.Unlock()
-	s.wg.Wait()
+	s.mu.Unlock()
+	s.stopBase()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("pgwire: shutdown: sessions still ending: %w", ctx.Err())
+	}
 	s.catMu.Lock()
-	for _, cat := range s.catalogs {
+	for name, cat := range s.catalogs {
 		cat.close()
+		delete(s.catalogs, name)
 	}
 	s.catMu.Unlock()
-	return err
+	return nil
 }
 
-func (s *Server) track(c *conn) bool {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	select {
-	case <-s.shutdown:
+// Recheck re-checks every live session against the current snapshot and
+// ends, recorded, those it no longer admits (session.Snapshot.Readmit says
+// when). Sessions that go on adopt the new grant at their next command.
+// Call it after publishing a new snapshot; it does not wait for the
+// sessions it ends.
+func (s *Server) Recheck() {
+	snap := s.cfg.State.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.admitted.Resource == nil {
+			continue // still logging in: it reads the snapshot after this one
+		}
+		if _, err := snap.Readmit(c.admitted); err != nil {
+			c.revoke(err)
+		}
+	}
+}
+
+// register adds a session to those Shutdown and Recheck reach, unless the
+// server is shutting down.
+func (s *Server) register(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
 		return false
-	default:
 	}
 	s.conns[c] = struct{}{}
 	return true
 }
 
-func (s *Server) untrack(c *conn) {
-	s.connMu.Lock()
-	delete(s.conns, c)
-	s.connMu.Unlock()
+// admitted records what c was admitted with, for Recheck.
+func (s *Server) admitted(c *conn, a session.Admission) {
+	s.mu.Lock()
+	c.admitted = a
+	s.mu.Unlock()
 }
 
-func (s *Server) catalogFor(r *Resource) *catalog {
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// catalogFor is the catalog cache of r's name, retargeted when r is a new
+// revision of the resource.
+func (s *Server) catalogFor(r *resource.Resource) *catalog {
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	cat := s.catalogs[r.Name]
@@ -180,5 +240,6 @@ func (s *Server) catalogFor(r *Resource) *catalog {
 		cat = newCatalog(r, s.cfg.ConnectTimeout, s.cfg.CatalogTTL)
 		s.catalogs[r.Name] = cat
 	}
+	cat.retarget(r)
 	return cat
 }

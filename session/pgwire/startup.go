@@ -134,11 +134,11 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 			codeProtocolViolation, se.msg)
 		return
 	}
-	if !s.track(c) {
+	if !s.register(c) {
 		_ = writeRaw(tc, pgError("FATAL", codeAdminShutdown, "the phigate node is shutting down"))
 		return
 	}
-	defer s.untrack(c)
+	defer s.unregister(c)
 	c.serve(ctx, st)
 }
 
@@ -168,7 +168,8 @@ func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *startup
 			if st.tls {
 				return conn, nil, &startupError{"SSLRequest received on an encrypted connection"}
 			}
-			if s.cfg.TLS == nil {
+			tlsConf := s.cfg.State.Load().TLS
+			if tlsConf == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
 					return nil, nil, err
 				}
@@ -177,7 +178,7 @@ func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *startup
 			if _, err := conn.Write([]byte{'S'}); err != nil {
 				return nil, nil, err
 			}
-			tc := tls.Server(conn, s.cfg.TLS)
+			tc := tls.Server(conn, tlsConf)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return nil, nil, fmt.Errorf("tls handshake: %w", err)
 			}
@@ -283,7 +284,8 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 	if !ok {
 		return c.refuse(ctx, nil, codeProtocolViolation, "invalid password packet")
 	}
-	id, err := s.cfg.Auth.Authenticate(ctx, identity.Credentials{User: user, Token: string(token)})
+	snap := s.cfg.State.Load()
+	id, err := snap.Auth.Authenticate(ctx, identity.Credentials{User: user, Token: string(token)})
 	if err != nil {
 		reason := "invalid token"
 		if !errors.Is(err, identity.ErrInvalidToken) {
@@ -295,30 +297,29 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 	}
 	c.ident = id
 	c.log = c.log.With("identity", id.Name)
-	res := s.cfg.Resources[dbname]
-	if res == nil {
-		return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: dbname, Denied: &record.Denial{Reason: "unknown resource"}},
-			codeInvalidCatalog, fmt.Sprintf("resource %q does not exist", dbname))
-	}
-	d := s.cfg.Policy.Connect(id, res.Name)
-	if !d.Allowed {
-		return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: res.Name, Denied: &record.Denial{Reason: d.Reason}},
+	adm, d := snap.Admit(id, dbname)
+	if adm.Resource == nil {
+		if d.Grant == nil && snap.Resources[dbname] == nil {
+			return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: dbname, Denied: &record.Denial{Reason: d.Reason}},
+				codeInvalidCatalog, fmt.Sprintf("resource %q does not exist", dbname))
+		}
+		return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: dbname, Denied: &record.Denial{Rule: d.Rule(), Reason: d.Reason}},
 			codeInsufficientPriv, "permission denied: "+d.Reason)
 	}
-	c.res, c.grant = res, d.Grant
+	res := adm.Resource
+	s.admitted(c, adm)
+	c.fe.revision = snap.Revision
+	c.res, c.grant, c.profile = res, adm.Grant, adm.Profile
 	c.cat = s.catalogFor(res)
-	if d.Grant.Masking != "" {
-		c.profile = s.cfg.Profiles[d.Grant.Masking]
-	}
 	if err := c.startRecording(); err != nil {
 		return err
 	}
-	if c.profile != nil && s.cfg.Auditor != nil {
+	if c.profile != nil && snap.Auditor != nil {
 		// Proof batches ride group commits (lazy), but one at most is in
 		// flight: a bulk read of masked data then runs at the speed the
 		// disk takes its proof, and memory does not grow with the result.
 		var inFlight spool.LSN
-		c.proofs = proof.NewCollector(c.id, s.cfg.Auditor, func(ev *record.Event) error {
+		c.proofs = proof.NewCollector(c.id, snap.Auditor, func(ev *record.Event) error {
 			if err := c.rec.Wait(ctx, inFlight); err != nil {
 				return err
 			}
@@ -338,7 +339,7 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 		runtime["default_transaction_read_only"] = "on"
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-	up, err := dialUpstream(dctx, res, LevelFor(c.grant), runtime, s.cfg.ConnectTimeout)
+	up, err := dialUpstream(dctx, res, c.grant.Level(), runtime, s.cfg.ConnectTimeout)
 	cancel()
 	if err != nil {
 		c.log.Warn("upstream connect failed", "resource", res.Name, "err", err)
@@ -437,7 +438,7 @@ func judgeParam(g *policy.Grant, name, value string) *pgproto3.ErrorResponse {
 	if stmts[0].Refused != "" {
 		return pgError("FATAL", codeFeatureNotSupp, stmts[0].Refused)
 	}
-	if d := policy.Command(g, stmts); !d.Allowed {
+	if d := policy.Command(g, sqlclass.Actions(nil, stmts)); !d.Allowed {
 		return pgError("FATAL", codeInsufficientPriv, fmt.Sprintf("permission denied to set parameter %q: %s", name, d.Reason))
 	}
 	return nil

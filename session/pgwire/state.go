@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/phigate/phigate/session/policy"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/session/sqlclass"
 )
@@ -517,7 +518,7 @@ func (c *conn) resolveExecutes(ctx context.Context, stmts []sqlclass.Statement) 
 			resolved = append([]sqlclass.Statement(nil), stmts...) // the classified slice is shared through the cache
 		}
 		resolved[i].Class, resolved[i].Refused = target.Class, target.Refused
-		resolved[i].Calls = append(append([]sqlclass.Call(nil), s.Calls...), target.Calls...)
+		resolved[i].Calls = append(append([]policy.Call(nil), s.Calls...), target.Calls...)
 	}
 	return resolved, nil
 }

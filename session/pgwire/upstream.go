@@ -5,9 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -17,83 +15,26 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/resource"
 )
 
-// Secret holds a credential. It prints and logs as a placeholder, so that a
-// stray %v or slog attribute cannot leak it.
-type Secret struct{ value string }
-
-// NewSecret wraps a credential.
-func NewSecret(v string) Secret { return Secret{value: v} }
-
-// Reveal returns the credential, for the one place that must send it.
-func (s Secret) Reveal() string { return s.value }
-
-// IsZero reports whether no credential is set.
-func (s Secret) IsZero() bool { return s.value == "" }
-
-func (Secret) String() string               { return "[secret]" }
-func (Secret) GoString() string             { return "[secret]" }
-func (Secret) LogValue() slog.Value         { return slog.StringValue("[secret]") }
-func (Secret) MarshalText() ([]byte, error) { return []byte("[secret]"), nil }
-
-// TLS modes for the upstream connection, as in libpq's sslmode.
-const (
-	TLSDisable    = "disable"
-	TLSRequire    = "require"     // encrypted, server certificate not checked
-	TLSVerifyFull = "verify-full" // encrypted, certificate chain and host name checked
-)
-
-// Resource is a protected PostgreSQL database, reached with a credential
-// that only the gateway holds.
-type Resource struct {
-	Name string
-	// Address is host:port, or the absolute path of a Unix socket directory
-	// (optionally with :port, default 5432).
-	Address  string
-	Database string
-	// User and Password log in every level that Roles does not cover: with
-	// no Roles, every session. Empty when Roles has LevelAdmin (they would
-	// never be used).
-	User     string
-	Password Secret
-	// Roles holds a credential per access level (read, write, admin). A
-	// session logs in with the role of the least level at or above its
-	// grant's that has one, else with User; see credential. Nil: every
-	// session logs in as User.
-	Roles map[AccessLevel]Credential
-	// TLS is disable, require or verify-full. Empty means verify-full.
-	TLS string
-	// CAFile is a PEM bundle for verify-full; empty means the system roots.
-	CAFile string
-	// ServerName overrides the name checked in verify-full (default: the host).
-	ServerName string
-}
-
-// Validate checks r and fills in its defaults (TLS). Server's New does it
-// too; callers that use a Resource without a Server (the role check) call it
-// first.
-func (r *Resource) Validate() error { return r.validate() }
-
-func (r *Resource) validate() error {
-	if r.Address == "" || r.Database == "" {
-		return errors.New("address and database are required")
-	}
-	if err := r.validateCredentials(); err != nil {
+// ValidateResource checks r as a PostgreSQL resource and fills in its
+// defaults: what every protocol needs (resource.Validate), and an address
+// PostgreSQL clients can dial (host:port, or a socket directory with an
+// optional :port).
+func ValidateResource(r *resource.Resource) error {
+	if err := r.Validate(); err != nil {
 		return err
 	}
-	switch r.TLS {
-	case "":
-		r.TLS = TLSVerifyFull
-	case TLSDisable, TLSRequire, TLSVerifyFull:
-	default:
-		return fmt.Errorf("tls must be disable, require or verify-full, not %q", r.TLS)
+	if r.Protocol != resource.Postgres {
+		return fmt.Errorf("protocol %q is not PostgreSQL", r.Protocol)
 	}
-	_, _, err := r.hostPort()
+	_, _, err := hostPort(r)
 	return err
 }
 
-func (r *Resource) hostPort() (string, uint16, error) {
+func hostPort(r *resource.Resource) (string, uint16, error) {
 	host, port := r.Address, "5432"
 	if h, p, err := net.SplitHostPort(r.Address); err == nil {
 		host, port = h, p
@@ -111,11 +52,11 @@ func (r *Resource) hostPort() (string, uint16, error) {
 	return host, uint16(n), nil
 }
 
-func (r *Resource) tlsConfig(host string) (*tls.Config, error) {
+func tlsConfig(r *resource.Resource, host string) (*tls.Config, error) {
 	switch r.TLS {
-	case TLSDisable:
+	case resource.TLSDisable:
 		return nil, nil
-	case TLSRequire:
+	case resource.TLSRequire:
 		return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, nil
 	}
 	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
@@ -151,8 +92,8 @@ type upstream struct {
 // does the startup and authentication (SCRAM-SHA-256, md5 or password,
 // whatever the server asks for); the connection is then hijacked and relayed
 // raw.
-func dialUpstream(ctx context.Context, r *Resource, level AccessLevel, runtime map[string]string, timeout time.Duration) (*upstream, error) {
-	cfg, err := r.connConfig(level, timeout)
+func dialUpstream(ctx context.Context, r *resource.Resource, level policy.Level, runtime map[string]string, timeout time.Duration) (*upstream, error) {
+	cfg, err := connConfig(r, level, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -187,8 +128,8 @@ func dialUpstream(ctx context.Context, r *Resource, level AccessLevel, runtime m
 // connConfig is how the gateway logs in to r: its own credential, its TLS
 // mode, no fallbacks and nothing taken from PG* environment variables that
 // the resource sets itself.
-func (r *Resource) connConfig(level AccessLevel, timeout time.Duration) (*pgconn.Config, error) {
-	host, port, err := r.hostPort()
+func connConfig(r *resource.Resource, level policy.Level, timeout time.Duration) (*pgconn.Config, error) {
+	host, port, err := hostPort(r)
 	if err != nil {
 		return nil, err
 	}
@@ -197,12 +138,12 @@ func (r *Resource) connConfig(level AccessLevel, timeout time.Duration) (*pgconn
 		return nil, err
 	}
 	cfg.Host, cfg.Port = host, port
-	user, password := r.credential(level)
-	cfg.Database, cfg.User = r.Database, user
-	cfg.Password = password.Reveal()
+	login := r.For(level)
+	cfg.Database, cfg.User = r.Database, login.User
+	cfg.Password = login.Password.Reveal()
 	cfg.ConnectTimeout = timeout
 	cfg.Fallbacks = nil
-	if cfg.TLSConfig, err = r.tlsConfig(host); err != nil {
+	if cfg.TLSConfig, err = tlsConfig(r, host); err != nil {
 		return nil, err
 	}
 	return cfg, nil

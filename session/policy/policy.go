@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/phigate/phigate/session/identity"
-	"github.com/phigate/phigate/session/sqlclass"
 )
 
 // Grant admits identities to resources.
@@ -29,7 +28,7 @@ type Grant struct {
 	Resources []string
 	// Allow lists statement classes the session may run; transaction control
 	// and session statements are always allowed.
-	Allow []sqlclass.Class
+	Allow []Class
 	// Masking names the masking profile for result rows ("" for none).
 	Masking string
 	// Functions names functions that sessions may call whatever class a
@@ -58,7 +57,7 @@ func (g *Grant) matches(id identity.Identity, resource string) bool {
 }
 
 // Allows reports whether the grant lets a session run statements of class c.
-func (g *Grant) Allows(c sqlclass.Class) bool {
+func (g *Grant) Allows(c Class) bool {
 	return c.AlwaysAllowed() || slices.Contains(g.Allow, c)
 }
 
@@ -66,7 +65,7 @@ func (g *Grant) Allows(c sqlclass.Class) bool {
 // schema; the proxy then also opens the upstream session read-only.
 func (g *Grant) ReadOnly() bool {
 	for _, c := range g.Allow {
-		if c != sqlclass.Read && c != sqlclass.Export && !c.AlwaysAllowed() {
+		if c != Read && c != Export && !c.AlwaysAllowed() {
 			return false
 		}
 	}
@@ -108,13 +107,13 @@ func New(grants []Grant, resources, profiles []string) (*Policy, error) {
 }
 
 // ParseAllow turns configured class names into classes; "all" means every class.
-func ParseAllow(names []string) ([]sqlclass.Class, error) {
-	var out []sqlclass.Class
+func ParseAllow(names []string) ([]Class, error) {
+	var out []Class
 	for _, n := range names {
 		if n == "all" {
-			return slices.Clone(sqlclass.Classes), nil
+			return slices.Clone(Classes), nil
 		}
-		c, err := sqlclass.ParseClass(n)
+		c, err := ParseClass(n)
 		if err != nil {
 			return nil, err
 		}
@@ -150,12 +149,13 @@ func (p *Policy) Connect(id identity.Identity, resource string) Decision {
 }
 
 // Command decides whether a session admitted by g may run the classified
-// statements of one command. Every statement must be allowed: its class,
-// and the class of every function it calls that the grant does not name.
-// A statement the classifier refused is refused whatever the grant.
-func Command(g *Grant, stmts []sqlclass.Statement) Decision {
+// actions of one command (the statements of one SQL query). Every action
+// must be allowed: its class, and the class of every call inside it that
+// the grant does not name. An action the classifier refused is refused
+// whatever the grant.
+func Command(g *Grant, actions []Action) Decision {
 	var classes, funcs []string
-	for _, s := range stmts {
+	for _, s := range actions {
 		if s.Refused != "" {
 			return Decision{Grant: g, Reason: s.Refused}
 		}

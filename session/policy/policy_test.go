@@ -5,14 +5,13 @@ import (
 	"testing"
 
 	"github.com/phigate/phigate/session/identity"
-	"github.com/phigate/phigate/session/sqlclass"
 )
 
 func TestConnectDenyByDefault(t *testing.T) {
 	p, err := New([]Grant{
-		{Name: "agents-read", Groups: []string{"agents"}, Resources: []string{"clinic"}, Allow: []sqlclass.Class{sqlclass.Read}, Masking: "hipaa"},
-		{Name: "dba", Identities: []string{"alice"}, Resources: []string{"*"}, Allow: sqlclass.Classes},
-		{Name: "ci", Kinds: []identity.Kind{identity.KindCI}, Resources: []string{"billing"}, Allow: []sqlclass.Class{sqlclass.Write}},
+		{Name: "agents-read", Groups: []string{"agents"}, Resources: []string{"clinic"}, Allow: []Class{Read}, Masking: "hipaa"},
+		{Name: "dba", Identities: []string{"alice"}, Resources: []string{"*"}, Allow: Classes},
+		{Name: "ci", Kinds: []identity.Kind{identity.KindCI}, Resources: []string{"billing"}, Allow: []Class{Write}},
 	}, []string{"clinic", "billing"}, []string{"hipaa"})
 	if err != nil {
 		t.Fatal(err)
@@ -42,33 +41,56 @@ func TestConnectDenyByDefault(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
-	g := &Grant{Name: "ro", Allow: []sqlclass.Class{sqlclass.Read}}
+	g := &Grant{Name: "ro", Allow: []Class{Read}, Functions: []string{"audit.note"}}
 	for _, tt := range []struct {
-		sql     string
+		name    string
+		actions []Action
 		allowed bool
 	}{
-		{"SELECT * FROM patients", true},
-		{"BEGIN; SELECT 1; COMMIT", true},
-		{"SET search_path = clinic", true},
-		{"DELETE FROM patients", false},
-		{"SELECT 1; DROP TABLE patients", false},
-		{"COPY patients TO STDOUT", false},
-		{"SET ROLE postgres", false},
+		{"read", []Action{{Class: Read}}, true},
+		{"tx and session always", []Action{{Class: Tx}, {Class: Read}, {Class: Session}, {Class: Tx}}, true},
+		{"write", []Action{{Class: Write}}, false},
+		{"read then ddl", []Action{{Class: Read}, {Class: DDL}}, false},
+		{"export", []Action{{Class: Export}}, false},
+		{"admin", []Action{{Class: Admin}}, false},
+		{"refused whatever the grant", []Action{{Class: Read, Refused: "cannot vouch"}}, false},
+		{"call needing write", []Action{{Class: Read, Calls: []Call{{Name: "nextval", Class: Write}}}}, false},
+		{"call the grant names", []Action{{Class: Read, Calls: []Call{{Name: "audit.note", Class: Admin}}}}, true},
+		{"pg_catalog call named bare", []Action{{Class: Read, Calls: []Call{{Name: "pg_catalog.lo_import", Class: Admin}}}}, false},
+		{"nothing", nil, true},
 	} {
-		stmts, err := sqlclass.Classify(tt.sql)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := Command(g, stmts)
+		d := Command(g, tt.actions)
 		if d.Allowed != tt.allowed {
-			t.Errorf("Command(%q) = %+v, want allowed=%v", tt.sql, d, tt.allowed)
+			t.Errorf("%s: Command = %+v, want allowed=%v", tt.name, d, tt.allowed)
+		}
+		if !d.Allowed && d.Reason == "" {
+			t.Errorf("%s: denied without a reason", tt.name)
 		}
 	}
 	if !g.ReadOnly() {
 		t.Error("read grant not read-only")
 	}
-	if (&Grant{Allow: []sqlclass.Class{sqlclass.Read, sqlclass.Write}}).ReadOnly() {
+	if (&Grant{Allow: []Class{Read, Write}}).ReadOnly() {
 		t.Error("write grant read-only")
+	}
+}
+
+func TestGrantLevel(t *testing.T) {
+	for _, tt := range []struct {
+		allow []Class
+		want  Level
+	}{
+		{nil, LevelRead},
+		{[]Class{Read, Export, Tx, Session}, LevelRead},
+		{[]Class{Read, Write}, LevelWrite},
+		{[]Class{Import}, LevelWrite},
+		{[]Class{Read, DDL}, LevelAdmin},
+		{[]Class{Admin, Read}, LevelAdmin},
+		{Classes, LevelAdmin},
+	} {
+		if got := (&Grant{Allow: tt.allow}).Level(); got != tt.want {
+			t.Errorf("Level(%v) = %s, want %s", tt.allow, got, tt.want)
+		}
 	}
 }
 

@@ -63,7 +63,7 @@ import (
 
 // readGrant is the grant the agent holds.
 var readGrant = &policy.Grant{Name: "readers", Groups: []string{"readers"}, Resources: []string{"clinic"},
-	Allow: []sqlclass.Class{sqlclass.Read, sqlclass.Export}, Masking: "hipaa"}
+	Allow: []policy.Class{policy.Read, policy.Export}, Masking: "hipaa"}
 
 var (
 	diffIterations = flag.Int("sqlclass.diff.n", 400, "scripts TestClassifierAgainstServer generates")
@@ -137,7 +137,7 @@ func minimize(t *testing.T, f *finding) *finding {
 // finding is one disagreement between the classifier and the server.
 type finding struct {
 	script  []string
-	classes [][]sqlclass.Class
+	classes [][]policy.Class
 	kind    string // what the server says the text did
 	detail  string
 }
@@ -451,24 +451,24 @@ func (c *rawConn) state() (*state, error) {
 // server says it did. ok is false when the script is not eligible.
 func (d *diffServer) check(t testing.TB, script []string) (f *finding, ok bool) {
 	t.Helper()
-	var classes [][]sqlclass.Class
+	var classes [][]policy.Class
 	allRead, exports := true, 0
 	for _, q := range script {
 		if q == "" {
 			return nil, false
 		}
 		stmts, err := d.cache.Classify(q)
-		if err != nil || len(stmts) == 0 || !policy.Command(readGrant, stmts).Allowed {
+		if err != nil || len(stmts) == 0 || !policy.Command(readGrant, sqlclass.Actions(nil, stmts)).Allowed {
 			return nil, false
 		}
-		var cl []sqlclass.Class
+		var cl []policy.Class
 		for _, s := range stmts {
 			switch s.Class {
-			case sqlclass.Export:
+			case policy.Export:
 				exports++ // COPY TO STDOUT
-			case sqlclass.Session:
+			case policy.Session:
 				allRead = false
-			case sqlclass.Tx:
+			case policy.Tx:
 				// The harness wraps the script in its own transaction;
 				// scripts that end or start one cannot be isolated.
 				return nil, false

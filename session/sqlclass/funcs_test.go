@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/phigate/phigate/internal/pgtest"
+	"github.com/phigate/phigate/session/policy"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -23,14 +24,14 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 func TestFunctionClass(t *testing.T) {
 	tests := []struct {
 		schema, name string
-		want         Class
+		want         policy.Class
 	}{
 		{"", "lower", ""},
 		{"pg_catalog", "lower", ""},
-		{"public", "lower", Admin},
-		{"information_schema", "_pg_expandarray", Admin},
-		{"PG_CATALOG", "lower", Admin},
-		{"", "LOWER", Admin},
+		{"public", "lower", policy.Admin},
+		{"information_schema", "_pg_expandarray", policy.Admin},
+		{"PG_CATALOG", "lower", policy.Admin},
+		{"", "LOWER", policy.Admin},
 		{"", "count", ""},
 		{"", "now", ""},
 		{"", "jsonb_build_object", ""},
@@ -38,43 +39,43 @@ func TestFunctionClass(t *testing.T) {
 		{"", "random", ""},
 		{"", "gen_random_uuid", ""},
 		{"", "pg_total_relation_size", ""},
-		{"", "nextval", Write},
-		{"pg_catalog", "setval", Write},
-		{"", "lo_from_bytea", Write},
-		{"", "lo_unlink", Write},
-		{"", "loread", Write},
-		{"", "pg_advisory_lock", Write},
-		{"", "pg_try_advisory_xact_lock", Write},
-		{"", "pg_notify", Write},
-		{"", "txid_current", Write},
+		{"", "nextval", policy.Write},
+		{"pg_catalog", "setval", policy.Write},
+		{"", "lo_from_bytea", policy.Write},
+		{"", "lo_unlink", policy.Write},
+		{"", "loread", policy.Write},
+		{"", "pg_advisory_lock", policy.Write},
+		{"", "pg_try_advisory_xact_lock", policy.Write},
+		{"", "pg_notify", policy.Write},
+		{"", "txid_current", policy.Write},
 		{"", "txid_current_if_assigned", ""},
-		{"", "set_config", Admin},
+		{"", "set_config", policy.Admin},
 		{"", "current_setting", ""},
-		{"", "pg_terminate_backend", Admin},
-		{"", "pg_cancel_backend", Admin},
-		{"", "pg_reload_conf", Admin},
-		{"", "pg_read_file", Admin},
-		{"", "pg_read_binary_file", Admin},
-		{"", "pg_ls_dir", Admin},
-		{"", "lo_import", Admin},
-		{"", "lo_export", Admin},
-		{"", "pg_sleep", Admin},
-		{"", "pg_switch_wal", Admin},
-		{"", "pg_create_restore_point", Admin},
-		{"", "pg_create_logical_replication_slot", Admin},
-		{"", "pg_logical_emit_message", Admin},
-		{"", "query_to_xml", Admin},
-		{"", "cursor_to_xml", Admin},
-		{"", "table_to_xml", Admin},
-		{"", "schema_to_xml", Admin},
-		{"", "database_to_xml_and_xmlschema", Admin},
-		{"", "ts_stat", Admin},
-		{"", "ts_rewrite", Admin},
-		{"", "fmgr_c_validator", Admin},
-		{"", "pg_config", Admin},
-		{"", "dblink", Admin},
-		{"", "dblink_exec", Admin},
-		{"", "", Admin},
+		{"", "pg_terminate_backend", policy.Admin},
+		{"", "pg_cancel_backend", policy.Admin},
+		{"", "pg_reload_conf", policy.Admin},
+		{"", "pg_read_file", policy.Admin},
+		{"", "pg_read_binary_file", policy.Admin},
+		{"", "pg_ls_dir", policy.Admin},
+		{"", "lo_import", policy.Admin},
+		{"", "lo_export", policy.Admin},
+		{"", "pg_sleep", policy.Admin},
+		{"", "pg_switch_wal", policy.Admin},
+		{"", "pg_create_restore_point", policy.Admin},
+		{"", "pg_create_logical_replication_slot", policy.Admin},
+		{"", "pg_logical_emit_message", policy.Admin},
+		{"", "query_to_xml", policy.Admin},
+		{"", "cursor_to_xml", policy.Admin},
+		{"", "table_to_xml", policy.Admin},
+		{"", "schema_to_xml", policy.Admin},
+		{"", "database_to_xml_and_xmlschema", policy.Admin},
+		{"", "ts_stat", policy.Admin},
+		{"", "ts_rewrite", policy.Admin},
+		{"", "fmgr_c_validator", policy.Admin},
+		{"", "pg_config", policy.Admin},
+		{"", "dblink", policy.Admin},
+		{"", "dblink_exec", policy.Admin},
+		{"", "", policy.Admin},
 	}
 	for _, tt := range tests {
 		if got := FunctionClass(tt.schema, tt.name); got != tt.want {
@@ -188,9 +189,9 @@ func TestBuiltinsMatchServer(t *testing.T) {
 		switch c {
 		case noClass:
 			free++
-		case Write:
+		case policy.Write:
 			writes++
-		case Admin:
+		case policy.Admin:
 			admins++
 		default:
 			t.Errorf("%s: override class %q", name, c)

@@ -28,43 +28,13 @@ import (
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
+	"github.com/phigate/phigate/session/policy"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// Class is a statement class as grants name it.
-type Class string
-
-const (
-	Read    Class = "read"    // SELECT, VALUES, TABLE, SHOW, EXPLAIN without ANALYZE
-	Write   Class = "write"   // INSERT, UPDATE, DELETE, MERGE, TRUNCATE, LOCK, SELECT ... FOR UPDATE, writes in CTEs
-	DDL     Class = "ddl"     // CREATE, ALTER, DROP, COMMENT, SELECT INTO, CREATE TABLE AS
-	Admin   Class = "admin"   // roles, grants, DO, CALL, server-side COPY, SET ROLE, maintenance, anything unknown
-	Export  Class = "export"  // COPY ... TO STDOUT
-	Import  Class = "import"  // COPY ... FROM STDIN
-	Tx      Class = "tx"      // BEGIN, COMMIT, ROLLBACK, SAVEPOINT: always allowed
-	Session Class = "session" // SET, RESET, DISCARD, DEALLOCATE, LISTEN, FETCH, CLOSE: always allowed
-)
-
-// Classes lists every class a grant may name, in a stable order.
-var Classes = []Class{Read, Write, DDL, Admin, Export, Import, Tx, Session}
-
-// ParseClass checks a configured class name.
-func ParseClass(s string) (Class, error) {
-	for _, c := range Classes {
-		if string(c) == s {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("sqlclass: unknown statement class %q", s)
-}
-
-// AlwaysAllowed reports whether statements of class c pass under every grant
-// that admits the session at all.
-func (c Class) AlwaysAllowed() bool { return c == Tx || c == Session }
-
 // Statement is one classified statement of a query string.
 type Statement struct {
-	Class Class
+	Class policy.Class
 	// Kind is the parser's statement kind, e.g. "select_stmt", "copy_stmt".
 	Kind string
 	// Text is the statement's own text within the query string.
@@ -80,7 +50,7 @@ type Statement struct {
 	Execute string
 	// Calls are the functions the statement calls that are not on the
 	// allowlist of side-effect-free built-ins, each with the class it needs.
-	Calls []Call
+	Calls []policy.Call
 	// Builtins and Operators are the allowlisted functions and the
 	// operators the statement names without a schema. The server resolves
 	// them through search_path, and picks a same-named function or operator
@@ -101,11 +71,18 @@ type Statement struct {
 	Inner *Statement
 }
 
-// Call is a function call that needs a class: the grant must allow Class or
-// name the function.
-type Call struct {
-	Name  string // as written: "name" or "schema.name"
-	Class Class
+// Action is the statement as policy judges it: its class, the calls inside
+// it that need a class of their own, and why no grant may run it.
+func (s *Statement) Action() policy.Action {
+	return policy.Action{Class: s.Class, Calls: s.Calls, Refused: s.Refused}
+}
+
+// Actions appends the actions of stmts to dst, for policy.Command.
+func Actions(dst []policy.Action, stmts []Statement) []policy.Action {
+	for i := range stmts {
+		dst = append(dst, stmts[i].Action())
+	}
+	return dst
 }
 
 // Effect is a statement's effect on the session's named server objects.
@@ -215,7 +192,7 @@ func stmtText(sql string, raw *pg_query.RawStmt) string {
 
 // scanned is what one walk over a statement finds.
 type scanned struct {
-	calls     []Call
+	calls     []policy.Call
 	builtins  []string
 	operators []string
 	// dml: a data-modifying statement or a row lock appears somewhere
@@ -229,7 +206,7 @@ type scanned struct {
 // anything in it writes.
 func scan(n *pg_query.Node) scanned {
 	var sc scanned
-	addCall := func(c Call) {
+	addCall := func(c policy.Call) {
 		if !slices.Contains(sc.calls, c) {
 			sc.calls = append(sc.calls, c)
 		}
@@ -243,7 +220,7 @@ func scan(n *pg_query.Node) scanned {
 		case !ok || (schema != "" && schema != "pg_catalog"):
 			// OPERATOR(schema.op) reaches a function chosen by whoever
 			// made the operator.
-			addCall(Call{Name: "OPERATOR(" + joinName(schema, name) + ")", Class: Admin})
+			addCall(policy.Call{Name: "OPERATOR(" + joinName(schema, name) + ")", Class: policy.Admin})
 		case schema == "" && !slices.Contains(sc.operators, name):
 			sc.operators = append(sc.operators, name)
 		}
@@ -257,11 +234,11 @@ func scan(n *pg_query.Node) scanned {
 		case *pg_query.FuncCall:
 			schema, name, ok := qualifiedName(x.GetFuncname())
 			if !ok {
-				addCall(Call{Name: "?", Class: Admin})
+				addCall(policy.Call{Name: "?", Class: policy.Admin})
 				break
 			}
 			if cl := FunctionClass(schema, name); cl != "" {
-				addCall(Call{Name: joinName(schema, name), Class: cl})
+				addCall(policy.Call{Name: joinName(schema, name), Class: cl})
 			} else if schema == "" && !slices.Contains(sc.builtins, name) {
 				sc.builtins = append(sc.builtins, name)
 			}
@@ -293,7 +270,7 @@ func scan(n *pg_query.Node) scanned {
 			// are the built-in ones.
 			schema, name, ok := qualifiedName(x.GetMethod())
 			if !ok || (schema != "" && schema != "pg_catalog") || (name != "bernoulli" && name != "system") {
-				addCall(Call{Name: "TABLESAMPLE " + joinName(schema, name), Class: Admin})
+				addCall(policy.Call{Name: "TABLESAMPLE " + joinName(schema, name), Class: policy.Admin})
 			}
 		}
 		return true
@@ -332,63 +309,63 @@ func joinName(schema, name string) string {
 // data-modifying statement or row lock anywhere in it.
 func classify(version int32, n *pg_query.Node, dml bool) Statement {
 	kind := nodeKind(n)
-	st := Statement{Kind: kind, Class: Admin}
+	st := Statement{Kind: kind, Class: policy.Admin}
 	switch x := n.GetNode().(type) {
 	case *pg_query.Node_SelectStmt:
 		st.Class = selectClass(x.SelectStmt, dml)
 	case *pg_query.Node_InsertStmt, *pg_query.Node_UpdateStmt, *pg_query.Node_DeleteStmt,
 		*pg_query.Node_MergeStmt, *pg_query.Node_TruncateStmt, *pg_query.Node_LockStmt:
-		st.Class = Write
+		st.Class = policy.Write
 	case *pg_query.Node_ExplainStmt:
-		st.Class = Read
+		st.Class = policy.Read
 		if explainRuns(x.ExplainStmt) {
 			inner := classify(version, x.ExplainStmt.GetQuery(), dml)
 			st.Class, st.Execute, st.Refused = inner.Class, inner.Execute, inner.Refused
 		}
 	case *pg_query.Node_CopyStmt:
 		st.Copy, st.Class = copyInfo(version, x.CopyStmt)
-		if q := x.CopyStmt.GetQuery(); q != nil && st.Class == Export {
+		if q := x.CopyStmt.GetQuery(); q != nil && st.Class == policy.Export {
 			// COPY (DELETE ... RETURNING *) TO STDOUT writes.
-			if inner := classify(version, q, dml); inner.Class != Read {
+			if inner := classify(version, q, dml); inner.Class != policy.Read {
 				st.Class = inner.Class
 			}
 		}
 	case *pg_query.Node_TransactionStmt:
-		st.Class = Tx
+		st.Class = policy.Tx
 		switch x.TransactionStmt.GetKind() {
 		case pg_query.TransactionStmtKind_TRANS_STMT_PREPARE, pg_query.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED,
 			pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED:
 			// Two-phase commit outlives the session and acts on
 			// transactions by name, any session's.
-			st.Class = Admin
+			st.Class = policy.Admin
 		}
 		if readWriteOption(x.TransactionStmt.GetOptions()) {
-			st.Class = Write
+			st.Class = policy.Write
 		}
 		st.Effect, st.Name = txEffect(x.TransactionStmt)
 	case *pg_query.Node_VariableSetStmt:
 		st.Class, st.Refused = setClass(x.VariableSetStmt)
 	case *pg_query.Node_ConstraintsSetStmt:
-		st.Class = Tx
+		st.Class = policy.Tx
 	case *pg_query.Node_VariableShowStmt:
-		st.Class = Read
+		st.Class = policy.Read
 	case *pg_query.Node_ListenStmt, *pg_query.Node_UnlistenStmt, *pg_query.Node_FetchStmt:
-		st.Class = Session
+		st.Class = policy.Session
 	case *pg_query.Node_NotifyStmt:
 		// A message to other sessions: the same as pg_notify, a write.
-		st.Class = Write
+		st.Class = policy.Write
 	case *pg_query.Node_DiscardStmt:
-		st.Class = Session
+		st.Class = policy.Session
 		if x.DiscardStmt.GetTarget() == pg_query.DiscardMode_DISCARD_ALL {
 			st.Effect = EffectDiscardAll
 		}
 	case *pg_query.Node_DeallocateStmt:
-		st.Class, st.Effect, st.Name = Session, EffectDeallocate, x.DeallocateStmt.GetName()
+		st.Class, st.Effect, st.Name = policy.Session, EffectDeallocate, x.DeallocateStmt.GetName()
 		if x.DeallocateStmt.GetIsall() || st.Name == "" {
 			st.Effect = EffectDeallocateAll
 		}
 	case *pg_query.Node_ClosePortalStmt:
-		st.Class, st.Effect, st.Name = Session, EffectClose, x.ClosePortalStmt.GetPortalname()
+		st.Class, st.Effect, st.Name = policy.Session, EffectClose, x.ClosePortalStmt.GetPortalname()
 		if st.Name == "" {
 			st.Effect = EffectCloseAll
 		}
@@ -404,7 +381,7 @@ func classify(version int32, n *pg_query.Node, dml bool) Statement {
 	case *pg_query.Node_ExecuteStmt:
 		st.Execute = x.ExecuteStmt.GetName()
 	case *pg_query.Node_CreateTableAsStmt:
-		st.Class = DDL
+		st.Class = policy.DDL
 	case *pg_query.Node_GrantStmt, *pg_query.Node_GrantRoleStmt, *pg_query.Node_CreateRoleStmt,
 		*pg_query.Node_AlterRoleStmt, *pg_query.Node_AlterRoleSetStmt, *pg_query.Node_DropRoleStmt,
 		*pg_query.Node_AlterSystemStmt, *pg_query.Node_DoStmt, *pg_query.Node_CallStmt,
@@ -419,13 +396,13 @@ func classify(version int32, n *pg_query.Node, dml bool) Statement {
 		*pg_query.Node_AlterExtensionStmt, *pg_query.Node_CreateFdwStmt,
 		*pg_query.Node_CreateForeignServerStmt, *pg_query.Node_CreateUserMappingStmt,
 		*pg_query.Node_AlterUserMappingStmt, *pg_query.Node_ImportForeignSchemaStmt:
-		st.Class = Admin
+		st.Class = policy.Admin
 	default:
 		if strings.HasPrefix(kind, "create_") || strings.HasPrefix(kind, "alter_") ||
 			strings.HasPrefix(kind, "drop_") || kind == "comment_stmt" || kind == "rename_stmt" ||
 			kind == "index_stmt" || kind == "view_stmt" || kind == "rule_stmt" || kind == "define_stmt" ||
 			kind == "composite_type_stmt" || kind == "refresh_mat_view_stmt" {
-			st.Class = DDL
+			st.Class = policy.DDL
 		}
 	}
 	return st
@@ -433,25 +410,25 @@ func classify(version int32, n *pg_query.Node, dml bool) Statement {
 
 // selectClass is Read unless the SELECT writes: INTO, row locks, or a
 // data-modifying statement anywhere inside (a CTE, a subquery).
-func selectClass(s *pg_query.SelectStmt, dml bool) Class {
+func selectClass(s *pg_query.SelectStmt, dml bool) policy.Class {
 	if s.GetIntoClause() != nil {
-		return DDL
+		return policy.DDL
 	}
 	if !dml {
-		return Read
+		return policy.Read
 	}
-	class := Read
+	class := policy.Read
 	if len(s.GetLockingClause()) > 0 {
-		class = Write
+		class = policy.Write
 	}
 	walk(s.ProtoReflect(), func(m protoreflect.Message) bool {
 		switch m.Interface().(type) {
 		case *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt, *pg_query.MergeStmt:
-			class = Write
+			class = policy.Write
 			return false
 		case *pg_query.SelectStmt:
 			if len(m.Interface().(*pg_query.SelectStmt).GetLockingClause()) > 0 {
-				class = Write
+				class = policy.Write
 			}
 		}
 		return true
@@ -555,60 +532,60 @@ const (
 	refuseClientEncoding    = "phigate requires client_encoding UTF8 (or SQL_ASCII): in other client encodings a byte of a multi-byte character can read as a quote or a backslash"
 )
 
-func setClass(s *pg_query.VariableSetStmt) (Class, string) {
+func setClass(s *pg_query.VariableSetStmt) (policy.Class, string) {
 	name := strings.ToLower(s.GetName())
 	switch s.GetKind() {
 	case pg_query.VariableSetKind_VAR_SET_MULTI:
 		// SET TRANSACTION / SET SESSION CHARACTERISTICS AS TRANSACTION ...
 		if readWriteOption(s.GetArgs()) {
-			return Write, ""
+			return policy.Write, ""
 		}
-		return Session, ""
+		return policy.Session, ""
 	case pg_query.VariableSetKind_VAR_RESET_ALL:
 		// Back to the session's start values, which phigate checked.
-		return Session, ""
+		return policy.Session, ""
 	case pg_query.VariableSetKind_VAR_SET_VALUE:
 	case pg_query.VariableSetKind_VAR_SET_CURRENT:
 		// SET x FROM CURRENT copies the current value: harmless except
 		// where it would take a value phigate never saw.
-		return Session, ""
+		return policy.Session, ""
 	default: // SET x TO DEFAULT, RESET x: back to the session's start value
 		// transaction_read_only has no start value of the session's: its
 		// default is read-write, whatever default_transaction_read_only says.
 		if guardedSettings[name] || name == "transaction_read_only" {
-			return Admin, ""
+			return policy.Admin, ""
 		}
-		return Session, ""
+		return policy.Session, ""
 	}
 	args := s.GetArgs()
 	switch name {
 	case "standard_conforming_strings":
 		if v, ok := settingBool(args); !ok || !v {
-			return Session, refuseConformingStrings
+			return policy.Session, refuseConformingStrings
 		}
 	case "client_encoding":
 		if len(args) != 1 || !SafeClientEncoding(constString(args[0])) {
-			return Session, refuseClientEncoding
+			return policy.Session, refuseClientEncoding
 		}
 	case "default_transaction_read_only", "transaction_read_only":
 		// Read-only is always allowed; off widens what a session may do.
 		if v, ok := settingBool(args); !ok || !v {
-			return Admin, ""
+			return policy.Admin, ""
 		}
 	case "local_preload_libraries":
 		// Loads code into the session's server process.
-		return Admin, ""
+		return policy.Admin, ""
 	case "search_path":
 		// Built-in functions are judged by name: they must resolve to
 		// pg_catalog, which is searched first unless the path names it later.
 		if !pgCatalogFirst(args) {
-			return Admin, ""
+			return policy.Admin, ""
 		}
 	}
 	if guardedSettings[name] {
-		return Admin, ""
+		return policy.Admin, ""
 	}
-	return Session, ""
+	return policy.Session, ""
 }
 
 // SafeClientEncoding reports whether a client_encoding value is one phigate
@@ -783,7 +760,7 @@ func defBool(d *pg_query.DefElem) (v, ok bool) {
 	return ParseBool(defString(d))
 }
 
-func copyInfo(version int32, c *pg_query.CopyStmt) (*Copy, Class) {
+func copyInfo(version int32, c *pg_query.CopyStmt) (*Copy, policy.Class) {
 	info := &Copy{From: c.GetIsFrom(), Format: "text", Query: c.GetQuery() != nil}
 	info.Stdio = c.GetFilename() == "" && !c.GetIsProgram()
 	if rv := c.GetRelation(); rv != nil {
@@ -820,11 +797,11 @@ func copyInfo(version int32, c *pg_query.CopyStmt) (*Copy, Class) {
 	}
 	switch {
 	case !info.Stdio:
-		return info, Admin // server-side files and programs
+		return info, policy.Admin // server-side files and programs
 	case info.From:
-		return info, Import
+		return info, policy.Import
 	default:
-		return info, Export
+		return info, policy.Export
 	}
 }
 

@@ -5,109 +5,111 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/phigate/phigate/session/policy"
 )
 
 func TestClassify(t *testing.T) {
 	tests := []struct {
 		sql  string
-		want []Class
+		want []policy.Class
 	}{
 		{"", nil},
-		{"SELECT 1", []Class{Read}},
-		{"select * from patients where id = $1", []Class{Read}},
-		{"VALUES (1), (2)", []Class{Read}},
-		{"TABLE patients", []Class{Read}},
-		{"SHOW search_path", []Class{Read}},
-		{"EXPLAIN SELECT * FROM t", []Class{Read}},
-		{"EXPLAIN ANALYZE DELETE FROM t", []Class{Write}},
-		{"EXPLAIN (ANALYZE false) DELETE FROM t", []Class{Read}},
-		{"SELECT * FROM t FOR UPDATE", []Class{Write}},
-		{"SELECT * FROM (SELECT * FROM t FOR SHARE) s", []Class{Write}},
-		{"WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", []Class{Write}},
-		{"SELECT * INTO newt FROM t", []Class{DDL}},
-		{"INSERT INTO t VALUES (1)", []Class{Write}},
-		{"UPDATE t SET a = 1", []Class{Write}},
-		{"DELETE FROM t", []Class{Write}},
-		{"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", []Class{Write}},
-		{"TRUNCATE t", []Class{Write}},
-		{"CREATE TABLE x (a int)", []Class{DDL}},
-		{"CREATE INDEX ON x (a)", []Class{DDL}},
-		{"CREATE TABLE y AS SELECT 1", []Class{DDL}},
-		{"ALTER TABLE x ADD COLUMN b int", []Class{DDL}},
-		{"DROP TABLE x", []Class{DDL}},
-		{"COMMENT ON TABLE x IS 'y'", []Class{DDL}},
-		{"GRANT SELECT ON x TO bob", []Class{Admin}},
-		{"CREATE ROLE bob", []Class{Admin}},
-		{"DO $$ BEGIN END $$", []Class{Admin}},
-		{"CALL p()", []Class{Admin}},
-		{"VACUUM x", []Class{Admin}},
-		{"BEGIN", []Class{Tx}},
-		{"BEGIN READ WRITE", []Class{Write}},
-		{"START TRANSACTION READ ONLY", []Class{Tx}},
-		{"COMMIT", []Class{Tx}},
-		{"ROLLBACK TO SAVEPOINT a", []Class{Tx}},
-		{"SET search_path = public", []Class{Session}},
-		{"SET ROLE postgres", []Class{Admin}},
-		{"SET default_transaction_read_only = off", []Class{Admin}},
-		{"SET TRANSACTION READ WRITE", []Class{Write}},
-		{"RESET ALL", []Class{Session}},
-		{"SET transaction_read_only TO DEFAULT", []Class{Admin}},
-		{"RESET transaction_read_only", []Class{Admin}},
-		{"SET default_transaction_read_only TO DEFAULT", []Class{Session}},
-		{"SET local_preload_libraries = 'x'", []Class{Admin}},
-		{"COPY (DELETE FROM t RETURNING *) TO STDOUT", []Class{Write}},
-		{"COPY (WITH d AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM d) TO STDOUT", []Class{Write}},
-		{"COPY (SELECT * FROM t FOR UPDATE) TO STDOUT", []Class{Write}},
-		{"COPY (SELECT 1) TO STDOUT", []Class{Export}},
-		{"PREPARE TRANSACTION 'x'", []Class{Admin}},
-		{"COMMIT PREPARED 'x'", []Class{Admin}},
-		{"SELECT * FROM t ORDER BY a USING OPERATOR(public.<)", []Class{Read, Admin}},
-		{"SELECT 1 WHERE 1 OPERATOR(public.=) ANY (SELECT 1)", []Class{Read, Admin}},
-		{"DISCARD ALL", []Class{Session}},
-		{"LISTEN ch", []Class{Session}},
-		{"DECLARE c CURSOR FOR SELECT * FROM t", []Class{Read}},
-		{"FETCH 10 FROM c", []Class{Session}},
-		{"PREPARE p AS DELETE FROM t", []Class{Write}},
-		{"EXECUTE p", []Class{Admin}},
-		{"COPY t TO STDOUT", []Class{Export}},
-		{"COPY (SELECT 1) TO STDOUT", []Class{Export}},
-		{"COPY t FROM STDIN", []Class{Import}},
-		{"COPY t TO '/tmp/x'", []Class{Admin}},
-		{"COPY t FROM PROGRAM 'id'", []Class{Admin}},
-		{"SELECT 1; DELETE FROM t; COMMIT", []Class{Read, Write, Tx}},
-		{"SELECT set_config('default_transaction_read_only', 'off', false)", []Class{Read, Admin}},
-		{"SELECT pg_catalog.set_config('search_path', 'x', true)", []Class{Read, Admin}},
-		{"UPDATE t SET a = pg_terminate_backend(42)", []Class{Write, Admin}},
-		{"SELECT * FROM dblink('host=x', 'DELETE FROM t') AS r(a int)", []Class{Read, Admin}},
-		{"SELECT query_to_xml('select 1', true, false, '')", []Class{Read, Admin}},
-		{"SELECT lo_from_bytea(0, 'x')", []Class{Read, Write}},
-		{"SELECT lower(name), now(), count(*) FROM t GROUP BY 1", []Class{Read}},
-		{"SELECT public.lower('x')", []Class{Read, Admin}},
-		{"SELECT 1 OPERATOR(public.+) 2", []Class{Read, Admin}},
-		{"SELECT 1 OPERATOR(pg_catalog.+) 2", []Class{Read}},
-		{"SELECT * FROM t TABLESAMPLE bernoulli(10)", []Class{Read}},
-		{"SELECT * FROM t TABLESAMPLE system_rows(10)", []Class{Read, Admin}},
-		{"NOTIFY ch, 'x'", []Class{Write}},
-		{"SET CONSTRAINTS ALL DEFERRED", []Class{Tx}},
+		{"SELECT 1", []policy.Class{policy.Read}},
+		{"select * from patients where id = $1", []policy.Class{policy.Read}},
+		{"VALUES (1), (2)", []policy.Class{policy.Read}},
+		{"TABLE patients", []policy.Class{policy.Read}},
+		{"SHOW search_path", []policy.Class{policy.Read}},
+		{"EXPLAIN SELECT * FROM t", []policy.Class{policy.Read}},
+		{"EXPLAIN ANALYZE DELETE FROM t", []policy.Class{policy.Write}},
+		{"EXPLAIN (ANALYZE false) DELETE FROM t", []policy.Class{policy.Read}},
+		{"SELECT * FROM t FOR UPDATE", []policy.Class{policy.Write}},
+		{"SELECT * FROM (SELECT * FROM t FOR SHARE) s", []policy.Class{policy.Write}},
+		{"WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", []policy.Class{policy.Write}},
+		{"SELECT * INTO newt FROM t", []policy.Class{policy.DDL}},
+		{"INSERT INTO t VALUES (1)", []policy.Class{policy.Write}},
+		{"UPDATE t SET a = 1", []policy.Class{policy.Write}},
+		{"DELETE FROM t", []policy.Class{policy.Write}},
+		{"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", []policy.Class{policy.Write}},
+		{"TRUNCATE t", []policy.Class{policy.Write}},
+		{"CREATE TABLE x (a int)", []policy.Class{policy.DDL}},
+		{"CREATE INDEX ON x (a)", []policy.Class{policy.DDL}},
+		{"CREATE TABLE y AS SELECT 1", []policy.Class{policy.DDL}},
+		{"ALTER TABLE x ADD COLUMN b int", []policy.Class{policy.DDL}},
+		{"DROP TABLE x", []policy.Class{policy.DDL}},
+		{"COMMENT ON TABLE x IS 'y'", []policy.Class{policy.DDL}},
+		{"GRANT SELECT ON x TO bob", []policy.Class{policy.Admin}},
+		{"CREATE ROLE bob", []policy.Class{policy.Admin}},
+		{"DO $$ BEGIN END $$", []policy.Class{policy.Admin}},
+		{"CALL p()", []policy.Class{policy.Admin}},
+		{"VACUUM x", []policy.Class{policy.Admin}},
+		{"BEGIN", []policy.Class{policy.Tx}},
+		{"BEGIN READ WRITE", []policy.Class{policy.Write}},
+		{"START TRANSACTION READ ONLY", []policy.Class{policy.Tx}},
+		{"COMMIT", []policy.Class{policy.Tx}},
+		{"ROLLBACK TO SAVEPOINT a", []policy.Class{policy.Tx}},
+		{"SET search_path = public", []policy.Class{policy.Session}},
+		{"SET ROLE postgres", []policy.Class{policy.Admin}},
+		{"SET default_transaction_read_only = off", []policy.Class{policy.Admin}},
+		{"SET TRANSACTION READ WRITE", []policy.Class{policy.Write}},
+		{"RESET ALL", []policy.Class{policy.Session}},
+		{"SET transaction_read_only TO DEFAULT", []policy.Class{policy.Admin}},
+		{"RESET transaction_read_only", []policy.Class{policy.Admin}},
+		{"SET default_transaction_read_only TO DEFAULT", []policy.Class{policy.Session}},
+		{"SET local_preload_libraries = 'x'", []policy.Class{policy.Admin}},
+		{"COPY (DELETE FROM t RETURNING *) TO STDOUT", []policy.Class{policy.Write}},
+		{"COPY (WITH d AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM d) TO STDOUT", []policy.Class{policy.Write}},
+		{"COPY (SELECT * FROM t FOR UPDATE) TO STDOUT", []policy.Class{policy.Write}},
+		{"COPY (SELECT 1) TO STDOUT", []policy.Class{policy.Export}},
+		{"PREPARE TRANSACTION 'x'", []policy.Class{policy.Admin}},
+		{"COMMIT PREPARED 'x'", []policy.Class{policy.Admin}},
+		{"SELECT * FROM t ORDER BY a USING OPERATOR(public.<)", []policy.Class{policy.Read, policy.Admin}},
+		{"SELECT 1 WHERE 1 OPERATOR(public.=) ANY (SELECT 1)", []policy.Class{policy.Read, policy.Admin}},
+		{"DISCARD ALL", []policy.Class{policy.Session}},
+		{"LISTEN ch", []policy.Class{policy.Session}},
+		{"DECLARE c CURSOR FOR SELECT * FROM t", []policy.Class{policy.Read}},
+		{"FETCH 10 FROM c", []policy.Class{policy.Session}},
+		{"PREPARE p AS DELETE FROM t", []policy.Class{policy.Write}},
+		{"EXECUTE p", []policy.Class{policy.Admin}},
+		{"COPY t TO STDOUT", []policy.Class{policy.Export}},
+		{"COPY (SELECT 1) TO STDOUT", []policy.Class{policy.Export}},
+		{"COPY t FROM STDIN", []policy.Class{policy.Import}},
+		{"COPY t TO '/tmp/x'", []policy.Class{policy.Admin}},
+		{"COPY t FROM PROGRAM 'id'", []policy.Class{policy.Admin}},
+		{"SELECT 1; DELETE FROM t; COMMIT", []policy.Class{policy.Read, policy.Write, policy.Tx}},
+		{"SELECT set_config('default_transaction_read_only', 'off', false)", []policy.Class{policy.Read, policy.Admin}},
+		{"SELECT pg_catalog.set_config('search_path', 'x', true)", []policy.Class{policy.Read, policy.Admin}},
+		{"UPDATE t SET a = pg_terminate_backend(42)", []policy.Class{policy.Write, policy.Admin}},
+		{"SELECT * FROM dblink('host=x', 'DELETE FROM t') AS r(a int)", []policy.Class{policy.Read, policy.Admin}},
+		{"SELECT query_to_xml('select 1', true, false, '')", []policy.Class{policy.Read, policy.Admin}},
+		{"SELECT lo_from_bytea(0, 'x')", []policy.Class{policy.Read, policy.Write}},
+		{"SELECT lower(name), now(), count(*) FROM t GROUP BY 1", []policy.Class{policy.Read}},
+		{"SELECT public.lower('x')", []policy.Class{policy.Read, policy.Admin}},
+		{"SELECT 1 OPERATOR(public.+) 2", []policy.Class{policy.Read, policy.Admin}},
+		{"SELECT 1 OPERATOR(pg_catalog.+) 2", []policy.Class{policy.Read}},
+		{"SELECT * FROM t TABLESAMPLE bernoulli(10)", []policy.Class{policy.Read}},
+		{"SELECT * FROM t TABLESAMPLE system_rows(10)", []policy.Class{policy.Read, policy.Admin}},
+		{"NOTIFY ch, 'x'", []policy.Class{policy.Write}},
+		{"SET CONSTRAINTS ALL DEFERRED", []policy.Class{policy.Tx}},
 		// EXPLAIN runs its statement as PostgreSQL decides: last ANALYZE
 		// wins, any boolean spelling, an invalid value counts as running.
-		{"EXPLAIN (ANALYZE false, ANALYZE true) UPDATE t SET a = 1", []Class{Write}},
-		{"EXPLAIN (ANALYZE true, ANALYZE false) UPDATE t SET a = 1", []Class{Read}},
-		{"EXPLAIN (ANALYZE 'TRUE') DELETE FROM t", []Class{Write}},
-		{"EXPLAIN (ANALYZE 'on') DELETE FROM t", []Class{Write}},
-		{"EXPLAIN (ANALYZE 1) DELETE FROM t", []Class{Write}},
-		{"EXPLAIN (ANALYSE) DELETE FROM t", []Class{Write}},
-		{"EXPLAIN (ANALYZE 'of') DELETE FROM t", []Class{Read}},
-		{"EXPLAIN (ANALYZE 'maybe') DELETE FROM t", []Class{Write}},
-		{"EXPLAIN ANALYZE VERBOSE DELETE FROM t", []Class{Write}},
-		{"BEGIN TRANSACTION READ ONLY, READ WRITE", []Class{Write}},
-		{"SET default_transaction_read_only = on", []Class{Session}},
-		{"SET default_transaction_read_only = 'of'", []Class{Admin}},
-		{"SET transaction_read_only TO 0", []Class{Admin}},
-		{"SET search_path = public, pg_catalog", []Class{Admin}},
-		{"SET search_path TO 'public, pg_catalog'", []Class{Admin}},
-		{"SET search_path = pg_catalog, public", []Class{Session}},
-		{`SET search_path = "PG_CATALOG", public`, []Class{Session}},
+		{"EXPLAIN (ANALYZE false, ANALYZE true) UPDATE t SET a = 1", []policy.Class{policy.Write}},
+		{"EXPLAIN (ANALYZE true, ANALYZE false) UPDATE t SET a = 1", []policy.Class{policy.Read}},
+		{"EXPLAIN (ANALYZE 'TRUE') DELETE FROM t", []policy.Class{policy.Write}},
+		{"EXPLAIN (ANALYZE 'on') DELETE FROM t", []policy.Class{policy.Write}},
+		{"EXPLAIN (ANALYZE 1) DELETE FROM t", []policy.Class{policy.Write}},
+		{"EXPLAIN (ANALYSE) DELETE FROM t", []policy.Class{policy.Write}},
+		{"EXPLAIN (ANALYZE 'of') DELETE FROM t", []policy.Class{policy.Read}},
+		{"EXPLAIN (ANALYZE 'maybe') DELETE FROM t", []policy.Class{policy.Write}},
+		{"EXPLAIN ANALYZE VERBOSE DELETE FROM t", []policy.Class{policy.Write}},
+		{"BEGIN TRANSACTION READ ONLY, READ WRITE", []policy.Class{policy.Write}},
+		{"SET default_transaction_read_only = on", []policy.Class{policy.Session}},
+		{"SET default_transaction_read_only = 'of'", []policy.Class{policy.Admin}},
+		{"SET transaction_read_only TO 0", []policy.Class{policy.Admin}},
+		{"SET search_path = public, pg_catalog", []policy.Class{policy.Admin}},
+		{"SET search_path TO 'public, pg_catalog'", []policy.Class{policy.Admin}},
+		{"SET search_path = pg_catalog, public", []policy.Class{policy.Session}},
+		{`SET search_path = "PG_CATALOG", public`, []policy.Class{policy.Session}},
 	}
 	for _, tt := range tests {
 		stmts, err := Classify(tt.sql)
@@ -115,7 +117,7 @@ func TestClassify(t *testing.T) {
 			t.Errorf("Classify(%q): %v", tt.sql, err)
 			continue
 		}
-		var got []Class
+		var got []policy.Class
 		for _, s := range stmts {
 			got = append(got, s.Class)
 			for _, c := range s.Calls {
@@ -212,10 +214,10 @@ func TestEffects(t *testing.T) {
 			t.Errorf("statement %d (%s): %+v, want %+v", i, s.Text, got, want[i])
 		}
 	}
-	if in := stmts[0].Inner; in == nil || in.Class != Read || in.Kind != "select_stmt" || in.Text != "PREPARE s AS SELECT 1" {
+	if in := stmts[0].Inner; in == nil || in.Class != policy.Read || in.Kind != "select_stmt" || in.Text != "PREPARE s AS SELECT 1" {
 		t.Errorf("prepare inner = %+v", in)
 	}
-	if in := stmts[4].Inner; in == nil || in.Class != Read {
+	if in := stmts[4].Inner; in == nil || in.Class != policy.Read {
 		t.Errorf("declare inner = %+v", in)
 	}
 }
@@ -294,7 +296,7 @@ func TestPrepareExecute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stmts[0].Prepare != "q" || stmts[0].Class != Read || stmts[1].Execute != "q" {
+	if stmts[0].Prepare != "q" || stmts[0].Class != policy.Read || stmts[1].Execute != "q" {
 		t.Fatalf("got %+v", stmts)
 	}
 }
@@ -353,14 +355,14 @@ func FuzzClassify(f *testing.F) {
 			return
 		}
 		for _, s := range stmts {
-			if _, err := ParseClass(string(s.Class)); err != nil {
+			if _, err := policy.ParseClass(string(s.Class)); err != nil {
 				t.Fatalf("class %q not a known class", s.Class)
 			}
 			if !strings.Contains(sql, s.Text) {
 				t.Fatalf("statement text %q is not part of the query", s.Text)
 			}
 			for _, c := range s.Calls {
-				if c.Class != Write && c.Class != Admin {
+				if c.Class != policy.Write && c.Class != policy.Admin {
 					t.Fatalf("call %q needs class %q", c.Name, c.Class)
 				}
 			}
