@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/pgwire"
 	"github.com/phigate/phigate/session/policy"
 )
@@ -50,9 +51,10 @@ func CheckResource(ctx context.Context, cfg *Config, name string) (*pgwire.Check
 // for each danger finding (never a password, SQL or data: role, level, what
 // and object names). It gives up quietly when ctx ends because the node
 // stops.
-func (n *Node) warnStrongRoles(ctx context.Context) {
-	for _, name := range slices.Sorted(maps.Keys(n.resources)) {
-		rep, err := pgwire.CheckResource(ctx, n.resources[name], n.grants)
+func (n *Node) warnStrongRoles(ctx context.Context, snap *session.Snapshot) {
+	grants := snap.Policy.Grants()
+	for _, name := range slices.Sorted(maps.Keys(snap.Resources)) {
+		rep, err := pgwire.CheckResource(ctx, snap.Resources[name], grants)
 		if err != nil {
 			n.log.Warn("resource check failed", "resource", name, "err", err)
 			continue

@@ -1,226 +1,101 @@
-// Package node wires one phigate node together: configuration, identity,
-// policy, masking profiles, the recording spool and the protocol listeners.
-// It is the only place where the parts meet; each part knows nothing of the
-// others beyond the small interfaces it declares.
+// Package node wires one phigate node together: configuration, the live
+// state (identities, resources, grants, masking profiles, keys), the
+// recording spool and the protocol listeners. It is the only place where the
+// parts meet; each part knows nothing of the others beyond the small
+// interfaces it declares.
 //
-// New validates a configuration, loads the secrets it names and prepares the
-// data directory (creating a development TLS certificate and a pseudonym key
-// on first start when none is configured); it starts nothing. Run serves
-// until its context ends and returns only after every session has recorded
-// its end and the spool has flushed.
+// The lifecycle follows etcd's embed package: Init prepares a data
+// directory (certificates and keys on first start); New validates a
+// configuration and builds the first state snapshot, and starts nothing;
+// Start opens the spool, closes recordings a crash left open, listens and
+// serves; Ready is closed once agents can connect; Err reports a failure in
+// the background after which the node must be closed; Reload swaps the
+// state for one built from a new configuration, ending sessions it no
+// longer admits; Close stops everything in a documented order and may be
+// called any number of times. Run does Start, waits, and Close.
 package node
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/phigate/phigate/session"
-	"github.com/phigate/phigate/session/identity"
-	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/pgwire"
-	"github.com/phigate/phigate/session/policy"
 	"github.com/phigate/phigate/storage/spool"
 )
 
 // Node is one gateway node.
 type Node struct {
-	cfg       *Config
-	id        string
-	dataDir   string
-	log       *slog.Logger
-	auth      *identity.StaticTokens
-	policy    *policy.Policy
-	resources map[string]*pgwire.Resource
-	grants    []policy.Grant
-	profiles  map[string]*mask.Profile
-	tls       *tls.Config
-	auditor   *ecdh.PublicKey
+	cfg     *Config // as started: node, listen, limits and log cannot change live
+	id      string
+	dataDir string
+	log     *slog.Logger
+	state   *session.State
 
-	ready  chan struct{}
-	pgAddr net.Addr
+	reloadMu sync.Mutex
+	profiles map[string]compiledProfile // of the current snapshot; under reloadMu
+
+	ready chan struct{}
+	errc  chan error // background failures, buffered
+
+	mu      sync.Mutex // guards started, closed and pgAddr
+	started bool
+	closed  bool
+	pgAddr  net.Addr
+
+	// Set by Start before it returns, read by Close after.
+	sp  *spool.Spool
+	srv *pgwire.Server
+	// stopSpool ends the spool's run; spoolDone yields its result once.
+	stopSpool context.CancelFunc
+	spoolDone chan error
+	stopCheck context.CancelFunc
+	bgDone    sync.WaitGroup // the role check, the listener and the spool watcher
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// New validates cfg and prepares the node. It starts no goroutine and
-// opens no listener.
+// New validates cfg and builds the node's first state snapshot from it,
+// reading the passwords, keys and certificates it names (Init makes the
+// ones the data directory provides). It writes nothing and starts nothing.
 func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, ready: make(chan struct{}), id: cfg.Node.ID, dataDir: cfg.Node.DataDir}
+	n := &Node{cfg: cfg, id: nodeID(cfg), dataDir: DataDir(cfg), ready: make(chan struct{}), errc: make(chan error, 4)}
 	if n.id == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("node: id not set and no host name: %w", err)
-		}
-		n.id = host
+		return nil, errors.New("node: id not set and no host name")
 	}
-	n.dataDir = DataDir(cfg)
 	n.log = logger.With("node", n.id)
-	if err := os.MkdirAll(n.dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("node: data dir: %w", err)
-	}
-
-	var tokens []identity.StaticToken
-	for _, t := range cfg.Identities.Tokens {
-		tokens = append(tokens, identity.StaticToken{
-			Identity: identity.Identity{Name: t.Name, Kind: identity.Kind(t.Kind), Groups: t.Groups},
-			SHA256:   t.TokenSHA256,
-		})
-	}
-	var err error
-	if n.auth, err = identity.NewStaticTokens(tokens); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
-
-	n.resources = map[string]*pgwire.Resource{}
-	var resourceNames []string
-	for i, rc := range cfg.Resources {
-		r, err := buildResource(rc)
-		if err != nil {
-			return nil, fmt.Errorf("node: resource %d (%q): %w", i, rc.Name, err)
-		}
-		if n.resources[r.Name] != nil {
-			return nil, fmt.Errorf("node: resource %q defined twice", r.Name)
-		}
-		n.resources[r.Name] = r
-		resourceNames = append(resourceNames, r.Name)
-	}
-
-	keys, err := n.loadKeys()
+	snap, profiles, err := buildSnapshot(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	n.profiles = map[string]*mask.Profile{}
-	var profileNames []string
-	for name, pc := range cfg.Masking.Profiles {
-		p, err := mask.Compile(name, pc, keys)
-		if err != nil {
-			return nil, fmt.Errorf("node: masking profile %q: %w", name, err)
-		}
-		n.profiles[name] = p
-		profileNames = append(profileNames, name)
+	if snap.Auditor == nil {
+		n.log.Warn("masking proof is off (keys.auditor_public_key_file: none)")
 	}
-
-	if n.grants, err = buildGrants(cfg); err != nil {
-		return nil, err
-	}
-	if n.policy, err = policy.New(n.grants, resourceNames, profileNames); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
-
-	if n.tls, err = n.loadTLS(); err != nil {
-		return nil, err
-	}
-	if n.auditor, err = n.loadAuditorKey(); err != nil {
-		return nil, err
-	}
+	n.profiles = profiles
+	n.state = session.NewState(snap)
 	return n, nil
 }
 
-// buildResource turns a resource's configuration into a validated
-// pgwire.Resource, reading the passwords it names.
-func buildResource(rc ResourceConfig) (*pgwire.Resource, error) {
-	if rc.Name == "" {
-		return nil, errors.New("name is required")
+// nodeID is the configured id, else the host name ("" when there is none).
+func nodeID(cfg *Config) string {
+	if cfg.Node.ID != "" {
+		return cfg.Node.ID
 	}
-	if rc.Protocol != "" && rc.Protocol != "postgres" {
-		return nil, fmt.Errorf("protocol %q is not supported (postgres is)", rc.Protocol)
-	}
-	pw, err := loadPassword(rc.PasswordFile, rc.PasswordEnv)
-	if err != nil {
-		return nil, err
-	}
-	r := &pgwire.Resource{
-		Name: rc.Name, Address: rc.Address, Database: rc.Database, User: rc.User,
-		Password: pw, TLS: rc.TLS, CAFile: rc.CAFile, ServerName: rc.ServerName,
-	}
-	for _, name := range slices.Sorted(maps.Keys(rc.Roles)) {
-		level, err := pgwire.ParseAccessLevel(name)
-		if err != nil {
-			return nil, fmt.Errorf("roles: %w", err)
-		}
-		role := rc.Roles[name]
-		pw, err := loadPassword(role.PasswordFile, role.PasswordEnv)
-		if err != nil {
-			return nil, fmt.Errorf("roles: %s: %w", name, err)
-		}
-		if r.Roles == nil {
-			r.Roles = map[pgwire.AccessLevel]pgwire.Credential{}
-		}
-		r.Roles[level] = pgwire.Credential{User: role.User, Password: pw}
-	}
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	return r, nil
+	host, _ := os.Hostname()
+	return host
 }
-
-// loadPassword reads a password from a file (its trailing newline removed)
-// or an environment variable; neither is no password.
-func loadPassword(file, env string) (pgwire.Secret, error) {
-	switch {
-	case file != "" && env != "":
-		return pgwire.Secret{}, errors.New("set password_file or password_env, not both")
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return pgwire.Secret{}, fmt.Errorf("password_file: %w", err)
-		}
-		return pgwire.NewSecret(strings.TrimRight(string(b), "\r\n")), nil
-	case env != "":
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return pgwire.Secret{}, fmt.Errorf("password_env: %s is not set", env)
-		}
-		return pgwire.NewSecret(v), nil
-	}
-	return pgwire.Secret{}, nil
-}
-
-// buildGrants turns the grants' configuration into policy grants (which
-// policy.New then checks against resources and profiles).
-func buildGrants(cfg *Config) ([]policy.Grant, error) {
-	var grants []policy.Grant
-	for _, gc := range cfg.Grants {
-		g := policy.Grant{Name: gc.Name, Identities: gc.Identities, Groups: gc.Groups, Resources: gc.Resources, Masking: gc.Masking}
-		for _, k := range gc.Kinds {
-			kind, err := identity.ParseKind(k)
-			if err != nil {
-				return nil, fmt.Errorf("node: grant %q: %w", gc.Name, err)
-			}
-			g.Kinds = append(g.Kinds, kind)
-		}
-		var err error
-		if g.Allow, err = policy.ParseAllow(gc.Allow); err != nil {
-			return nil, fmt.Errorf("node: grant %q: %w", gc.Name, err)
-		}
-		for _, f := range gc.Functions {
-			name := strings.ToLower(f)
-			if !functionName.MatchString(name) {
-				return nil, fmt.Errorf("node: grant %q: functions: %q is not a function name (schema.name, or name for pg_catalog; no arguments or quotes)", gc.Name, f)
-			}
-			if !slices.Contains(g.Functions, name) {
-				g.Functions = append(g.Functions, name)
-			}
-		}
-		grants = append(grants, g)
-	}
-	return grants, nil
-}
-
-// functionName is an unquoted, optionally schema-qualified function name.
-var functionName = regexp.MustCompile(`^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)?$`)
 
 // RecordingsSubdir is where, under the data directory, the spool lives.
 const RecordingsSubdir = "recordings"
@@ -243,99 +118,222 @@ func (n *Node) ID() string { return n.id }
 // Ready is closed once the listeners accept connections.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
 
-// PostgresAddr is the bound PostgreSQL listener address, valid after Ready.
-func (n *Node) PostgresAddr() net.Addr { return n.pgAddr }
+// Err delivers a failure that happened in the background after Start (the
+// spool stopped, a listener failed). The node serves nothing safely after
+// one: close it.
+func (n *Node) Err() <-chan error { return n.errc }
 
-// Run serves until ctx ends. Once listening, it also checks in the
-// background, for at most a minute, what each resource's upstream roles can
-// really do, and logs a warning for every role stronger than the grants
-// that log in with it (see CheckResource). Shutdown order: stop accepting;
-// end every session (each records session.end); stop the role check if it
-// still runs; flush and stop the spool.
-func (n *Node) Run(ctx context.Context) error {
+// PostgresAddr is the bound PostgreSQL listener address, valid after Ready.
+func (n *Node) PostgresAddr() net.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pgAddr
+}
+
+// Revision is the revision of the state snapshot sessions are decided with.
+func (n *Node) Revision() uint64 { return n.state.Load().Revision }
+
+// Start opens the recording spool, ends the recordings a crash left open,
+// and serves agents; it returns once they can connect (Ready is closed), or
+// with the error that prevented it, after undoing what it had started.
+// Once listening, it also checks in the background, for at most a minute,
+// what each resource's upstream roles can really do, and logs a warning
+// for every role stronger than the grants that log in with it (see
+// CheckResource). A node starts once; Close it when done, whatever Start
+// returned.
+func (n *Node) Start(ctx context.Context) (err error) {
+	n.mu.Lock()
+	if n.started || n.closed {
+		n.mu.Unlock()
+		return errors.New("node: already started or closed")
+	}
+	n.started = true
+	n.mu.Unlock()
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+
 	sp, err := spool.Open(spool.Config{Dir: filepath.Join(n.dataDir, RecordingsSubdir), Logger: n.log})
 	if err != nil {
 		return fmt.Errorf("node: open spool: %w", err)
 	}
-	// The spool outlives ctx: sessions still record their ends after it.
-	spoolCtx, stopSpool := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSpool()
-	spoolDone := make(chan error, 1)
-	go func() { spoolDone <- sp.Run(spoolCtx) }()
-	stopRecording := func(runErr error) error {
-		stopSpool()
-		if err := <-spoolDone; err != nil {
-			runErr = errors.Join(runErr, fmt.Errorf("node: spool: %w", err))
+	n.sp = sp
+	// The spool outlives the listeners: sessions record their ends after
+	// the node stops accepting.
+	spoolCtx, stopSpool := context.WithCancel(context.Background())
+	n.stopSpool, n.spoolDone = stopSpool, make(chan error, 1)
+	spoolErr := make(chan error, 1)
+	go func() {
+		err := sp.Run(spoolCtx)
+		spoolErr <- err
+		n.spoolDone <- err
+	}()
+	n.bgDone.Add(1)
+	go func() {
+		defer n.bgDone.Done()
+		select {
+		case err := <-spoolErr:
+			if spoolCtx.Err() == nil {
+				// Nothing can be made durable any more, so nothing may be served.
+				if err == nil {
+					err = errors.New("stopped unexpectedly")
+				}
+				n.log.Error("recording spool stopped; the node must shut down", "err", err)
+				n.fail(fmt.Errorf("node: spool: %w", err))
+			}
+		case <-spoolCtx.Done():
 		}
-		if err := sp.Close(); err != nil {
-			runErr = errors.Join(runErr, fmt.Errorf("node: close spool: %w", err))
-		}
-		return runErr
-	}
+	}()
 
 	recorder := session.NewRecorder(sp, n.id)
 	if err := n.closeRecovered(ctx, sp, recorder); err != nil {
-		return stopRecording(err)
-	}
-	addr := n.cfg.Listen.Postgres
-	if addr == "" {
-		addr = ":6432"
+		return err
 	}
 	srv, err := pgwire.New(pgwire.Config{
 		NodeID:                 n.id,
-		TLS:                    n.tls,
+		State:                  n.state,
 		AllowCleartextLoopback: n.cfg.Listen.CleartextLoopback,
 		MaxMessageBytes:        n.cfg.Limits.MaxMessageBytes,
-		Auth:                   n.auth,
-		Policy:                 n.policy,
-		Resources:              n.resources,
-		Profiles:               n.profiles,
-		Auditor:                n.auditor,
 		Recorder:               recorder,
 		Logger:                 n.log,
 	})
 	if err != nil {
-		return stopRecording(fmt.Errorf("node: %w", err))
+		return fmt.Errorf("node: %w", err)
+	}
+	n.mu.Lock()
+	n.srv = srv
+	n.mu.Unlock()
+	addr := n.cfg.Listen.Postgres
+	if addr == "" {
+		addr = ":6432"
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return stopRecording(fmt.Errorf("node: listen postgres: %w", err))
+		return fmt.Errorf("node: listen postgres: %w", err)
 	}
+	n.mu.Lock()
 	n.pgAddr = ln.Addr()
-	n.log.Info("node ready", "postgres", ln.Addr().String(), "data_dir", n.dataDir)
+	n.mu.Unlock()
+	n.bgDone.Add(1)
+	go func() {
+		defer n.bgDone.Done()
+		if err := srv.Serve(ln); !errors.Is(err, pgwire.ErrServerClosed) {
+			n.log.Error("postgres listener failed", "err", err)
+			n.fail(fmt.Errorf("node: postgres listener: %w", err))
+		}
+	}()
+	n.log.Info("node ready", "postgres", ln.Addr().String(), "data_dir", n.dataDir, "revision", n.Revision())
 	close(n.ready)
+
 	// The role check runs beside serving, bounded, so that an unreachable
 	// database delays nothing; it warns about roles stronger than their grants.
-	checkCtx, stopCheck := context.WithTimeout(ctx, roleCheckTimeout)
-	defer stopCheck()
-	checkDone := make(chan struct{})
+	checkCtx, stopCheck := context.WithTimeout(context.Background(), roleCheckTimeout)
+	n.stopCheck = stopCheck
+	n.bgDone.Add(1)
 	go func() {
-		defer close(checkDone)
-		n.warnStrongRoles(checkCtx)
+		defer n.bgDone.Done()
+		n.warnStrongRoles(checkCtx, n.state.Load())
 	}()
+	return nil
+}
 
-	serveCtx, stopServe := context.WithCancel(ctx)
-	defer stopServe()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(serveCtx, ln) }()
+func (n *Node) fail(err error) {
+	select {
+	case n.errc <- err:
+	default:
+	}
+}
+
+// Run starts the node and serves until ctx ends or the node fails in the
+// background, then closes it. It returns after every session has recorded
+// its end and the spool has flushed: nil when ctx ended it.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Start(ctx); err != nil {
+		return errors.Join(err, n.Close())
+	}
 	var runErr error
 	select {
-	case runErr = <-serveErr:
-	case err := <-spoolDone:
-		// Nothing can be made durable any more, so nothing may be served.
-		n.log.Error("recording spool stopped; shutting the node down", "err", err)
-		if err == nil {
-			err = errors.New("stopped unexpectedly")
-		}
-		spoolDone <- err // for stopRecording
-		stopServe()
-		runErr = <-serveErr
+	case <-ctx.Done():
+	case runErr = <-n.errc:
 	}
-	stopCheck()
-	<-checkDone
-	runErr = stopRecording(runErr)
-	n.log.Info("node stopped")
-	return runErr
+	return errors.Join(runErr, n.Close())
+}
+
+// Reload builds a new state snapshot from cfg (identities, resources and
+// their passwords, grants, masking profiles, keys, the listener's
+// certificate), publishes it, and ends the live sessions it no longer
+// admits, each recording why (session.Snapshot.Readmit says when); the
+// others adopt their grant as it now is at their next command. An invalid
+// cfg changes nothing: the error says why. Sections that only a restart can
+// change (node, listen, limits, log) are reported and ignored. It returns
+// the new revision.
+func (n *Node) Reload(cfg *Config) (uint64, error) {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	snap, profiles, err := buildSnapshot(cfg, n.profiles)
+	if err != nil {
+		return 0, err
+	}
+	if ignored := restartOnly(n.cfg, cfg); len(ignored) > 0 {
+		n.log.Warn("reload: these sections changed but need a restart; running with the old ones", "sections", strings.Join(ignored, ", "))
+	}
+	n.profiles = profiles
+	rev := n.state.Publish(snap)
+	n.mu.Lock()
+	srv := n.srv
+	n.mu.Unlock()
+	if srv != nil {
+		srv.Recheck()
+	}
+	n.log.Info("state reloaded", "revision", rev, "resources", len(snap.Resources), "profiles", len(snap.Profiles))
+	return rev, nil
+}
+
+// Close stops the node and returns once everything it started has
+// stopped. Order: stop accepting on every listener; end every session
+// (each records session.end, "node shutdown"; at most shutdownTimeout is
+// waited for); stop the role check; flush and stop the spool. It is
+// idempotent: later calls return the first call's result.
+func (n *Node) Close() error {
+	n.closeOnce.Do(n.shutdown)
+	return n.closeErr
+}
+
+// shutdownTimeout bounds how long Close waits for sessions to record their end.
+const shutdownTimeout = 30 * time.Second
+
+func (n *Node) shutdown() {
+	n.mu.Lock()
+	n.closed = true
+	started, srv := n.started, n.srv
+	n.mu.Unlock()
+	var errs []error
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node: %w", err))
+		}
+		cancel()
+	}
+	if n.stopCheck != nil {
+		n.stopCheck()
+	}
+	if n.sp != nil {
+		n.stopSpool()
+		if err := <-n.spoolDone; err != nil {
+			errs = append(errs, fmt.Errorf("node: spool: %w", err))
+		}
+		if err := n.sp.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: close spool: %w", err))
+		}
+	}
+	n.bgDone.Wait()
+	n.closeErr = errors.Join(errs...)
+	if started {
+		n.log.Info("node stopped")
+	}
 }
 
 // closeRecovered ends the recordings that a crash left open, so that every

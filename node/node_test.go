@@ -59,7 +59,7 @@ func TestNewValidates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = node.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			_, err = initAndNew(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New: %v, want %q", err, tc.want)
 			}
@@ -99,7 +99,7 @@ masking: {profiles: {p: {rules: [{column: patients.ssn, action: keep-last-4}]}}}
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := initAndNew(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,4 +165,14 @@ masking: {profiles: {p: {rules: [{column: patients.ssn, action: keep-last-4}]}}}
 	if code == 0 || strings.Contains(out.String(), "123-45-6789") {
 		t.Fatalf("unseal with another key: exit %d, %s", code, out.String())
 	}
+}
+
+// initAndNew prepares cfg's data directory as `phigate node` does, then
+// builds the node.
+func initAndNew(t *testing.T, cfg *node.Config, log *slog.Logger) (*node.Node, error) {
+	t.Helper()
+	if err := node.Init(cfg, log); err != nil {
+		t.Fatal(err)
+	}
+	return node.New(cfg, log)
 }

@@ -45,7 +45,7 @@ func TestResourceRolesValidate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = node.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			_, err = initAndNew(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New: %v, want %q", err, tc.want)
 			}
@@ -61,7 +61,7 @@ func TestResourceRolesValidate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := node.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+			if _, err := initAndNew(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -179,7 +179,7 @@ func waitLog(t *testing.T, log *syncBuffer, want string) {
 
 func runNode(t *testing.T, cfg *node.Config, log io.Writer) *node.Node {
 	t.Helper()
-	n, err := node.New(cfg, slog.New(slog.NewTextHandler(log, nil)))
+	n, err := initAndNew(t, cfg, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

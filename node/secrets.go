@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -22,21 +23,82 @@ import (
 	"github.com/phigate/phigate/session/proof"
 )
 
-// loadKeys reads the pseudonym key, creating a random one in the data
-// directory on first start when none is configured.
-func (n *Node) loadKeys() (mask.Keys, error) {
-	path := n.cfg.Keys.PseudonymKeyFile
-	if path == "" {
-		path = filepath.Join(n.dataDir, "keys", "pseudonym.key")
+// Init prepares cfg's data directory for a node's first start: the
+// directory itself, and what cfg leaves to it: a development TLS
+// certificate, a pseudonym key, and a development auditor key pair. It keeps
+// whatever exists, so it is safe to run before every start (`phigate node`
+// does). New only reads what Init made.
+func Init(cfg *Config, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	dir := DataDir(cfg)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	if cfg.TLS.CertFile == "" && cfg.TLS.KeyFile == "" {
+		certFile, keyFile := devCertFiles(dir)
+		if _, err := os.Stat(certFile); errors.Is(err, fs.ErrNotExist) {
+			if err := writeDevCert(certFile, keyFile, nodeID(cfg)); err != nil {
+				return fmt.Errorf("node: create development certificate: %w", err)
+			}
+			logger.Warn("no TLS certificate configured: created a self-signed development certificate", "cert", certFile)
+		}
+	}
+	if cfg.Keys.PseudonymKeyFile == "" {
+		path := filepath.Join(dir, "keys", "pseudonym.key")
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			key := make([]byte, 32)
 			if _, err := rand.Read(key); err != nil {
-				return mask.Keys{}, err
+				return err
 			}
 			if err := writeSecretFile(path, key); err != nil {
-				return mask.Keys{}, fmt.Errorf("node: create pseudonym key: %w", err)
+				return fmt.Errorf("node: create pseudonym key: %w", err)
 			}
-			n.log.Info("created a pseudonym key; copy it to every node of this deployment", "path", path)
+			logger.Info("created a pseudonym key; copy it to every node of this deployment", "path", path)
+		}
+	}
+	if cfg.Keys.AuditorPublicKeyFile == "" {
+		path := filepath.Join(dir, "keys", "auditor.pub")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			priv, err := proof.GenerateAuditorKey()
+			if err != nil {
+				return err
+			}
+			if err := writeSecretFile(filepath.Join(dir, "keys", "auditor.key"), proof.MarshalPrivate(priv)); err != nil {
+				return fmt.Errorf("node: create auditor key: %w", err)
+			}
+			if err := writeSecretFile(path, proof.MarshalPublic(priv.PublicKey())); err != nil {
+				return fmt.Errorf("node: create auditor key: %w", err)
+			}
+			logger.Warn("created a development auditor key pair: give auditor.key to your auditors and delete it from the node",
+				"public", path)
+		}
+	}
+	return nil
+}
+
+// madeByInit explains a file of the data directory that Init makes but
+// that is missing.
+func madeByInit(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s does not exist: prepare the data directory first (node.Init; `phigate node` does it)", path)
+	}
+	return nil
+}
+
+func devCertFiles(dataDir string) (cert, key string) {
+	return filepath.Join(dataDir, "tls", "dev-cert.pem"), filepath.Join(dataDir, "tls", "dev-key.pem")
+}
+
+// loadKeys reads the pseudonym key (Init creates one in the data directory
+// when none is configured).
+func loadKeys(cfg *Config) (mask.Keys, error) {
+	path := cfg.Keys.PseudonymKeyFile
+	if path == "" {
+		path = filepath.Join(DataDir(cfg), "keys", "pseudonym.key")
+		if err := madeByInit(path); err != nil {
+			return mask.Keys{}, fmt.Errorf("node: pseudonym key: %w", err)
 		}
 	}
 	key, err := os.ReadFile(path)
@@ -49,29 +111,17 @@ func (n *Node) loadKeys() (mask.Keys, error) {
 	return mask.Keys{Pseudonym: key}, nil
 }
 
-// loadAuditorKey reads the auditors' public key, creating a development
-// key pair in the data directory on first start when none is configured.
-func (n *Node) loadAuditorKey() (*ecdh.PublicKey, error) {
-	path := n.cfg.Keys.AuditorPublicKeyFile
+// loadAuditorKey reads the auditors' public key (Init creates a
+// development pair when none is configured); "none" turns the proof off.
+func loadAuditorKey(cfg *Config) (*ecdh.PublicKey, error) {
+	path := cfg.Keys.AuditorPublicKeyFile
 	switch path {
 	case "none":
-		n.log.Warn("masking proof is off (keys.auditor_public_key_file: none)")
 		return nil, nil
 	case "":
-		path = filepath.Join(n.dataDir, "keys", "auditor.pub")
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			priv, err := proof.GenerateAuditorKey()
-			if err != nil {
-				return nil, err
-			}
-			if err := writeSecretFile(filepath.Join(n.dataDir, "keys", "auditor.key"), proof.MarshalPrivate(priv)); err != nil {
-				return nil, fmt.Errorf("node: create auditor key: %w", err)
-			}
-			if err := writeSecretFile(path, proof.MarshalPublic(priv.PublicKey())); err != nil {
-				return nil, fmt.Errorf("node: create auditor key: %w", err)
-			}
-			n.log.Warn("created a development auditor key pair: give auditor.key to your auditors and delete it from the node",
-				"public", path)
+		path = filepath.Join(DataDir(cfg), "keys", "auditor.pub")
+		if err := madeByInit(path); err != nil {
+			return nil, fmt.Errorf("node: auditor public key: %w", err)
 		}
 	}
 	b, err := os.ReadFile(path)
@@ -85,21 +135,17 @@ func (n *Node) loadAuditorKey() (*ecdh.PublicKey, error) {
 	return pub, nil
 }
 
-// loadTLS loads the configured certificate, or a development certificate
-// kept in the data directory (created on first start).
-func (n *Node) loadTLS() (*tls.Config, error) {
-	certFile, keyFile := n.cfg.TLS.CertFile, n.cfg.TLS.KeyFile
+// loadTLS loads the configured certificate, or the development one Init
+// made in the data directory.
+func loadTLS(cfg *Config) (*tls.Config, error) {
+	certFile, keyFile := cfg.TLS.CertFile, cfg.TLS.KeyFile
 	if (certFile == "") != (keyFile == "") {
 		return nil, errors.New("node: tls: set both cert_file and key_file, or neither")
 	}
 	if certFile == "" {
-		certFile = filepath.Join(n.dataDir, "tls", "dev-cert.pem")
-		keyFile = filepath.Join(n.dataDir, "tls", "dev-key.pem")
-		if _, err := os.Stat(certFile); errors.Is(err, fs.ErrNotExist) {
-			if err := writeDevCert(certFile, keyFile, n.id); err != nil {
-				return nil, fmt.Errorf("node: create development certificate: %w", err)
-			}
-			n.log.Warn("no TLS certificate configured: created a self-signed development certificate", "cert", certFile)
+		certFile, keyFile = devCertFiles(DataDir(cfg))
+		if err := madeByInit(certFile); err != nil {
+			return nil, fmt.Errorf("node: tls: %w", err)
 		}
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)

@@ -23,6 +23,9 @@ func TestPhigateConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, conf)
 	}
+	if err := node.Init(cfg, nil); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := node.New(cfg, nil); err != nil {
 		t.Fatalf("%v\n%s", err, conf)
 	}

@@ -37,7 +37,9 @@ type frontendState struct {
 	// forwarding or recording anything.
 	skipping    bool
 	nextCmd     uint64
-	copyIn      *command // the COPY FROM STDIN running, if phigate knows it
+	actions     []policy.Action // decide's scratch
+	revision    uint64          // the state snapshot c.grant is from
+	copyIn      *command        // the COPY FROM STDIN running, if phigate knows it
 	copyOffset  int64
 	describeSeq int
 	// mayDefine: the session has sent a statement that may create objects
@@ -56,11 +58,14 @@ func (c *conn) frontend(ctx context.Context) error {
 		if err != nil {
 			if errors.Is(err, ErrMessageTooLarge) {
 				c.recordOversized(typ, err)
-				return c.protocolError(ctx, err.Error())
+				return c.protocolError(err.Error())
 			}
 			if errors.Is(err, ErrBadLength) {
-				return c.protocolError(ctx, err.Error())
+				return c.protocolError(err.Error())
 			}
+			return err
+		}
+		if err := c.readmit(); err != nil {
 			return err
 		}
 		switch typ {
@@ -102,7 +107,7 @@ func (c *conn) frontend(ctx context.Context) error {
 			}
 			return errTerminate
 		default:
-			return c.protocolError(ctx, fmt.Sprintf("invalid frontend message type %q", typ))
+			return c.protocolError(fmt.Sprintf("invalid frontend message type %q", typ))
 		}
 		if err != nil {
 			return err
@@ -117,7 +122,7 @@ func (c *conn) frontend(ctx context.Context) error {
 }
 
 // protocolError records malformed agent input and ends the session with 08P01.
-func (c *conn) protocolError(ctx context.Context, msg string) error {
+func (c *conn) protocolError(msg string) error {
 	if _, err := c.rec.Append(&record.Event{Kind: record.KindProtocolError, Error: &record.ProtocolError{Code: codeProtocolViolation, Message: msg}}); err != nil {
 		c.log.Error("cannot record protocol error", "err", err)
 	}
@@ -134,10 +139,10 @@ var errProtocol = errors.New("protocol error")
 func (c *conn) recordOversized(typ byte, cause error) {
 	prefix := c.fe.cin.peekBody()
 	c.fe.nextCmd++
-	rc := &record.Command{ID: c.fe.nextCmd, Protocol: "simple", Decision: "deny",
+	rc := &record.Command{ID: c.fe.nextCmd, Protocol: record.ProtocolPostgres, Postgres: &record.PostgresCommand{Flow: record.FlowSimple}, Decision: "deny",
 		Reason: fmt.Sprintf("refused unread: %v; the recording holds its first %d bytes", cause, len(prefix))}
 	if typ == 'P' {
-		rc.Protocol, rc.Step = "extended", "parse"
+		rc.Postgres.Flow, rc.Postgres.Step = record.FlowExtended, record.StepParse
 	}
 	setSQL(rc, prefix)
 	if _, err := c.rec.Append(&record.Event{Kind: record.KindCommand, Command: rc}); err != nil {
@@ -149,10 +154,10 @@ func (c *conn) recordOversized(typ byte, cause error) {
 // beside a readable approximation.
 func setSQL(rc *record.Command, b []byte) {
 	if utf8.Valid(b) {
-		rc.SQL = string(b)
+		rc.Postgres.SQL = string(b)
 		return
 	}
-	rc.SQL, rc.Raw = string(bytesToValidUTF8(b)), append([]byte(nil), b...)
+	rc.Postgres.SQL, rc.Postgres.Raw = string(bytesToValidUTF8(b)), append([]byte(nil), b...)
 }
 
 func bytesToValidUTF8(b []byte) []byte {
@@ -195,7 +200,7 @@ func refuseUnparsable(perr error, rc *record.Command) *pgproto3.ErrorResponse {
 		return e
 	case errors.Is(perr, sqlclass.ErrInvalidUTF8):
 		rc.Reason = "statement is not valid UTF-8"
-		return pgError("ERROR", codeCharacterNotInRepertoire, invalidUTF8Message([]byte(rc.SQL), rc.Raw))
+		return pgError("ERROR", codeCharacterNotInRepertoire, invalidUTF8Message([]byte(rc.Postgres.SQL), rc.Postgres.Raw))
 	}
 	rc.Reason = "statement could not be parsed"
 	return pgError("ERROR", codeSyntaxError, perr.Error())
@@ -223,7 +228,8 @@ func (c *conn) decide(stmts []sqlclass.Statement, rc *record.Command) *pgproto3.
 	for _, s := range stmts {
 		rc.Classes = append(rc.Classes, string(s.Class))
 	}
-	d := policy.Command(c.grant, stmts)
+	c.fe.actions = sqlclass.Actions(c.fe.actions[:0], stmts)
+	d := policy.Command(c.grant, c.fe.actions)
 	rc.Rule = d.Rule()
 	if !d.Allowed {
 		rc.Decision, rc.Reason = "deny", d.Reason
@@ -279,15 +285,15 @@ func (c *conn) withLookalikes(ctx context.Context, stmts []sqlclass.Statement, r
 	}
 	var out []sqlclass.Statement
 	for i, s := range stmts {
-		var extra []sqlclass.Call
+		var extra []policy.Call
 		for _, name := range s.Builtins {
 			if looks.funcs[name] {
-				extra = append(extra, sqlclass.Call{Name: name, Class: sqlclass.Admin})
+				extra = append(extra, policy.Call{Name: name, Class: policy.Admin})
 			}
 		}
 		for _, name := range s.Operators {
 			if looks.ops[name] {
-				extra = append(extra, sqlclass.Call{Name: "OPERATOR(" + name + ")", Class: sqlclass.Admin})
+				extra = append(extra, policy.Call{Name: "OPERATOR(" + name + ")", Class: policy.Admin})
 			}
 		}
 		if extra == nil {
@@ -296,7 +302,7 @@ func (c *conn) withLookalikes(ctx context.Context, stmts []sqlclass.Statement, r
 		if out == nil {
 			out = append([]sqlclass.Statement(nil), stmts...) // the classified slice is shared through the cache
 		}
-		out[i].Calls = append(append([]sqlclass.Call(nil), s.Calls...), extra...)
+		out[i].Calls = append(append([]policy.Call(nil), s.Calls...), extra...)
 	}
 	if out == nil {
 		return stmts, nil
@@ -335,13 +341,13 @@ func (c *conn) refuseExtended(e *expect, deny *pgproto3.ErrorResponse) error {
 func (c *conn) onQuery(ctx context.Context, body []byte) error {
 	var q pgproto3.Query
 	if err := q.Decode(body); err != nil {
-		return c.protocolError(ctx, "invalid Query message")
+		return c.protocolError("invalid Query message")
 	}
 	if c.fe.skipping {
 		return nil
 	}
 	cmd := c.newCommand(nil)
-	rc := &record.Command{ID: cmd.id, Protocol: "simple"}
+	rc := &record.Command{ID: cmd.id, Protocol: record.ProtocolPostgres, Postgres: &record.PostgresCommand{Flow: record.FlowSimple}}
 	stmts, deny, err := c.classify(ctx, q.String, rc)
 	if err != nil {
 		return err
@@ -430,13 +436,14 @@ func (c *conn) writeMsg(m pgproto3.FrontendMessage) error {
 func (c *conn) onParse(ctx context.Context, body []byte) error {
 	var p pgproto3.Parse
 	if err := p.Decode(body); err != nil {
-		return c.protocolError(ctx, "invalid Parse message")
+		return c.protocolError("invalid Parse message")
 	}
 	if c.fe.skipping {
 		return nil
 	}
 	c.fe.nextCmd++
-	rc := &record.Command{ID: c.fe.nextCmd, Protocol: "extended", Step: "parse", Statement: p.Name}
+	rc := &record.Command{ID: c.fe.nextCmd, Protocol: record.ProtocolPostgres,
+		Postgres: &record.PostgresCommand{Flow: record.FlowExtended, Step: record.StepParse, Statement: p.Name}}
 	stmts, deny, err := c.classify(ctx, p.Query, rc)
 	if err != nil {
 		return err
@@ -458,7 +465,7 @@ func (c *conn) onParse(ctx context.Context, body []byte) error {
 func (c *conn) onBind(ctx context.Context, body []byte) error {
 	var b pgproto3.Bind
 	if err := b.Decode(body); err != nil {
-		return c.protocolError(ctx, "invalid Bind message")
+		return c.protocolError("invalid Bind message")
 	}
 	if c.fe.skipping {
 		return nil
@@ -512,7 +519,7 @@ func formatAt(codes []int16, i int) int16 {
 func (c *conn) onDescribe(ctx context.Context, body []byte) error {
 	var d pgproto3.Describe
 	if err := d.Decode(body); err != nil {
-		return c.protocolError(ctx, "invalid Describe message")
+		return c.protocolError("invalid Describe message")
 	}
 	if c.fe.skipping {
 		return nil
@@ -538,7 +545,7 @@ func (c *conn) onDescribe(ctx context.Context, body []byte) error {
 func (c *conn) onExecute(ctx context.Context, body []byte) error {
 	var x pgproto3.Execute
 	if err := x.Decode(body); err != nil {
-		return c.protocolError(ctx, "invalid Execute message")
+		return c.protocolError("invalid Execute message")
 	}
 	if c.fe.skipping {
 		return nil
@@ -548,7 +555,8 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 		return err
 	}
 	cmd := c.newCommand(nil)
-	rc := &record.Command{ID: cmd.id, Protocol: "extended", Step: "execute", Portal: x.Portal}
+	rc := &record.Command{ID: cmd.id, Protocol: record.ProtocolPostgres,
+		Postgres: &record.PostgresCommand{Flow: record.FlowExtended, Step: record.StepExecute, Portal: x.Portal}}
 	if p == nil {
 		rc.Decision, rc.Reason = "deny", "no such portal"
 		if err := c.appendCommand(rc); err != nil {
@@ -557,7 +565,7 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 		cmd.errored = true
 		return c.refuseExtended(&expect{kind: expExecute, cmd: cmd}, pgError("ERROR", codeInvalidCursorName, fmt.Sprintf("portal %q does not exist", x.Portal)))
 	}
-	rc.Statement, rc.Params = p.statementName(), p.params
+	rc.Postgres.Statement, rc.Postgres.Params = p.statementName(), p.params
 	setSQL(rc, []byte(p.sql))
 	resolved, err := c.resolveExecutes(ctx, p.stmts)
 	if err != nil {
@@ -615,7 +623,7 @@ func (c *conn) describedInBatch(p *portalInfo) bool {
 func (c *conn) onClose(body []byte) error {
 	var m pgproto3.Close
 	if err := m.Decode(body); err != nil {
-		return c.protocolError(context.Background(), "invalid Close message")
+		return c.protocolError("invalid Close message")
 	}
 	if c.fe.skipping {
 		return nil
@@ -629,20 +637,21 @@ func (c *conn) onClose(body []byte) error {
 func (c *conn) onFunctionCall(body []byte) error {
 	var f pgproto3.FunctionCall
 	if err := f.Decode(body); err != nil {
-		return c.protocolError(context.Background(), "invalid FunctionCall message")
+		return c.protocolError("invalid FunctionCall message")
 	}
 	if c.fe.skipping {
 		return nil
 	}
-	stmts := []sqlclass.Statement{{Class: sqlclass.Admin, Kind: "function_call"}}
+	stmts := []sqlclass.Statement{{Class: policy.Admin, Kind: "function_call"}}
 	cmd := c.newCommand(stmts)
-	rc := &record.Command{ID: cmd.id, Protocol: "function", SQL: fmt.Sprintf("-- fast-path call of function %d", f.Function)}
+	rc := &record.Command{ID: cmd.id, Protocol: record.ProtocolPostgres,
+		Postgres: &record.PostgresCommand{Flow: record.FlowFunction, SQL: fmt.Sprintf("-- fast-path call of function %d", f.Function)}}
 	codes := make([]int16, len(f.ArgFormatCodes))
 	for i, fc := range f.ArgFormatCodes {
 		codes[i] = int16(fc)
 	}
 	for i, a := range f.Arguments {
-		rc.Params = append(rc.Params, recordParam(a, formatAt(codes, i) == 1))
+		rc.Postgres.Params = append(rc.Postgres.Params, recordParam(a, formatAt(codes, i) == 1))
 	}
 	deny := c.decide(stmts, rc)
 	if deny == nil && c.profile != nil {

@@ -141,16 +141,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prof, err := mask.Compile("hipaa", mask.ProfileConfig{Rules: []mask.RuleConfig{
-		{Column: "public.patients.ssn", Action: "keep-last-4"},
-		{Column: "patients.name", Action: "redact"},
-		{Column: "patients.dob", Action: "null"},
-		{Column: "patients.mrn", Action: "hash"},
-		{Pattern: "^phone$", Action: "keep-last-4"},
-	}, Detect: &mask.DetectConfig{}}, mask.Keys{Pseudonym: []byte("0123456789abcdef0123456789abcdef")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	prof := compileProfile(t, "hipaa")
 
 	spoolDir := opts.spoolDir
 	if spoolDir == "" {
@@ -232,6 +223,23 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	}
 	t.Cleanup(g.stop)
 	return g
+}
+
+// compileProfile compiles the test masking profile, a new *mask.Profile
+// each time.
+func compileProfile(t *testing.T, name string) *mask.Profile {
+	t.Helper()
+	prof, err := mask.Compile(name, mask.ProfileConfig{Rules: []mask.RuleConfig{
+		{Column: "public.patients.ssn", Action: "keep-last-4"},
+		{Column: "patients.name", Action: "redact"},
+		{Column: "patients.dob", Action: "null"},
+		{Column: "patients.mrn", Action: "hash"},
+		{Pattern: "^phone$", Action: "keep-last-4"},
+	}, Detect: &mask.DetectConfig{}}, mask.Keys{Pseudonym: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prof
 }
 
 // dsn is a libpq connection string for identity name through the gateway.

@@ -106,6 +106,9 @@ func New(grants []Grant, resources, profiles []string) (*Policy, error) {
 	return &Policy{grants: slices.Clone(grants)}, nil
 }
 
+// Grants returns a copy of the grants, in order.
+func (p *Policy) Grants() []Grant { return slices.Clone(p.grants) }
+
 // ParseAllow turns configured class names into classes; "all" means every class.
 func ParseAllow(names []string) ([]Class, error) {
 	var out []Class

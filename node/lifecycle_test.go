@@ -1,0 +1,196 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/phigate/phigate/internal/pgtest"
+	"github.com/phigate/phigate/node"
+	"github.com/phigate/phigate/session/identity"
+)
+
+// TestNewStartsAndWritesNothing: New only reads; what a first start needs
+// in the data directory is Init's to make, and New says so when it is
+// missing.
+func TestNewStartsAndWritesNothing(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	cfg, err := node.ParseConfig([]byte("node: {data_dir: " + data + "}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.New(cfg, nil); err == nil || !strings.Contains(err.Error(), "node.Init") {
+		t.Fatalf("New without Init: %v, want an error naming Init", err)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Fatalf("New created the data directory (%v)", err)
+	}
+	if err := node.Init(cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := listFiles(t, data)
+	n, err := node.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := listFiles(t, data); after != before {
+		t.Fatalf("New wrote to the data directory:\nbefore %s\nafter  %s", before, after)
+	}
+	// Init again keeps what exists (the keys would otherwise change).
+	key, _ := os.ReadFile(filepath.Join(data, "keys", "pseudonym.key"))
+	if err := node.Init(cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(data, "keys", "pseudonym.key")); !bytes.Equal(key, again) {
+		t.Fatal("a second Init replaced the pseudonym key")
+	}
+	// Close before Start, and twice, is fine; a closed node does not start.
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err == nil {
+		t.Fatal("Start after Close succeeded")
+	}
+}
+
+func listFiles(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s:%d:%d ", strings.TrimPrefix(path, dir), fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// reloadFixture is a node's configuration in front of a real PostgreSQL,
+// with one agent identity, bot, whose grant reads the clinic resource.
+type reloadFixture struct {
+	dir, pw, pgAddr, token string
+}
+
+const reloadConfig = `
+node: {id: reload-node, data_dir: %s}
+listen: {postgres: "127.0.0.1:0"}
+identities: {tokens: [%s]}
+resources: [{name: clinic, address: %q, database: node_reload, user: reload_svc, password_file: %s, tls: disable}]
+grants: [{name: bots, groups: [bots], resources: [%s], allow: [read]}]
+`
+
+func (f *reloadFixture) config(t *testing.T, tokens, grantResource string) *node.Config {
+	t.Helper()
+	cfg, err := node.ParseConfig([]byte(fmt.Sprintf(reloadConfig, filepath.Join(f.dir, "data"), tokens, f.pgAddr, f.pw, grantResource)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func (f *reloadFixture) botToken() string {
+	return fmt.Sprintf("{name: bot, kind: agent, groups: [bots], token_sha256: %s}", identity.HashToken(f.token))
+}
+
+// TestReload: a reload that does not validate changes nothing and says
+// why; one that removes an identity ends its live session at once,
+// recorded, and the node keeps serving; Close stops everything, once.
+func TestReload(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	if err := pg.AddUser(ctx, pgtest.User{Name: "reload_svc", Password: "reload-pw", Auth: pgtest.AuthSCRAM}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.CreateDatabase(ctx, "node_reload", "reload_svc"); err != nil {
+		t.Fatal(err)
+	}
+	f := &reloadFixture{dir: t.TempDir(), pgAddr: pg.Addr(), token: "phg_reload_test_token"}
+	f.pw = filepath.Join(f.dir, "svc.pw")
+	if err := os.WriteFile(f.pw, []byte("reload-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.config(t, f.botToken(), "clinic")
+	var logs syncBuffer
+	n, err := initAndNew(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Start(ctx); err == nil {
+		t.Fatal("a second Start succeeded")
+	}
+	port := n.PostgresAddr().(*net.TCPAddr).Port
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=bot password=%s dbname=clinic sslmode=require", port, f.token)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rev := n.Revision()
+
+	// A grant naming a resource that does not exist: refused whole.
+	if _, err := n.Reload(f.config(t, "", "nowhere")); err == nil || !strings.Contains(err.Error(), `unknown resource "nowhere"`) {
+		t.Fatalf("Reload of a bad config: %v", err)
+	}
+	if n.Revision() != rev {
+		t.Fatal("a refused reload changed the revision")
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("a refused reload disturbed a session: %v", err)
+	}
+
+	// The same file with the bot's token gone: its session ends now.
+	next := f.config(t, "", "clinic")
+	next.Listen.Postgres = "127.0.0.1:1" // needs a restart: reported, ignored
+	newRev, err := n.Reload(next)
+	if err != nil || newRev != rev+1 || n.Revision() != newRev {
+		t.Fatalf("Reload: revision %d (was %d), %v", newRev, rev, err)
+	}
+	if !strings.Contains(logs.String(), "need a restart") {
+		t.Fatalf("the ignored listen change was not reported:\n%s", logs.String())
+	}
+	_, err = conn.Exec(ctx, "SELECT 1")
+	var pe *pgconn.PgError
+	if err == nil || (errors.As(err, &pe) && pe.Code != "57P01") {
+		t.Fatalf("the revoked session: %v, want 57P01", err)
+	}
+	if _, err := pgx.Connect(ctx, dsn); err == nil || !strings.Contains(err.Error(), "28P01") {
+		t.Fatalf("the removed token still logs in: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	reasons := endReasons(t, filepath.Join(f.dir, "data"))
+	if !strings.Contains(strings.Join(reasons, "\n"), "identity is no longer accepted") {
+		t.Fatalf("no session ended for the revoked identity: %q", reasons)
+	}
+	select {
+	case err := <-n.Err():
+		t.Fatalf("Err after a clean run: %v", err)
+	case <-time.After(10 * time.Millisecond):
+	}
+}

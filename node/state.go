@@ -1,0 +1,206 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/session/mask"
+	"github.com/phigate/phigate/session/pgwire"
+	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/resource"
+)
+
+// compiledProfile remembers what a masking profile was compiled from, so
+// that a rebuild whose profile is unchanged hands out the same
+// *mask.Profile: sessions masked by it then go on (session.Snapshot.Readmit
+// ends those whose profile changed).
+type compiledProfile struct {
+	conf    mask.ProfileConfig
+	keys    mask.Keys
+	profile *mask.Profile
+}
+
+// buildSnapshot turns cfg into the state sessions are decided with:
+// identities, resources with their passwords, grants, masking profiles, the
+// auditors' key and the listener's certificate. It reads files but writes
+// none. prev holds the profiles of the snapshot it replaces (nil at start)
+// and is not changed; the profiles of the new one are returned beside it.
+// Every error is wrapped with where in cfg it is.
+func buildSnapshot(cfg *Config, prev map[string]compiledProfile) (*session.Snapshot, map[string]compiledProfile, error) {
+	snap := &session.Snapshot{}
+	var tokens []identity.StaticToken
+	for _, t := range cfg.Identities.Tokens {
+		tokens = append(tokens, identity.StaticToken{
+			Identity: identity.Identity{Name: t.Name, Kind: identity.Kind(t.Kind), Groups: t.Groups},
+			SHA256:   t.TokenSHA256,
+		})
+	}
+	auth, err := identity.NewStaticTokens(tokens)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node: %w", err)
+	}
+	snap.Auth = auth
+
+	snap.Resources = map[string]*resource.Resource{}
+	for i, rc := range cfg.Resources {
+		r, err := buildResource(rc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: resource %d (%q): %w", i, rc.Name, err)
+		}
+		if snap.Resources[r.Name] != nil {
+			return nil, nil, fmt.Errorf("node: resource %q defined twice", r.Name)
+		}
+		snap.Resources[r.Name] = r
+	}
+
+	keys, err := loadKeys(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	snap.Profiles = map[string]*mask.Profile{}
+	profiles := map[string]compiledProfile{}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Masking.Profiles)) {
+		pc := cfg.Masking.Profiles[name]
+		cp, ok := prev[name]
+		if !ok || !reflect.DeepEqual(cp.conf, pc) || !bytes.Equal(cp.keys.Pseudonym, keys.Pseudonym) {
+			p, err := mask.Compile(name, pc, keys)
+			if err != nil {
+				return nil, nil, fmt.Errorf("node: masking profile %q: %w", name, err)
+			}
+			cp = compiledProfile{conf: pc, keys: keys, profile: p}
+		}
+		profiles[name] = cp
+		snap.Profiles[name] = cp.profile
+	}
+
+	grants, err := buildGrants(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if snap.Policy, err = policy.New(grants, slices.Sorted(maps.Keys(snap.Resources)), slices.Sorted(maps.Keys(snap.Profiles))); err != nil {
+		return nil, nil, fmt.Errorf("node: %w", err)
+	}
+	if snap.TLS, err = loadTLS(cfg); err != nil {
+		return nil, nil, err
+	}
+	if snap.Auditor, err = loadAuditorKey(cfg); err != nil {
+		return nil, nil, err
+	}
+	return snap, profiles, nil
+}
+
+// buildResource turns a resource's configuration into a validated
+// resource, reading the passwords it names.
+func buildResource(rc ResourceConfig) (*resource.Resource, error) {
+	pw, err := loadPassword(rc.PasswordFile, rc.PasswordEnv)
+	if err != nil {
+		return nil, err
+	}
+	r := &resource.Resource{
+		Name: rc.Name, Protocol: rc.Protocol, Address: rc.Address, Database: rc.Database, User: rc.User,
+		Password: pw, TLS: rc.TLS, CAFile: rc.CAFile, ServerName: rc.ServerName,
+	}
+	for _, name := range slices.Sorted(maps.Keys(rc.Roles)) {
+		level, err := policy.ParseLevel(name)
+		if err != nil {
+			return nil, fmt.Errorf("roles: %w", err)
+		}
+		role := rc.Roles[name]
+		pw, err := loadPassword(role.PasswordFile, role.PasswordEnv)
+		if err != nil {
+			return nil, fmt.Errorf("roles: %s: %w", name, err)
+		}
+		if r.Roles == nil {
+			r.Roles = map[policy.Level]resource.Credential{}
+		}
+		r.Roles[level] = resource.Credential{User: role.User, Password: pw}
+	}
+	if err := pgwire.ValidateResource(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// loadPassword reads a password from a file (its trailing newline removed)
+// or an environment variable; neither is no password.
+func loadPassword(file, env string) (resource.Secret, error) {
+	switch {
+	case file != "" && env != "":
+		return resource.Secret{}, errors.New("set password_file or password_env, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return resource.Secret{}, fmt.Errorf("password_file: %w", err)
+		}
+		return resource.NewSecret(strings.TrimRight(string(b), "\r\n")), nil
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return resource.Secret{}, fmt.Errorf("password_env: %s is not set", env)
+		}
+		return resource.NewSecret(v), nil
+	}
+	return resource.Secret{}, nil
+}
+
+// buildGrants turns the grants' configuration into policy grants (which
+// policy.New then checks against resources and profiles).
+func buildGrants(cfg *Config) ([]policy.Grant, error) {
+	var grants []policy.Grant
+	for _, gc := range cfg.Grants {
+		g := policy.Grant{Name: gc.Name, Identities: gc.Identities, Groups: gc.Groups, Resources: gc.Resources, Masking: gc.Masking}
+		for _, k := range gc.Kinds {
+			kind, err := identity.ParseKind(k)
+			if err != nil {
+				return nil, fmt.Errorf("node: grant %q: %w", gc.Name, err)
+			}
+			g.Kinds = append(g.Kinds, kind)
+		}
+		var err error
+		if g.Allow, err = policy.ParseAllow(gc.Allow); err != nil {
+			return nil, fmt.Errorf("node: grant %q: %w", gc.Name, err)
+		}
+		for _, f := range gc.Functions {
+			name := strings.ToLower(f)
+			if !functionName.MatchString(name) {
+				return nil, fmt.Errorf("node: grant %q: functions: %q is not a function name (schema.name, or name for pg_catalog; no arguments or quotes)", gc.Name, f)
+			}
+			if !slices.Contains(g.Functions, name) {
+				g.Functions = append(g.Functions, name)
+			}
+		}
+		grants = append(grants, g)
+	}
+	return grants, nil
+}
+
+// functionName is an unquoted, optionally schema-qualified function name.
+var functionName = regexp.MustCompile(`^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)?$`)
+
+// restartOnly lists what a reload cannot change in a running node, so
+// that Reload can say a restart is needed rather than ignore it.
+func restartOnly(old, next *Config) []string {
+	var out []string
+	if !reflect.DeepEqual(old.Node, next.Node) {
+		out = append(out, "node")
+	}
+	if !reflect.DeepEqual(old.Listen, next.Listen) {
+		out = append(out, "listen")
+	}
+	if !reflect.DeepEqual(old.Limits, next.Limits) {
+		out = append(out, "limits")
+	}
+	if !reflect.DeepEqual(old.Log, next.Log) {
+		out = append(out, "log")
+	}
+	return out
+}
