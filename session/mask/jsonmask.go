@@ -123,9 +123,9 @@ func (pl *Plan) jsonValue(dst, doc []byte, i int, class EntityType, depth int) (
 		}
 		return pl.jsonString(dst, doc[i:end], class), end, nil
 	case c == '-' || isDigit(c):
-		end := i + 1
-		for end < len(doc) && (isDigit(doc[end]) || doc[end] == '.' || doc[end] == 'e' || doc[end] == 'E' || doc[end] == '+' || doc[end] == '-') {
-			end++
+		end, ok := jsonNumberEnd(doc, i)
+		if !ok {
+			return dst, i, fmt.Errorf("%w: bad number at byte %d", ErrJSON, i)
 		}
 		return pl.jsonNumber(dst, doc[i:end], class), end, nil
 	default:
@@ -138,12 +138,27 @@ func (pl *Plan) jsonValue(dst, doc []byte, i int, class EntityType, depth int) (
 	return dst, i, fmt.Errorf("%w: unexpected byte %q at %d", ErrJSON, doc[i], i)
 }
 
-// jsonStringEnd returns the index after the string starting at doc[i].
+// jsonStringEnd returns the index after the string starting at doc[i]. It
+// checks escapes as well as the end, so that a document with a bad escape is
+// refused whole rather than redacted string by string.
 func jsonStringEnd(doc []byte, i int) (int, bool) {
 	for j := i + 1; j < len(doc); j++ {
 		switch c := doc[j]; {
 		case c == '\\':
-			j++
+			if j+1 >= len(doc) {
+				return 0, false
+			}
+			switch doc[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j++
+			case 'u':
+				if _, ok := hex4(doc, j+2); !ok {
+					return 0, false
+				}
+				j += 5
+			default:
+				return 0, false
+			}
 		case c == '"':
 			return j + 1, true
 		case c < 0x20:
@@ -151,6 +166,48 @@ func jsonStringEnd(doc []byte, i int) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// jsonNumberEnd returns the index after the number starting at doc[i]:
+// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, JSON's grammar, so that
+// what jsonNumber passes on is a number.
+func jsonNumberEnd(doc []byte, i int) (int, bool) {
+	digits := func(j int) int {
+		for j < len(doc) && isDigit(doc[j]) {
+			j++
+		}
+		return j
+	}
+	if i < len(doc) && doc[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(doc) && doc[i] == '0':
+		i++
+	case i < len(doc) && isDigit(doc[i]):
+		i = digits(i)
+	default:
+		return 0, false
+	}
+	if i < len(doc) && doc[i] == '.' {
+		j := digits(i + 1)
+		if j == i+1 {
+			return 0, false
+		}
+		i = j
+	}
+	if i < len(doc) && doc[i]|0x20 == 'e' {
+		i++
+		if i < len(doc) && (doc[i] == '+' || doc[i] == '-') {
+			i++
+		}
+		j := digits(i)
+		if j == i {
+			return 0, false
+		}
+		i = j
+	}
+	return i, true
 }
 
 func (pl *Plan) jsonKeyClass(key []byte) EntityType {
