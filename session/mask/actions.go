@@ -10,7 +10,7 @@ import (
 // valid only during that call.
 type Proof struct {
 	Column   int        // result column index
-	Rule     string     // rule name, "classify:TYPE" or "detect"
+	Rule     string     // rule name, "classify", "derived:..." (what masks the source), "withhold" or "detect"
 	Action   Action     // what was done
 	Type     EntityType // detected or classified type; TypeNone for plain column rules
 	Detector string     // detector that found the span; "" for column rules

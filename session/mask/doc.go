@@ -98,10 +98,13 @@
 // # Masking proof
 //
 // [Plan.SetProofSink] receives a [Proof] (rule, detector, type, span, raw
-// bytes) for every masked value or span; without a sink nothing is
-// collected. A [Sealer] turns a Proof into a [ProofRecord]: a keyed hash of
-// the raw value and the raw value sealed with AES-256-GCM under a
-// per-session data key, which [WrapKey] seals under the master key.
+// bytes) for every masked value or span, valid only during the call;
+// without a sink nothing is collected. A [Sealer] holds one session's data
+// key ([NewDataKey]): it gives a keyed hash of a raw value and seals raw
+// bytes with AES-256-GCM. The proof itself is session/proof's: it batches
+// Proofs into mask.proof events and seals the data key with HPKE to the
+// auditors' public key. Nodes hold only that public key, and a data key
+// only while its session lasts.
 //
 // # Out of scope
 //

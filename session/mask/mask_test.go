@@ -165,12 +165,14 @@ func TestTypePreservation(t *testing.T) {
 	for _, tc := range typeCases() {
 		for _, action := range actions {
 			for _, format := range []int16{pgtype.TextFormatCode, pgtype.BinaryFormatCode} {
-				if tc.oid == oidMacaddr && format == pgtype.BinaryFormatCode {
-					// pgx encodes macaddr strings in text only; see the bytes test below.
-				}
 				src, err := m.Encode(tc.oid, format, tc.value, nil)
 				if err != nil {
 					t.Fatalf("%s: encode: %v", tc.name, err)
+				}
+				// The binary case must feed masking the 6-byte wire form, not
+				// the text form under a binary flag.
+				if tc.oid == oidMacaddr && format == pgtype.BinaryFormatCode && len(src) != 6 {
+					t.Fatalf("%s: binary source is %q, not 6 bytes", tc.name, src)
 				}
 				p := mustCompile(t, RuleConfig{Column: "t.c", Action: action})
 				pl := p.Plan([]Column{{Source: "s.t.c", Name: "c", TypeOID: tc.oid, TypeMod: tc.typmod, Binary: format == 1}}, Params{})

@@ -12,23 +12,21 @@ import (
 	"io"
 )
 
-// Masking proof: for every masked value the recording keeps the detector,
-// the rule, the span, a keyed hash of the raw value (so an auditor can
-// check a claimed raw value without unsealing) and the raw value sealed
-// with AES-256-GCM under a per-session data key. The data key is stored
-// wrapped (AES-256-GCM) by the deployment's master key, so only whoever
-// holds the master key can unseal. This file has the pure functions; the
-// recorder decides where they are stored.
+// The pure part of the masking proof: a keyed hash of each raw value (so an
+// auditor can check a claimed raw value without unsealing) and AES-256-GCM
+// sealing under a per-session data key. Where the key and the sealed bytes
+// go is session/proof's: it seals the data key with HPKE to the auditors'
+// public key (a mask.key event), so a node cannot unseal what it recorded,
+// and seals each batch of raw values as one blob (a mask.proof event).
 
-// DataKeySize is the size of master and data keys (AES-256).
+// DataKeySize is the size of a data key (AES-256).
 const DataKeySize = 32
 
-// ErrUnseal is returned when a sealed value or wrapped key does not open:
-// wrong key, wrong session, or tampered bytes.
+// ErrUnseal is returned when a sealed value does not open: wrong key, wrong
+// session, or tampered bytes.
 var ErrUnseal = errors.New("mask: cannot unseal: wrong key or tampered data")
 
 const (
-	wrapAAD   = "phigate masking data key v1"
 	sealAAD   = "phigate masked raw value v1"
 	nonceSize = 12
 )
@@ -53,38 +51,10 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-// WrapKey seals dataKey under master for the session id: nonce || ciphertext.
-func WrapKey(master, dataKey []byte, session string, rand io.Reader) ([]byte, error) {
-	g, err := newGCM(master)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, nonceSize, nonceSize+len(dataKey)+g.Overhead())
-	if _, err := io.ReadFull(rand, out); err != nil {
-		return nil, fmt.Errorf("mask: wrap nonce: %w", err)
-	}
-	return g.Seal(out, out[:nonceSize], dataKey, []byte(wrapAAD+"\x00"+session)), nil
-}
-
-// UnwrapKey opens a key sealed by WrapKey.
-func UnwrapKey(master, wrapped []byte, session string) ([]byte, error) {
-	g, err := newGCM(master)
-	if err != nil {
-		return nil, err
-	}
-	if len(wrapped) < nonceSize+g.Overhead() {
-		return nil, ErrUnseal
-	}
-	k, err := g.Open(nil, wrapped[:nonceSize], wrapped[nonceSize:], []byte(wrapAAD+"\x00"+session))
-	if err != nil || len(k) != DataKeySize {
-		return nil, ErrUnseal
-	}
-	return k, nil
-}
-
 // Sealer seals raw values under one session's data key. Nonces are a
-// counter, so a Sealer must be the only one using its data key (one per
-// session, as the recorder does); it is not safe for concurrent use.
+// counter, so a Sealer must be the only one sealing under its data key
+// (session/proof makes a fresh key per session); it is not safe for
+// concurrent use.
 type Sealer struct {
 	aead    cipher.AEAD
 	hashKey [sha256.Size]byte
@@ -140,28 +110,4 @@ func (s *Sealer) Open(dst, sealed []byte) ([]byte, error) {
 		return nil, ErrUnseal
 	}
 	return out, nil
-}
-
-// ProofRecord is the stored form of one [Proof]: what the recording keeps.
-type ProofRecord struct {
-	Column   int    `json:"column"`
-	Rule     string `json:"rule"`
-	Action   string `json:"action"`
-	Type     string `json:"type,omitempty"`
-	Detector string `json:"detector,omitempty"`
-	Start    int    `json:"start"`
-	End      int    `json:"end"`
-	RawHash  []byte `json:"raw_hmac"`
-	Sealed   []byte `json:"sealed"`
-}
-
-// Record turns a Proof into its stored form, sealing the raw span.
-func (s *Sealer) Record(p *Proof) ProofRecord {
-	h := s.HashRaw(p.Raw)
-	r := ProofRecord{Column: p.Column, Rule: p.Rule, Action: p.Action.String(), Detector: p.Detector,
-		Start: p.Start, End: p.End, RawHash: h[:], Sealed: s.Seal(nil, p.Raw)}
-	if p.Type != TypeNone {
-		r.Type = p.Type.String()
-	}
-	return r
 }
