@@ -17,6 +17,7 @@ import (
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage/spool"
 )
 
 // TestNodeKillMidSession kills a node with SIGKILL while an agent writes
@@ -93,7 +94,7 @@ func TestNodeKillMidSession(t *testing.T) {
 	n2.stop(t)
 
 	recorded := map[string]bool{} // "id" of every recorded INSERT
-	sessions, err := replay.List(ctx, c.recordings())
+	sessions, err := replay.List(ctx, spool.DirStore{Dir: c.recordings()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +111,8 @@ func TestNodeKillMidSession(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = record.Verify(f, s.ID, false, func(ev *record.Event, _ []byte) error {
-			if ev.Kind == record.KindCommand && strings.HasPrefix(ev.Command.SQL, "INSERT INTO events") && len(ev.Command.Params) > 0 {
-				recorded[paramInt(t, ev.Command.Params[0])] = true
+			if ev.Kind == record.KindCommand && strings.HasPrefix(ev.Command.Postgres.SQL, "INSERT INTO events") && len(ev.Command.Postgres.Params) > 0 {
+				recorded[paramInt(t, ev.Command.Postgres.Params[0])] = true
 			}
 			return nil
 		})
@@ -171,7 +172,7 @@ func TestReplayDetectsTampering(t *testing.T) {
 	}
 	conn.Close(ctx)
 	n.stop(t)
-	sessions, err := replay.List(ctx, c.recordings())
+	sessions, err := replay.List(ctx, spool.DirStore{Dir: c.recordings()})
 	if err != nil || len(sessions) != 1 {
 		t.Fatalf("sessions = %+v, %v", sessions, err)
 	}

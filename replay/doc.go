@@ -1,7 +1,9 @@
 // Package replay shows a recorded session to a person: it verifies the
 // recording's hash chain while streaming it and prints the trail, one block
 // per event, or the events as recorded (NDJSON). It also lists the sessions
-// of a spool directory with their status (closed, open, broken).
+// of a store with their status (closed, open, broken), and opens a
+// session's masking proof for an auditor (Unseal; replay/auditlog records
+// the act first).
 //
 // Replay verifies before it shows: an event is printed only after its frame
 // and its link to the previous event checked, and the first break ends the
@@ -12,7 +14,7 @@
 // printed with control characters escaped, so that a recording cannot
 // drive the auditor's terminal.
 //
-// Today replay reads the local spool directory; finding a session through
-// the cluster and streaming it from object storage or from the node that
-// owns it will sit beside these functions.
+// Replay reads through Store, the sessions and event streams of wherever
+// recordings are kept: spool.DirStore reads a node's spool directory;
+// object storage and the node that owns a session will be stores too.
 package replay

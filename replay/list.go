@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/session/record"
-	"github.com/phigate/phigate/storage/spool"
+	"github.com/phigate/phigate/storage"
 )
 
 // Status is what verification says about a recording.
@@ -20,14 +20,14 @@ const (
 	// StatusClosed: the chain verifies and ends with session.end.
 	StatusClosed Status = "closed"
 	// StatusOpen: the chain verifies so far and the session is live (a
-	// running node holds the spool).
+	// running node may still append to it).
 	StatusOpen Status = "open"
 	// StatusBroken: the chain does not verify, or the recording ends
-	// without session.end while no node holds the spool.
+	// without session.end while no node may append to it.
 	StatusBroken Status = "broken"
 )
 
-// SessionInfo summarizes one recording of a spool directory.
+// SessionInfo summarizes one recording of a store.
 type SessionInfo struct {
 	ID       string    `json:"id"`
 	Start    time.Time `json:"start"` // time of the first event
@@ -35,7 +35,7 @@ type SessionInfo struct {
 	Identity string    `json:"identity,omitempty"`
 	Resource string    `json:"resource,omitempty"`
 	Events   uint64    `json:"events"` // events that verified
-	Bytes    int64     `json:"bytes"`  // size of the recording file
+	Bytes    int64     `json:"bytes"`  // size of the recording
 	Status   Status    `json:"status"`
 	// Reason is the end reason of a closed session, or what is wrong with a
 	// broken one.
@@ -44,24 +44,20 @@ type SessionInfo struct {
 	BrokenAt *uint64 `json:"broken_at,omitempty"`
 }
 
-// List verifies every recording in the spool directory dir and returns
-// them sorted by session id (creation order for phigate's ids). It only
-// reads, so it is safe while a node runs.
-func List(ctx context.Context, dir string) ([]SessionInfo, error) {
-	files, err := spool.List(dir)
+// List verifies every recording in store and returns them sorted by
+// session id (creation order for phigate's ids). It only reads, so it is
+// safe while a node writes to the store.
+func List(ctx context.Context, store Store) ([]SessionInfo, error) {
+	recs, err := store.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
-	live, err := spool.InUse(dir)
-	if err != nil {
-		return nil, fmt.Errorf("replay: %w", err)
-	}
-	out := make([]SessionInfo, 0, len(files))
-	for _, sf := range files {
+	out := make([]SessionInfo, 0, len(recs))
+	for _, ri := range recs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		info, err := inspect(dir, sf, live)
+		info, err := inspect(ctx, store, ri)
 		if err != nil {
 			return nil, err
 		}
@@ -70,18 +66,18 @@ func List(ctx context.Context, dir string) ([]SessionInfo, error) {
 	return out, nil
 }
 
-func inspect(dir string, sf spool.SessionFile, live bool) (SessionInfo, error) {
-	info := SessionInfo{ID: sf.ID, Bytes: sf.Size}
-	f, err := spool.OpenFile(dir, sf.ID)
-	if errors.Is(err, spool.ErrNotFound) {
+func inspect(ctx context.Context, store Store, ri storage.RecordingInfo) (SessionInfo, error) {
+	info := SessionInfo{ID: ri.ID, Bytes: ri.Size}
+	rec, err := store.Open(ctx, ri.ID)
+	if errors.Is(err, storage.ErrNotFound) {
 		info.Status, info.Reason = StatusBroken, "recording file removed while listing"
 		return info, nil
 	}
 	if err != nil {
 		return info, fmt.Errorf("replay: %w", err)
 	}
-	defer f.Close()
-	sum, err := record.Verify(f, sf.ID, live, func(ev *record.Event, _ []byte) error {
+	defer rec.Close()
+	sum, err := record.Verify(rec, ri.ID, rec.Live, func(ev *record.Event, _ []byte) error {
 		if info.Identity == "" {
 			info.Identity = ev.Identity
 		}
@@ -102,7 +98,7 @@ func inspect(dir string, sf spool.SessionFile, live bool) (SessionInfo, error) {
 		at := ce.Index
 		info.BrokenAt = &at
 	default:
-		return info, fmt.Errorf("replay: read %s: %w", sf.ID, err)
+		return info, fmt.Errorf("replay: read %s: %w", ri.ID, err)
 	}
 	return info, nil
 }

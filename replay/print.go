@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/phigate/phigate/session/record"
-	"github.com/phigate/phigate/storage/spool"
 )
 
 // Options shapes the output of Print.
@@ -35,22 +34,18 @@ func Print(ctx context.Context, w io.Writer, r io.Reader, sessionID string, opts
 	return err
 }
 
-// PrintSession prints the recording of sessionID from the spool directory
-// dir (the node's recordings directory). The session counts as live when a
-// running node holds the spool: such a node closes or recovers every
-// session it has open.
-func PrintSession(ctx context.Context, w io.Writer, dir, sessionID string, opts Options) error {
-	live, err := spool.InUse(dir)
+// PrintSession prints the recording of sessionID from store. The session
+// counts as live when the store says a writer may still append to it (for
+// a spool directory: a running node holds it, and that node closes or
+// recovers every session it has open).
+func PrintSession(ctx context.Context, w io.Writer, store Store, sessionID string, opts Options) error {
+	rec, err := store.Open(ctx, sessionID)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	f, err := spool.OpenFile(dir, sessionID)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	defer f.Close()
-	opts.Live = opts.Live || live
-	_, err = printRecording(ctx, w, f, sessionID, opts)
+	defer rec.Close()
+	opts.Live = opts.Live || rec.Live
+	_, err = printRecording(ctx, w, rec, sessionID, opts)
 	return err
 }
 
@@ -251,14 +246,20 @@ func (p *printer) start(s *record.SessionStart) {
 
 func commandHead(c *record.Command) string {
 	parts := []string{fmt.Sprintf("command %d", c.ID)}
-	if c.Protocol != "" {
+	if pg := c.Postgres; pg != nil {
+		// PostgreSQL is the only protocol recorded so far, and its trail
+		// has always said how a command came, not that it was PostgreSQL.
+		if pg.Flow != "" {
+			parts = append(parts, clean(pg.Flow))
+		}
+		if pg.Statement != "" {
+			parts = append(parts, "statement "+strconv.Quote(pg.Statement))
+		}
+		if pg.Portal != "" {
+			parts = append(parts, "portal "+strconv.Quote(pg.Portal))
+		}
+	} else if c.Protocol != "" {
 		parts = append(parts, clean(c.Protocol))
-	}
-	if c.Statement != "" {
-		parts = append(parts, "statement "+strconv.Quote(c.Statement))
-	}
-	if c.Portal != "" {
-		parts = append(parts, "portal "+strconv.Quote(c.Portal))
 	}
 	switch c.Decision {
 	case "allow":
@@ -284,11 +285,21 @@ func (p *printer) command(c *record.Command) {
 	if c.Reason != "" {
 		p.field("reason", clean(c.Reason))
 	}
-	p.field("sql", cleanMultiline(c.SQL))
+	pg := c.Postgres
+	if pg != nil {
+		p.field("sql", cleanMultiline(pg.SQL))
+	}
 	if len(c.Classes) > 0 {
 		p.field("classes", clean(strings.Join(c.Classes, ", ")))
 	}
-	for i, prm := range c.Params {
+	if pg != nil {
+		p.params(pg.Params)
+	}
+}
+
+// params prints a PostgreSQL command's bound parameters, $1 first.
+func (p *printer) params(params []record.Param) {
+	for i, prm := range params {
 		label := ""
 		if i == 0 {
 			label = "params"

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage"
 	"github.com/phigate/phigate/storage/spool"
 )
 
@@ -61,17 +62,18 @@ func (s *session) typical() {
 	s.add(&record.Event{Kind: record.KindSessionStart, Start: &record.SessionStart{Protocol: "postgres", Client: "10.1.2.3:50412",
 		TLS: true, TLSVersion: "TLS 1.3", IdentityKind: "agent", Groups: []string{"billing", "research"}, User: "claims-agent",
 		Database: "patients", Application: "psql", Grant: "agents-read", Masking: "phi-default", Upstream: "127.0.0.1:5432"}})
-	s.add(&record.Event{Kind: record.KindCommand, Command: &record.Command{ID: 1, Protocol: "simple",
-		SQL: "SELECT name, ssn\n  FROM patients\n WHERE id < 3", Classes: []string{"read"}, Decision: "allow", Rule: "agents-read"}})
+	s.add(&record.Event{Kind: record.KindCommand, Command: &record.Command{ID: 1, Protocol: record.ProtocolPostgres,
+		Postgres: &record.PostgresCommand{Flow: record.FlowSimple, SQL: "SELECT name, ssn\n  FROM patients\n WHERE id < 3"}, Classes: []string{"read"}, Decision: "allow", Rule: "agents-read"}})
 	s.add(&record.Event{Kind: record.KindResult, Result: &record.Result{Command: 1, Tag: "SELECT 2", Rows: 2, Bytes: 184, DurationUS: 1234,
 		Masked: []record.MaskedColumn{{Column: "ssn", Source: "public.patients.ssn", Rule: "ssn", Action: "keep-last-4", Values: 2}}}})
-	s.add(&record.Event{Kind: record.KindCommand, Command: &record.Command{ID: 2, Protocol: "extended", Statement: "s1",
-		SQL: "SELECT note FROM notes WHERE patient = $1 AND kind = $2", Params: []record.Param{{Value: "O'Brien"}, {Null: true}, {Format: "binary", Value: "AAAAKg=="}},
+	s.add(&record.Event{Kind: record.KindCommand, Command: &record.Command{ID: 2, Protocol: record.ProtocolPostgres,
+		Postgres: &record.PostgresCommand{Flow: record.FlowExtended, Step: record.StepExecute, Statement: "s1",
+			SQL: "SELECT note FROM notes WHERE patient = $1 AND kind = $2", Params: []record.Param{{Value: "O'Brien"}, {Null: true}, {Format: "binary", Value: "AAAAKg=="}}},
 		Decision: "allow", Rule: "agents-read"}})
 	s.add(&record.Event{Kind: record.KindResult, Result: &record.Result{Command: 2, DurationUS: 700,
 		Error: &record.SQLError{Code: "42P01", Message: `relation "notes" does not exist`, Source: "upstream"}}})
-	s.add(&record.Event{Kind: record.KindCommand, Command: &record.Command{ID: 3, Protocol: "simple", SQL: "DROP TABLE patients\x1b[2J",
-		Classes: []string{"ddl"}, Decision: "deny", Reason: "ddl is not granted"}})
+	s.add(&record.Event{Kind: record.KindCommand, Command: &record.Command{ID: 3, Protocol: record.ProtocolPostgres,
+		Postgres: &record.PostgresCommand{Flow: record.FlowSimple, SQL: "DROP TABLE patients\x1b[2J"}, Classes: []string{"ddl"}, Decision: "deny", Reason: "ddl is not granted"}})
 	s.add(&record.Event{Kind: record.KindCopyData, Copy: &record.CopyData{Command: 4, Data: []byte("1\tJane Doe\t1980-02-03\n2\tJohn Roe\t1975-12-01\n")}})
 }
 
@@ -126,7 +128,7 @@ func TestPrintTrail(t *testing.T) {
 	dir := t.TempDir()
 	recordClosed(t, dir)
 	var out bytes.Buffer
-	if err := PrintSession(context.Background(), &out, dir, idClosed, Options{}); err != nil {
+	if err := PrintSession(context.Background(), &out, spool.DirStore{Dir: dir}, idClosed, Options{}); err != nil {
 		t.Fatalf("print: %v\n%s", err, out.String())
 	}
 	got := out.String()
@@ -176,10 +178,10 @@ func TestPrintJSONIsTheRecording(t *testing.T) {
 	dir := t.TempDir()
 	recordClosed(t, dir)
 	var out bytes.Buffer
-	if err := PrintSession(context.Background(), &out, dir, idClosed, Options{JSON: true}); err != nil {
+	if err := PrintSession(context.Background(), &out, spool.DirStore{Dir: dir}, idClosed, Options{JSON: true}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := spool.OpenFile(dir, idClosed)
+	f, err := os.Open(filepath.Join(dir, "sessions", idClosed+".rec"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +222,7 @@ func TestPrintStopsAtTheBreak(t *testing.T) {
 	}
 	for _, opts := range []Options{{}, {JSON: true}} {
 		var out bytes.Buffer
-		err := PrintSession(context.Background(), &out, dir, idClosed, opts)
+		err := PrintSession(context.Background(), &out, spool.DirStore{Dir: dir}, idClosed, opts)
 		var ce *record.ChainError
 		if !errors.As(err, &ce) || ce.Index != 3 {
 			t.Fatalf("json %v: got %v, want a chain break at event 3", opts.JSON, err)
@@ -249,7 +251,7 @@ func TestLiveAndUnclosedSessions(t *testing.T) {
 	var out bytes.Buffer
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		out.Reset()
-		if err := PrintSession(context.Background(), &out, dir, idOpen, Options{}); err != nil {
+		if err := PrintSession(context.Background(), &out, spool.DirStore{Dir: dir}, idOpen, Options{}); err != nil {
 			t.Fatalf("live session: %v", err)
 		}
 		if strings.Contains(out.String(), "7 events verified, chain intact, session open (live)") {
@@ -260,7 +262,7 @@ func TestLiveAndUnclosedSessions(t *testing.T) {
 		}
 		runtime.Gosched()
 	}
-	list, err := List(context.Background(), dir)
+	list, err := List(context.Background(), spool.DirStore{Dir: dir})
 	if err != nil || len(list) != 1 || list[0].Status != StatusOpen {
 		t.Fatalf("list while live: %+v %v", list, err)
 	}
@@ -269,7 +271,7 @@ func TestLiveAndUnclosedSessions(t *testing.T) {
 	// knows): now it is an unclosed recording, reported as such.
 	stop()
 	out.Reset()
-	err = PrintSession(context.Background(), &out, dir, idOpen, Options{})
+	err = PrintSession(context.Background(), &out, spool.DirStore{Dir: dir}, idOpen, Options{})
 	var ce *record.ChainError
 	if !errors.As(err, &ce) || ce.Index != 7 || !strings.Contains(ce.Reason, "truncated after event 6: session not closed") {
 		t.Fatalf("unclosed session: %v", err)
@@ -299,7 +301,7 @@ func TestList(t *testing.T) {
 	file, _ = os.ReadFile(cut)
 	os.WriteFile(cut, file[:len(file)-10], 0o600)
 
-	list, err := List(context.Background(), dir)
+	list, err := List(context.Background(), spool.DirStore{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,13 +369,13 @@ func TestPrintHonoursContext(t *testing.T) {
 	recordClosed(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := PrintSession(ctx, &bytes.Buffer{}, dir, idClosed, Options{}); !errors.Is(err, context.Canceled) {
+	if err := PrintSession(ctx, &bytes.Buffer{}, spool.DirStore{Dir: dir}, idClosed, Options{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled print: %v", err)
 	}
 }
 
 func TestPrintUnknownSession(t *testing.T) {
-	if err := PrintSession(context.Background(), &bytes.Buffer{}, t.TempDir(), idClosed, Options{}); !errors.Is(err, spool.ErrNotFound) {
+	if err := PrintSession(context.Background(), &bytes.Buffer{}, spool.DirStore{Dir: t.TempDir()}, idClosed, Options{}); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("unknown session: %v", err)
 	}
 }

@@ -9,40 +9,35 @@ import (
 
 	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
-	"github.com/phigate/phigate/storage/spool"
 )
 
 // ErrNoProof is returned by Unseal for a session that masked nothing (or
 // recorded no proof).
 var ErrNoProof = errors.New("replay: the session recorded no masking proof")
 
-// Unseal verifies the recording of sessionID in the spool directory dir and
-// prints, for every masked value, its command, position, rule, type and the
-// raw value, opened with the auditor private key. It returns how many raw
-// values it printed. The caller records the unsealing before calling it
-// (see `phigate unseal`): Unseal itself only reads.
-func Unseal(ctx context.Context, w io.Writer, dir, sessionID string, auditor *ecdh.PrivateKey) (int, error) {
-	live, err := spool.InUse(dir)
+// Unseal verifies the recording of sessionID in store and prints, for
+// every masked value, its command, position, rule, type and the raw value,
+// opened with the auditor private key. It returns how many raw values it
+// printed. The caller records the unsealing before calling it
+// (replay/auditlog): Unseal itself only reads.
+func Unseal(ctx context.Context, w io.Writer, store Store, sessionID string, auditor *ecdh.PrivateKey) (int, error) {
+	rec, err := store.Open(ctx, sessionID)
 	if err != nil {
 		return 0, fmt.Errorf("replay: %w", err)
 	}
-	f, err := spool.OpenFile(dir, sessionID)
-	if err != nil {
-		return 0, fmt.Errorf("replay: %w", err)
-	}
-	defer f.Close()
+	defer rec.Close()
 	var (
 		opener *proof.Opener
 		shown  int
-		sql    = map[uint64]string{}
+		text   = map[uint64]string{}
 	)
-	_, err = record.Verify(f, sessionID, live, func(ev *record.Event, _ []byte) error {
+	_, err = record.Verify(rec, sessionID, rec.Live, func(ev *record.Event, _ []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		switch {
 		case ev.Command != nil:
-			sql[ev.Command.ID] = ev.Command.SQL
+			text[ev.Command.ID] = ev.Command.Text()
 		case ev.Key != nil:
 			o, err := proof.NewOpener(auditor, ev.Key, sessionID)
 			if err != nil {
@@ -53,7 +48,7 @@ func Unseal(ctx context.Context, w io.Writer, dir, sessionID string, auditor *ec
 			if opener == nil {
 				return errors.New("replay: mask.proof before its session's mask.key")
 			}
-			if _, err := fmt.Fprintf(w, "command %d: %s\n", ev.Proof.Command, clean(sql[ev.Proof.Command])); err != nil {
+			if _, err := fmt.Fprintf(w, "command %d: %s\n", ev.Proof.Command, clean(text[ev.Proof.Command])); err != nil {
 				return err
 			}
 			raws, err := opener.Open(ev.Proof)

@@ -17,6 +17,13 @@ import (
 // unrecorded.
 var ErrNotRecorded = errors.New("recording unavailable")
 
+// Position is where an appended event stands in the node's recording
+// order: once the event at a Position is durable, so is every event
+// appended before it, in any session. Its value means nothing else; the
+// zero Position waits for nothing. It converts to and from uint64 so that
+// a proxy can keep the latest one in an atomic.Uint64.
+type Position uint64
+
 // Recorder opens recordings on a node's spool.
 type Recorder struct {
 	spool  *spool.Spool
@@ -52,7 +59,7 @@ type Recording struct {
 	resource string
 	err      error // first failure; sticky
 
-	last atomic.Uint64 // LSN of the last appended frame
+	last atomic.Uint64 // Position of the last appended frame
 }
 
 // ID is the session identifier.
@@ -68,16 +75,15 @@ func (r *Recording) SetSubject(identity, resource string) {
 // Append seals ev into the chain and hands it to the spool. It does not
 // wait for durability: call Wait (for this event) or Sync (for all) before
 // forwarding anything that depends on it. Session, Node, Identity, Resource
-// and Time are filled in when empty. The returned position orders events
-// across the whole node: once it is durable, so is every event before it.
-func (r *Recording) Append(ev *record.Event) (spool.LSN, error) { return r.append(ev, false) }
+// and Time are filled in when empty.
+func (r *Recording) Append(ev *record.Event) (Position, error) { return r.append(ev, false) }
 
 // AppendLazy is Append for an event nobody is about to wait for, such as a
 // command's result: it is committed with the next group commit instead of
 // starting one, so a session pays one fsync per command, not two.
-func (r *Recording) AppendLazy(ev *record.Event) (spool.LSN, error) { return r.append(ev, true) }
+func (r *Recording) AppendLazy(ev *record.Event) (Position, error) { return r.append(ev, true) }
 
-func (r *Recording) append(ev *record.Event, lazy bool) (spool.LSN, error) {
+func (r *Recording) append(ev *record.Event, lazy bool) (Position, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
@@ -112,16 +118,18 @@ func (r *Recording) append(ev *record.Event, lazy bool) (spool.LSN, error) {
 	if cap(r.buf) > 1<<20 {
 		r.buf = nil
 	}
-	return lsn, nil
+	// A spool LSN is never zero, so the zero Position stays free to mean
+	// "nothing to wait for".
+	return Position(lsn), nil
 }
 
-// Wait returns once the event at lsn (and so every event before it) is
-// durable. Zero waits for nothing.
-func (r *Recording) Wait(ctx context.Context, lsn spool.LSN) error {
-	if lsn == 0 {
+// Wait returns once the event at pos (and so every event before it) is
+// durable. The zero Position waits for nothing.
+func (r *Recording) Wait(ctx context.Context, pos Position) error {
+	if pos == 0 {
 		return nil
 	}
-	if err := r.rec.spool.Wait(ctx, lsn); err != nil {
+	if err := r.rec.spool.Wait(ctx, spool.LSN(pos)); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	return nil
@@ -129,7 +137,7 @@ func (r *Recording) Wait(ctx context.Context, lsn spool.LSN) error {
 
 // Sync returns once every event appended so far is durable.
 func (r *Recording) Sync(ctx context.Context) error {
-	return r.Wait(ctx, spool.LSN(r.last.Load()))
+	return r.Wait(ctx, Position(r.last.Load()))
 }
 
 // Close makes the recording durable and closes its file. The caller appends

@@ -875,11 +875,15 @@ func (a *arena) checkServerRanOnlyRecorded() {
 		}
 	}
 	holds := func(c *record.Command, e serverRun) bool {
-		if !e.extended {
-			return c.Protocol == "simple" && c.SQL == e.sql
+		pg := c.Postgres
+		if pg == nil {
+			return false
 		}
-		return c.Protocol == "extended" && c.Portal == e.portal && c.SQL != "" &&
-			(strings.Contains(e.sql, c.SQL) || strings.Contains(c.SQL, e.sql))
+		if !e.extended {
+			return pg.Flow == record.FlowSimple && pg.SQL == e.sql
+		}
+		return pg.Flow == record.FlowExtended && pg.Portal == e.portal && pg.SQL != "" &&
+			(strings.Contains(e.sql, pg.SQL) || strings.Contains(pg.SQL, e.sql))
 	}
 	missing := map[serverRun]int{}
 	for _, e := range a.executedStatements(log, skip) {
@@ -958,7 +962,7 @@ type invariant struct {
 func recordedSQL(sql string) invariant {
 	return invariant{check: func(t *testing.T, a *arena) {
 		for _, c := range recordedCommands(a.evs) {
-			if c.SQL == sql {
+			if c.Text() == sql {
 				return
 			}
 		}
@@ -983,7 +987,7 @@ func refusedRecorded() invariant {
 func bigCommandRecorded() invariant {
 	return invariant{check: func(t *testing.T, a *arena) {
 		for _, c := range recordedCommands(a.evs) {
-			if len(c.SQL) >= 1<<20 || c.Decision == "deny" {
+			if len(c.Text()) >= 1<<20 || c.Decision == "deny" {
 				return
 			}
 		}

@@ -22,7 +22,6 @@ import (
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/session/resource"
 	"github.com/phigate/phigate/session/sqlclass"
-	"github.com/phigate/phigate/storage/spool"
 )
 
 // conn is one proxied session. After login two goroutines run it: frontend
@@ -207,7 +206,7 @@ func (c *conn) relay(ctx context.Context) {
 	if c.writeAhead {
 		toUpstream = func() error { return c.rec.Sync(ctx) }
 	}
-	toClient := func() error { return c.rec.Wait(ctx, spool.LSN(c.cmdLSN.Load())) }
+	toClient := func() error { return c.rec.Wait(ctx, session.Position(c.cmdLSN.Load())) }
 	c.fe.uout = newOutBuf("upstream", c.up.conn, bufSize, toUpstream)
 	c.be.cout = newOutBuf("client", c.client, bufSize, toClient)
 

@@ -278,7 +278,7 @@ func (g *gateway) sessions(t *testing.T, n int) map[string][]*record.Event {
 }
 
 func (g *gateway) readSession(id string) ([]*record.Event, bool, error) {
-	rc, _, err := g.sp.Reader(id)
+	rc, err := spool.DirStore{Dir: g.spoolDir}.Open(context.Background(), id)
 	if err != nil {
 		return nil, false, err
 	}

@@ -55,7 +55,8 @@ func TestPsqlMasksAndRecords(t *testing.T) {
 	if start.Identity != "reader-bot" || start.Resource != "clinic" || !start.Start.TLS || start.Start.IdentityKind != "agent" || start.Start.Grant != "readers" {
 		t.Errorf("session.start = %+v %+v", start, start.Start)
 	}
-	if cmd.Command.SQL != "SELECT id, name, ssn, dob, phone, notes FROM patients ORDER BY id" || cmd.Command.Decision != "allow" || cmd.Command.Protocol != "simple" {
+	if cmd.Command.Protocol != record.ProtocolPostgres || cmd.Command.Postgres.Flow != record.FlowSimple ||
+		cmd.Command.Postgres.SQL != "SELECT id, name, ssn, dob, phone, notes FROM patients ORDER BY id" || cmd.Command.Decision != "allow" {
 		t.Errorf("command = %+v", cmd.Command)
 	}
 	if res.Result.Tag != "SELECT 4" || res.Result.Rows != 4 || res.Result.Command != cmd.Command.ID || res.Result.Bytes == 0 {
@@ -112,7 +113,7 @@ func TestDeniedCommandKeepsTransactionSemantics(t *testing.T) {
 			denied = append(denied, e.Command)
 		}
 	}
-	if len(denied) != 2 || denied[0].SQL != "DELETE FROM patients" || denied[0].Rule != "readers" || !strings.Contains(denied[0].Reason, "write") {
+	if len(denied) != 2 || denied[0].Text() != "DELETE FROM patients" || denied[0].Rule != "readers" || !strings.Contains(denied[0].Reason, "write") {
 		t.Fatalf("denied commands = %+v", denied)
 	}
 }
@@ -255,8 +256,8 @@ func TestPgxExtendedProtocol(t *testing.T) {
 	var params []record.Param
 	var results int
 	for _, e := range evs {
-		if e.Kind == record.KindCommand && e.Command.SQL == "INSERT INTO audit_log (msg) VALUES ($1)" {
-			params = e.Command.Params
+		if e.Kind == record.KindCommand && e.Command.Postgres.SQL == "INSERT INTO audit_log (msg) VALUES ($1)" {
+			params = e.Command.Postgres.Params
 		}
 		if e.Kind == record.KindResult {
 			results++
@@ -686,12 +687,12 @@ func TestRecordingFailureFailsClosed(t *testing.T) {
 	defer sp.Close()
 	recordedInserts := 0
 	for _, id := range sp.Recovered() {
-		rc, _, err := sp.Reader(id)
+		rc, err := spool.DirStore{Dir: recovered}.Open(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = record.Verify(rc, id, true, func(ev *record.Event, _ []byte) error {
-			if ev.Kind == record.KindCommand && strings.HasPrefix(ev.Command.SQL, "INSERT INTO audit_log") {
+			if ev.Kind == record.KindCommand && strings.HasPrefix(ev.Command.Postgres.SQL, "INSERT INTO audit_log") {
 				recordedInserts++
 			}
 			return nil

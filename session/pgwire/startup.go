@@ -24,7 +24,6 @@ import (
 	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/session/sqlclass"
-	"github.com/phigate/phigate/storage/spool"
 )
 
 const (
@@ -318,7 +317,7 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 		// Proof batches ride group commits (lazy), but one at most is in
 		// flight: a bulk read of masked data then runs at the speed the
 		// disk takes its proof, and memory does not grow with the result.
-		var inFlight spool.LSN
+		var inFlight session.Position
 		c.proofs = proof.NewCollector(c.id, snap.Auditor, func(ev *record.Event) error {
 			if err := c.rec.Wait(ctx, inFlight); err != nil {
 				return err

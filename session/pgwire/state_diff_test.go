@@ -141,8 +141,8 @@ func checkExecutesRecorded(t *testing.T, g *gateway, seen map[string]bool, seed 
 	var recorded []string
 	for _, e := range evs {
 		switch {
-		case e.Kind == record.KindCommand && e.Command.Step == "execute":
-			sql[e.Command.ID] = e.Command.SQL
+		case e.Kind == record.KindCommand && e.Command.Postgres.Step == record.StepExecute:
+			sql[e.Command.ID] = e.Command.Postgres.SQL
 		case e.Kind == record.KindResult && e.Result.Rows > 0 && e.Result.Error == nil:
 			if s, ok := sql[e.Result.Command]; ok {
 				recorded = append(recorded, s)
@@ -154,7 +154,7 @@ func checkExecutesRecorded(t *testing.T, g *gateway, seen map[string]bool, seed 
 		for _, e := range evs {
 			switch e.Kind {
 			case record.KindCommand:
-				fmt.Fprintf(&b, "command %d %s %s %q %s\n", e.Command.ID, e.Command.Step, e.Command.Portal, e.Command.SQL, e.Command.Decision)
+				fmt.Fprintf(&b, "command %d %s %s %q %s\n", e.Command.ID, e.Command.Postgres.Step, e.Command.Postgres.Portal, e.Command.Postgres.SQL, e.Command.Decision)
 			case record.KindResult:
 				fmt.Fprintf(&b, "result %d %q rows %d err %v\n", e.Result.Command, e.Result.Tag, e.Result.Rows, e.Result.Error)
 			}

@@ -95,8 +95,8 @@ func (w *wire) noRawPHI() {
 func executed(evs []*record.Event) []string {
 	var out []string
 	for _, e := range evs {
-		if e.Kind == record.KindCommand && e.Command.Step == "execute" {
-			out = append(out, e.Command.SQL)
+		if e.Kind == record.KindCommand && e.Command.Postgres.Step == record.StepExecute {
+			out = append(out, e.Command.Postgres.SQL)
 		}
 	}
 	return out
@@ -230,8 +230,8 @@ func TestRefusedParseSkipsItsBatch(t *testing.T) {
 	w.conn.Close(context.Background())
 	var parses []string
 	for _, e := range only(t, g.sessions(t, 1)) {
-		if e.Kind == record.KindCommand && e.Command.Step == "parse" {
-			parses = append(parses, e.Command.Decision+" "+e.Command.SQL)
+		if e.Kind == record.KindCommand && e.Command.Postgres.Step == record.StepParse {
+			parses = append(parses, e.Command.Decision+" "+e.Command.Postgres.SQL)
 		}
 	}
 	if strings.Join(parses, "|") != "deny DELETE FROM patients|allow SELECT 1" {
@@ -332,7 +332,7 @@ func TestOversizedStatementRecorded(t *testing.T) {
 			refused = e.Command
 		}
 	}
-	if refused == nil || refused.Decision != "deny" || !strings.HasPrefix(refused.SQL, "SELECT 'xxx") || !strings.Contains(refused.Reason, "too large") {
+	if refused == nil || refused.Decision != "deny" || !strings.HasPrefix(refused.Text(), "SELECT 'xxx") || !strings.Contains(refused.Reason, "too large") {
 		t.Fatalf("refused command = %+v", refused)
 	}
 	if evs[len(evs)-1].Kind != record.KindSessionEnd {

@@ -18,6 +18,12 @@
 // appended event and a truncated file are all detected by Verify, which
 // reports the index of the first event that does not hold.
 //
+// A Command holds what every protocol shares (number, classes, decision)
+// and a body per protocol (Postgres today), so that an HTTP, Kubernetes or
+// SSH proxy records its commands in the same chain. Recordings written
+// before the bodies existed decode into the same shape (legacy.go); their
+// bytes, which the chain covers, are never rewritten.
+//
 // The package is pure format code: it never opens files, never reads the
 // clock (callers stamp Event.Time), and never logs event contents, which hold
 // PHI. Durability is storage/spool's job; presenting a recording to a person

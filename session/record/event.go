@@ -106,24 +106,69 @@ type Denial struct {
 	Reason string `json:"reason"`
 }
 
-// Command is what the client asked the target to do.
+// Protocols a Command can record. Command.Protocol names which one, and
+// the body of that name carries what the protocol says.
+const (
+	// ProtocolPostgres: the PostgreSQL wire protocol; the body is
+	// Command.Postgres.
+	ProtocolPostgres = "postgres"
+)
+
+// Command is what the client asked the target to do, and what phigate
+// decided. What is common to every protocol (the number, the classes, the
+// decision) sits here; what only one protocol has (SQL text, a prepared
+// statement, an HTTP method and path) sits in that protocol's body, so that
+// a proxy for another protocol records its commands without bending the
+// others'. Exactly one body is set, the one Protocol names.
+//
+// Recordings written before the bodies existed carry the PostgreSQL fields
+// at the top level; UnmarshalJSON reads them into Postgres.
 type Command struct {
-	ID       uint64 `json:"id"`       // per-session command number, starting at 1
-	Protocol string `json:"protocol"` // simple | extended | function
-	// Step is the extended-protocol message: parse (a statement prepared,
-	// nothing run yet) or execute. Empty for the other protocols.
+	ID       uint64           `json:"id"`                 // per-session command number, starting at 1
+	Protocol string           `json:"protocol"`           // ProtocolPostgres
+	Postgres *PostgresCommand `json:"postgres,omitempty"` // when Protocol is ProtocolPostgres
+	Classes  []string         `json:"classes,omitempty"`  // statement classes, in order (read, write, ddl, ...)
+	Decision string           `json:"decision"`           // allow | deny
+	Rule     string           `json:"rule,omitempty"`     // grant that decided
+	Reason   string           `json:"reason,omitempty"`   // why denied
+}
+
+// Text is what ran, as a person reads it in a trail: the SQL for a
+// PostgreSQL command. It is empty for a command without a body.
+func (c *Command) Text() string {
+	if c.Postgres != nil {
+		return c.Postgres.SQL
+	}
+	return ""
+}
+
+// How a PostgreSQL command reached the server (PostgresCommand.Flow).
+const (
+	FlowSimple   = "simple"   // a Query message
+	FlowExtended = "extended" // Parse, then Bind and Execute
+	FlowFunction = "function" // a fast-path FunctionCall message
+)
+
+// Step values of an extended-protocol PostgresCommand.
+const (
+	StepParse   = "parse"   // a statement prepared, nothing run yet
+	StepExecute = "execute" // a portal run
+)
+
+// PostgresCommand is the body of a command sent over the PostgreSQL wire
+// protocol.
+type PostgresCommand struct {
+	Flow string `json:"flow"` // FlowSimple | FlowExtended | FlowFunction
+	// Step is the extended-protocol message: StepParse or StepExecute.
+	// Empty for the other flows.
 	Step string `json:"step,omitempty"`
 	SQL  string `json:"sql"`
 	// Raw holds the statement's bytes when they are not valid UTF-8 (such
 	// a statement is always refused); SQL is then only an approximation.
-	Raw       []byte   `json:"raw,omitempty"`
-	Statement string   `json:"statement,omitempty"` // prepared statement name (extended)
-	Portal    string   `json:"portal,omitempty"`
-	Params    []Param  `json:"params,omitempty"`
-	Classes   []string `json:"classes,omitempty"` // statement classes, in order (read, write, ddl, ...)
-	Decision  string   `json:"decision"`          // allow | deny
-	Rule      string   `json:"rule,omitempty"`    // grant that decided
-	Reason    string   `json:"reason,omitempty"`  // why denied
+	Raw       []byte  `json:"raw,omitempty"`
+	Statement string  `json:"statement,omitempty"` // prepared statement name (extended)
+	Portal    string  `json:"portal,omitempty"`
+	Params    []Param `json:"params,omitempty"`
 }
 
 // Param is one bound parameter value as the client sent it.

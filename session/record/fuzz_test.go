@@ -83,7 +83,7 @@ func FuzzSealVerify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sql, param string, data []byte) {
 		events := []*Event{
 			{Kind: KindSessionStart, Start: &SessionStart{Protocol: "postgres"}},
-			{Kind: KindCommand, Command: &Command{ID: 1, SQL: sql, Params: []Param{{Value: param}}}},
+			{Kind: KindCommand, Command: &Command{ID: 1, Protocol: ProtocolPostgres, Postgres: &PostgresCommand{SQL: sql, Params: []Param{{Value: param}}}}},
 			{Kind: KindCopyData, Copy: &CopyData{Command: 1, Data: data}},
 			{Kind: KindSessionEnd, End: &SessionEnd{Reason: "terminate"}},
 		}
@@ -99,8 +99,8 @@ func FuzzSealVerify(f *testing.F) {
 		if !bytes.Equal(got[2].Copy.Data, data) {
 			t.Fatal("COPY data changed in the recording")
 		}
-		if utf8.ValidString(sql) && got[1].Command.SQL != sql {
-			t.Fatalf("SQL %q recorded as %q", sql, got[1].Command.SQL)
+		if utf8.ValidString(sql) && got[1].Command.Text() != sql {
+			t.Fatalf("SQL %q recorded as %q", sql, got[1].Command.Text())
 		}
 	})
 }

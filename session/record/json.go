@@ -152,24 +152,9 @@ func (c *Command) appendJSON(b []byte) []byte {
 	b = strconv.AppendUint(b, c.ID, 10)
 	b = append(b, `,"protocol":`...)
 	b = appendJSONString(b, c.Protocol)
-	b = appendOptString(b, `,"step":`, c.Step)
-	b = append(b, `,"sql":`...)
-	b = appendJSONString(b, c.SQL)
-	if len(c.Raw) > 0 {
-		b = append(b, `,"raw":`...)
-		b = appendJSONBytes(b, c.Raw)
-	}
-	b = appendOptString(b, `,"statement":`, c.Statement)
-	b = appendOptString(b, `,"portal":`, c.Portal)
-	if len(c.Params) > 0 {
-		b = append(b, `,"params":[`...)
-		for i := range c.Params {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = c.Params[i].appendJSON(b)
-		}
-		b = append(b, ']')
+	if c.Postgres != nil {
+		b = append(b, `,"postgres":`...)
+		b = c.Postgres.appendJSON(b)
 	}
 	if len(c.Classes) > 0 {
 		b = append(b, `,"classes":`...)
@@ -179,6 +164,31 @@ func (c *Command) appendJSON(b []byte) []byte {
 	b = appendJSONString(b, c.Decision)
 	b = appendOptString(b, `,"rule":`, c.Rule)
 	b = appendOptString(b, `,"reason":`, c.Reason)
+	return append(b, '}')
+}
+
+func (p *PostgresCommand) appendJSON(b []byte) []byte {
+	b = append(b, `{"flow":`...)
+	b = appendJSONString(b, p.Flow)
+	b = appendOptString(b, `,"step":`, p.Step)
+	b = append(b, `,"sql":`...)
+	b = appendJSONString(b, p.SQL)
+	if len(p.Raw) > 0 {
+		b = append(b, `,"raw":`...)
+		b = appendJSONBytes(b, p.Raw)
+	}
+	b = appendOptString(b, `,"statement":`, p.Statement)
+	b = appendOptString(b, `,"portal":`, p.Portal)
+	if len(p.Params) > 0 {
+		b = append(b, `,"params":[`...)
+		for i := range p.Params {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = p.Params[i].appendJSON(b)
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
 }
 

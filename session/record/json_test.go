@@ -69,7 +69,7 @@ func TestAppendJSONStrings(t *testing.T) {
 	for _, s := range trickyStrings {
 		for _, ev := range []*Event{
 			{Kind: Kind(s), Prev: s, Session: s, Node: s, Identity: s, Resource: s},
-			{Kind: KindCommand, Command: &Command{SQL: s, Step: s, Raw: []byte(s), Statement: s, Params: []Param{{Value: s, Format: s, Encoding: s}}, Classes: []string{s, s}, Decision: s}},
+			{Kind: KindCommand, Command: &Command{Protocol: s, Postgres: &PostgresCommand{Flow: s, SQL: s, Step: s, Raw: []byte(s), Statement: s, Portal: s, Params: []Param{{Value: s, Format: s, Encoding: s}}}, Classes: []string{s, s}, Decision: s, Rule: s, Reason: s}},
 		} {
 			checkAppendJSON(t, ev)
 		}
@@ -131,13 +131,16 @@ func kindEvents() map[string]*Event {
 			e.Start = &SessionStart{Protocol: "postgres", Client: "10.0.0.1:5000", TLS: true, TLSVersion: "TLS 1.3", IdentityKind: "agent",
 				Groups: []string{"billing", "claims"}, User: "agent", Database: "patients", Application: "psql", Grant: "agents-read", Masking: "strict", Upstream: "db:5432"}
 		}),
-		"session.start empty":  with(full(KindSessionStart), func(e *Event) { e.Start = &SessionStart{Groups: []string{}} }),
-		"auth.failed":          with(full(KindAuthFailed), func(e *Event) { e.Auth = &AuthFailure{User: "mallory", Reason: "bad token"} }),
-		"auth.failed empty":    with(full(KindAuthFailed), func(e *Event) { e.Auth = &AuthFailure{} }),
-		"access.denied":        with(full(KindAccessDenied), func(e *Event) { e.Denied = &Denial{Rule: "no-ddl", Reason: "ddl not granted"} }),
-		"access.denied empty":  with(full(KindAccessDenied), func(e *Event) { e.Denied = &Denial{} }),
-		"command":              benchEvents()["command"],
-		"command empty":        with(full(KindCommand), func(e *Event) { e.Command = &Command{Params: []Param{}, Classes: []string{}} }),
+		"session.start empty": with(full(KindSessionStart), func(e *Event) { e.Start = &SessionStart{Groups: []string{}} }),
+		"auth.failed":         with(full(KindAuthFailed), func(e *Event) { e.Auth = &AuthFailure{User: "mallory", Reason: "bad token"} }),
+		"auth.failed empty":   with(full(KindAuthFailed), func(e *Event) { e.Auth = &AuthFailure{} }),
+		"access.denied":       with(full(KindAccessDenied), func(e *Event) { e.Denied = &Denial{Rule: "no-ddl", Reason: "ddl not granted"} }),
+		"access.denied empty": with(full(KindAccessDenied), func(e *Event) { e.Denied = &Denial{} }),
+		"command":             benchEvents()["command"],
+		"command empty": with(full(KindCommand), func(e *Event) {
+			e.Command = &Command{Postgres: &PostgresCommand{Params: []Param{}, Raw: []byte{}}, Classes: []string{}}
+		}),
+		"command no body":      with(full(KindCommand), func(e *Event) { e.Command = &Command{ID: 1, Protocol: "ssh", Decision: "allow"} }),
 		"result":               benchEvents()["result"],
 		"result empty":         with(full(KindResult), func(e *Event) { e.Result = &Result{Masked: []MaskedColumn{}} }),
 		"copy.data":            with(full(KindCopyData), func(e *Event) { e.Copy = &CopyData{Command: 3, Offset: 1 << 40, Data: []byte("1\tJane\n\x00\xff")} }),
@@ -166,9 +169,9 @@ func kindEvents() map[string]*Event {
 		}),
 		"session.end empty": with(full(KindSessionEnd), func(e *Event) { e.End = &SessionEnd{} }),
 		"params": with(full(KindCommand), func(e *Event) {
-			e.Command = &Command{ID: 1, Protocol: "extended", SQL: "SELECT $1, $2, $3, $4, $5, $6", Decision: "allow", Params: []Param{
+			e.Command = &Command{ID: 1, Protocol: ProtocolPostgres, Decision: "allow", Postgres: &PostgresCommand{Flow: FlowExtended, SQL: "SELECT $1, $2, $3, $4, $5, $6", Params: []Param{
 				{}, {Null: true}, {Format: "binary"}, {Value: "v"}, {Null: true, Value: "v"}, {Null: true, Format: "text", Value: "v"}, {Format: "binary", Value: "AAE="},
-			}}
+			}}}
 		}),
 		"result error": with(full(KindResult), func(e *Event) {
 			e.Result = &Result{Command: 2, Rows: -1, Suspended: true, Error: &SQLError{Code: "42P01", Message: `relation "notes" does not exist`, Source: "upstream"}}
@@ -284,10 +287,10 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 		}
 	}
 	for _, s := range trickyStrings {
-		ev := &Event{Kind: KindCommand, Command: &Command{SQL: s}, Time: t0}
+		ev := &Event{Kind: KindCommand, Command: &Command{Protocol: ProtocolPostgres, Postgres: &PostgresCommand{SQL: s}}, Time: t0}
 		back := checkRoundTrip(t, checkAppendJSON(t, ev))
-		if back.Command.SQL != decodedText(s) {
-			t.Errorf("%q came back as %q", s, back.Command.SQL)
+		if back.Command.Text() != decodedText(s) {
+			t.Errorf("%q came back as %q", s, back.Command.Text())
 		}
 	}
 }
@@ -333,11 +336,18 @@ func normalizeEmpty(ev *Event) *Event {
 	}
 	if c.Command != nil {
 		cmd := *c.Command
-		if len(cmd.Params) == 0 {
-			cmd.Params = nil
-		}
 		if len(cmd.Classes) == 0 {
 			cmd.Classes = nil
+		}
+		if cmd.Postgres != nil {
+			pg := *cmd.Postgres
+			if len(pg.Params) == 0 {
+				pg.Params = nil
+			}
+			if len(pg.Raw) == 0 {
+				pg.Raw = nil
+			}
+			cmd.Postgres = &pg
 		}
 		c.Command = &cmd
 	}
@@ -512,15 +522,16 @@ func (s *eventSource) event(sec, nsec int64, zone int) *Event {
 		ev.Denied = &Denial{Rule: s.str(), Reason: s.str()}
 	}
 	if has(3) {
-		c := &Command{ID: s.u64(), Protocol: s.str(), Step: s.str(), SQL: s.str(), Statement: s.str(), Portal: s.str()}
-		if raw := s.str(); raw != "" {
-			c.Raw = []byte(raw)
-		}
-		if n := s.length(); n >= 0 {
-			c.Params = make([]Param, n)
-			for i := range c.Params {
-				c.Params[i] = Param{Null: s.bool(), Format: s.str(), Value: s.str(), Encoding: s.str()}
+		c := &Command{ID: s.u64(), Protocol: s.str()}
+		if s.bool() {
+			pg := &PostgresCommand{Flow: s.str(), Step: s.str(), SQL: s.str(), Statement: s.str(), Portal: s.str(), Raw: s.bytes()}
+			if n := s.length(); n >= 0 {
+				pg.Params = make([]Param, n)
+				for i := range pg.Params {
+					pg.Params[i] = Param{Null: s.bool(), Format: s.str(), Value: s.str(), Encoding: s.str()}
+				}
 			}
+			c.Postgres = pg
 		}
 		c.Classes, c.Decision, c.Rule, c.Reason = s.strings(), s.str(), s.str(), s.str()
 		ev.Command = c

@@ -24,15 +24,15 @@ func sampleEvents(session string) []*Event {
 		{Time: at(0), Kind: KindSessionStart, Session: session, Node: "n1", Identity: "claims-agent", Resource: "patients",
 			Start: &SessionStart{Protocol: "postgres", Client: "127.0.0.1:50000", TLS: true, TLSVersion: "TLS 1.3", IdentityKind: "agent", Groups: []string{"billing"}, Database: "patients", Application: "psql"}},
 		{Time: at(1), Kind: KindCommand, Session: session, Node: "n1", Identity: "claims-agent", Resource: "patients",
-			Command: &Command{ID: 1, Protocol: "simple", SQL: "SELECT name, ssn FROM patients WHERE id < 3", Classes: []string{"read"}, Decision: "allow", Rule: "agents-read"}},
+			Command: &Command{ID: 1, Protocol: ProtocolPostgres, Postgres: &PostgresCommand{Flow: FlowSimple, SQL: "SELECT name, ssn FROM patients WHERE id < 3"}, Classes: []string{"read"}, Decision: "allow", Rule: "agents-read"}},
 		{Time: at(3), Kind: KindResult, Session: session, Node: "n1", Identity: "claims-agent", Resource: "patients",
 			Result: &Result{Command: 1, Tag: "SELECT 2", Rows: 2, Bytes: 120, DurationUS: 1800, Masked: []MaskedColumn{{Column: "ssn", Source: "public.patients.ssn", Rule: "ssn", Action: "keep-last-4", Values: 2}}}},
 		{Time: at(4), Kind: KindCommand, Session: session, Node: "n1", Identity: "claims-agent", Resource: "patients",
-			Command: &Command{ID: 2, Protocol: "extended", SQL: "SELECT * FROM notes WHERE patient = $1", Statement: "s1", Params: []Param{{Value: "42"}, {Null: true}}, Decision: "allow"}},
+			Command: &Command{ID: 2, Protocol: ProtocolPostgres, Postgres: &PostgresCommand{Flow: FlowExtended, Step: StepExecute, SQL: "SELECT * FROM notes WHERE patient = $1", Statement: "s1", Params: []Param{{Value: "42"}, {Null: true}}}, Decision: "allow"}},
 		{Time: at(6), Kind: KindResult, Session: session, Node: "n1", Identity: "claims-agent", Resource: "patients",
 			Result: &Result{Command: 2, DurationUS: 700, Error: &SQLError{Code: "42P01", Message: `relation "notes" does not exist`, Source: "upstream"}}},
 		{Time: at(7), Kind: KindCommand, Session: session, Node: "n1", Identity: "claims-agent", Resource: "patients",
-			Command: &Command{ID: 3, Protocol: "simple", SQL: "DROP TABLE patients", Classes: []string{"ddl"}, Decision: "deny", Reason: "ddl not granted"}},
+			Command: &Command{ID: 3, Protocol: ProtocolPostgres, Postgres: &PostgresCommand{Flow: FlowSimple, SQL: "DROP TABLE patients"}, Classes: []string{"ddl"}, Decision: "deny", Reason: "ddl not granted"}},
 		{Time: at(9), Kind: KindSessionEnd, Session: session, Node: "n1", Identity: "claims-agent", Resource: "patients",
 			End: &SessionEnd{Reason: "terminate", Commands: 3, DurationUS: 9000}},
 	}
@@ -133,7 +133,7 @@ func TestSealSetsChainFields(t *testing.T) {
 		t.Fatalf("sealed event 0: %+v", ev)
 	}
 	buf := make([]byte, 0, 4096)
-	second, err := c.Seal(buf, &Event{Time: t0, Kind: KindCommand, Command: &Command{ID: 1, SQL: "SELECT 1 < 2 AND 'a' <> 'b' & 'c'"}})
+	second, err := c.Seal(buf, &Event{Time: t0, Kind: KindCommand, Command: &Command{ID: 1, Protocol: ProtocolPostgres, Postgres: &PostgresCommand{SQL: "SELECT 1 < 2 AND 'a' <> 'b' & 'c'"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestWrongSessionIsRejected(t *testing.T) {
 
 func TestEventAfterEndIsRejected(t *testing.T) {
 	events := sampleEvents(testSession)
-	events = append(events, &Event{Time: t0, Kind: KindCommand, Command: &Command{ID: 9, SQL: "SELECT 1"}})
+	events = append(events, &Event{Time: t0, Kind: KindCommand, Command: &Command{ID: 9, Protocol: ProtocolPostgres, Postgres: &PostgresCommand{SQL: "SELECT 1"}}})
 	file, _ := buildRecording(t, testSession, events)
 	_, sum, err := verifyAll(t, file, testSession, true)
 	if ce := chainError(t, err); ce.Index != uint64(len(events)-1) || !sum.Closed {
@@ -437,8 +437,9 @@ func TestHugeLengthDoesNotAllocate(t *testing.T) {
 func benchEvents() map[string]*Event {
 	return map[string]*Event{
 		"command": {Time: t0, Kind: KindCommand, Session: testSession, Node: "n1", Identity: "claims-agent", Resource: "patients",
-			Command: &Command{ID: 7, Protocol: "extended", SQL: "SELECT id, name, ssn, dob FROM patients WHERE clinic = $1 AND updated_at > $2",
-				Params: []Param{{Value: "42"}, {Value: "2026-11-01"}}, Classes: []string{"read"}, Decision: "allow", Rule: "agents-read"}},
+			Command: &Command{ID: 7, Protocol: ProtocolPostgres, Postgres: &PostgresCommand{Flow: FlowExtended, Step: StepExecute,
+				SQL:    "SELECT id, name, ssn, dob FROM patients WHERE clinic = $1 AND updated_at > $2",
+				Params: []Param{{Value: "42"}, {Value: "2026-11-01"}}}, Classes: []string{"read"}, Decision: "allow", Rule: "agents-read"}},
 		"result": {Time: t0, Kind: KindResult, Session: testSession, Node: "n1", Identity: "claims-agent", Resource: "patients",
 			Result: &Result{Command: 7, Tag: "SELECT 25", Rows: 25, Bytes: 4096, DurationUS: 850, Masked: []MaskedColumn{
 				{Column: "name", Source: "public.patients.name", Rule: "person-name", Action: "pseudonym", Values: 25},

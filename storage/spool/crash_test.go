@@ -127,7 +127,7 @@ func crashAndRecover(t *testing.T, segment int64, losePageCache bool, kill int) 
 		}
 	}
 	for id, last := range acked {
-		f, err := OpenFile(dir, id)
+		f, err := DirStore{Dir: dir}.Open(context.Background(), id)
 		if err != nil {
 			t.Fatalf("acknowledged session %s: %v", id, err)
 		}
@@ -143,12 +143,43 @@ func crashAndRecover(t *testing.T, segment int64, losePageCache bool, kill int) 
 			t.Fatalf("session %s neither closed nor recovered", id)
 		}
 	}
+	// A shipper starting now finds every session whose Close returned and
+	// none that the crash left open; the feed reports those as they close.
+	feed := s.WatchClosed()
+	defer feed.Stop()
+	final, err := s.ClosedSessions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	isFinal := make(map[string]bool)
+	for _, id := range final {
+		isFinal[id] = true
+		if recovered[id] {
+			t.Errorf("session %s is listed as recovered and as closed", id)
+		}
+	}
+	for id := range closed {
+		if !isFinal[id] {
+			t.Errorf("session %s was closed but is not listed as closed", id)
+		}
+	}
 	r := start(t, s)
 	for id := range recovered {
 		endRecovered(t, r, id)
 		verifyFile(t, dir, id, false)
 	}
-	t.Logf("%d sessions acknowledged, %d closed, %d recovered", len(acked), len(closed), len(recovered))
+	nRecovered := len(recovered)
+	reported := collect(t, feed, nRecovered)
+	for _, id := range reported {
+		if !recovered[id] {
+			t.Errorf("feed reported %s, which was not recovered", id)
+		}
+		delete(recovered, id)
+	}
+	if len(recovered) != 0 {
+		t.Errorf("recovered sessions closed but not reported: %v", recovered)
+	}
+	t.Logf("%d sessions acknowledged, %d closed, %d recovered", len(acked), len(closed), nRecovered)
 }
 
 // runAndKill runs TestCrashChild on dir until it has acknowledged n events,

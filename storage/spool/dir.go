@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,28 +9,31 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
+
+	"github.com/phigate/phigate/storage"
 )
 
-// SessionFile describes one recording file in a spool directory.
-type SessionFile struct {
-	ID      string
-	Size    int64
-	ModTime time.Time
+// DirStore reads the recordings of the spool directory Dir, for replay. It
+// only reads, so it is safe while a node runs the spool, in this process or
+// another; a recording is live while a running spool holds the directory.
+type DirStore struct {
+	Dir string
 }
 
-// List returns the recording files in the spool directory dir, sorted by
-// session id. It only reads, so it is safe while a node runs the spool.
-func List(dir string) ([]SessionFile, error) {
-	entries, err := os.ReadDir(filepath.Join(dir, "sessions"))
+// List returns the recordings in the spool directory, sorted by session id.
+func (d DirStore) List(ctx context.Context) ([]storage.RecordingInfo, error) {
+	entries, err := os.ReadDir(filepath.Join(d.Dir, "sessions"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("spool: list: %w", err)
 	}
-	var out []SessionFile
+	var out []storage.RecordingInfo
 	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		id, ok := strings.CutSuffix(e.Name(), ".rec")
 		if !ok || !validID(id) || !e.Type().IsRegular() {
 			continue
@@ -38,25 +42,28 @@ func List(dir string) ([]SessionFile, error) {
 		if err != nil {
 			continue // removed meanwhile
 		}
-		out = append(out, SessionFile{ID: id, Size: fi.Size(), ModTime: fi.ModTime()})
+		out = append(out, storage.RecordingInfo{ID: id, Size: fi.Size()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
-// OpenFile opens the recording of sessionID in the spool directory dir for
-// reading. It is safe while a node runs the spool; the last frame of a live
-// session may then be incomplete.
-func OpenFile(dir, sessionID string) (*os.File, error) {
+// Open opens the recording of sessionID. The last frame of a live session
+// may be incomplete.
+func (d DirStore) Open(ctx context.Context, sessionID string) (*storage.Stream, error) {
 	if !validID(sessionID) {
-		return nil, fmt.Errorf("%w: %q", ErrNotFound, sessionID)
+		return nil, fmt.Errorf("spool: %w: %q", storage.ErrNotFound, sessionID)
 	}
-	f, err := os.Open(filepath.Join(dir, "sessions", sessionID+".rec"))
+	live, err := inUse(d.Dir)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(d.Dir, "sessions", sessionID+".rec"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, sessionID)
+		return nil, fmt.Errorf("spool: %w: %s", storage.ErrNotFound, sessionID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	return f, nil
+	return &storage.Stream{ReadCloser: f, Live: live}, nil
 }

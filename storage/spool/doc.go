@@ -46,6 +46,36 @@
 // Recovered, for the caller to end with a session.end event of reason
 // "recovered" (Reopen, record.Resume on Log.Last, Append, Close).
 //
+// # Closed recordings
+//
+// A consumer that ships recordings elsewhere (the uploader) learns which
+// are final, closed and durable, without polling the directory and without
+// ever slowing the commit path:
+//
+//   - WatchClosed starts a ClosedFeed. Log.Close, once the session file is
+//     synced and the close is durable in the journal, appends the session
+//     id to every feed's list and signals its Ready channel (one pending
+//     wake-up, never a blocking send). Sessions left open by a crash are
+//     reported when the node closes them after recovery.
+//   - The consumer takes the list with Take whenever Ready fires. A feed
+//     keeps at most 4096 ids between Takes; a consumer further behind is
+//     not sent the rest but told to rescan, so the spool's memory stays
+//     bounded and nothing is lost.
+//   - ClosedSessions lists every final recording in the directory, from
+//     this run or earlier ones: what a consumer calls at start (after
+//     WatchClosed, so that nothing closes unseen between the two) and on
+//     a rescan. The feed lives in memory only: what closed while no
+//     consumer ran is found this way.
+//
+// Delivery is at least once: a session closing while a consumer starts, or
+// before a crash of the consumer, is reported again. Shipping must be
+// idempotent (a recording's bytes never change once final).
+//
+// # Reading
+//
+// DirStore reads a spool directory's recordings for replay, from this
+// process or another, while a node runs or not.
+//
 // # Failure
 //
 // The spool is fail-closed. If a write or an fdatasync fails (disk full,

@@ -80,8 +80,6 @@ func (l *Log) append(frame []byte, lazy bool) (LSN, error) {
 	l.last = l.size
 	l.size += int64(len(frame))
 	l.lastLSN = s.lsn
-	s.appends++
-	s.bytes += uint64(len(frame))
 	lsn := s.lsn
 	kick := !b.kicked && !lazy
 	if kick {
@@ -201,6 +199,9 @@ func (l *Log) Close(ctx context.Context) error {
 	}
 	l.fmu.Unlock()
 	l.forget()
+	// The recording is final: synced, and its close durable in the
+	// journal (even if closing the descriptor failed).
+	s.closed.publish(l.id)
 	if err != nil {
 		return fmt.Errorf("spool: close session %s: %w", l.id, err)
 	}

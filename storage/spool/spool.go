@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -69,15 +68,6 @@ type Config struct {
 	LazyDelay time.Duration
 }
 
-// Stats counts what the spool did since Open.
-type Stats struct {
-	Appends      uint64 // frames appended
-	Bytes        uint64 // frame bytes appended
-	Commits      uint64 // group commits: one journal write and fdatasync each
-	SessionSyncs uint64 // fdatasyncs of session files (at Close and at checkpoints)
-	Checkpoints  uint64 // segment rolls whose older segment was recycled
-}
-
 // Spool makes the frames of every session on a node durable with one
 // journal and group commit, and keeps one readable file per session. See
 // the package documentation for the design.
@@ -100,8 +90,6 @@ type Spool struct {
 	err       error                  // sticky failure, wraps ErrFailed
 	stopped   bool                   // no more appends
 	running   bool
-	appends   uint64
-	bytes     uint64
 
 	durable atomic.Uint64 // every record ending at or before this LSN is durable
 	kick    chan struct{} // an empty batch became non-empty
@@ -127,7 +115,12 @@ type Spool struct {
 
 	created atomic.Bool // a session file was created since the sessions directory was last synced
 
+	// Group commits (one journal write and fdatasync each), fdatasyncs of
+	// session files, and segment rolls whose older segment was recycled:
+	// what tests and benchmarks observe of the commit path.
 	commits, sessionSyncs, checkpoints atomic.Uint64
+
+	closed closedFeeds // sessions whose recording became final, for ClosedFeed
 
 	recoveredIDs []string
 	closeOnce    sync.Once
@@ -257,10 +250,10 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// InUse reports whether a running spool holds dir, without disturbing it.
+// inUse reports whether a running spool holds dir, without disturbing it.
 // A reader uses it to tell a live session (its node is running: the session
 // will be closed or recovered by that node) from one left open by a crash.
-func InUse(dir string) (bool, error) {
+func inUse(dir string) (bool, error) {
 	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -291,17 +284,6 @@ func (s *Spool) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
-}
-
-// Stats returns the spool's counters.
-func (s *Spool) Stats() Stats {
-	s.mu.Lock()
-	st := Stats{Appends: s.appends, Bytes: s.bytes}
-	s.mu.Unlock()
-	st.Commits = s.commits.Load()
-	st.SessionSyncs = s.sessionSyncs.Load()
-	st.Checkpoints = s.checkpoints.Load()
-	return st
 }
 
 func (s *Spool) sessionPath(id string) string { return filepath.Join(s.sessionsDir, id+".rec") }
@@ -374,35 +356,6 @@ func (s *Spool) Reopen(sessionID string) (*Log, error) {
 	delete(s.recovered, sessionID)
 	s.logs[sessionID] = l
 	return l, nil
-}
-
-// Reader opens the recording file of a session for reading. For a session
-// that is open in this spool, live is true and the reader ends at the last
-// frame written to the file so far, never inside a frame.
-func (s *Spool) Reader(sessionID string) (r io.ReadCloser, live bool, err error) {
-	if !validID(sessionID) {
-		return nil, false, fmt.Errorf("%w: %q", ErrNotFound, sessionID)
-	}
-	f, err := os.Open(s.sessionPath(sessionID))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, sessionID)
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("spool: %w", err)
-	}
-	s.mu.Lock()
-	l, live := s.logs[sessionID]
-	_, recovered := s.recovered[sessionID]
-	s.mu.Unlock()
-	if !live {
-		return f, recovered, nil
-	}
-	return readCloser{io.NewSectionReader(f, 0, l.applied.Load()), f}, true, nil
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
 }
 
 func (s *Spool) appendable() error {
