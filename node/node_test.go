@@ -19,6 +19,7 @@ import (
 	"github.com/phigate/phigate/node/cli"
 	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/storage/spool"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -130,7 +131,7 @@ masking: {profiles: {p: {rules: [{column: patients.ssn, action: keep-last-4}]}}}
 	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
 		t.Fatal("session still served after shutdown")
 	}
-	sessions, err := replay.List(ctx, filepath.Join(dir, "data", node.RecordingsSubdir))
+	sessions, err := replay.List(ctx, spool.DirStore{Dir: filepath.Join(dir, "data", node.RecordingsSubdir)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ masking: {profiles: {p: {rules: [{column: patients.ssn, action: keep-last-4}]}}}
 	if code != 0 || !strings.Contains(out.String(), "'123-45-6789'") {
 		t.Fatalf("unseal exit %d:\n%s\n%s", code, out.String(), errOut.String())
 	}
-	audit, err := replay.List(ctx, filepath.Join(data, node.AuditLogSubdir))
+	audit, err := replay.List(ctx, spool.DirStore{Dir: filepath.Join(data, node.AuditLogSubdir)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/phigate/phigate/node"
 	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage/spool"
 )
 
 func newReplayCommand() *cobra.Command {
@@ -28,16 +29,20 @@ node's configuration file) or --data-dir. --list lists every session with its
 status (closed, open, broken).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := recordingsDir(configPath, dataDir, auditLog)
+			data, err := resolveDataDir(configPath, dataDir)
 			if err != nil {
 				return err
+			}
+			store := recordings(data)
+			if auditLog {
+				store = spool.DirStore{Dir: filepath.Join(data, node.AuditLogSubdir)}
 			}
 			out := cmd.OutOrStdout()
 			if list {
 				if len(args) > 0 {
 					return errors.New("--list takes no session id")
 				}
-				sessions, err := replay.List(cmd.Context(), dir)
+				sessions, err := replay.List(cmd.Context(), store)
 				if err != nil {
 					return err
 				}
@@ -46,7 +51,7 @@ status (closed, open, broken).`,
 			if len(args) != 1 {
 				return errors.New("name a session id, or use --list")
 			}
-			err = replay.PrintSession(cmd.Context(), out, dir, args[0], replay.Options{JSON: asJSON})
+			err = replay.PrintSession(cmd.Context(), out, store, args[0], replay.Options{JSON: asJSON})
 			var ce *record.ChainError
 			if errors.As(err, &ce) {
 				return exitError{code: 2, err: fmt.Errorf("session %s: chain broken at event %d: %s", args[0], ce.Index, ce.Reason)}
@@ -62,14 +67,11 @@ status (closed, open, broken).`,
 	return cmd
 }
 
-// recordingsDir finds the spool directory from a config file or a data dir.
-func recordingsDir(configPath, dataDir string, auditLog bool) (string, error) {
-	data, err := resolveDataDir(configPath, dataDir)
-	if err != nil {
-		return "", err
-	}
-	if auditLog {
-		return filepath.Join(data, node.AuditLogSubdir), nil
-	}
-	return filepath.Join(data, node.RecordingsSubdir), nil
+// The node's spool directory is where replay reads recordings today.
+var _ replay.Store = spool.DirStore{}
+
+// recordings is the store of the node's recorded sessions under the data
+// directory data.
+func recordings(data string) replay.Store {
+	return spool.DirStore{Dir: filepath.Join(data, node.RecordingsSubdir)}
 }

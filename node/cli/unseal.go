@@ -1,23 +1,16 @@
 package cli
 
 import (
-	"context"
-	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/phigate/phigate/node"
-	"github.com/phigate/phigate/replay"
-	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/replay/auditlog"
 	"github.com/phigate/phigate/session/proof"
-	"github.com/phigate/phigate/session/record"
-	"github.com/phigate/phigate/storage/spool"
 )
 
 func newKeysCommand() *cobra.Command {
@@ -87,7 +80,13 @@ durable first. If it cannot be recorded, nothing is shown.`,
 			if err != nil {
 				return err
 			}
-			return unseal(cmd.Context(), cmd, data, args[0], priv, auditor, reason)
+			audit, err := auditlog.Open(auditlog.Config{Dir: filepath.Join(data, node.AuditLogSubdir)})
+			if err != nil {
+				return err
+			}
+			_, err = audit.Unseal(cmd.Context(), cmd.OutOrStdout(), recordings(data),
+				auditlog.Request{Session: args[0], Auditor: auditor, Reason: reason, Key: priv})
+			return errors.Join(err, audit.Close())
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "the node's YAML configuration (to find its data directory)")
@@ -96,58 +95,6 @@ durable first. If it cannot be recorded, nothing is shown.`,
 	cmd.Flags().StringVar(&auditor, "auditor", "", "who is unsealing (recorded)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded)")
 	return cmd
-}
-
-// unseal records the intent in the audit log, shows the raw values, then
-// records how many were shown.
-func unseal(ctx context.Context, cmd *cobra.Command, dataDir, sessionID string, priv *ecdh.PrivateKey, auditor, reason string) error {
-	if !session.ValidID(sessionID) {
-		return fmt.Errorf("%q is not a session id", sessionID)
-	}
-	sp, err := spool.Open(spool.Config{Dir: filepath.Join(dataDir, node.AuditLogSubdir)})
-	if err != nil {
-		return fmt.Errorf("open the audit log: %w", err)
-	}
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- sp.Run(runCtx) }()
-	defer func() {
-		stop()
-		<-done
-		sp.Close()
-	}()
-
-	host, _ := os.Hostname()
-	who := auditor
-	if u, err := user.Current(); err == nil {
-		who = fmt.Sprintf("%s (os user %s on %s)", auditor, u.Username, host)
-	}
-	rec, err := session.NewRecorder(sp, "phigate-unseal@"+host).Start(session.NewID(time.Now()))
-	if err != nil {
-		return err
-	}
-	rec.SetSubject(auditor, "")
-	ev := &record.Unseal{Auditor: who, Session: sessionID, Reason: reason}
-	if _, err := rec.Append(&record.Event{Kind: record.KindUnseal, Unseal: ev}); err != nil {
-		return err
-	}
-	if err := rec.Sync(ctx); err != nil {
-		return fmt.Errorf("cannot record the unsealing, so nothing is shown: %w", err)
-	}
-	n, uerr := replay.Unseal(ctx, cmd.OutOrStdout(), filepath.Join(dataDir, node.RecordingsSubdir), sessionID, priv)
-	doneEv := *ev
-	doneEv.Done, doneEv.Values = true, n
-	endReason := "unsealed"
-	if uerr != nil {
-		endReason = "unseal failed"
-	}
-	if _, err := rec.Append(&record.Event{Kind: record.KindUnseal, Unseal: &doneEv}); err != nil {
-		return errors.Join(uerr, err)
-	}
-	if _, err := rec.Append(&record.Event{Kind: record.KindSessionEnd, End: &record.SessionEnd{Reason: endReason}}); err != nil {
-		return errors.Join(uerr, err)
-	}
-	return errors.Join(uerr, rec.Close(ctx))
 }
 
 // resolveDataDir finds the node's data directory from a config file or a flag.
