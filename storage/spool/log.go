@@ -37,13 +37,6 @@ type Log struct {
 // ID is the session identifier.
 func (l *Log) ID() string { return l.id }
 
-// Size is the number of bytes appended to the recording so far.
-func (l *Log) Size() int64 {
-	l.s.mu.Lock()
-	defer l.s.mu.Unlock()
-	return l.size
-}
-
 // Append adds frame to the end of the session's recording and returns the
 // LSN to Wait for before anything that depends on it leaves the node. It
 // copies frame, does not block on I/O and, once the spool's buffers have
