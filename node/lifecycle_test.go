@@ -18,7 +18,9 @@ import (
 
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/node"
+	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/storage/spool"
 )
 
 // TestNewStartsAndWritesNothing: New only reads; what a first start needs
@@ -193,4 +195,21 @@ func TestReload(t *testing.T) {
 		t.Fatalf("Err after a clean run: %v", err)
 	case <-time.After(10 * time.Millisecond):
 	}
+}
+
+// endReasons lists the end reason of every recording in a data directory.
+func endReasons(t *testing.T, data string) []string {
+	t.Helper()
+	sessions, err := replay.List(context.Background(), spool.DirStore{Dir: filepath.Join(data, node.RecordingsSubdir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range sessions {
+		if s.Status != replay.StatusClosed {
+			t.Fatalf("recording %s is %s", s.ID, s.Status)
+		}
+		out = append(out, s.Reason)
+	}
+	return out
 }
