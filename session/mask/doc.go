@@ -99,12 +99,13 @@
 //
 // [Plan.SetProofSink] receives a [Proof] (rule, detector, type, span, raw
 // bytes) for every masked value or span, valid only during the call;
-// without a sink nothing is collected. A [Sealer] holds one session's data
-// key ([NewDataKey]): it gives a keyed hash of a raw value and seals raw
-// bytes with AES-256-GCM. The proof itself is session/proof's: it batches
-// Proofs into mask.proof events and seals the data key with HPKE to the
-// auditors' public key. Nodes hold only that public key, and a data key
-// only while its session lasts.
+// without a sink nothing is collected. That is all of the proof this
+// package holds: no data key, no hashing or sealing of raw values. The
+// proof itself is session/proof's: a per-session data key, the keyed hash
+// of each raw value, the sealing of raw values (AES-256-GCM), the batching
+// of Proofs into mask.proof events and the sealing of the data key with
+// HPKE to the auditors' public key. Nodes hold only that public key, and a
+// data key only while its session lasts.
 //
 // # Out of scope
 //

@@ -2,10 +2,16 @@
 // masked, which rule did it and the raw value, sealed so that only an auditor
 // can read it.
 //
-// Each session gets a random data key. Raw values are sealed under it
-// (mask.Sealer: AES-256-GCM); the data key itself is sealed with HPKE (RFC
-// 9180, X25519, HKDF-SHA256, AES-256-GCM) to the auditors' public key and
-// recorded once per session (a mask.key event). Nodes hold only the public
+// session/mask only describes what it masked: a [mask.Proof] per masked
+// value or span, handed to the sink set with mask.Plan.SetProofSink. All of
+// the proof's cryptography is here. Each session gets a random data key.
+// Raw values are sealed under it (seal.go: AES-256-GCM with counter nonces,
+// the session id in the associated data) and each gets a keyed hash
+// (HMAC-SHA256 under a key derived from the data key), so a claimed raw
+// value can be checked without unsealing. The data key itself is sealed with HPKE (RFC 9180,
+// X25519, HKDF-SHA256, AES-256-GCM) to the auditors' public key and recorded
+// once per session (a mask.key event). A [Collector] turns Proofs into
+// those events; an [Opener] reads them back. Nodes hold only the public
 // key: a compromised node cannot unseal what it recorded. `phigate unseal`
 // holds the private key, and records that it was used before it shows
 // anything.
@@ -124,7 +130,7 @@ type Collector struct {
 	auditor *ecdh.PublicKey
 	emit    func(*record.Event) error
 
-	sealer  *mask.Sealer
+	sealer  *sealer
 	pending record.MaskProof
 	raw     []byte // length-prefixed raw spans of the pending batch
 	rules   map[record.ProofRule]int
@@ -170,14 +176,14 @@ func (c *Collector) Add(cmd uint64, p *mask.Proof) {
 		c.pending.Rules = append(c.pending.Rules, rule)
 	}
 	c.pending.Spans = append(c.pending.Spans, [4]int64{c.Row, int64(idx), int64(p.Start), int64(p.End)})
-	h := c.sealer.HashRaw(p.Raw)
+	h := c.sealer.hashRaw(p.Raw)
 	c.pending.RawHMAC = append(c.pending.RawHMAC, h[:]...)
 	c.raw = binary.AppendUvarint(c.raw, uint64(len(p.Raw)))
 	c.raw = append(c.raw, p.Raw...)
 }
 
 func (c *Collector) start() error {
-	dataKey, err := mask.NewDataKey(rand.Reader)
+	dataKey, err := newDataKey(rand.Reader)
 	if err != nil {
 		return err
 	}
@@ -185,7 +191,7 @@ func (c *Collector) start() error {
 	if err != nil {
 		return err
 	}
-	if c.sealer, err = mask.NewSealer(dataKey, c.session); err != nil {
+	if c.sealer, err = newSealer(dataKey, c.session); err != nil {
 		return err
 	}
 	clear(dataKey)
@@ -200,7 +206,7 @@ func (c *Collector) Flush() error {
 	if len(c.pending.Spans) == 0 {
 		return nil
 	}
-	c.pending.Sealed = c.sealer.Seal(c.pending.Sealed[:0], c.raw)
+	c.pending.Sealed = c.sealer.seal(c.pending.Sealed[:0], c.raw)
 	err := c.emit(&record.Event{Kind: record.KindMaskProof, Proof: &c.pending})
 	// The event was encoded by emit: reuse the buffers.
 	clear(c.raw)
@@ -215,7 +221,7 @@ func (c *Collector) Flush() error {
 
 // Opener unseals the raw values of one recorded session.
 type Opener struct {
-	sealer *mask.Sealer
+	sealer *sealer
 }
 
 // NewOpener unwraps a session's data key (from its mask.key event) with the
@@ -228,7 +234,7 @@ func NewOpener(auditor *ecdh.PrivateKey, key *record.MaskKey, sessionID string) 
 	if err != nil {
 		return nil, err
 	}
-	s, err := mask.NewSealer(dataKey, sessionID)
+	s, err := newSealer(dataKey, sessionID)
 	clear(dataKey)
 	if err != nil {
 		return nil, err
@@ -237,9 +243,10 @@ func NewOpener(auditor *ecdh.PrivateKey, key *record.MaskKey, sessionID string) 
 }
 
 // Open returns the raw bytes of every span of a mask.proof event, in span
-// order, each checked against its keyed hash.
+// order, each checked against its keyed hash. Sealed bytes that do not open
+// under the session's data key give [ErrUnseal].
 func (o *Opener) Open(p *record.MaskProof) ([][]byte, error) {
-	blob, err := o.sealer.Open(nil, p.Sealed)
+	blob, err := o.sealer.open(nil, p.Sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +260,7 @@ func (o *Opener) Open(p *record.MaskProof) ([][]byte, error) {
 			return nil, errors.New("proof: sealed data is malformed")
 		}
 		raws[i], blob = blob[k:k+int(n)], blob[k+int(n):]
-		sum := o.sealer.HashRaw(raws[i])
+		sum := o.sealer.hashRaw(raws[i])
 		if string(sum[:]) != string(p.RawHMAC[32*i:32*i+32]) {
 			return nil, fmt.Errorf("proof: span %d does not match its recorded hash", i)
 		}
