@@ -63,9 +63,9 @@ type conn struct {
 	// because nothing it does can change data and none of its output
 	// leaves before the event is durable.
 	writeAhead bool
-	// cmdLSN is the spool position of the latest command (or COPY data)
+	// cmdPos is the recording position of the latest command (or COPY data)
 	// event: no output goes to the agent before it is durable.
-	cmdLSN atomic.Uint64
+	cmdPos atomic.Uint64
 
 	fe frontendState
 	be backendState
@@ -206,7 +206,7 @@ func (c *conn) relay(ctx context.Context) {
 	if c.writeAhead {
 		toUpstream = func() error { return c.rec.Sync(ctx) }
 	}
-	toClient := func() error { return c.rec.Wait(ctx, session.Position(c.cmdLSN.Load())) }
+	toClient := func() error { return c.rec.Wait(ctx, session.Position(c.cmdPos.Load())) }
 	c.fe.uout = newOutBuf("upstream", c.up.conn, bufSize, toUpstream)
 	c.be.cout = newOutBuf("client", c.client, bufSize, toClient)
 

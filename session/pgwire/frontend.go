@@ -317,7 +317,7 @@ func (c *conn) appendCommand(rc *record.Command) error {
 	if err != nil {
 		return c.recordingFailed(err)
 	}
-	c.cmdLSN.Store(uint64(lsn))
+	c.cmdPos.Store(uint64(lsn))
 	return nil
 }
 
@@ -689,6 +689,6 @@ func (c *conn) onCopyData(body []byte) error {
 	if err != nil {
 		return c.recordingFailed(err)
 	}
-	c.cmdLSN.Store(uint64(lsn))
+	c.cmdPos.Store(uint64(lsn))
 	return c.fe.uout.write(c.fe.cin.raw)
 }
