@@ -1,7 +1,7 @@
 package session
 
 import (
-		"crypto/ecdh"
+	"crypto/ecdh"
 	"crypto/tls"
 	"errors"
 	"sync/atomic"

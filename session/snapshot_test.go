@@ -28,9 +28,9 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	return &world{
-		tokens: []identity.StaticToken{{Identity: identity.Identity{Name: "bot", Kind: identity.KindAgent, Groups: []string{"g"}}, SHA256: identity.HashToken("tok")}},
-		res:    resource.Resource{Name: "db", Address: "h:5432", Database: "d", User: "u", Password: resource.NewSecret("pw")},
-		grants: []policy.Grant{{Name: "read", Groups: []string{"g"}, Resources: []string{"db"}, Allow: []policy.Class{policy.Read, policy.Write}, Masking: "p"}},
+		tokens:  []identity.StaticToken{{Identity: identity.Identity{Name: "bot", Kind: identity.KindAgent, Groups: []string{"g"}}, SHA256: identity.HashToken("tok")}},
+		res:     resource.Resource{Name: "db", Address: "h:5432", Database: "d", User: "u", Password: resource.NewSecret("pw")},
+		grants:  []policy.Grant{{Name: "read", Groups: []string{"g"}, Resources: []string{"db"}, Allow: []policy.Class{policy.Read, policy.Write}, Masking: "p"}},
 		profile: p,
 	}
 }
