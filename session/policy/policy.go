@@ -1,11 +1,17 @@
-// Package policy decides who may use which resource and which statements
-// they may run there. It is pure: decisions are functions of the policy, the
-// identity and the classified request, with no I/O and no clock.
+// Package policy decides who may use which resource and what they may do
+// there, in terms every protocol shares: classes of operation (read, write,
+// ddl, admin, export, import; tx and session always pass), the Actions a
+// proxy classifies a request into (session/sqlclass does it for SQL), and
+// the upstream access Level a grant needs. It is pure: decisions are
+// functions of the policy, the identity and the classified request, with no
+// I/O and no clock; it must never learn a protocol's syntax.
 //
 // Access is denied by default. Grants are evaluated in configuration order;
 // the first grant that matches the identity and the resource admits the
-// session and decides, for the whole session, which statement classes it may
-// run and which masking profile applies to its results.
+// session and decides which classes it may run and which masking profile
+// applies to its results. A new policy revision is judged again for live
+// sessions (session.Snapshot.Readmit); approval-required rules will extend
+// Decision.
 package policy
 
 import (
