@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/internal/synth"
 	"github.com/phigate/phigate/session/identity"
@@ -131,6 +133,11 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 	d.psql("nightly-etl (CI) updates a phone number as phigate_write: allowed, recorded with its text", "nightly-etl",
 		"UPDATE patients SET phone = '+1 555 0100' WHERE id = 2 RETURNING id, phone, current_user")
 	d.psqlToken("someone presents a stolen-looking token: refused (28P01), recorded", "claims-agent", "phg_not-a-real-token")
+
+	step("An operator rotates nightly-etl's token and reloads the node (SIGHUP): its open session ends at once, recorded; the old token no longer logs in")
+	if err := d.revokeLive(ctx, cfgFile, node); err != nil {
+		return err
+	}
 
 	step("Stopping the node (every session records its end first)")
 	if err := node.stop(); err != nil {
@@ -257,6 +264,57 @@ func (d *demo) startNode(ctx context.Context, cfgFile string) (*nodeProc, error)
 	}
 	fmt.Printf("  node listening on 127.0.0.1:%d (TLS with a development certificate); config %s\n", d.port, cfgFile)
 	return n, nil
+}
+
+// revokeLive holds a nightly-etl session open, rotates its token in the
+// configuration, sends the node SIGHUP and shows what the open session and
+// the old token then get.
+func (d *demo) revokeLive(ctx context.Context, cfgFile string, n *nodeProc) error {
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=clinic user=nightly-etl sslmode=require password=%s", d.port, d.tokens["nightly-etl"])
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("open a nightly-etl session: %w", err)
+	}
+	defer conn.Close(ctx)
+	var who string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil {
+		return err
+	}
+	fmt.Printf("  nightly-etl holds a session open (upstream as %s)\n", who)
+	b, err := os.ReadFile(cfgFile)
+	if err != nil {
+		return err
+	}
+	old := identity.HashToken(d.tokens["nightly-etl"])
+	rotated := strings.Replace(string(b), old, identity.HashToken("phg_"+secret()), 1)
+	if rotated == string(b) {
+		return errors.New("nightly-etl's token is not in the configuration")
+	}
+	if err := os.WriteFile(cfgFile, []byte(rotated), 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("$ kill -HUP %d   # after writing a new token_sha256 for nightly-etl into %s\n", n.cmd.Process.Pid, filepath.Base(cfgFile))
+	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		log, _ := os.ReadFile(n.log.Name())
+		if strings.Contains(string(log), "state reloaded") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the node did not reload:\n%s", log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err = conn.Exec(ctx, "UPDATE patients SET phone = '+1 555 0199' WHERE id = 2")
+	if err == nil {
+		return errors.New("the revoked session still ran a command")
+	}
+	fmt.Printf("  the open session's next command gets: %v\n", err)
+	d.psqlToken("nightly-etl's old token: refused (28P01)", "nightly-etl", d.tokens["nightly-etl"])
+	return nil
 }
 
 func (n *nodeProc) stop() error {
