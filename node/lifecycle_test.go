@@ -174,8 +174,8 @@ func TestReload(t *testing.T) {
 	}
 	_, err = conn.Exec(ctx, "SELECT 1")
 	var pe *pgconn.PgError
-	if err == nil || (errors.As(err, &pe) && pe.Code != "57P01") {
-		t.Fatalf("the revoked session: %v, want 57P01", err)
+	if err == nil || (errors.As(err, &pe) && pe.Code != "42501") {
+		t.Fatalf("the revoked session: %v, want 42501", err)
 	}
 	if _, err := pgx.Connect(ctx, dsn); err == nil || !strings.Contains(err.Error(), "28P01") {
 		t.Fatalf("the removed token still logs in: %v", err)

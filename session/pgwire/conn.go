@@ -271,9 +271,11 @@ func (c *conn) stop(reason string) {
 
 // revoke ends the session because the node's state no longer admits it
 // (session.ErrRevoked says why; the reason is recorded in session.end and
-// told to the agent, as pg_terminate_backend's 57P01 is).
+// told to the agent). The code is 42501, not 57P01: a client that sees
+// 57P01 may take it for a restart and reconnect at once, while this is a
+// refusal of access.
 func (c *conn) revoke(err error) {
-	c.setFatal(pgError("FATAL", codeAdminShutdown, "terminating connection: phigate "+err.Error()), err.Error())
+	c.setFatal(pgError("FATAL", codeInsufficientPriv, "terminating connection: phigate "+err.Error()), err.Error())
 	c.hangUp()
 }
 

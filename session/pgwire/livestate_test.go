@@ -99,15 +99,15 @@ func (g *gateway) auditRows(t *testing.T) int {
 }
 
 // wantRevoked checks that err is the session's end for a revocation: the
-// server's 57P01, naming why, or the connection closed after it.
+// FATAL 42501, naming why, or the connection closed after it.
 func wantRevoked(t *testing.T, err error, why string) {
 	t.Helper()
 	if err == nil {
 		t.Fatal("the session went on after its access was revoked")
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && (pe.Code != "57P01" || !strings.Contains(pe.Message, why)) {
-		t.Fatalf("error %v, want 57P01 naming %q", err, why)
+	if errors.As(err, &pe) && (pe.Code != "42501" || !strings.Contains(pe.Message, why)) {
+		t.Fatalf("error %v, want 42501 naming %q", err, why)
 	}
 }
 
