@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -67,7 +69,11 @@ type Config struct {
 	} `yaml:"log"`
 
 	Identities struct {
+		// Tokens are static tokens, by hash. Empty: none.
 		Tokens []TokenConfig `yaml:"tokens"`
+		// OIDC lists the issuers whose JWTs agents may present as their
+		// token (beside static tokens). Empty: none.
+		OIDC []OIDCConfig `yaml:"oidc"`
 	} `yaml:"identities"`
 
 	Resources []ResourceConfig `yaml:"resources"`
@@ -85,6 +91,66 @@ type TokenConfig struct {
 	Groups []string `yaml:"groups"`
 	// TokenSHA256 is the hex SHA-256 of the token (`phigate token hash`).
 	TokenSHA256 string `yaml:"token_sha256"`
+	// Clients are the client address ranges (CIDR, or a bare address)
+	// the token may be presented from; from elsewhere it is refused as an
+	// invalid token. Empty: any address.
+	Clients []string `yaml:"clients"`
+}
+
+// OIDCConfig is one trusted OpenID Connect issuer: agents present one of
+// its JWTs as their PostgreSQL password. Its keys are discovered from
+// Issuer (/.well-known/openid-configuration, then jwks_uri) over HTTPS
+// only, on first use, and fetched again for an unknown kid or after an
+// hour, at most once per 10 s; a reload keeps the keys of an issuer whose
+// issuer and ca_file did not change. Tokens must be RS256, ES256 or EdDSA,
+// with a kid, an exp, and nbf and iat (when present) that have passed.
+type OIDCConfig struct {
+	// Issuer is the issuer's URL (https), exactly as tokens' iss says it.
+	// Required.
+	Issuer string `yaml:"issuer"`
+	// Audience must be one of a token's aud values. Required.
+	Audience string `yaml:"audience"`
+	// CAFile is a PEM file of the CAs to trust for the issuer's HTTPS
+	// (a private issuer). Empty: the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// NameClaim is the claim holding the identity's name, which grants'
+	// identities refer to. Empty: "sub". Names share one namespace with
+	// static tokens' names: the issuer is trusted to assert any of them.
+	NameClaim string `yaml:"name_claim"`
+	// KindClaim is a claim holding the kind (agent, ci, human); Kind is a
+	// fixed kind for all the issuer's tokens. Set exactly one.
+	KindClaim string `yaml:"kind_claim"`
+	Kind      string `yaml:"kind"`
+	// GroupsClaim is a claim holding an array of strings, the identity's
+	// groups; a token without the claim has none. Empty: no groups.
+	GroupsClaim string `yaml:"groups_claim"`
+	// Clients are the client address ranges (CIDR, or a bare address) the
+	// issuer's tokens may be presented from. Empty: any address.
+	Clients []string `yaml:"clients"`
+	// ClockSkew is how far exp, nbf and iat may be off ("30s"). Zero:
+	// 30 s; at most 5m.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+}
+
+// parseClients reads a clients list: CIDR ranges without host bits, or
+// bare addresses (a range of one).
+func parseClients(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR range or an address", s)
+		}
+		if p.Masked() != p {
+			return nil, fmt.Errorf("%q has host bits set (did you mean %v?)", s, p.Masked())
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // ResourceConfig is a protected PostgreSQL database.

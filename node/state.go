@@ -13,6 +13,7 @@ import (
 
 	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/session/identity/oidc"
 	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/pgwire"
 	"github.com/phigate/phigate/session/policy"
@@ -37,16 +38,9 @@ type compiledProfile struct {
 // Every error is wrapped with where in cfg it is.
 func buildSnapshot(cfg *Config, prev map[string]compiledProfile) (*session.Snapshot, map[string]compiledProfile, error) {
 	snap := &session.Snapshot{}
-	var tokens []identity.StaticToken
-	for _, t := range cfg.Identities.Tokens {
-		tokens = append(tokens, identity.StaticToken{
-			Identity: identity.Identity{Name: t.Name, Kind: identity.Kind(t.Kind), Groups: t.Groups},
-			SHA256:   t.TokenSHA256,
-		})
-	}
-	auth, err := identity.NewStaticTokens(tokens)
+	auth, err := buildAuth(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("node: %w", err)
+		return nil, nil, err
 	}
 	snap.Auth = auth
 
@@ -96,6 +90,51 @@ func buildSnapshot(cfg *Config, prev map[string]compiledProfile) (*session.Snaps
 		return nil, nil, err
 	}
 	return snap, profiles, nil
+}
+
+// buildAuth builds the authenticator of cfg's identities: the static
+// tokens, and when issuers are configured, the OIDC authenticator beside
+// them. It fetches nothing (an issuer's keys are fetched on first use, and
+// an issuer unchanged since the last build keeps the keys it had).
+func buildAuth(cfg *Config) (identity.Authenticator, error) {
+	var tokens []identity.StaticToken
+	for i, t := range cfg.Identities.Tokens {
+		clients, err := parseClients(t.Clients)
+		if err != nil {
+			return nil, fmt.Errorf("node: identities.tokens[%d] (%q).clients: %w", i, t.Name, err)
+		}
+		tokens = append(tokens, identity.StaticToken{
+			Identity: identity.Identity{Name: t.Name, Kind: identity.Kind(t.Kind), Groups: t.Groups},
+			SHA256:   t.TokenSHA256,
+			Clients:  clients,
+		})
+	}
+	static, err := identity.NewStaticTokens(tokens)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if len(cfg.Identities.OIDC) == 0 {
+		return static, nil
+	}
+	var issuers []oidc.Issuer
+	for i, oc := range cfg.Identities.OIDC {
+		clients, err := parseClients(oc.Clients)
+		if err != nil {
+			return nil, fmt.Errorf("node: identities.oidc[%d].clients: %w", i, err)
+		}
+		issuers = append(issuers, oidc.Issuer{
+			URL: oc.Issuer, Audience: oc.Audience, CAFile: oc.CAFile,
+			NameClaim: oc.NameClaim, KindClaim: oc.KindClaim, Kind: identity.Kind(oc.Kind), GroupsClaim: oc.GroupsClaim,
+			Clients: clients, ClockSkew: oc.ClockSkew,
+		})
+	}
+	jwt, err := oidc.New(oidc.Config{Issuers: issuers})
+	if ce := (*oidc.ConfigError)(nil); errors.As(err, &ce) {
+		return nil, fmt.Errorf("node: identities.oidc[%d].%s: %w", ce.Issuer, ce.Field, ce.Err)
+	} else if err != nil {
+		return nil, fmt.Errorf("node: identities.oidc: %w", err)
+	}
+	return identity.Combine(static, jwt), nil
 }
 
 // buildResource turns a resource's configuration into a validated

@@ -4,7 +4,8 @@
 //   - only cluster/ depends on etcd or memberlist, besides node, node/cli
 //     and node/cmd/..., which wire it in;
 //   - the pure packages ([Pure]) reach no network (net, net/..., crypto/tls,
-//     imported by the package or by any non-standard package it depends on),
+//     imported by the package or by any non-standard package it depends on;
+//     net/netip is fine: its address values open nothing),
 //     no file system (os, io/fs, io/ioutil, path/filepath, imported by the
 //     package or by any package of this module it depends on; embed is
 //     fine) and no clock (no call or reference to time.Now, time.Sleep,

@@ -140,6 +140,25 @@ func TestCheckFindsViolations(t *testing.T) {
 			want:  []string{RulePureFS + " | session/mask -> path/filepath"},
 		},
 		{
+			name:  "pure imports net/netip (address values, no sockets)",
+			extra: []string{"session/identity: std:fmt std:log/slog std:net/netip"},
+		},
+		{
+			name:  "pure imports net/http through a subpackage of its own",
+			extra: []string{"session/identity: std:fmt session/identity/oidc", "session/identity/oidc: std:net/http"},
+			want: []string{
+				RulePureNet + " | session/identity -> session/identity/oidc -> net/http",
+				RulePureNet + " | session/lineage -> session/sqlclass -> session/policy -> session/identity -> session/identity/oidc -> net/http",
+				RulePureNet + " | session/policy -> session/identity -> session/identity/oidc -> net/http",
+				RulePureNet + " | session/resource -> session/policy -> session/identity -> session/identity/oidc -> net/http",
+				RulePureNet + " | session/sqlclass -> session/policy -> session/identity -> session/identity/oidc -> net/http",
+			},
+		},
+		{
+			name:  "a subpackage of a pure package is not pure",
+			extra: []string{"session/identity/oidc: session/identity std:net/http std:os std:crypto/tls"},
+		},
+		{
 			name:  "a standard package importing net does not count",
 			extra: []string{"session/mask: std:embed std:crypto/x509"},
 		},
@@ -303,6 +322,7 @@ func TestCheckSourceClean(t *testing.T) {
 
 import (
 	"embed"
+	"net/netip"
 	"time"
 )
 
@@ -311,6 +331,9 @@ var data embed.FS
 
 // Age is computed from a time the caller read.
 func Age(born, now time.Time) time.Duration { return now.Sub(born) }
+
+// Local compares an address the caller read.
+func Local(a netip.Addr) bool { return a.IsLoopback() }
 `
 	vs, err := CheckSource("x.go", []byte(src))
 	if err != nil || len(vs) != 0 {

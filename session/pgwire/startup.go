@@ -284,7 +284,7 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 		return c.refuse(ctx, nil, codeProtocolViolation, "invalid password packet")
 	}
 	snap := s.cfg.State.Load()
-	id, err := snap.Auth.Authenticate(ctx, identity.Credentials{User: user, Token: string(token)})
+	id, err := snap.Auth.Authenticate(ctx, identity.Credentials{User: user, Token: string(token), Client: identity.ClientAddr(c.client.RemoteAddr())})
 	if err != nil {
 		reason := "invalid token"
 		if !errors.Is(err, identity.ErrInvalidToken) {
