@@ -76,7 +76,7 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 		return nil, errors.New("node: id not set and no host name")
 	}
 	n.log = logger.With("node", n.id)
-	snap, profiles, err := buildSnapshot(cfg, nil)
+	snap, profiles, err := buildSnapshot(cfg, nil, n.log)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +272,7 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) Reload(cfg *Config) (uint64, error) {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
-	snap, profiles, err := buildSnapshot(cfg, n.profiles)
+	snap, profiles, err := buildSnapshot(cfg, n.profiles, n.log)
 	if err != nil {
 		return 0, err
 	}

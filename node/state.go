@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"reflect"
@@ -36,9 +37,9 @@ type compiledProfile struct {
 // none. prev holds the profiles of the snapshot it replaces (nil at start)
 // and is not changed; the profiles of the new one are returned beside it.
 // Every error is wrapped with where in cfg it is.
-func buildSnapshot(cfg *Config, prev map[string]compiledProfile) (*session.Snapshot, map[string]compiledProfile, error) {
+func buildSnapshot(cfg *Config, prev map[string]compiledProfile, log *slog.Logger) (*session.Snapshot, map[string]compiledProfile, error) {
 	snap := &session.Snapshot{}
-	auth, err := buildAuth(cfg)
+	auth, err := buildAuth(cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,7 +97,7 @@ func buildSnapshot(cfg *Config, prev map[string]compiledProfile) (*session.Snaps
 // tokens, and when issuers are configured, the OIDC authenticator beside
 // them. It fetches nothing (an issuer's keys are fetched on first use, and
 // an issuer unchanged since the last build keeps the keys it had).
-func buildAuth(cfg *Config) (identity.Authenticator, error) {
+func buildAuth(cfg *Config, log *slog.Logger) (identity.Authenticator, error) {
 	var tokens []identity.StaticToken
 	for i, t := range cfg.Identities.Tokens {
 		clients, err := parseClients(t.Clients)
@@ -128,7 +129,7 @@ func buildAuth(cfg *Config) (identity.Authenticator, error) {
 			Clients: clients, ClockSkew: oc.ClockSkew,
 		})
 	}
-	jwt, err := oidc.New(oidc.Config{Issuers: issuers})
+	jwt, err := oidc.New(oidc.Config{Issuers: issuers, Logger: log})
 	if ce := (*oidc.ConfigError)(nil); errors.As(err, &ce) {
 		return nil, fmt.Errorf("node: identities.oidc[%d].%s: %w", ce.Issuer, ce.Field, ce.Err)
 	} else if err != nil {

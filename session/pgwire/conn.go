@@ -161,6 +161,14 @@ func (c *conn) serve(ctx context.Context, st *startup) {
 	c.backendDone = make(chan struct{})
 	c.be.params.DateStyle = c.up.params["DateStyle"]
 
+	if exp := c.ident.Expires; !exp.IsZero() {
+		// A session lives no longer than the credential that opened it.
+		expired := time.AfterFunc(time.Until(exp), func() {
+			c.log.Info("session ended: its token expired")
+			c.revoke(errTokenExpired)
+		})
+		defer expired.Stop()
+	}
 	if err := c.greet(ctx); err != nil {
 		c.setReason("recording failed")
 		c.finish()
@@ -278,6 +286,9 @@ func (c *conn) revoke(err error) {
 	c.setFatal(pgError("FATAL", codeInsufficientPriv, "terminating connection: phigate "+err.Error()), err.Error())
 	c.hangUp()
 }
+
+// errTokenExpired ends a session whose credential expired.
+var errTokenExpired = fmt.Errorf("%w: the token expired", session.ErrRevoked)
 
 // readmit re-checks the session when the node's state has changed since
 // the frontend last looked (one atomic load otherwise), before anything

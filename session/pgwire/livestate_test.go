@@ -286,3 +286,42 @@ func portOf(addr string) string {
 	_, port, _ := net.SplitHostPort(addr)
 	return port
 }
+
+// expiringAuth is the gateway's authenticator with every identity's
+// credential expiring at a fixed time, as a JWT's does.
+type expiringAuth struct {
+	identity.Authenticator
+	expires time.Time
+}
+
+func (a expiringAuth) Authenticate(ctx context.Context, c identity.Credentials) (identity.Identity, error) {
+	id, err := a.Authenticator.Authenticate(ctx, c)
+	id.Expires = a.expires
+	return id, err
+}
+
+// TestSessionEndsWhenItsTokenExpires: a session lives no longer than the
+// credential that opened it, even when nothing else changes.
+func TestSessionEndsWhenItsTokenExpires(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	ctx := context.Background()
+	g.publish(t, false, func(s *session.Snapshot) {
+		s.Auth = expiringAuth{Authenticator: s.Auth, expires: time.Now().Add(1500 * time.Millisecond)}
+	})
+	conn, err := pgx.Connect(ctx, g.dsn("writer-ci", "require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if why := g.endReason(t, 1, "writer-ci"); !strings.Contains(why, "token expired") {
+		t.Fatalf("session.end reason %q", why)
+	}
+	_, err = conn.Exec(ctx, "INSERT INTO audit_log (msg) VALUES ('after expiry')")
+	wantRevoked(t, err, "token expired")
+	if got := g.auditRows(t); got != 0 {
+		t.Fatalf("audit_log has %d rows after the expired session's INSERT", got)
+	}
+}

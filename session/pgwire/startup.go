@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -287,6 +288,11 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 	id, err := snap.Auth.Authenticate(ctx, identity.Credentials{User: user, Token: string(token), Client: identity.ClientAddr(c.client.RemoteAddr())})
 	if err != nil {
 		reason := "invalid token"
+		if re := (*identity.RefusedError)(nil); errors.As(err, &re) && re.Reason != "" {
+			// Why, as the authenticator says it (never the token): an
+			// expired JWT, a client address outside the token's range...
+			reason = "invalid token: " + clip(re.Reason, 200)
+		}
 		if !errors.Is(err, identity.ErrInvalidToken) {
 			reason = "authenticator error"
 			c.log.Warn("authenticate", "err", err)
@@ -587,4 +593,15 @@ func readTyped(r io.Reader, max int) (byte, []byte, error) {
 		return 0, nil, err
 	}
 	return hdr[0], body, nil
+}
+
+// clip cuts s to at most n bytes, at a character boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
