@@ -139,8 +139,11 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if err := n.Start(ctx); err == nil {
-		t.Fatal("a second Start succeeded")
+	if err := n.Start(ctx); !errors.Is(err, node.ErrStarted) {
+		t.Fatalf("a second Start: %v, want ErrStarted", err)
+	}
+	if err := n.Run(ctx); !errors.Is(err, node.ErrStarted) {
+		t.Fatalf("Run on a started node: %v, want ErrStarted", err)
 	}
 	port := n.PostgresAddr().(*net.TCPAddr).Port
 	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=bot password=%s dbname=clinic sslmode=require", port, f.token)

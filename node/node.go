@@ -133,6 +133,10 @@ func (n *Node) PostgresAddr() net.Addr {
 // Revision is the revision of the state snapshot sessions are decided with.
 func (n *Node) Revision() uint64 { return n.state.Load().Revision }
 
+// ErrStarted is returned by Start (and Run) on a node that was started or
+// closed before.
+var ErrStarted = errors.New("node: already started or closed")
+
 // Start opens the recording spool, ends the recordings a crash left open,
 // and serves agents; it returns once they can connect (Ready is closed), or
 // with the error that prevented it, after undoing what it had started.
@@ -145,7 +149,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.mu.Lock()
 	if n.started || n.closed {
 		n.mu.Unlock()
-		return errors.New("node: already started or closed")
+		return ErrStarted
 	}
 	n.started = true
 	n.mu.Unlock()
@@ -251,6 +255,9 @@ func (n *Node) fail(err error) {
 // its end and the spool has flushed: nil when ctx ended it.
 func (n *Node) Run(ctx context.Context) error {
 	if err := n.Start(ctx); err != nil {
+		if errors.Is(err, ErrStarted) {
+			return err // someone else runs it: not ours to close
+		}
 		return errors.Join(err, n.Close())
 	}
 	var runErr error
