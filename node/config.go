@@ -32,6 +32,10 @@ type Config struct {
 		// CleartextLoopback lets clients on loopback send their token
 		// without TLS. False: TLS is always required.
 		CleartextLoopback bool `yaml:"cleartext_loopback"`
+		// API is the address (host:port) of the node's HTTPS API for
+		// operators: /healthz, /readyz and /metrics (Prometheus), served
+		// with the agents' TLS certificate. Empty: no API.
+		API string `yaml:"api"`
 	} `yaml:"listen"`
 
 	TLS struct {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,10 +47,15 @@ type Node struct {
 	ready chan struct{}
 	errc  chan error // background failures, buffered
 
-	mu      sync.Mutex // guards started, closed and pgAddr
+	metrics *metrics // made by New: reloads count before Start
+
+	mu      sync.Mutex // guards started, closed, failed, pgAddr, api and apiAddr
 	started bool
 	closed  bool
+	failed  bool // a background failure was reported (Err)
 	pgAddr  net.Addr
+	api     *http.Server // nil: listen.api is empty
+	apiAddr net.Addr
 
 	// Set by Start before it returns, read by Close after.
 	sp  *spool.Spool
@@ -58,7 +64,7 @@ type Node struct {
 	stopSpool context.CancelFunc
 	spoolDone chan error
 	stopCheck context.CancelFunc
-	bgDone    sync.WaitGroup // the role check, the listener and the spool watcher
+	bgDone    sync.WaitGroup // the role check, the listeners and the spool watcher
 
 	closeOnce sync.Once
 	closeErr  error
@@ -85,6 +91,7 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	}
 	n.profiles = profiles
 	n.state = session.NewState(snap)
+	n.metrics = newMetrics(n.state)
 	return n, nil
 }
 
@@ -119,7 +126,7 @@ func (n *Node) ID() string { return n.id }
 func (n *Node) Ready() <-chan struct{} { return n.ready }
 
 // Err delivers a failure that happened in the background after Start (the
-// spool stopped, a listener failed). The node serves nothing safely after
+// spool stopped, a listener failed); the API's /readyz answers 503 from then. The node serves nothing safely after
 // one: close it.
 func (n *Node) Err() <-chan error { return n.errc }
 
@@ -138,7 +145,7 @@ func (n *Node) Revision() uint64 { return n.state.Load().Revision }
 var ErrStarted = errors.New("node: already started or closed")
 
 // Start opens the recording spool, ends the recordings a crash left open,
-// and serves agents; it returns once they can connect (Ready is closed), or
+// and serves agents and, when listen.api is set, the HTTPS API; it returns once they can connect (Ready is closed), or
 // with the error that prevented it, after undoing what it had started.
 // Once listening, it also checks in the background, for at most a minute,
 // what each resource's upstream roles can really do, and logs a warning
@@ -159,7 +166,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 	}()
 
-	sp, err := spool.Open(spool.Config{Dir: filepath.Join(n.dataDir, RecordingsSubdir), Logger: n.log})
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(n.dataDir, RecordingsSubdir), Logger: n.log, OnCommit: n.metrics.commit})
 	if err != nil {
 		return fmt.Errorf("node: open spool: %w", err)
 	}
@@ -201,6 +208,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		AllowCleartextLoopback: n.cfg.Listen.CleartextLoopback,
 		MaxMessageBytes:        n.cfg.Limits.MaxMessageBytes,
 		Recorder:               recorder,
+		Observer:               n.metrics,
 		Logger:                 n.log,
 	})
 	if err != nil {
@@ -228,7 +236,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.fail(fmt.Errorf("node: postgres listener: %w", err))
 		}
 	}()
-	n.log.Info("node ready", "postgres", ln.Addr().String(), "data_dir", n.dataDir, "revision", n.Revision())
+	if err := n.startAPI(); err != nil {
+		return err
+	}
+	n.log.Info("node ready", "postgres", ln.Addr().String(), "api", n.cfg.Listen.API, "data_dir", n.dataDir, "revision", n.Revision())
 	close(n.ready)
 
 	// The role check runs beside serving, bounded, so that an unreachable
@@ -244,6 +255,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 }
 
 func (n *Node) fail(err error) {
+	n.mu.Lock()
+	n.failed = true
+	n.mu.Unlock()
 	select {
 	case n.errc <- err:
 	default:
@@ -280,6 +294,7 @@ func (n *Node) Reload(cfg *Config) (uint64, error) {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
 	snap, profiles, err := buildSnapshot(cfg, n.profiles, n.log)
+	n.metrics.reload(err == nil)
 	if err != nil {
 		return 0, err
 	}
@@ -299,10 +314,12 @@ func (n *Node) Reload(cfg *Config) (uint64, error) {
 }
 
 // Close stops the node and returns once everything it started has
-// stopped. Order: stop accepting on every listener; end every session
-// (each records session.end, "node shutdown"; at most shutdownTimeout is
-// waited for); stop the role check; flush and stop the spool. It is
-// idempotent: later calls return the first call's result.
+// stopped. Order: from the start, the API's /readyz answers 503; stop
+// accepting on every agent listener; end every session (each records
+// session.end, "node shutdown"; at most shutdownTimeout is waited for);
+// stop the role check; flush and stop the spool; last, stop the API (so
+// that health checks see the node drain). It is idempotent: later calls
+// return the first call's result.
 func (n *Node) Close() error {
 	n.closeOnce.Do(n.shutdown)
 	return n.closeErr
@@ -335,6 +352,9 @@ func (n *Node) shutdown() {
 		if err := n.sp.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: close spool: %w", err))
 		}
+	}
+	if err := n.stopAPI(); err != nil {
+		errs = append(errs, err)
 	}
 	n.bgDone.Wait()
 	n.closeErr = errors.Join(errs...)

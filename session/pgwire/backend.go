@@ -476,9 +476,14 @@ func (c *conn) appendResult(cmd *command, tag string, sqlErr *record.SQLError, s
 		}
 	}
 	if plan := cmd.run.plan; plan != nil {
+		var masked int64
 		for _, a := range plan.Applied() {
 			r.Masked = append(r.Masked, record.MaskedColumn{Column: a.Column, Source: a.Source, Derived: a.Derived, Rule: a.Rule,
 				Action: a.Action, Values: a.Values, Scanned: a.Scanned, Passed: a.Passed, Reason: a.Reason})
+			masked += a.Values
+		}
+		if obs := c.srv.cfg.Observer; obs != nil && masked > 0 {
+			obs.Masked(masked)
 		}
 	}
 	if _, err := c.rec.AppendLazy(&record.Event{Kind: record.KindResult, Result: r}); err != nil {

@@ -175,8 +175,15 @@ func (c *conn) serve(ctx context.Context, st *startup) {
 		return
 	}
 	c.log.Info("session started", "resource", c.res.Name, "grant", c.grant.Name)
+	obs := c.srv.cfg.Observer
+	if obs != nil {
+		obs.SessionStarted()
+	}
 	c.relay(ctx)
-	c.finish()
+	reason := c.finish()
+	if obs != nil {
+		obs.SessionEnded(endClass(reason))
+	}
 }
 
 // greet completes the agent's login with the upstream's parameters and a
@@ -377,8 +384,8 @@ func (c *conn) recordInternalError(what string) {
 
 // finish records results for commands that never completed and closes the
 // recording with session.end. Cancels stop routing here first, so none can
-// be recorded after the end.
-func (c *conn) finish() {
+// be recorded after the end. It returns the reason recorded.
+func (c *conn) finish() string {
 	c.srv.keys.release(c)
 	c.mu.Lock()
 	q := c.queue
@@ -397,6 +404,7 @@ func (c *conn) finish() {
 	}
 	c.end(reason)
 	c.log.Info("session ended", "reason", reason, "commands", c.fe.nextCmd)
+	return reason
 }
 
 // end appends session.end and closes the recording. After it, nothing more

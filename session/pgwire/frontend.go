@@ -147,7 +147,9 @@ func (c *conn) recordOversized(typ byte, cause error) {
 	setSQL(rc, prefix)
 	if _, err := c.rec.Append(&record.Event{Kind: record.KindCommand, Command: rc}); err != nil {
 		c.log.Error("cannot record refused message", "err", err)
+		return
 	}
+	c.observeCommand(rc)
 }
 
 // setSQL records query text; bytes that are not UTF-8 are kept verbatim
@@ -318,6 +320,7 @@ func (c *conn) appendCommand(rc *record.Command) error {
 		return c.recordingFailed(err)
 	}
 	c.cmdPos.Store(uint64(lsn))
+	c.observeCommand(rc)
 	return nil
 }
 

@@ -37,6 +37,9 @@ type Config struct {
 	// CatalogTTL is how long column names resolved from the upstream catalog
 	// are trusted. Zero means 30 seconds.
 	CatalogTTL time.Duration
+	// Observer is told of sessions, commands and masked values (the
+	// node's metrics). Nil: nobody is.
+	Observer Observer
 
 	Recorder *session.Recorder // required
 	Logger   *slog.Logger      // nil: slog.Default()

@@ -553,6 +553,9 @@ func (c *conn) startRecording() error {
 // refuse records why a login was refused (if ev is set), makes that durable,
 // and only then tells the client.
 func (c *conn) refuse(ctx context.Context, ev *record.Event, code, msg string) error {
+	if obs := c.srv.cfg.Observer; obs != nil {
+		obs.SessionRefused()
+	}
 	if ev != nil {
 		if c.rec == nil {
 			if err := c.startRecording(); err != nil {

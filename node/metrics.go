@@ -1,0 +1,98 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/pgwire"
+	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/storage/spool"
+)
+
+// metrics holds the node's Prometheus collectors, in a registry of the
+// node's own (never the global one: two nodes in one process, as in
+// tests, must not share counters). It is the pgwire.Observer and the
+// spool's OnCommit. Labels take values from fixed sets only; the children
+// the data path uses are made up front, so that counting a command costs a
+// map read and an atomic add, without allocating.
+type metrics struct {
+	reg *prometheus.Registry
+
+	active   prometheus.Gauge
+	ended    map[string]prometheus.Counter          // by pgwire End class, and "refused"
+	commands map[bool]map[string]prometheus.Counter // by allowed, then class
+	cmdVec   *prometheus.CounterVec
+	masked   prometheus.Counter
+	reloads  map[bool]prometheus.Counter // by ok
+	fsync    prometheus.Histogram
+	frames   prometheus.Histogram
+}
+
+var _ pgwire.Observer = (*metrics)(nil)
+
+// endRefused is the sessions_ended reason of a connection refused at login.
+const endRefused = "refused"
+
+func newMetrics(state *session.State) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.active = prometheus.NewGauge(prometheus.GaugeOpts{Name: "phigate_sessions_active", Help: "Sessions logged in and not yet ended."})
+	ended := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "phigate_sessions_ended_total",
+		Help: "Sessions ended, by reason class (terminate, client_closed, revoked, shutdown, error, other), and connections refused at login (refused)."}, []string{"reason"})
+	m.ended = map[string]prometheus.Counter{}
+	for _, r := range []string{pgwire.EndTerminate, pgwire.EndClientClosed, pgwire.EndRevoked, pgwire.EndShutdown, pgwire.EndError, pgwire.EndOther, endRefused} {
+		m.ended[r] = ended.WithLabelValues(r)
+	}
+	m.cmdVec = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "phigate_commands_total",
+		Help: "Commands recorded, by statement class (mixed: several classes; none: not classified) and decision (allow, deny). An allowed prepare is counted at its executions."}, []string{"class", "decision"})
+	m.commands = map[bool]map[string]prometheus.Counter{true: {}, false: {}}
+	classes := []string{string(policy.Read), string(policy.Write), string(policy.DDL), string(policy.Admin), string(policy.Export),
+		string(policy.Import), string(policy.Tx), string(policy.Session), pgwire.ClassMixed, pgwire.ClassNone}
+	for _, c := range classes {
+		m.commands[true][c] = m.cmdVec.WithLabelValues(c, "allow")
+		m.commands[false][c] = m.cmdVec.WithLabelValues(c, "deny")
+	}
+	m.masked = prometheus.NewCounter(prometheus.CounterOpts{Name: "phigate_masked_values_total", Help: "Non-NULL values masked in results (replaced or made NULL)."})
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "phigate_state_reloads_total", Help: "State reloads, by result (ok, refused)."}, []string{"result"})
+	m.reloads = map[bool]prometheus.Counter{true: reloads.WithLabelValues("ok"), false: reloads.WithLabelValues("refused")}
+	revision := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phigate_state_revision", Help: "Revision of the state snapshot sessions are decided with."},
+		func() float64 { return float64(state.Load().Revision) })
+	m.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "phigate_spool_fsync_seconds", Help: "Duration of the recording journal's fdatasync, one per group commit.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)})
+	m.frames = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "phigate_spool_commit_frames", Help: "Recording frames made durable per group commit.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
+	m.reg.MustRegister(m.active, ended, m.cmdVec, m.masked, reloads, revision, m.fsync, m.frames)
+	return m
+}
+
+func (m *metrics) SessionStarted() { m.active.Inc() }
+
+func (m *metrics) SessionEnded(class string) {
+	m.active.Dec()
+	if c, ok := m.ended[class]; ok {
+		c.Inc()
+		return
+	}
+	m.ended[pgwire.EndOther].Inc()
+}
+
+func (m *metrics) SessionRefused() { m.ended[endRefused].Inc() }
+
+func (m *metrics) Command(class string, allowed bool) {
+	if c, ok := m.commands[allowed][class]; ok {
+		c.Inc()
+		return
+	}
+	m.commands[allowed][pgwire.ClassNone].Inc() // a class this table lacks: never expected
+}
+
+func (m *metrics) Masked(n int64) { m.masked.Add(float64(n)) }
+
+func (m *metrics) reload(ok bool) { m.reloads[ok].Inc() }
+
+// commit is the spool's Config.OnCommit.
+func (m *metrics) commit(c spool.Commit) {
+	m.fsync.Observe(c.Sync.Seconds())
+	m.frames.Observe(float64(c.Frames))
+}
