@@ -25,7 +25,9 @@ func freeAddr(t *testing.T) string {
 
 func startMember(t *testing.T, dir string) *cluster.Member {
 	t.Helper()
-	m, err := cluster.Start(context.Background(), cluster.Config{Name: "n1", Dir: dir, PeerAddr: freeAddr(t), ClientAddr: freeAddr(t)})
+	m, err := cluster.Start(context.Background(), cluster.Config{
+		Name: "n1", Dir: dir, PeerAddr: freeAddr(t), ClientAddr: freeAddr(t), APIAddr: freeAddr(t), GossipAddr: freeAddr(t),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
