@@ -18,6 +18,19 @@ import (
 type Config struct {
 	// NodeID names this node in logs and recordings. Required.
 	NodeID string
+	// NodeNumber is this node's number in the cluster, unique among its
+	// nodes, 0..MaxNodeNumber. It is part of every cancel key the node
+	// hands out (see cancel.go), so that a CancelRequest that reaches
+	// another node can be forwarded here. Zero is a valid number (a node
+	// alone).
+	NodeNumber uint16
+	// ForwardCancel passes a CancelRequest key carrying another node's
+	// number (node) to that node, whose Server.Cancel checks and serves it.
+	// It is called on the cancelling connection's goroutine with a context
+	// that ends within a few seconds; it must not outlive it. key is the
+	// request's body (pid, secret) and must be passed on as is, never
+	// logged. Nil: such requests are dropped.
+	ForwardCancel func(ctx context.Context, node uint16, key []byte)
 	// State is the node's live state: identities, resources, grants,
 	// masking profiles, keys and the listener's TLS. Each session reads the
 	// current snapshot at login and before each command. Required.
@@ -55,6 +68,8 @@ type Server struct {
 	log     *slog.Logger
 	classes *sqlclass.Cache
 	keys    *cancelKeys
+	// unknownCancel limits how often cancels with unknown keys are logged.
+	unknownCancel logLimiter
 
 	// base is the context sessions run under; ended by Shutdown, so that
 	// every wait of every session returns.
@@ -79,6 +94,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.State == nil || cfg.Recorder == nil {
 		return nil, errors.New("pgwire: State and Recorder are required")
 	}
+	if cfg.NodeNumber > MaxNodeNumber {
+		return nil, fmt.Errorf("pgwire: NodeNumber %d is over %d", cfg.NodeNumber, MaxNodeNumber)
+	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = 64 << 20
 	}
@@ -99,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("node", cfg.NodeID),
 		classes:   sqlclass.NewCache(0),
-		keys:      newCancelKeys(),
+		keys:      newCancelKeys(cfg.NodeNumber),
 		base:      base,
 		stopBase:  stop,
 		catalogs:  map[string]*catalog{},

@@ -189,7 +189,7 @@ func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *startup
 				return nil, nil, err
 			}
 		case code == cancelRequestCode:
-			s.handleCancel(ctx, body)
+			s.handleCancel(ctx, body, nc.RemoteAddr().String())
 			return nil, nil, errHandled
 		case code>>16 == 3:
 			params, err := parseStartupParams(body)
