@@ -208,10 +208,13 @@ func NewSessions(c *clientv3.Client, node string, lease time.Duration) *Sessions
 }
 
 // Started queues the start of info.ID on this node (info.Node is set to
-// it). It never blocks: when the queue is full the update is dropped and
+// it; a zero Start is now). It never blocks: when the queue is full the update is dropped and
 // counted (Dropped); the session then does not appear in the index.
 func (s *Sessions) Started(info SessionInfo) {
 	info.Node, info.End, info.EndReason, info.State = s.node, time.Time{}, "", ""
+	if info.Start.IsZero() {
+		info.Start = s.now()
+	}
 	s.enqueue(sessionUpdate{info: info})
 }
 
@@ -219,6 +222,9 @@ func (s *Sessions) Started(info SessionInfo) {
 // (never an error text). It never blocks; a dropped end leaves the session
 // live until this node's lease ends, then node lost.
 func (s *Sessions) Ended(id string, at time.Time, reason string) {
+	if at.IsZero() {
+		at = s.now() // a zero end would read as not ended
+	}
 	s.enqueue(sessionUpdate{info: SessionInfo{ID: id, End: at, EndReason: reason}, end: true})
 }
 
@@ -239,7 +245,7 @@ func (s *Sessions) Dropped() uint64 { return s.dropped.Load() }
 // once ctx ends, after writing what was queued (for up to 5 seconds) and
 // revoking the lease: sessions still live here are then node lost. Stop
 // it after the sessions have ended (pgwire.Server.Shutdown), so that
-// their ends are written.
+// their ends are written. Call it once.
 func (s *Sessions) Run(ctx context.Context) error {
 	w := &indexWriter{s: s, live: map[string]SessionInfo{}}
 	defer w.stopKeepAlive()
@@ -282,6 +288,9 @@ func (s *Sessions) Run(ctx context.Context) error {
 			retry = nil
 			continue
 		case _, ok := <-w.keepAlive:
+			if !ok && ctx.Err() != nil {
+				break // KeepAlive ends with ctx: the lease is still ours to revoke
+			}
 			if !ok {
 				s.log.Warn("the node's lease was lost; granting another", "lease", int64(w.nodeLease))
 				w.stopKeepAlive()

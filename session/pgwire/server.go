@@ -28,8 +28,8 @@ type Config struct {
 	// number (node) to that node, whose Server.Cancel checks and serves it.
 	// It is called on the cancelling connection's goroutine with a context
 	// that ends within a few seconds; it must not outlive it. key is the
-	// request's body (pid, secret) and must be passed on as is, never
-	// logged. Nil: such requests are dropped.
+	// request's body (pid, secret), valid only during the call: pass it on
+	// as is, never log or keep it. Nil: such requests are dropped.
 	ForwardCancel func(ctx context.Context, node uint16, key []byte)
 	// State is the node's live state: identities, resources, grants,
 	// masking profiles, keys and the listener's TLS. Each session reads the
