@@ -66,7 +66,7 @@ func TestReadiness(t *testing.T) {
 // TestMetricsHotPathAllocatesNothing: counting a command or a session end
 // on the data path costs no allocation.
 func TestMetricsHotPathAllocatesNothing(t *testing.T) {
-	m := newMetrics(nil)
+	m := newMetrics(nil, nil)
 	if n := testing.AllocsPerRun(100, func() {
 		m.Command("read", true)
 		m.Command("ddl", false)

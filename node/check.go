@@ -18,30 +18,41 @@ import (
 const roleCheckTimeout = time.Minute
 
 // CheckResource reports what each upstream role of the resource named name
-// can really do, judged against the grants of cfg that log in with it (see
-// pgwire.CheckResource). It needs the resource's passwords but prepares no
-// node: it creates no data directory, certificate or key.
-func CheckResource(ctx context.Context, cfg *Config, name string) (*pgwire.CheckReport, error) {
+// can really do, judged against the grants of p that log in with it (see
+// pgwire.CheckResource). It reads the passwords p names (p itself is not
+// changed) but prepares no node: it creates no data directory,
+// certificate or key.
+func CheckResource(ctx context.Context, p *Policy, name string) (*pgwire.CheckReport, error) {
+	b, err := p.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if p, err = ParsePolicy(b); err != nil {
+		return nil, err
+	}
 	var rc *ResourceConfig
 	var names []string
-	for i := range cfg.Resources {
-		names = append(names, cfg.Resources[i].Name)
-		if cfg.Resources[i].Name == name {
-			rc = &cfg.Resources[i]
+	for i := range p.Resources {
+		names = append(names, p.Resources[i].Name)
+		if p.Resources[i].Name == name {
+			rc = &p.Resources[i]
 		}
 	}
 	if rc == nil {
 		return nil, fmt.Errorf("node: no resource named %q (configured: %s)", name, strings.Join(names, ", "))
 	}
-	r, err := buildResource(*rc)
+	if err := p.Resolve(); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	r, err := buildResource(*rc, nil)
 	if err != nil {
 		return nil, fmt.Errorf("node: resource %q: %w", name, err)
 	}
-	grants, err := buildGrants(cfg)
+	grants, err := buildGrants(p)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := policy.New(grants, names, slices.Collect(maps.Keys(cfg.Masking.Profiles))); err != nil {
+	if _, err := policy.New(grants, names, slices.Collect(maps.Keys(p.Masking.Profiles))); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	return pgwire.CheckResource(ctx, r, grants)

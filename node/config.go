@@ -65,6 +65,14 @@ type Config struct {
 		// development key pair is created there on first start (move
 		// auditor.key off the node). "none" turns the masking proof off.
 		AuditorPublicKeyFile string `yaml:"auditor_public_key_file"`
+		// ClusterKeyFile or ClusterKeyEnv holds the key (32 bytes, or 64
+		// hex digits) that seals upstream credentials in the cluster
+		// state. Neither: the cluster's own key, created by the first node
+		// in its data directory and handed to nodes that join. Set it on
+		// every node to keep the key off their disks (or in a KMS-backed
+		// file); it never enters the cluster state.
+		ClusterKeyFile string `yaml:"cluster_key_file"`
+		ClusterKeyEnv  string `yaml:"cluster_key_env"`
 	} `yaml:"keys"`
 
 	Log struct {
@@ -72,20 +80,95 @@ type Config struct {
 		Level string `yaml:"level"`
 	} `yaml:"log"`
 
-	Identities struct {
-		// Tokens are static tokens, by hash. Empty: none.
-		Tokens []TokenConfig `yaml:"tokens"`
-		// OIDC lists the issuers whose JWTs agents may present as their
-		// token (beside static tokens). Empty: none.
-		OIDC []OIDCConfig `yaml:"oidc"`
-	} `yaml:"identities"`
+	Cluster ClusterConfig `yaml:"cluster"`
 
-	Resources []ResourceConfig `yaml:"resources"`
-	Grants    []GrantConfig    `yaml:"grants"`
+	// Policy is the bootstrap policy: applied as the cluster's first
+	// revision when this node creates the cluster, ignored afterwards
+	// (`phigate policy apply` changes the policy in force).
+	Policy `yaml:",inline"`
+}
 
-	Masking struct {
-		Profiles map[string]mask.ProfileConfig `yaml:"profiles"`
-	} `yaml:"masking"`
+// ClusterConfig is how a node takes part in the cluster. A node with no
+// join addresses bootstraps a cluster of its own (or restarts as the
+// member it was); a node started with join addresses and a join token
+// joins the cluster they belong to.
+type ClusterConfig struct {
+	// Peer is host:port for etcd peer traffic (mutual TLS under the
+	// cluster CA); other nodes must reach it. Empty: a free loopback port,
+	// for a node that stays alone.
+	Peer string `yaml:"peer"`
+	// Client is host:port for etcd's client listener (mutual TLS), for
+	// tools on the node itself. Empty: a free loopback port.
+	Client string `yaml:"client"`
+	// Gossip is host:port for membership gossip (encrypted with the
+	// cluster's gossip key). Empty: a free loopback port.
+	Gossip string `yaml:"gossip"`
+	// API is host:port of the node-to-node HTTPS API (mutual TLS): joins
+	// and forwarded cancel requests. Joining nodes name it in join.
+	// Empty: a free loopback port.
+	API string `yaml:"api"`
+	// Join lists node-to-node API addresses of existing nodes; used on
+	// first start only (with a join token), a restarted node rejoins as
+	// the member it is. Empty: bootstrap a new cluster.
+	Join []string `yaml:"join"`
+	// JoinTokenFile holds the join token (`phigate cluster join-token`);
+	// `phigate node --join-token` overrides it.
+	JoinTokenFile string `yaml:"join_token_file"`
+	// Voters is how many members vote (1, 3 or 5); further members are
+	// learners, promoted when a voter goes. Zero: 3.
+	Voters int `yaml:"voters"`
+	// Lease is how long a node cut off from the cluster's quorum goes on
+	// deciding with the last policy it has; then it refuses new sessions
+	// and commands (57P03) until the quorum is back. Zero: 30s.
+	Lease time.Duration `yaml:"lease"`
+}
+
+// Policy is the shared policy document: who may connect (identities), to
+// what (resources), what they may do there (grants), how results are
+// masked (profiles), the auditors' public key, and who may administer the
+// cluster. It lives in the cluster state as numbered revisions; `phigate
+// policy apply -f FILE` takes a file of these sections.
+type Policy struct {
+	Identities IdentitiesConfig `yaml:"identities"`
+	Resources  []ResourceConfig `yaml:"resources"`
+	Grants     []GrantConfig    `yaml:"grants"`
+	Masking    MaskingConfig    `yaml:"masking"`
+	Auditors   AuditorsConfig   `yaml:"auditors"`
+	Admins     AdminsConfig     `yaml:"admins"`
+}
+
+// IdentitiesConfig lists who may present a token.
+type IdentitiesConfig struct {
+	// Tokens are static tokens, by hash. Empty: none.
+	Tokens []TokenConfig `yaml:"tokens"`
+	// OIDC lists the issuers whose JWTs agents may present as their
+	// token (beside static tokens). Empty: none.
+	OIDC []OIDCConfig `yaml:"oidc"`
+}
+
+// MaskingConfig holds the masking profiles, by name.
+type MaskingConfig struct {
+	Profiles map[string]mask.ProfileConfig `yaml:"profiles"`
+}
+
+// AuditorsConfig is the auditors' public key (`phigate keys auditor`):
+// each session's data key is sealed to it, and raw values behind masked
+// output are sealed under that data key (the masking proof).
+type AuditorsConfig struct {
+	// PublicKey is the key in PEM, or "none" to turn the masking proof
+	// off. Stored policies always have it (PublicKeyFile is read into
+	// it); a bootstrap policy without either takes keys.auditor_public_key_file.
+	PublicKey string `yaml:"public_key"`
+	// PublicKeyFile is read into PublicKey when the policy is applied.
+	PublicKeyFile string `yaml:"public_key_file"`
+}
+
+// AdminsConfig names who may administer the cluster through the node API
+// (apply policies, issue join tokens, remove nodes): identities by name,
+// or by group. Empty: nobody.
+type AdminsConfig struct {
+	Identities []string `yaml:"identities"`
+	Groups     []string `yaml:"groups"`
 }
 
 // TokenConfig is one static identity token, stored as its SHA-256.
@@ -117,6 +200,9 @@ type OIDCConfig struct {
 	// CAFile is a PEM file of the CAs to trust for the issuer's HTTPS
 	// (a private issuer). Empty: the system's roots.
 	CAFile string `yaml:"ca_file"`
+	// CAPEM is the CA bundle itself: CAFile is read into it when the
+	// policy is applied.
+	CAPEM string `yaml:"ca_pem,omitempty"`
 	// NameClaim is the claim holding the identity's name, which grants'
 	// identities refer to. Empty: "sub". Names share one namespace with
 	// static tokens' names: the issuer is trusted to assert any of them.
@@ -171,9 +257,15 @@ type ResourceConfig struct {
 	User string `yaml:"user"`
 	// PasswordFile or PasswordEnv names where the upstream password is; the
 	// password itself never appears in the configuration. Neither: no
-	// password (the server must not ask for one).
+	// password (the server must not ask for one). They are read where the
+	// policy is applied (`phigate policy apply`, or the node bootstrapping
+	// the cluster) and stored sealed in Password.
 	PasswordFile string `yaml:"password_file"`
 	PasswordEnv  string `yaml:"password_env"`
+	// Password is the password as the cluster stores it: sealed under the
+	// cluster key. Written by apply; `phigate policy get` shows it, and a
+	// file applied with it unchanged keeps the password.
+	Password *SealedSecret `yaml:"password,omitempty"`
 	// Roles holds an upstream login per access level: read (grants that
 	// allow only read and export), write (also write and import) and admin
 	// (anything more). A session logs in with the role of the least level
@@ -183,17 +275,32 @@ type ResourceConfig struct {
 	// what each role can really do.
 	Roles map[string]RoleConfig `yaml:"roles"`
 	// TLS is disable, require or verify-full. Empty: verify-full.
-	TLS        string `yaml:"tls"`
-	CAFile     string `yaml:"ca_file"`
+	TLS    string `yaml:"tls"`
+	CAFile string `yaml:"ca_file"`
+	// CAPEM is the CA bundle itself: CAFile is read into it when the
+	// policy is applied.
+	CAPEM      string `yaml:"ca_pem,omitempty"`
 	ServerName string `yaml:"server_name"`
 }
 
 // RoleConfig is one upstream login of a resource.
 type RoleConfig struct {
 	User string `yaml:"user"`
-	// PasswordFile or PasswordEnv, as for the resource's own password.
-	PasswordFile string `yaml:"password_file"`
-	PasswordEnv  string `yaml:"password_env"`
+	// PasswordFile or PasswordEnv, as for the resource's own password;
+	// Password as the cluster stores it.
+	PasswordFile string        `yaml:"password_file"`
+	PasswordEnv  string        `yaml:"password_env"`
+	Password     *SealedSecret `yaml:"password,omitempty"`
+}
+
+// SealedSecret is a credential in a policy document. Stored, it is Sealed
+// (base64 of AES-256-GCM under the cluster key) with a keyed Fingerprint;
+// Value carries it in clear only from where the policy is applied to the
+// node that seals it, and is never stored.
+type SealedSecret struct {
+	Sealed      string `yaml:"sealed,omitempty" json:"sealed,omitempty"`
+	Fingerprint string `yaml:"fingerprint,omitempty" json:"fingerprint,omitempty"`
+	Value       string `yaml:"value,omitempty" json:"value,omitempty"`
 }
 
 // GrantConfig admits identities to resources.

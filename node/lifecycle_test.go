@@ -112,10 +112,47 @@ func (f *reloadFixture) botToken() string {
 	return fmt.Sprintf("{name: bot, kind: agent, groups: [bots], token_sha256: %s}", identity.HashToken(f.token))
 }
 
-// TestReload: a reload that does not validate changes nothing and says
-// why; one that removes an identity ends its live session at once,
-// recorded, and the node keeps serving; Close stops everything, once.
-func TestReload(t *testing.T) {
+// applyPolicy applies cfg's policy sections to n's cluster as a test
+// admin would (`phigate policy apply`: resolved where the files are) and
+// waits until n enforces the new revision.
+func applyPolicy(t *testing.T, n *node.Node, cfg *node.Config) (uint64, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := cfg.Policy
+	if err := p.Resolve(); err != nil {
+		return 0, err
+	}
+	if p.Auditors.PublicKey == "" {
+		// As an admin does: the auditors' key stays what it is.
+		cur, err := n.Policy(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		curPolicy, err := node.ParsePolicy(cur.Document)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Auditors = curPolicy.Auditors
+	}
+	rev, err := n.ApplyPolicy(ctx, &p, "test-admin", 0)
+	if err != nil {
+		return 0, err
+	}
+	if err := n.WaitPolicy(ctx, rev.Revision); err != nil {
+		t.Fatalf("policy revision %d not enforced: %v", rev.Revision, err)
+	}
+	return rev.Revision, nil
+}
+
+// TestApplyPolicy: a policy that does not validate changes nothing and
+// says every reason; one that removes an identity ends its live session
+// at once, recorded, and the node keeps serving. The password is stored
+// sealed. A reload of the node's file applies only its certificate and
+// says the policy sections are the bootstrap policy. Restarted, the node
+// enforces the cluster's revision, not its file's. Close stops
+// everything, once.
+func TestApplyPolicy(t *testing.T) {
 	ctx := context.Background()
 	pg := pgtest.Shared(t)
 	if err := pg.AddUser(ctx, pgtest.User{Name: "reload_svc", Password: "reload-pw", Auth: pgtest.AuthSCRAM}); err != nil {
@@ -145,6 +182,9 @@ func TestReload(t *testing.T) {
 	if err := n.Run(ctx); !errors.Is(err, node.ErrStarted) {
 		t.Fatalf("Run on a started node: %v, want ErrStarted", err)
 	}
+	if n.PolicyRevision() != 1 {
+		t.Fatalf("policy revision after bootstrap: %d, want 1", n.PolicyRevision())
+	}
 	port := n.PostgresAddr().(*net.TCPAddr).Port
 	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=bot password=%s dbname=clinic sslmode=require", port, f.token)
 	conn, err := pgx.Connect(ctx, dsn)
@@ -154,26 +194,24 @@ func TestReload(t *testing.T) {
 	defer conn.Close(ctx)
 	rev := n.Revision()
 
-	// A grant naming a resource that does not exist: refused whole.
-	if _, err := n.Reload(f.config(t, "", "nowhere")); err == nil || !strings.Contains(err.Error(), `unknown resource "nowhere"`) {
-		t.Fatalf("Reload of a bad config: %v", err)
+	// A grant naming a resource that does not exist, and a resource with
+	// a bad TLS mode: refused whole, with both reasons.
+	bad := f.config(t, "", "nowhere")
+	bad.Resources = append(bad.Resources, node.ResourceConfig{Name: "other", Address: "127.0.0.1:1", Database: "d", User: "x", TLS: "sometimes"})
+	if _, err := applyPolicy(t, n, bad); err == nil || !strings.Contains(err.Error(), "sometimes") || !strings.Contains(err.Error(), `unknown resource "nowhere"`) {
+		t.Fatalf("apply of a bad policy: %v", err)
 	}
-	if n.Revision() != rev {
-		t.Fatal("a refused reload changed the revision")
+	if n.Revision() != rev || n.PolicyRevision() != 1 {
+		t.Fatal("a refused policy changed the revision")
 	}
 	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatalf("a refused reload disturbed a session: %v", err)
+		t.Fatalf("a refused policy disturbed a session: %v", err)
 	}
 
-	// The same file with the bot's token gone: its session ends now.
+	// The bot's token gone: its session ends now.
 	next := f.config(t, "", "clinic")
-	next.Listen.Postgres = "127.0.0.1:1" // needs a restart: reported, ignored
-	newRev, err := n.Reload(next)
-	if err != nil || newRev != rev+1 || n.Revision() != newRev {
-		t.Fatalf("Reload: revision %d (was %d), %v", newRev, rev, err)
-	}
-	if !strings.Contains(logs.String(), "need a restart") {
-		t.Fatalf("the ignored listen change was not reported:\n%s", logs.String())
+	if _, err := applyPolicy(t, n, next); err != nil {
+		t.Fatal(err)
 	}
 	_, err = conn.Exec(ctx, "SELECT 1")
 	var pe *pgconn.PgError
@@ -182,6 +220,24 @@ func TestReload(t *testing.T) {
 	}
 	if _, err := pgx.Connect(ctx, dsn); err == nil || !strings.Contains(err.Error(), "28P01") {
 		t.Fatalf("the removed token still logs in: %v", err)
+	}
+
+	// The node's file: the certificate reloads; the rest is reported.
+	edited := f.config(t, f.botToken(), "nowhere") // a grant edited in the file
+	edited.Listen.Postgres = "127.0.0.1:1"
+	if _, err := n.Reload(edited); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"need a restart", "only the bootstrap policy"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("the reload did not say %q:\n%s", want, logs.String())
+		}
+	}
+	if _, err := pgx.Connect(ctx, dsn); err == nil {
+		t.Fatal("a reload of the file brought the revoked token back")
+	}
+	if strings.Contains(logs.String(), "reload-pw") {
+		t.Fatal("the password reached the log")
 	}
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
@@ -197,6 +253,31 @@ func TestReload(t *testing.T) {
 	case err := <-n.Err():
 		t.Fatalf("Err after a clean run: %v", err)
 	case <-time.After(10 * time.Millisecond):
+	}
+
+	// Restarted with the file that still has the token: the cluster's
+	// revision 2 is in force, not the file.
+	again, err := initAndNew(t, f.config(t, f.botToken(), "clinic"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if again.PolicyRevision() != 2 {
+		t.Fatalf("after a restart the node enforces policy revision %d, want 2", again.PolicyRevision())
+	}
+	dsn = fmt.Sprintf("host=127.0.0.1 port=%d user=bot password=%s dbname=clinic sslmode=require", again.PostgresAddr().(*net.TCPAddr).Port, f.token)
+	if _, err := pgx.Connect(ctx, dsn); err == nil || !strings.Contains(err.Error(), "28P01") {
+		t.Fatalf("the revoked token logs in after a restart: %v", err)
+	}
+	doc, err := again.Policy(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(doc.Document), "reload-pw") || !strings.Contains(string(doc.Document), "sealed:") {
+		t.Fatalf("the stored policy does not hold the password sealed:\n%s", doc.Document)
 	}
 }
 

@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"sync/atomic"
 
 	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/pgwire"
@@ -20,6 +21,7 @@ type metrics struct {
 	reg *prometheus.Registry
 
 	active   prometheus.Gauge
+	live     atomic.Int64                           // active, readable (gossip carries it as load)
 	ended    map[string]prometheus.Counter          // by pgwire End class, and "refused"
 	commands map[bool]map[string]prometheus.Counter // by allowed, then class
 	cmdVec   *prometheus.CounterVec
@@ -27,6 +29,8 @@ type metrics struct {
 	reloads  map[bool]prometheus.Counter // by ok
 	fsync    prometheus.Histogram
 	frames   prometheus.Histogram
+
+	policyRefused prometheus.Counter
 }
 
 var _ pgwire.Observer = (*metrics)(nil)
@@ -34,7 +38,7 @@ var _ pgwire.Observer = (*metrics)(nil)
 // endRefused is the sessions_ended reason of a connection refused at login.
 const endRefused = "refused"
 
-func newMetrics(state *session.State) *metrics {
+func newMetrics(state *session.State, n *Node) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.active = prometheus.NewGauge(prometheus.GaugeOpts{Name: "phigate_sessions_active", Help: "Sessions logged in and not yet ended."})
@@ -62,14 +66,30 @@ func newMetrics(state *session.State) *metrics {
 		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)})
 	m.frames = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "phigate_spool_commit_frames", Help: "Recording frames made durable per group commit.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
-	m.reg.MustRegister(m.active, ended, m.cmdVec, m.masked, reloads, revision, m.fsync, m.frames)
+	policyRev := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phigate_policy_revision", Help: "The cluster policy revision this node enforces."},
+		func() float64 { return float64(n.PolicyRevision()) })
+	m.policyRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "phigate_policy_revisions_refused_total",
+		Help: "Cluster policy revisions this node could not enforce (it kept the one before; its log says why)."})
+	unavailable := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phigate_node_unavailable",
+		Help: "1 while the node refuses every login and command because it lost the cluster's quorum for longer than its lease."},
+		func() float64 {
+			if state.Load().Unavailable != "" {
+				return 1
+			}
+			return 0
+		})
+	m.reg.MustRegister(m.active, ended, m.cmdVec, m.masked, reloads, revision, m.fsync, m.frames, policyRev, m.policyRefused, unavailable)
 	return m
 }
 
-func (m *metrics) SessionStarted() { m.active.Inc() }
+func (m *metrics) SessionStarted() {
+	m.active.Inc()
+	m.live.Add(1)
+}
 
 func (m *metrics) SessionEnded(class string) {
 	m.active.Dec()
+	m.live.Add(-1)
 	if c, ok := m.ended[class]; ok {
 		c.Inc()
 		return
@@ -90,6 +110,9 @@ func (m *metrics) Command(class string, allowed bool) {
 func (m *metrics) Masked(n int64) { m.masked.Add(float64(n)) }
 
 func (m *metrics) reload(ok bool) { m.reloads[ok].Inc() }
+
+// activeSessions is the number of sessions logged in and not yet ended.
+func (m *metrics) activeSessions() int { return int(m.live.Load()) }
 
 // commit is the spool's Config.OnCommit.
 func (m *metrics) commit(c spool.Commit) {

@@ -24,10 +24,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/phigate/phigate/cluster"
 	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/pgwire"
 	"github.com/phigate/phigate/storage/spool"
@@ -41,8 +44,26 @@ type Node struct {
 	log     *slog.Logger
 	state   *session.State
 
-	reloadMu sync.Mutex
-	profiles map[string]compiledProfile // of the current snapshot; under reloadMu
+	// bootstrap is the configuration's policy, resolved: the cluster's
+	// first revision if this node creates the cluster.
+	bootstrap *Policy
+	joinToken string
+
+	reloadMu    sync.Mutex
+	profiles    map[string]compiledProfile // of the current snapshot; under reloadMu
+	loc         local                      // under reloadMu
+	policy      *Policy                    // the revision enforced; under reloadMu
+	unavailable atomic.Pointer[string]     // why the node refuses everything (no quorum); nil: it does not
+
+	policyMu      sync.Mutex
+	policyRev     uint64        // the cluster policy revision enforced
+	policyChanged chan struct{} // closed and replaced when policyRev changes
+
+	// Set by Start before the listeners open.
+	member    *cluster.Member
+	policies  *cluster.Policies
+	sealer    Sealer
+	stopWatch context.CancelFunc
 
 	ready chan struct{}
 	errc  chan error // background failures, buffered
@@ -70,30 +91,109 @@ type Node struct {
 	closeErr  error
 }
 
-// New validates cfg and builds the node's first state snapshot from it,
-// reading the passwords, keys and certificates it names (Init makes the
-// ones the data directory provides). It writes nothing and starts nothing.
+// New validates cfg: the node's own settings and its policy sections
+// (the bootstrap policy, which becomes the cluster's first revision if
+// this node creates the cluster), reading the passwords, keys and
+// certificates they name (Init makes the ones the data directory
+// provides). It writes nothing and starts nothing: agents are served
+// only once Start has the cluster's current policy.
 func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, id: nodeID(cfg), dataDir: DataDir(cfg), ready: make(chan struct{}), errc: make(chan error, 4)}
+	n := &Node{cfg: cfg, id: nodeID(cfg), dataDir: DataDir(cfg), ready: make(chan struct{}), errc: make(chan error, 4), policyChanged: make(chan struct{})}
 	if n.id == "" {
 		return nil, errors.New("node: id not set and no host name")
 	}
 	n.log = logger.With("node", n.id)
-	snap, profiles, err := buildSnapshot(cfg, nil, n.log)
+	if err := checkCluster(cfg.Cluster); err != nil {
+		return nil, err
+	}
+	if _, err := clusterKey(cfg); err != nil {
+		return nil, err
+	}
+	keys, err := loadKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if n.loc, err = loadLocal(cfg, keys.Pseudonym); err != nil {
+		return nil, err
+	}
+	if n.bootstrap, err = bootstrapPolicy(cfg); err != nil {
+		return nil, err
+	}
+	snap, profiles, err := buildSnapshot(n.bootstrap, n.loc, nil, nil, n.log)
 	if err != nil {
 		return nil, err
 	}
 	if snap.Auditor == nil {
-		n.log.Warn("masking proof is off (keys.auditor_public_key_file: none)")
+		n.log.Warn("masking proof is off in the bootstrap policy (auditors.public_key: none)")
 	}
 	n.profiles = profiles
 	n.state = session.NewState(snap)
-	n.metrics = newMetrics(n.state)
+	n.metrics = newMetrics(n.state, n)
 	return n, nil
 }
+
+// SetJoinToken gives the token to join the cluster with (`phigate node
+// --join-token`), instead of cluster.join_token_file. Call it before Start.
+func (n *Node) SetJoinToken(t string) { n.joinToken = t }
+
+// bootstrapPolicy is cfg's policy sections, resolved, with the auditors'
+// key from keys.auditor_public_key_file when they name none.
+func bootstrapPolicy(cfg *Config) (*Policy, error) {
+	b, err := cfg.Policy.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	p, err := ParsePolicy(b) // a copy: resolving must not change cfg
+	if err != nil {
+		return nil, err
+	}
+	if p.Auditors.PublicKey == "" && p.Auditors.PublicKeyFile == "" {
+		switch path := cfg.Keys.AuditorPublicKeyFile; path {
+		case "none":
+			p.Auditors.PublicKey = "none"
+		case "":
+			path = filepath.Join(DataDir(cfg), "keys", "auditor.pub")
+			if err := madeByInit(path); err != nil {
+				return nil, fmt.Errorf("node: auditor public key: %w", err)
+			}
+			p.Auditors.PublicKeyFile = path
+		default:
+			p.Auditors.PublicKeyFile = path
+		}
+	}
+	if err := p.Resolve(); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return p, nil
+}
+
+// checkCluster checks the cluster section's values.
+func checkCluster(c ClusterConfig) error {
+	switch c.Voters {
+	case 0, 1, 3, 5:
+	default:
+		return fmt.Errorf("node: cluster.voters is %d: 1, 3 or 5", c.Voters)
+	}
+	if c.Lease < 0 {
+		return errors.New("node: cluster.lease is negative")
+	}
+	for _, a := range []string{c.Peer, c.Client, c.Gossip, c.API} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("node: cluster: %q is not host:port", a)
+		}
+	}
+	return nil
+}
+
+// Version is the node's software version, told to the other nodes (set
+// at build time, or by the CLI).
+var Version = "dev"
 
 // nodeID is the configured id, else the host name ("" when there is none).
 func nodeID(cfg *Config) string {
@@ -166,6 +266,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 	}()
 
+	if err := n.startCluster(ctx); err != nil {
+		return err
+	}
 	sp, err := spool.Open(spool.Config{Dir: filepath.Join(n.dataDir, RecordingsSubdir), Logger: n.log, OnCommit: n.metrics.commit})
 	if err != nil {
 		return fmt.Errorf("node: open spool: %w", err)
@@ -282,18 +385,17 @@ func (n *Node) Run(ctx context.Context) error {
 	return errors.Join(runErr, n.Close())
 }
 
-// Reload builds a new state snapshot from cfg (identities, resources and
-// their passwords, grants, masking profiles, keys, the listener's
-// certificate), publishes it, and ends the live sessions it no longer
-// admits, each recording why (session.Snapshot.Readmit says when); the
-// others adopt their grant as it now is at their next command. An invalid
-// cfg changes nothing: the error says why. Sections that only a restart can
-// change (node, listen, limits, log) are reported and ignored. It returns
-// the new revision.
+// Reload applies what can change live of the node's own configuration:
+// the certificate agents and the API see. The policy sections of the
+// file were the bootstrap policy only; the policy in force is the
+// cluster's (`phigate policy apply`), so a change to them is reported and
+// ignored, as are the sections only a restart can change (node, listen,
+// limits, log, cluster, keys). An invalid cfg changes nothing: the error
+// says why. It returns the new state revision.
 func (n *Node) Reload(cfg *Config) (uint64, error) {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
-	snap, profiles, err := buildSnapshot(cfg, n.profiles, n.log)
+	t, err := loadTLS(cfg)
 	n.metrics.reload(err == nil)
 	if err != nil {
 		return 0, err
@@ -301,15 +403,14 @@ func (n *Node) Reload(cfg *Config) (uint64, error) {
 	if ignored := restartOnly(n.cfg, cfg); len(ignored) > 0 {
 		n.log.Warn("reload: these sections changed but need a restart; running with the old ones", "sections", strings.Join(ignored, ", "))
 	}
-	n.profiles = profiles
-	rev := n.state.Publish(snap)
-	n.mu.Lock()
-	srv := n.srv
-	n.mu.Unlock()
-	if srv != nil {
-		srv.Recheck()
+	if !reflect.DeepEqual(n.cfg.Policy, cfg.Policy) {
+		n.log.Warn("reload: the policy sections of the configuration changed, but they are only the bootstrap policy: apply the change with `phigate policy apply -f FILE`", "policy_revision", n.PolicyRevision())
 	}
-	n.log.Info("state reloaded", "revision", rev, "resources", len(snap.Resources), "profiles", len(snap.Profiles))
+	n.loc.tls = t
+	next := *n.state.Load()
+	next.TLS = t
+	rev := n.state.Publish(&next)
+	n.log.Info("configuration reloaded", "state_revision", rev)
 	return rev, nil
 }
 
@@ -344,6 +445,9 @@ func (n *Node) shutdown() {
 	if n.stopCheck != nil {
 		n.stopCheck()
 	}
+	if n.stopWatch != nil {
+		n.stopWatch()
+	}
 	if n.sp != nil {
 		n.stopSpool()
 		if err := <-n.spoolDone; err != nil {
@@ -357,6 +461,12 @@ func (n *Node) shutdown() {
 		errs = append(errs, err)
 	}
 	n.bgDone.Wait()
+	if n.member != nil {
+		// Last: the other nodes learn from gossip that this one left.
+		if err := n.member.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: cluster member: %w", err))
+		}
+	}
 	n.closeErr = errors.Join(errs...)
 	if started {
 		n.log.Info("node stopped")

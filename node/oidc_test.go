@@ -213,7 +213,7 @@ func TestOIDCThroughNode(t *testing.T) {
 	// nothing and keeps the keys: new logins with JWTs still work.
 	issuer.down.Store(true)
 	hits := issuer.hits.Load()
-	if _, err := n.Reload(config("127.0.0.0/8")); err != nil {
+	if _, err := applyPolicy(t, n, config("127.0.0.0/8")); err != nil {
 		t.Fatalf("reload while the issuer is down: %v", err)
 	}
 	again, err := connect("claims-agent", issuer.token(t, "claims-agent", time.Now().Add(10*time.Minute)))
@@ -240,7 +240,7 @@ func TestOIDCThroughNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Until(exp.Add(time.Second + 100*time.Millisecond))) // exp + clock_skew: nothing to wait on but the clock
-	if _, err := n.Reload(config("127.0.0.0/8")); err != nil {
+	if _, err := applyPolicy(t, n, config("127.0.0.0/8")); err != nil {
 		t.Fatal(err)
 	}
 	if err := count(short); !isCode(err, "42501") {
@@ -252,7 +252,7 @@ func TestOIDCThroughNode(t *testing.T) {
 
 	// The issuer's tokens narrowed to 10/8: the loopback session ends, and
 	// new logins from loopback are refused.
-	if _, err := n.Reload(config("10.0.0.0/8")); err != nil {
+	if _, err := applyPolicy(t, n, config("10.0.0.0/8")); err != nil {
 		t.Fatal(err)
 	}
 	if err := count(conn); !isCode(err, "42501") {
@@ -280,7 +280,7 @@ func TestOIDCConfigErrors(t *testing.T) {
 		"http issuer":        {"identities: {oidc: [{issuer: 'http://idp.example', audience: a, kind: agent}]}", "identities.oidc[0].issuer"},
 		"no audience":        {"identities: {oidc: [{issuer: 'https://idp.example', kind: agent}]}", "identities.oidc[0].audience"},
 		"kind and claim":     {"identities: {oidc: [{issuer: 'https://idp.example', audience: a, kind: agent, kind_claim: k}]}", "identities.oidc[0].kind"},
-		"missing CA file":    {"identities: {oidc: [{issuer: 'https://idp.example', audience: a, kind: ci, ca_file: /nonexistent.pem}]}", "identities.oidc[0].ca_file"},
+		"missing CA file":    {"identities: {oidc: [{issuer: 'https://idp.example', audience: a, kind: ci, ca_file: /nonexistent.pem}]}", "identities.oidc[0]: ca_file"},
 		"skew too large":     {"identities: {oidc: [{issuer: 'https://idp.example', audience: a, kind: ci, clock_skew: 1h}]}", "identities.oidc[0].clock_skew"},
 		"bad issuer range":   {"identities: {oidc: [{issuer: 'https://idp.example', audience: a, kind: ci, clients: [10.1.2.3/8]}]}", "identities.oidc[0].clients"},
 		"second issuer":      {"identities: {oidc: [{issuer: 'https://a.example', audience: a, kind: ci}, {issuer: 'https://b.example', audience: a, kind: robot}]}", "identities.oidc[1].kind"},

@@ -2,6 +2,8 @@ package node
 
 import (
 	"bytes"
+	"crypto/ecdh"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,7 @@ import (
 	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/pgwire"
 	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/proof"
 	"github.com/phigate/phigate/session/resource"
 )
 
@@ -31,75 +34,134 @@ type compiledProfile struct {
 	profile *mask.Profile
 }
 
-// buildSnapshot turns cfg into the state sessions are decided with:
-// identities, resources with their passwords, grants, masking profiles, the
-// auditors' key and the listener's certificate. It reads files but writes
-// none. prev holds the profiles of the snapshot it replaces (nil at start)
-// and is not changed; the profiles of the new one are returned beside it.
-// Every error is wrapped with where in cfg it is.
-func buildSnapshot(cfg *Config, prev map[string]compiledProfile, log *slog.Logger) (*session.Snapshot, map[string]compiledProfile, error) {
-	snap := &session.Snapshot{}
-	auth, err := buildAuth(cfg, log)
+// local is what a node has of its own rather than from the cluster: the
+// certificate agents see, and the pseudonym key.
+type local struct {
+	tls  *tls.Config
+	keys mask.Keys
+}
+
+// loadLocal reads the node's certificate; pseudonym is the pseudonym key
+// in use (the cluster's, or the node's own file).
+func loadLocal(cfg *Config, pseudonym []byte) (local, error) {
+	t, err := loadTLS(cfg)
 	if err != nil {
-		return nil, nil, err
+		return local{}, err
+	}
+	if len(pseudonym) < mask.MinKeyLen {
+		return local{}, fmt.Errorf("node: pseudonym key is %d bytes, want at least %d", len(pseudonym), mask.MinKeyLen)
+	}
+	return local{tls: t, keys: mask.Keys{Pseudonym: pseudonym}}, nil
+}
+
+// buildSnapshot turns a policy document into the state sessions are
+// decided with: identities, resources with their passwords (opened with
+// sealer), grants, masking profiles, the auditors' key, and loc's
+// certificate. p must be resolved (no file references). It reads nothing
+// and writes nothing. prev holds the profiles of the snapshot it replaces
+// (nil at start) and is not changed; the profiles of the new one are
+// returned beside it. Every error found is reported, joined, each with
+// where in p it is.
+func buildSnapshot(p *Policy, loc local, sealer Sealer, prev map[string]compiledProfile, log *slog.Logger) (*session.Snapshot, map[string]compiledProfile, error) {
+	var errs []error
+	snap := &session.Snapshot{TLS: loc.tls}
+	auth, err := buildAuth(p, log)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	snap.Auth = auth
 
 	snap.Resources = map[string]*resource.Resource{}
-	for i, rc := range cfg.Resources {
-		r, err := buildResource(rc)
+	for i, rc := range p.Resources {
+		r, err := buildResource(rc, sealer)
 		if err != nil {
-			return nil, nil, fmt.Errorf("node: resource %d (%q): %w", i, rc.Name, err)
+			errs = append(errs, fmt.Errorf("node: resource %d (%q): %w", i, rc.Name, err))
+			continue
 		}
 		if snap.Resources[r.Name] != nil {
-			return nil, nil, fmt.Errorf("node: resource %q defined twice", r.Name)
+			errs = append(errs, fmt.Errorf("node: resource %q defined twice", r.Name))
+			continue
 		}
 		snap.Resources[r.Name] = r
 	}
 
-	keys, err := loadKeys(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
 	snap.Profiles = map[string]*mask.Profile{}
 	profiles := map[string]compiledProfile{}
-	for _, name := range slices.Sorted(maps.Keys(cfg.Masking.Profiles)) {
-		pc := cfg.Masking.Profiles[name]
+	for _, name := range slices.Sorted(maps.Keys(p.Masking.Profiles)) {
+		pc := p.Masking.Profiles[name]
 		cp, ok := prev[name]
-		if !ok || !reflect.DeepEqual(cp.conf, pc) || !bytes.Equal(cp.keys.Pseudonym, keys.Pseudonym) {
-			p, err := mask.Compile(name, pc, keys)
+		if !ok || !reflect.DeepEqual(cp.conf, pc) || !bytes.Equal(cp.keys.Pseudonym, loc.keys.Pseudonym) {
+			prof, err := mask.Compile(name, pc, loc.keys)
 			if err != nil {
-				return nil, nil, fmt.Errorf("node: masking profile %q: %w", name, err)
+				errs = append(errs, fmt.Errorf("node: masking profile %q: %w", name, err))
+				continue
 			}
-			cp = compiledProfile{conf: pc, keys: keys, profile: p}
+			cp = compiledProfile{conf: pc, keys: loc.keys, profile: prof}
 		}
 		profiles[name] = cp
 		snap.Profiles[name] = cp.profile
 	}
 
-	grants, err := buildGrants(cfg)
+	grants, err := buildGrants(p)
 	if err != nil {
-		return nil, nil, err
+		errs = append(errs, err)
+	} else {
+		// Checked against the names the document defines, built or not,
+		// so that a bad resource does not hide a bad grant.
+		var names []string
+		for _, rc := range p.Resources {
+			names = append(names, rc.Name)
+		}
+		if snap.Policy, err = policy.New(grants, names, slices.Sorted(maps.Keys(p.Masking.Profiles))); err != nil {
+			errs = append(errs, fmt.Errorf("node: %w", err))
+		}
 	}
-	if snap.Policy, err = policy.New(grants, slices.Sorted(maps.Keys(snap.Resources)), slices.Sorted(maps.Keys(snap.Profiles))); err != nil {
-		return nil, nil, fmt.Errorf("node: %w", err)
+	if snap.Auditor, err = parseAuditorKey(p.Auditors); err != nil {
+		errs = append(errs, err)
 	}
-	if snap.TLS, err = loadTLS(cfg); err != nil {
-		return nil, nil, err
+	if err := checkAdmins(p.Admins); err != nil {
+		errs = append(errs, err)
 	}
-	if snap.Auditor, err = loadAuditorKey(cfg); err != nil {
-		return nil, nil, err
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
 	}
 	return snap, profiles, nil
+}
+
+// parseAuditorKey reads the auditors' public key of a resolved policy;
+// "none" turns the masking proof off, nothing at all is an error (a
+// policy that forgot the key must not turn the proof off silently).
+func parseAuditorKey(a AuditorsConfig) (*ecdh.PublicKey, error) {
+	switch strings.TrimSpace(a.PublicKey) {
+	case "none":
+		return nil, nil
+	case "":
+		return nil, errors.New(`node: auditors.public_key is required: the auditors' public key (PEM, from ` + "`phigate keys auditor`" + `), or "none" to turn the masking proof off`)
+	}
+	pub, err := proof.ParsePublic([]byte(a.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("node: auditors.public_key: %w", err)
+	}
+	return pub, nil
+}
+
+// checkAdmins checks the names in admins.
+func checkAdmins(a AdminsConfig) error {
+	for _, s := range append(slices.Clone(a.Identities), a.Groups...) {
+		if strings.TrimSpace(s) == "" || s == "*" {
+			return fmt.Errorf("node: admins: %q is not an identity or group name", s)
+		}
+	}
+	return nil
 }
 
 // buildAuth builds the authenticator of cfg's identities: the static
 // tokens, and when issuers are configured, the OIDC authenticator beside
 // them. It fetches nothing (an issuer's keys are fetched on first use, and
 // an issuer unchanged since the last build keeps the keys it had).
-func buildAuth(cfg *Config, log *slog.Logger) (identity.Authenticator, error) {
+func buildAuth(p *Policy, log *slog.Logger) (identity.Authenticator, error) {
 	var tokens []identity.StaticToken
-	for i, t := range cfg.Identities.Tokens {
+	for i, t := range p.Identities.Tokens {
 		clients, err := parseClients(t.Clients)
 		if err != nil {
 			return nil, fmt.Errorf("node: identities.tokens[%d] (%q).clients: %w", i, t.Name, err)
@@ -114,17 +176,17 @@ func buildAuth(cfg *Config, log *slog.Logger) (identity.Authenticator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if len(cfg.Identities.OIDC) == 0 {
+	if len(p.Identities.OIDC) == 0 {
 		return static, nil
 	}
 	var issuers []oidc.Issuer
-	for i, oc := range cfg.Identities.OIDC {
+	for i, oc := range p.Identities.OIDC {
 		clients, err := parseClients(oc.Clients)
 		if err != nil {
 			return nil, fmt.Errorf("node: identities.oidc[%d].clients: %w", i, err)
 		}
 		issuers = append(issuers, oidc.Issuer{
-			URL: oc.Issuer, Audience: oc.Audience, CAFile: oc.CAFile,
+			URL: oc.Issuer, Audience: oc.Audience, CAFile: oc.CAFile, CAPEM: pemBytes(oc.CAPEM),
 			NameClaim: oc.NameClaim, KindClaim: oc.KindClaim, Kind: identity.Kind(oc.Kind), GroupsClaim: oc.GroupsClaim,
 			Clients: clients, ClockSkew: oc.ClockSkew,
 		})
@@ -139,15 +201,15 @@ func buildAuth(cfg *Config, log *slog.Logger) (identity.Authenticator, error) {
 }
 
 // buildResource turns a resource's configuration into a validated
-// resource, reading the passwords it names.
-func buildResource(rc ResourceConfig) (*resource.Resource, error) {
-	pw, err := loadPassword(rc.PasswordFile, rc.PasswordEnv)
+// resource, opening its passwords with sealer.
+func buildResource(rc ResourceConfig, sealer Sealer) (*resource.Resource, error) {
+	pw, err := openSecret(rc.Password, sealer, "resource/"+rc.Name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("password %w", err)
 	}
 	r := &resource.Resource{
 		Name: rc.Name, Protocol: rc.Protocol, Address: rc.Address, Database: rc.Database, User: rc.User,
-		Password: pw, TLS: rc.TLS, CAFile: rc.CAFile, ServerName: rc.ServerName,
+		Password: resource.NewSecret(string(pw)), TLS: rc.TLS, CAFile: rc.CAFile, CAPEM: pemBytes(rc.CAPEM), ServerName: rc.ServerName,
 	}
 	for _, name := range slices.Sorted(maps.Keys(rc.Roles)) {
 		level, err := policy.ParseLevel(name)
@@ -155,19 +217,27 @@ func buildResource(rc ResourceConfig) (*resource.Resource, error) {
 			return nil, fmt.Errorf("roles: %w", err)
 		}
 		role := rc.Roles[name]
-		pw, err := loadPassword(role.PasswordFile, role.PasswordEnv)
+		pw, err := openSecret(role.Password, sealer, "resource/"+rc.Name+"/role/"+name)
 		if err != nil {
-			return nil, fmt.Errorf("roles: %s: %w", name, err)
+			return nil, fmt.Errorf("roles: %s: password %w", name, err)
 		}
 		if r.Roles == nil {
 			r.Roles = map[policy.Level]resource.Credential{}
 		}
-		r.Roles[level] = resource.Credential{User: role.User, Password: pw}
+		r.Roles[level] = resource.Credential{User: role.User, Password: resource.NewSecret(string(pw))}
 	}
 	if err := pgwire.ValidateResource(r); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// pemBytes is s as bytes, nil when empty.
+func pemBytes(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
 }
 
 // loadPassword reads a password from a file (its trailing newline removed)
@@ -194,9 +264,9 @@ func loadPassword(file, env string) (resource.Secret, error) {
 
 // buildGrants turns the grants' configuration into policy grants (which
 // policy.New then checks against resources and profiles).
-func buildGrants(cfg *Config) ([]policy.Grant, error) {
+func buildGrants(p *Policy) ([]policy.Grant, error) {
 	var grants []policy.Grant
-	for _, gc := range cfg.Grants {
+	for _, gc := range p.Grants {
 		g := policy.Grant{Name: gc.Name, Identities: gc.Identities, Groups: gc.Groups, Resources: gc.Resources, Masking: gc.Masking}
 		for _, k := range gc.Kinds {
 			kind, err := identity.ParseKind(k)
@@ -241,6 +311,12 @@ func restartOnly(old, next *Config) []string {
 	}
 	if !reflect.DeepEqual(old.Log, next.Log) {
 		out = append(out, "log")
+	}
+	if !reflect.DeepEqual(old.Cluster, next.Cluster) {
+		out = append(out, "cluster")
+	}
+	if !reflect.DeepEqual(old.Keys, next.Keys) {
+		out = append(out, "keys")
 	}
 	return out
 }

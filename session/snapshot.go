@@ -33,6 +33,29 @@ type Snapshot struct {
 	Auditor *ecdh.PublicKey
 	// TLS is what the agent-facing listeners present (nil: no TLS).
 	TLS *tls.Config
+	// Unavailable, when set, says why the node may not decide anything
+	// now (it lost the cluster's quorum for longer than its lease, so it
+	// cannot know of revocations): every login and every command is
+	// refused with it (SQLSTATE 57P03) until a snapshot without it is
+	// published.
+	Unavailable string
+}
+
+// ErrUnavailable wraps why a node refuses to decide anything now
+// (Snapshot.Unavailable).
+var ErrUnavailable = errors.New("phigate node unavailable")
+
+type unavailableError struct{ why string }
+
+func (e *unavailableError) Error() string { return "node unavailable: " + e.why }
+func (e *unavailableError) Unwrap() error { return ErrUnavailable }
+
+// WithUnavailable returns a copy of s marked unavailable for why ("" clears it).
+// The copy shares everything else with s.
+func (s *Snapshot) WithUnavailable(why string) *Snapshot {
+	c := *s
+	c.Unavailable = why
+	return &c
 }
 
 // Admission is what a session was admitted with: re-checked against every
@@ -47,6 +70,9 @@ type Admission struct {
 // Admit decides whether id may open a session on the resource named name.
 // Denial reasons are safe to show to the agent.
 func (s *Snapshot) Admit(id identity.Identity, name string) (Admission, policy.Decision) {
+	if s.Unavailable != "" {
+		return Admission{}, policy.Decision{Reason: "node unavailable: " + s.Unavailable}
+	}
 	r := s.Resources[name]
 	if r == nil {
 		return Admission{}, policy.Decision{Reason: "unknown resource"}
@@ -77,6 +103,9 @@ var ErrRevoked = errors.New("access revoked")
 // when the session opened (its login level, read-only upstream session, or
 // masking profile).
 func (s *Snapshot) Readmit(a Admission) (Admission, error) {
+	if s.Unavailable != "" {
+		return Admission{}, &unavailableError{s.Unavailable}
+	}
 	id, err := s.Auth.Recheck(a.Identity)
 	if err != nil {
 		return Admission{}, revoked("the identity is no longer accepted")

@@ -41,7 +41,7 @@ check could not run), 2 when some role could not be checked.`,
 			if err != nil {
 				return err
 			}
-			rep, err := node.CheckResource(cmd.Context(), cfg, args[0])
+			rep, err := node.CheckResource(cmd.Context(), &cfg.Policy, args[0])
 			if err != nil {
 				return err
 			}
@@ -62,7 +62,7 @@ check could not run), 2 when some role could not be checked.`,
 			return nil
 		},
 	}
-	check.Flags().StringVarP(&configPath, "config", "c", "", "the node's YAML configuration")
+	check.Flags().StringVarP(&configPath, "config", "c", "", "a policy file, or a node configuration (its policy sections)")
 	check.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.AddCommand(check)
 	return cmd

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/phigate/phigate/node"
 )
 
 // Version is set at build time (-ldflags "-X github.com/phigate/phigate/node/cli.Version=...").
@@ -24,6 +26,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	node.Version = Version
 	root.AddCommand(newNodeCommand(), newReplayCommand(), newVersionCommand(), newTokenCommand(), newMaskCommand(), newKeysCommand(), newUnsealCommand(), newResourceCommand())
 	return root
 }

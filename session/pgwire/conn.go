@@ -288,9 +288,15 @@ func (c *conn) stop(reason string) {
 // (session.ErrRevoked says why; the reason is recorded in session.end and
 // told to the agent). The code is 42501, not 57P01: a client that sees
 // 57P01 may take it for a restart and reconnect at once, while this is a
-// refusal of access.
+// refusal of access. A node that cannot decide (session.ErrUnavailable:
+// it lost the cluster's quorum) ends it with 57P03, as a server that is
+// not accepting connections yet.
 func (c *conn) revoke(err error) {
-	c.setFatal(pgError("FATAL", codeInsufficientPriv, "terminating connection: phigate "+err.Error()), err.Error())
+	code := codeInsufficientPriv
+	if errors.Is(err, session.ErrUnavailable) {
+		code = codeCannotConnectNow
+	}
+	c.setFatal(pgError("FATAL", code, "terminating connection: phigate "+err.Error()), err.Error())
 	c.hangUp()
 }
 

@@ -46,6 +46,7 @@ const (
 	codeInvalidCatalog    = "3D000"
 	codeIOError           = "58030"
 	codeAdminShutdown     = "57P01"
+	codeCannotConnectNow  = "57P03"
 	codeFeatureNotSupp    = "0A000"
 	codeSyntaxError       = "42601"
 	codeInternalError     = "XX000"
@@ -268,6 +269,11 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 	if !st.tls && !(s.cfg.AllowCleartextLoopback && isLoopback(c.client.RemoteAddr())) {
 		return c.refuse(ctx, &record.Event{Kind: record.KindAuthFailed, Auth: &record.AuthFailure{User: user, Reason: "tls required"}},
 			codeAuthSpec, "phigate requires an encrypted connection: use sslmode=require or stronger")
+	}
+	if snap := s.cfg.State.Load(); snap.Unavailable != "" {
+		// Nothing can be decided: a revocation may be unknown here.
+		return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: dbname, Denied: &record.Denial{Reason: "node unavailable: " + snap.Unavailable}},
+			codeCannotConnectNow, "phigate node unavailable: "+snap.Unavailable)
 	}
 	if err := writeRaw(c.client, &pgproto3.AuthenticationCleartextPassword{}); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -63,7 +64,14 @@ func tlsConfig(r *resource.Resource, host string) (*tls.Config, error) {
 	if r.ServerName != "" {
 		cfg.ServerName = r.ServerName
 	}
-	if r.CAFile != "" {
+	switch {
+	case r.CAPEM != nil:
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(r.CAPEM) {
+			return nil, errors.New("ca_pem holds no certificates")
+		}
+		cfg.RootCAs = pool
+	case r.CAFile != "":
 		pem, err := os.ReadFile(r.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("read ca_file: %w", err)

@@ -9,6 +9,7 @@
 package resource
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,6 +85,8 @@ type Resource struct {
 	TLS string
 	// CAFile is a PEM bundle for verify-full; empty means the system roots.
 	CAFile string
+	// CAPEM is the PEM bundle itself, used instead of CAFile when set.
+	CAPEM []byte
 	// ServerName overrides the name checked in verify-full (default: the host).
 	ServerName string
 }
@@ -170,7 +173,7 @@ func (r *Resource) SameTarget(o *Resource) bool {
 		return true
 	}
 	if r.Name != o.Name || r.Protocol != o.Protocol || r.Address != o.Address || r.Database != o.Database ||
-		r.User != o.User || r.TLS != o.TLS || r.CAFile != o.CAFile || r.ServerName != o.ServerName || len(r.Roles) != len(o.Roles) {
+		r.User != o.User || r.TLS != o.TLS || r.CAFile != o.CAFile || !bytes.Equal(r.CAPEM, o.CAPEM) || r.ServerName != o.ServerName || len(r.Roles) != len(o.Roles) {
 		return false
 	}
 	for l, c := range r.Roles {

@@ -92,6 +92,9 @@ type Issuer struct {
 	// CAFile (ca_file) is a PEM file of the CAs trusted for the issuer's
 	// HTTPS endpoints. Empty: the system's roots.
 	CAFile string
+	// CAPEM is the PEM bundle itself (ca_pem), used instead of CAFile
+	// when set.
+	CAPEM []byte
 	// NameClaim (name_claim) is the claim holding the identity's name, a
 	// non-empty string. Empty: "sub". Names share one namespace with static
 	// tokens' names: an issuer is trusted to assert any name.
@@ -227,8 +230,12 @@ func validate(ic Issuer) (*issuer, []byte, *ConfigError) {
 	if ic.Audience == "" {
 		return bad("audience", "required")
 	}
-	var caPEM []byte
-	if ic.CAFile != "" {
+	caPEM := ic.CAPEM
+	if caPEM != nil {
+		if !x509.NewCertPool().AppendCertsFromPEM(caPEM) {
+			return bad("ca_pem", "holds no PEM certificate")
+		}
+	} else if ic.CAFile != "" {
 		if caPEM, err = os.ReadFile(ic.CAFile); err != nil {
 			return bad("ca_file", "%v", err)
 		}
