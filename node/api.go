@@ -48,6 +48,7 @@ func (n *Node) startAPI() error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	n.adminRoutes(mux)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -91,15 +92,26 @@ func (n *Node) notReady() string {
 	n.mu.Lock()
 	started, closed, failed := n.started, n.closed, n.failed
 	n.mu.Unlock()
+	n.mu.Lock()
+	draining := n.draining
+	n.mu.Unlock()
 	switch {
 	case closed:
 		return "shutting down"
+	case draining:
+		return "draining: not accepting new sessions"
 	case !started:
 		return "not started"
 	case failed:
 		return "a background failure was reported (the recording spool or a listener); see the node's log"
 	case n.state.Load() == nil:
 		return "no state snapshot loaded"
+	case n.state.Load().Unavailable != "":
+		return "refusing everything: " + n.state.Load().Unavailable
+	case n.PolicyRevision() == 0:
+		return "no policy revision from the cluster yet"
+	case !n.quorumOK.Load():
+		return "no contact with the cluster's quorum (serving on the last policy until the lease ends)"
 	}
 	select {
 	case <-n.ready:

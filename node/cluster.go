@@ -51,13 +51,8 @@ func (n *Node) startCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	addrs := []*string{&cc.Peer, &cc.Client, &cc.Gossip, &cc.API}
-	for _, a := range addrs {
-		if *a == "" {
-			if *a, err = freeLoopbackAddr(); err != nil {
-				return fmt.Errorf("node: cluster: %w", err)
-			}
-		}
+	if err := freeLoopbackAddrs(&cc.Peer, &cc.Client, &cc.Gossip, &cc.API); err != nil {
+		return fmt.Errorf("node: cluster: %w", err)
 	}
 	token := n.joinToken
 	if token == "" && cc.JoinTokenFile != "" {
@@ -127,6 +122,7 @@ func (n *Node) startCluster(ctx context.Context) error {
 	}()
 	select {
 	case <-first:
+		n.quorumOK.Store(true) // the revision was read through the quorum
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -333,6 +329,7 @@ func (n *Node) watchQuorum(ctx context.Context) {
 			return
 		}
 		now := time.Now()
+		n.quorumOK.Store(err == nil)
 		switch {
 		case err == nil:
 			last = now
@@ -384,12 +381,20 @@ func (n *Node) gossipMeta() cluster.Meta {
 	return m
 }
 
-// freeLoopbackAddr is a loopback address with a port free right now.
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freeLoopbackAddrs sets each empty address to a loopback address whose
+// port is free right now, each a different one (all are held open until
+// all are chosen).
+func freeLoopbackAddrs(addrs ...*string) error {
+	for _, a := range addrs {
+		if *a != "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		*a = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return nil
 }

@@ -49,6 +49,10 @@ type Config struct {
 	Limits struct {
 		// MaxMessageBytes caps one protocol message. Zero: 64 MiB.
 		MaxMessageBytes int `yaml:"max_message_bytes"`
+		// DrainTimeout is how long a node asked to stop (SIGTERM) lets
+		// open sessions finish before it ends them, each recorded. Zero:
+		// 30s; negative: none (end them at once).
+		DrainTimeout time.Duration `yaml:"drain_timeout"`
 	} `yaml:"limits"`
 
 	Keys struct {

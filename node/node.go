@@ -54,6 +54,7 @@ type Node struct {
 	loc         local                      // under reloadMu
 	policy      *Policy                    // the revision enforced; under reloadMu
 	unavailable atomic.Pointer[string]     // why the node refuses everything (no quorum); nil: it does not
+	quorumOK    atomic.Bool                // the last quorum check succeeded
 
 	policyMu      sync.Mutex
 	policyRev     uint64        // the cluster policy revision enforced
@@ -61,6 +62,10 @@ type Node struct {
 
 	// Set by Start before the listeners open.
 	member    *cluster.Member
+	index     *cluster.Sessions
+	stopIndex context.CancelFunc
+	indexDone chan struct{}
+	peers     peerNames
 	policies  *cluster.Policies
 	sealer    Sealer
 	stopWatch context.CancelFunc
@@ -71,8 +76,9 @@ type Node struct {
 	metrics *metrics // made by New: reloads count before Start
 
 	mu      sync.Mutex // guards started, closed, failed, pgAddr, api and apiAddr
-	started bool
-	closed  bool
+	started  bool
+	closed   bool
+	draining bool
 	failed  bool // a background failure was reported (Err)
 	pgAddr  net.Addr
 	api     *http.Server // nil: listen.api is empty
@@ -305,18 +311,29 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.closeRecovered(ctx, sp, recorder); err != nil {
 		return err
 	}
+	num, err := cluster.NodeNumber(ctx, n.member.Client(), n.id)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if n.index, err = n.startIndex(); err != nil {
+		return err
+	}
 	srv, err := pgwire.New(pgwire.Config{
 		NodeID:                 n.id,
+		NodeNumber:             num,
+		ForwardCancel:          n.forwardCancel,
 		State:                  n.state,
 		AllowCleartextLoopback: n.cfg.Listen.CleartextLoopback,
 		MaxMessageBytes:        n.cfg.Limits.MaxMessageBytes,
 		Recorder:               recorder,
 		Observer:               n.metrics,
+		Index:                  sessionIndex{n.index},
 		Logger:                 n.log,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	n.peerRoutes(srv)
 	n.mu.Lock()
 	n.srv = srv
 	n.mu.Unlock()
@@ -368,7 +385,8 @@ func (n *Node) fail(err error) {
 }
 
 // Run starts the node and serves until ctx ends or the node fails in the
-// background, then closes it. It returns after every session has recorded
+// background, then closes it. When ctx ends it drains first (Drain, for at
+// most limits.drain_timeout). It returns after every session has recorded
 // its end and the spool has flushed: nil when ctx ended it.
 func (n *Node) Run(ctx context.Context) error {
 	if err := n.Start(ctx); err != nil {
@@ -380,6 +398,16 @@ func (n *Node) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+		// Asked to stop: let open sessions finish, for a while.
+		d := n.cfg.Limits.DrainTimeout
+		if d == 0 {
+			d = drainTimeout
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), d)
+		if err := n.Drain(dctx); err != nil {
+			n.log.Warn("drain timeout: ending the sessions still open", "timeout", d)
+		}
+		cancel()
 	case runErr = <-n.errc:
 	}
 	return errors.Join(runErr, n.Close())
@@ -444,6 +472,11 @@ func (n *Node) shutdown() {
 	}
 	if n.stopCheck != nil {
 		n.stopCheck()
+	}
+	if n.stopIndex != nil {
+		// After the sessions: their ends are written first.
+		n.stopIndex()
+		<-n.indexDone
 	}
 	if n.stopWatch != nil {
 		n.stopWatch()

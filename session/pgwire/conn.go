@@ -179,10 +179,17 @@ func (c *conn) serve(ctx context.Context, st *startup) {
 	if obs != nil {
 		obs.SessionStarted()
 	}
+	idx := c.srv.cfg.Index
+	if idx != nil {
+		idx.Started(c.id, c.ident.Name, c.res.Name, c.client.RemoteAddr().String(), time.Now())
+	}
 	c.relay(ctx)
 	reason := c.finish()
 	if obs != nil {
 		obs.SessionEnded(endClass(reason))
+	}
+	if idx != nil {
+		idx.Ended(c.id, time.Now(), endClass(reason))
 	}
 }
 

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"strings"
+	"time"
 
 	"github.com/phigate/phigate/session/record"
 )
@@ -29,6 +30,18 @@ type Observer interface {
 	// Masked: n non-NULL values of a result were masked (replaced or made
 	// NULL).
 	Masked(n int64)
+}
+
+// SessionIndex is told of each session that logged in, with who and from
+// where, and of its end (the cluster's session index). Its methods are
+// called from session goroutines, concurrently, once per session: they
+// must not block. No SQL, value or token is passed.
+type SessionIndex interface {
+	// Started: session id of identity on resource, from client
+	// (host:port), started at.
+	Started(id, identity, resource, client string, at time.Time)
+	// Ended: the session ended at, for a reason of class (an End constant).
+	Ended(id string, at time.Time, class string)
 }
 
 // Classes an Observer is told besides policy's.

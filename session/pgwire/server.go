@@ -53,6 +53,9 @@ type Config struct {
 	// Observer is told of sessions, commands and masked values (the
 	// node's metrics). Nil: nobody is.
 	Observer Observer
+	// Index is told of each session's start and end (the cluster's
+	// session index). Nil: nobody is.
+	Index SessionIndex
 
 	Recorder *session.Recorder // required
 	Logger   *slog.Logger      // nil: slog.Default()
@@ -84,6 +87,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closed    bool
+	draining  bool
 }
 
 // New validates cfg. It starts nothing.
@@ -133,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 // several listeners at once.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.draining {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
@@ -169,7 +173,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) shuttingDown() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closed
+	return s.closed || s.draining
 }
 
 // Shutdown stops every listener, ends every session (each records
@@ -205,6 +209,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.catMu.Unlock()
 	return nil
+}
+
+// Drain stops every listener (Serve returns ErrServerClosed) and waits
+// until every session has ended by itself, or ctx ends (its error is
+// returned then). Sessions go on meanwhile; Shutdown ends those left.
+func (s *Server) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("pgwire: drain: sessions still open: %w", ctx.Err())
+	}
 }
 
 // Recheck re-checks every live session against the current snapshot and
