@@ -75,14 +75,14 @@ type Node struct {
 
 	metrics *metrics // made by New: reloads count before Start
 
-	mu      sync.Mutex // guards started, closed, failed, pgAddr, api and apiAddr
+	mu       sync.Mutex // guards started, closed, failed, pgAddr, api and apiAddr
 	started  bool
 	closed   bool
 	draining bool
-	failed  bool // a background failure was reported (Err)
-	pgAddr  net.Addr
-	api     *http.Server // nil: listen.api is empty
-	apiAddr net.Addr
+	failed   bool // a background failure was reported (Err)
+	pgAddr   net.Addr
+	api      *http.Server // nil: listen.api is empty
+	apiAddr  net.Addr
 
 	// Set by Start before it returns, read by Close after.
 	sp  *spool.Spool
