@@ -14,9 +14,10 @@ import (
 )
 
 func newNodeCommand() *cobra.Command {
-	var configPath string
+	var configPath, joinToken string
+	var join []string
 	cmd := &cobra.Command{
-		Use:   "node --config FILE",
+		Use:   "node --config FILE [--join ADDR --join-token T]",
 		Short: "Run a phigate node",
 		Long: `Run a phigate node: listen for agents' PostgreSQL connections, authenticate
 their tokens, enforce the policy, mask results and record every command.
@@ -24,11 +25,19 @@ On first start it creates what the configuration leaves to the data
 directory (a development certificate, a pseudonym key, a development auditor
 key pair).
 
-SIGHUP reloads identities, resources, grants, masking profiles, keys and the
-TLS certificate from the file: sessions the new state no longer admits end,
-recorded; the others go on. A file that does not load or validate changes
-nothing (the log says why). SIGINT or SIGTERM stops the node cleanly: every
-open session records its end first.`,
+The node is a member of a cluster. Without --join (or cluster.join) it
+bootstraps a new one on first start, with the configuration's policy sections
+as the cluster's first policy revision; with --join ADDR (another node's
+node-to-node API, its cluster.api) and --join-token T (from "phigate cluster
+join-token") it joins that cluster. Restarted with its data directory, it
+rejoins as the member it was. The policy in force is the cluster's: change it
+with "phigate policy apply".
+
+SIGHUP reloads the TLS certificate from the file (policy sections there are
+only the bootstrap policy: the log says so if they changed). SIGINT or SIGTERM
+drains: the node stops accepting, lets open sessions finish for up to
+limits.drain_timeout, then ends the rest (each records its end) and leaves
+gossip.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {
@@ -42,6 +51,9 @@ open session records its end first.`,
 			if err != nil {
 				return err
 			}
+			if len(join) > 0 {
+				cfg.Cluster.Join = join
+			}
 			if err := node.Init(cfg, log); err != nil {
 				return err
 			}
@@ -49,6 +61,10 @@ open session records its end first.`,
 			if err != nil {
 				return err
 			}
+			if joinToken == "" {
+				joinToken = os.Getenv("PHIGATE_JOIN_TOKEN")
+			}
+			n.SetJoinToken(joinToken)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			hup := make(chan os.Signal, 1)
@@ -62,6 +78,8 @@ open session records its end first.`,
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (see examples/phigate.yaml)")
+	cmd.Flags().StringSliceVar(&join, "join", nil, "node-to-node API address (HOST:PORT) of a node of the cluster to join, on first start (overrides cluster.join)")
+	cmd.Flags().StringVar(&joinToken, "join-token", "", "the token to join with (phigate cluster join-token; env PHIGATE_JOIN_TOKEN)")
 	return cmd
 }
 
