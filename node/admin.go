@@ -40,14 +40,14 @@ const maxPolicyBytes = 8 << 20
 
 // adminRoutes adds the admin endpoints to mux.
 func (n *Node) adminRoutes(mux *http.ServeMux) {
-	mux.Handle("GET /admin/v1/policy", n.admin(n.getPolicy))
-	mux.Handle("GET /admin/v1/policy/history", n.admin(n.policyHistory))
-	mux.Handle("POST /admin/v1/policy", n.admin(n.applyPolicy))
-	mux.Handle("GET /admin/v1/cluster", n.admin(n.clusterStatus))
-	mux.Handle("POST /admin/v1/cluster/join-token", n.admin(n.joinTokenHandler))
-	mux.Handle("POST /admin/v1/cluster/remove", n.admin(n.removeNode))
-	mux.Handle("POST /admin/v1/cluster/leave", n.admin(n.leaveCluster))
-	mux.Handle("GET /admin/v1/sessions", n.admin(n.listSessions))
+	mux.Handle("GET /admin/v1/policy", n.admin(n.getPolicy, false))
+	mux.Handle("GET /admin/v1/policy/history", n.admin(n.policyHistory, false))
+	mux.Handle("POST /admin/v1/policy", n.admin(n.applyPolicy, false))
+	mux.Handle("GET /admin/v1/cluster", n.admin(n.clusterStatus, true))
+	mux.Handle("POST /admin/v1/cluster/join-token", n.admin(n.joinTokenHandler, false))
+	mux.Handle("POST /admin/v1/cluster/remove", n.admin(n.removeNode, true))
+	mux.Handle("POST /admin/v1/cluster/leave", n.admin(n.leaveCluster, false))
+	mux.Handle("GET /admin/v1/sessions", n.admin(n.listSessions, false))
 }
 
 // adminHandler serves an authorised admin request: it returns the answer
@@ -65,10 +65,14 @@ func badRequest(format string, args ...any) error {
 	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
 
-// admin authenticates and authorises a request, then serves it.
-func (n *Node) admin(h adminHandler) http.Handler {
+// admin authenticates and authorises a request, then serves it. A node
+// that refuses everything (no quorum: a revocation may be unknown to it)
+// still serves what an operator needs to repair the cluster (status,
+// removing a dead node) when whenUnavailable is set, authorised by the
+// last policy it has; the rest answers 503.
+func (n *Node) admin(h adminHandler, whenUnavailable bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who, status := n.adminIdentity(r)
+		who, status := n.adminIdentity(r, whenUnavailable)
 		if status != 0 {
 			writeJSON(w, status, map[string]string{"error": http.StatusText(status)})
 			return
@@ -94,7 +98,7 @@ func (n *Node) admin(h adminHandler) http.Handler {
 }
 
 // adminIdentity is the admin a request comes from, or the status refusing it.
-func (n *Node) adminIdentity(r *http.Request) (identity.Identity, int) {
+func (n *Node) adminIdentity(r *http.Request, whenUnavailable bool) (identity.Identity, int) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	remote := r.RemoteAddr
 	if !ok || token == "" {
@@ -103,9 +107,7 @@ func (n *Node) adminIdentity(r *http.Request) (identity.Identity, int) {
 	}
 	var client identity.NetAddr = addrString(remote)
 	snap := n.state.Load()
-	if snap.Unavailable != "" {
-		// Revocations may be unknown: only health and status endpoints
-		// (without authentication) answer.
+	if snap.Unavailable != "" && !whenUnavailable {
 		return identity.Identity{}, http.StatusServiceUnavailable
 	}
 	id, err := snap.Auth.Authenticate(r.Context(), identity.Credentials{Token: token, Client: identity.ClientAddr(client)})

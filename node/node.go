@@ -359,6 +359,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.startAPI(); err != nil {
 		return err
 	}
+	if err := n.member.UpdateMeta(); err != nil {
+		n.log.Warn("cannot tell gossip this node's addresses", "err", err)
+	}
 	n.log.Info("node ready", "postgres", ln.Addr().String(), "api", n.cfg.Listen.API, "data_dir", n.dataDir, "revision", n.Revision())
 	close(n.ready)
 
