@@ -10,14 +10,12 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/phigate/phigate/cluster"
 )
 
-// indexMember is a one-member cluster in dir and the address its clients
-// dial.
-func indexMember(t *testing.T, dir string) (*cluster.Member, string) {
+// indexMember is a one-member cluster in dir.
+func indexMember(t *testing.T, dir string) *cluster.Member {
 	t.Helper()
 	free := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -27,13 +25,12 @@ func indexMember(t *testing.T, dir string) (*cluster.Member, string) {
 		defer ln.Close()
 		return ln.Addr().String()
 	}
-	clientAddr := free()
-	m, err := cluster.Start(context.Background(), cluster.Config{Name: "n1", Dir: dir, PeerAddr: free(), ClientAddr: clientAddr})
+	m, err := cluster.Start(context.Background(), cluster.Config{Name: "n1", Dir: dir, PeerAddr: free(), ClientAddr: free()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return m, clientAddr
+	return m
 }
 
 // runSessions runs s until the test ends, or until the returned stop is
@@ -82,7 +79,7 @@ func waitState(t *testing.T, s *cluster.Sessions, id string, want cluster.Sessio
 // (Run ends and revokes the lease) is node lost. List filters.
 func TestSessionIndexLiveEndedLost(t *testing.T) {
 	ctx := context.Background()
-	m, _ := indexMember(t, t.TempDir())
+	m := indexMember(t, t.TempDir())
 	idx := cluster.NewSessions(m.Client(), "node-a", 2*time.Second)
 	stop := runSessions(t, idx)
 	start := time.Now().UTC().Truncate(time.Millisecond)
@@ -133,22 +130,56 @@ func TestSessionIndexLiveEndedLost(t *testing.T) {
 	waitState(t, reader, "S1", cluster.SessionEnded, time.Second)
 }
 
-// TestSessionIndexNodeCrash: a node that stops renewing its lease without
-// revoking it (its connection to the cluster is gone) has its live
-// sessions shown as node lost once the lease's TTL has passed.
-func TestSessionIndexNodeCrash(t *testing.T) {
-	m, addr := indexMember(t, t.TempDir())
-	nc, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + addr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
+// severableLease is the member's own lessor until sever is called; then
+// keep-alives stop and every lease call fails, as for a node cut off from
+// the cluster (crashed, frozen, or its network gone): nothing is revoked,
+// and etcd lets the lease expire on its own.
+type severableLease struct {
+	clientv3.Lease
+	severed context.Context
+}
+
+var errSevered = errors.New("severed from the cluster")
+
+func (l *severableLease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
+	if l.severed.Err() != nil {
+		return nil, errSevered
 	}
+	return l.Lease.Grant(ctx, ttl)
+}
+
+func (l *severableLease) Revoke(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseRevokeResponse, error) {
+	if l.severed.Err() != nil {
+		return nil, errSevered
+	}
+	return l.Lease.Revoke(ctx, id)
+}
+
+func (l *severableLease) KeepAlive(ctx context.Context, id clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	if l.severed.Err() != nil {
+		return nil, errSevered
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(l.severed, cancel)
+	return l.Lease.KeepAlive(ctx, id)
+}
+
+// TestSessionIndexNodeCrash: a node that stops renewing its lease without
+// revoking it has its live sessions shown as node lost once the lease's
+// TTL has passed, and not before.
+func TestSessionIndexNodeCrash(t *testing.T) {
+	m := indexMember(t, t.TempDir())
+	severed, sever := context.WithCancel(context.Background())
+	defer sever()
+	nc := clientv3.NewCtxClient(context.Background())
+	nc.KV, nc.Lease = m.Client().KV, &severableLease{Lease: m.Client().Lease, severed: severed}
 	crashed := cluster.NewSessions(nc, "node-c", 2*time.Second)
 	runSessions(t, crashed)
 	crashed.Started(cluster.SessionInfo{ID: "C1", Identity: "reader-bot", Resource: "clinic", Start: time.Now()})
 	reader := cluster.NewSessions(m.Client(), "node-a", 0)
 	waitState(t, reader, "C1", cluster.SessionLive, 10*time.Second)
 	lost := time.Now()
-	nc.Close() // the crash: no more keep-alives, no revoke
+	sever() // the crash: no more keep-alives, no revoke
 	// Still live for about the TTL (2 s; etcd may add up to a second).
 	if got, err := reader.Get(context.Background(), "C1"); err != nil || got.State != cluster.SessionLive {
 		t.Fatalf("just after the crash: %+v, %v", got, err)
@@ -162,7 +193,7 @@ func TestSessionIndexNodeCrash(t *testing.T) {
 // one and marks its live sessions again; new sessions are indexed too.
 func TestSessionIndexLeaseLostAndRegained(t *testing.T) {
 	ctx := context.Background()
-	m, _ := indexMember(t, t.TempDir())
+	m := indexMember(t, t.TempDir())
 	idx := cluster.NewSessions(m.Client(), "node-a", 2*time.Second)
 	runSessions(t, idx)
 	idx.Started(cluster.SessionInfo{ID: "L1", Identity: "reader-bot", Resource: "clinic", Start: time.Now()})
@@ -188,7 +219,7 @@ func TestSessionIndexLeaseLostAndRegained(t *testing.T) {
 // nothing writes (Run not running, etcd irrelevant); what does not fit in
 // the queue is dropped and counted.
 func TestSessionIndexNeverBlocks(t *testing.T) {
-	m, _ := indexMember(t, t.TempDir())
+	m := indexMember(t, t.TempDir())
 	idx := cluster.NewSessions(m.Client(), "node-a", 0)
 	const n = 5000
 	done := make(chan struct{})
@@ -215,7 +246,7 @@ func TestSessionIndexNeverBlocks(t *testing.T) {
 func TestNodeNumber(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	m, _ := indexMember(t, dir)
+	m := indexMember(t, dir)
 	first, err := cluster.NodeNumber(ctx, m.Client(), "node-a")
 	if err != nil || first < 1 || first > cluster.MaxNodeNumber {
 		t.Fatalf("NodeNumber(node-a) = %d, %v", first, err)
@@ -264,7 +295,7 @@ func TestNodeNumber(t *testing.T) {
 	}
 
 	m.Close()
-	again, _ := indexMember(t, dir)
+	again := indexMember(t, dir)
 	if n, err := cluster.NodeNumber(ctx, again.Client(), "node-a"); err != nil || n != first {
 		t.Fatalf("after restart node-a = %d, %v; want %d", n, err, first)
 	}
