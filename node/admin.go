@@ -265,7 +265,7 @@ func (n *Node) joinTokenHandler(r *http.Request, who identity.Identity) (any, er
 		}
 		ttl = d
 	}
-	tok, err := n.member.JoinToken(r.Context(), ttl)
+	tok, err := n.JoinToken(r.Context(), ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -321,4 +321,13 @@ func (n *Node) listSessions(r *http.Request, _ identity.Identity) (any, error) {
 		out = append(out, row{s, s.State})
 	}
 	return out, nil
+}
+
+// JoinToken issues a token a new node joins the cluster with (`phigate
+// node --join ADDR --join-token T`), valid for ttl.
+func (n *Node) JoinToken(ctx context.Context, ttl time.Duration) (string, error) {
+	if n.member == nil {
+		return "", errors.New("node: not started")
+	}
+	return n.member.JoinToken(ctx, ttl)
 }

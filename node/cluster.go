@@ -68,7 +68,7 @@ func (n *Node) startCluster(ctx context.Context) error {
 		Join: cc.Join, JoinToken: token, Voters: cc.Voters,
 		Secrets: map[string][]byte{ClusterKeySecret: key, PseudonymKeySecret: n.loc.keys.Pseudonym},
 		Meta:    n.gossipMeta,
-		Logger:  n.log,
+		Logger:  n.baseLog, // the member names the node itself
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

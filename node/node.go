@@ -42,6 +42,7 @@ type Node struct {
 	id      string
 	dataDir string
 	log     *slog.Logger
+	baseLog *slog.Logger // log without the node's name
 	state   *session.State
 
 	// bootstrap is the configuration's policy, resolved: the cluster's
@@ -111,7 +112,7 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	if n.id == "" {
 		return nil, errors.New("node: id not set and no host name")
 	}
-	n.log = logger.With("node", n.id)
+	n.baseLog, n.log = logger, logger.With("node", n.id)
 	if err := checkCluster(cfg.Cluster); err != nil {
 		return nil, err
 	}
