@@ -50,7 +50,7 @@ type cluster struct {
 func newCluster(t *testing.T, pg *pgtest.Server) *cluster {
 	t.Helper()
 	ctx := context.Background()
-	c := &cluster{bin: phigateBin, dir: t.TempDir(), tokens: map[string]string{"writer": "phg_chaos_writer"}}
+	c := &cluster{bin: phigateBin, dir: t.TempDir(), tokens: map[string]string{"writer": "phg_chaos_writer", "root": "phg_chaos_root"}}
 	c.dataDir = filepath.Join(c.dir, "data")
 	if err := pg.AddUser(ctx, pgtest.User{Name: "chaos_svc", Password: "chaos-svc-pw", Auth: pgtest.AuthSCRAM}); err != nil {
 		t.Fatal(err)
@@ -67,11 +67,13 @@ func newCluster(t *testing.T, pg *pgtest.Server) *cluster {
 	}
 	c.config = filepath.Join(c.dir, "phigate.yaml")
 	cfg := fmt.Sprintf(`node: {id: chaos-node, data_dir: %s}
-listen: {postgres: "127.0.0.1:%%d", cleartext_loopback: true}
-identities: {tokens: [{name: writer, kind: ci, groups: [writers], token_sha256: %s}]}
+listen: {postgres: "127.0.0.1:%%d", cleartext_loopback: true, api: "127.0.0.1:%%d"}
+limits: {drain_timeout: 2s}
+identities: {tokens: [{name: writer, kind: ci, groups: [writers], token_sha256: %s}, {name: root, kind: human, groups: [admins], token_sha256: %s}]}
 resources: [{name: chaos, address: %q, database: chaos, user: chaos_svc, password_file: %s, tls: disable}]
 grants: [{name: writers, groups: [writers], resources: [chaos], allow: [read, write]}]
-`, c.dataDir, identity.HashToken(c.tokens["writer"]), pg.Addr(), pw)
+admins: {groups: [admins]}
+`, c.dataDir, identity.HashToken(c.tokens["writer"]), identity.HashToken(c.tokens["root"]), pg.Addr(), pw)
 	if err := os.WriteFile(c.config+".tmpl", []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +83,11 @@ grants: [{name: writers, groups: [writers], resources: [chaos], allow: [read, wr
 func (c *cluster) recordings() string { return filepath.Join(c.dataDir, node.RecordingsSubdir) }
 
 type nodeProc struct {
-	cmd  *exec.Cmd
-	port int
-	done chan error
-	log  string
+	cmd     *exec.Cmd
+	port    int
+	apiPort int
+	done    chan error
+	log     string
 }
 
 // startNode runs `phigate node` on a fresh port and waits until it accepts
@@ -95,13 +98,18 @@ func (c *cluster) startNode(t *testing.T) *nodeProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
+	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, apiPort := ln.Addr().(*net.TCPAddr).Port, apiLn.Addr().(*net.TCPAddr).Port
 	ln.Close()
+	apiLn.Close()
 	tmpl, err := os.ReadFile(c.config + ".tmpl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(c.config, []byte(fmt.Sprintf(string(tmpl), port)), 0o600); err != nil {
+	if err := os.WriteFile(c.config, []byte(fmt.Sprintf(string(tmpl), port, apiPort)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(c.dir, fmt.Sprintf("node-%d.log", port))
@@ -114,7 +122,7 @@ func (c *cluster) startNode(t *testing.T) *nodeProc {
 	if err := pgtest.Spawn(cmd, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	n := &nodeProc{cmd: cmd, port: port, done: make(chan error, 1), log: logPath}
+	n := &nodeProc{cmd: cmd, port: port, apiPort: apiPort, done: make(chan error, 1), log: logPath}
 	go func() { n.done <- cmd.Wait(); logf.Close() }()
 	t.Cleanup(func() { pgtest.KillGroup(cmd.Process.Pid) })
 	deadline := time.Now().Add(30 * time.Second)

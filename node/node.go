@@ -329,7 +329,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		Recorder:               recorder,
 		Observer:               n.metrics,
 		Index:                  sessionIndex{n.index},
-		Logger:                 n.log,
+		Logger:                 n.baseLog, // pgwire names the node itself
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
