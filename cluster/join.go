@@ -165,7 +165,14 @@ func (m *Member) register(ctx context.Context) {
 func (m *Member) serveJoin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	refuse := func(code int, reason string, attrs ...any) {
-		m.log.Warn("cluster: join refused", append([]any{"remote", r.RemoteAddr, "reason", reason}, attrs...)...)
+		attrs = append([]any{"remote", r.RemoteAddr, "reason", reason}, attrs...)
+		if code == http.StatusServiceUnavailable {
+			// Not now (no quorum, or a voter added too recently): the
+			// joiner asks again.
+			m.log.Info("cluster: join deferred", attrs...)
+		} else {
+			m.log.Warn("cluster: join refused", attrs...)
+		}
 		http.Error(w, reason, code)
 	}
 	var req joinRequest

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -83,6 +84,8 @@ type timing struct {
 	tickMs, electionMs uint
 	// reconcileEvery is the period of the voter loop.
 	reconcileEvery time.Duration
+	// voterGrace is how long a voter is down before a learner replaces it.
+	voterGrace time.Duration
 	// gossip adjusts memberlist's configuration.
 	gossip func(*memberlist.Config)
 }
@@ -129,7 +132,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Meta = func() Meta { return Meta{} }
 	}
 	if c.timing.tickMs == 0 {
-		c.timing = timing{tickMs: 100, electionMs: 1000, reconcileEvery: time.Second}
+		c.timing = timing{tickMs: 100, electionMs: 1000, reconcileEvery: time.Second, voterGrace: 15 * time.Second}
 	}
 	return c, nil
 }
@@ -162,7 +165,8 @@ type Member struct {
 
 	gossip *gossip
 
-	errc chan error // one failure, never closed
+	errc    chan error  // one failure, never closed
+	leaving atomic.Bool // Leave removed the member: etcd stopping is no failure
 
 	stop     chan struct{} // closed by Close and Leave: background loops end
 	loops    sync.WaitGroup
@@ -284,7 +288,7 @@ func (m *Member) startEtcd(ctx context.Context) error {
 	go func() {
 		select {
 		case err, ok := <-e.Err():
-			if ok && err != nil {
+			if ok && err != nil && !m.leaving.Load() {
 				m.fail(fmt.Errorf("cluster: member: %w", err))
 			}
 		case <-m.stop:

@@ -28,22 +28,45 @@ var (
 )
 
 // reconcileLoop runs on every node; only the leader acts: it promotes
-// learners while the cluster has fewer healthy voters than it should.
+// learners while the cluster has fewer healthy voters than it should. A
+// voter counts as lost only once it has been down for the grace period
+// (timing.voterGrace), so that a restart does not cost a promotion.
 func (m *Member) reconcileLoop() {
 	defer m.loops.Done()
 	t := time.NewTicker(m.cfg.timing.reconcileEvery)
 	defer t.Stop()
+	downSince := map[types.ID]time.Time{} // owned by this goroutine
 	for {
 		select {
 		case <-m.stop:
 			return
 		case <-t.C:
 		}
+		now := time.Now()
+		members := m.etcd.Server.Cluster().Members()
+		seen := map[types.ID]bool{}
+		for _, mem := range members {
+			seen[mem.ID] = true
+			if m.healthy(mem) {
+				delete(downSince, mem.ID)
+			} else if _, ok := downSince[mem.ID]; !ok {
+				downSince[mem.ID] = now
+			}
+		}
+		for id := range downSince {
+			if !seen[id] {
+				delete(downSince, id)
+			}
+		}
 		if m.etcd.Server.Leader() != m.etcd.Server.MemberID() {
 			continue
 		}
+		counts := func(mem *membership.Member) bool {
+			since, down := downSince[mem.ID]
+			return !down || now.Sub(since) < m.cfg.timing.voterGrace
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.timing.reconcileEvery*3)
-		m.promote(ctx)
+		m.promote(ctx, members, counts)
 		cancel()
 	}
 }
@@ -54,12 +77,12 @@ func (m *Member) healthy(mem *membership.Member) bool {
 	return mem.ID == m.etcd.Server.MemberID() || (mem.Name != "" && m.gossip.alive(mem.Name))
 }
 
-// promote promotes one healthy learner when the healthy voters are fewer
-// than Voters and the voters fewer than maxVoters. A learner not caught up
-// yet is refused by etcd; the next round tries again.
-func (m *Member) promote(ctx context.Context) {
-	members := m.etcd.Server.Cluster().Members()
-	voters, healthyVoters := 0, 0
+// promote promotes one healthy learner when the voters that count (see
+// reconcileLoop) are fewer than Voters and all voters fewer than
+// maxVoters. A learner not caught up yet is refused by etcd; the next
+// round tries again.
+func (m *Member) promote(ctx context.Context, members []*membership.Member, counts func(*membership.Member) bool) {
+	voters, counted := 0, 0
 	var learners []*membership.Member
 	for _, mem := range members {
 		switch {
@@ -69,15 +92,15 @@ func (m *Member) promote(ctx context.Context) {
 			}
 		default:
 			voters++
-			if m.healthy(mem) {
-				healthyVoters++
+			if counts(mem) {
+				counted++
 			}
 		}
 	}
-	if healthyVoters >= m.cfg.Voters || voters >= maxVoters || len(learners) == 0 {
+	if counted >= m.cfg.Voters || voters >= maxVoters || len(learners) == 0 {
 		return
 	}
-	// The oldest name first, for a stable choice.
+	// By name, for a stable choice.
 	slices.SortFunc(learners, func(a, b *membership.Member) int { return strings.Compare(a.Name, b.Name) })
 	for _, l := range learners {
 		if _, err := m.client.MemberPromote(ctx, uint64(l.ID)); err != nil {
@@ -92,7 +115,10 @@ func (m *Member) promote(ctx context.Context) {
 // Leave takes this node out of the cluster for good and stops the member
 // (as Close does; Close afterwards does nothing). If the node leads, it
 // hands leadership to another voter first; if it is the last voter, it
-// promotes a learner first. It refuses on the only member.
+// promotes a learner first. It refuses on the only member. etcd refuses
+// changes that could cost quorum, such as removing a voter while another
+// has been connected for less than five seconds: Leave tries again until
+// ctx ends.
 func (m *Member) Leave(ctx context.Context) error {
 	m.closeMu.Lock()
 	defer m.closeMu.Unlock()
@@ -135,15 +161,15 @@ func (m *Member) Leave(ctx context.Context) error {
 			}
 			return 0
 		})
-		var err error
-		for _, v := range voters {
-			if v.IsLearner {
-				continue
+		err := retry(ctx, func() error {
+			var err error
+			for _, v := range voters {
+				if err = m.etcd.Server.MoveLeader(ctx, uint64(me), uint64(v.ID)); err == nil {
+					break
+				}
 			}
-			if err = m.etcd.Server.MoveLeader(ctx, uint64(me), uint64(v.ID)); err == nil {
-				break
-			}
-		}
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("cluster: leave: hand leadership over: %w", err)
 		}
@@ -151,19 +177,37 @@ func (m *Member) Leave(ctx context.Context) error {
 	if _, err := m.client.Delete(ctx, nodesPrefix+m.cfg.Name); err != nil {
 		return fmt.Errorf("cluster: leave: remove this node from the registry: %w", err)
 	}
-	// etcd stops itself once its member is removed: the background loops
-	// (and the watch that reports etcd's failures on Err) end first.
-	close(m.stop)
-	m.loops.Wait()
-	if _, err := m.client.MemberRemove(ctx, uint64(me)); err != nil {
-		m.closed = true
-		m.closeErr = m.shutdown()
-		return fmt.Errorf("cluster: leave: remove this member (the member is stopped; restart it to retry): %w", err)
+	// etcd stops itself once its member is removed; that is no failure.
+	m.leaving.Store(true)
+	err := retry(ctx, func() error {
+		_, err := m.client.MemberRemove(ctx, uint64(me))
+		return err
+	})
+	if err != nil {
+		m.leaving.Store(false)
+		return fmt.Errorf("cluster: leave: remove this member: %w", err)
 	}
 	m.closed = true
 	m.closeErr = m.shutdown()
 	m.log.Info("cluster: left the cluster")
 	return m.closeErr
+}
+
+// retry calls f until it succeeds or ctx ends. etcd refuses a membership
+// change that could cost quorum while a voter has been connected for less
+// than five seconds (etcdserver.HealthInterval): such refusals pass.
+func retry(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // promoteAny promotes one of learners, retrying until one is caught up
@@ -192,7 +236,8 @@ func (m *Member) promoteAny(ctx context.Context, learners []*membership.Member) 
 }
 
 // Remove takes the named member (usually a dead one) out of the cluster
-// and the node registry. A node removes others only: to take this node
+// and the node registry, trying again until ctx ends while etcd refuses
+// (see Leave). A node removes others only: to take this node
 // out, use Leave.
 func (m *Member) Remove(ctx context.Context, name string) error {
 	if name == m.cfg.Name {
@@ -209,7 +254,10 @@ func (m *Member) Remove(ctx context.Context, name string) error {
 		if _, ok := nodes[name]; !ok {
 			return fmt.Errorf("%w: %q", ErrNotMember, name)
 		}
-	} else if _, err := m.client.MemberRemove(ctx, uint64(target.ID)); err != nil {
+	} else if err := retry(ctx, func() error {
+		_, err := m.client.MemberRemove(ctx, uint64(target.ID))
+		return err
+	}); err != nil {
 		return fmt.Errorf("cluster: remove %s: %w", name, err)
 	}
 	if _, err := m.client.Delete(ctx, nodesPrefix+name); err != nil {
