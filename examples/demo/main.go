@@ -1,8 +1,12 @@
 // Command demo is what `make demo` runs: a throwaway PostgreSQL with
 // synthetic patients and one upstream role per access level (checked with
-// `phigate resource check`), a phigate node in front of it, agents querying
-// through it with psql (allowed and masked, denied, a bad token), and then
-// the recorded evidence, verified and printed with `phigate replay`.
+// `phigate resource check`), a cluster of three phigate nodes on loopback in
+// front of it (node 1 bootstraps the cluster and its policy, nodes 2 and 3
+// join with a join token), agents querying through different nodes with psql
+// (allowed and masked, denied, a bad token), a policy applied on node 1 and
+// enforced on node 3, a token revoked while its session is open on node 2,
+// a cancel sent to the wrong node, and then the recorded evidence of
+// several nodes, verified and printed with `phigate replay`.
 //
 // Everything lives in a temporary directory and every process it starts is
 // stopped when it ends, on error, or on Ctrl-C.
@@ -11,16 +15,23 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,7 +45,7 @@ import (
 func main() {
 	phigate := flag.String("phigate", "bin/phigate", "path to the phigate binary (make build)")
 	patients := flag.Int("patients", 200, "synthetic patients to load")
-	keep := flag.Bool("keep", false, "keep the temporary directory (recordings, logs) after the demo")
+	keep := flag.Bool("keep", false, "keep the temporary directory (configurations, recordings, logs) after the demo")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,13 +56,29 @@ func main() {
 }
 
 type demo struct {
-	dir     string
-	phigate string
-	tokens  map[string]string
-	port    int
+	dir       string
+	phigate   string
+	tokens    map[string]string // identity name -> token
+	pwFiles   map[string]string // upstream role -> password file
+	pgAddr    string
+	adminFile string // the admin identity's token, for the admin API
+	nodes     []*node
 }
 
+// node is one phigate node of the demo cluster: its ports, files and process.
+type node struct {
+	num                                  int
+	name, dataDir, cfgFile               string
+	pg, api, peer, client, gossip, nodes int // loopback ports
+	proc                                 *nodeProc
+}
+
+func (n *node) apiURL() string     { return fmt.Sprintf("https://127.0.0.1:%d", n.api) }
+func (n *node) cacert() string     { return filepath.Join(n.dataDir, "tls", "dev-cert.pem") }
+func (n *node) recordings() string { return filepath.Join(n.dataDir, "recordings", "sessions") }
+
 func run(ctx context.Context, phigate string, patients int, keep bool) error {
+	began := time.Now()
 	phigate, err := filepath.Abs(phigate)
 	if err != nil {
 		return err
@@ -64,11 +91,11 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 		return err
 	}
 	if keep {
-		defer fmt.Printf("\nkept %s (recordings in phigate-data/recordings, node log in node.log)\n", dir)
+		defer fmt.Printf("\nkept %s (each node's configuration nN.yaml, log nN.log, data in nN/: recordings/)\n", dir)
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	d := &demo{dir: dir, phigate: phigate, tokens: map[string]string{}}
+	d := &demo{dir: dir, phigate: phigate, tokens: map[string]string{}, pwFiles: map[string]string{}}
 
 	step("Starting a throwaway PostgreSQL 15 with %d synthetic patients", patients)
 	// One upstream role per access level: the database refuses, as a second
@@ -84,6 +111,14 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 		return fmt.Errorf("start PostgreSQL: %w", err)
 	}
 	defer pg.Stop()
+	// The nodes stop first (on error and Ctrl-C too), then PostgreSQL, then
+	// the directory goes.
+	defer func() {
+		if err := d.stopNodes(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo: stopping the nodes:", err)
+		}
+	}()
+	d.pgAddr = pg.Addr()
 	if err := pg.CreateDatabase(ctx, "clinic", "phigate_admin"); err != nil {
 		return err
 	}
@@ -98,94 +133,162 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 	fmt.Println("    phigate_write SELECT, INSERT, UPDATE, DELETE (write grants)")
 	fmt.Println("    phigate_admin owns the database, its schema and tables (ddl and admin grants)")
 
-	cfgFile, err := d.writeConfig(pg.Addr(), passwords)
-	if err != nil {
+	if err := d.writeConfigs(passwords); err != nil {
 		return err
 	}
+	n1, n2, n3 := d.nodes[0], d.nodes[1], d.nodes[2]
 	step("Checking what each upstream role can really do")
-	fmt.Printf("$ phigate resource check --config %s clinic\n", cfgFile)
-	out, err := exec.CommandContext(ctx, phigate, "resource", "check", "--config", cfgFile, "clinic").CombinedOutput()
-	fmt.Print(indent(string(out)))
-	if err != nil {
+	fmt.Printf("$ phigate resource check --config %s clinic\n", n1.cfgFile)
+	if err := d.show(ctx, "resource", "check", "--config", n1.cfgFile, "clinic"); err != nil {
 		return fmt.Errorf("resource check: %w", err)
 	}
 
-	step("Starting a phigate node")
-	node, err := d.startNode(ctx, cfgFile)
-	if err != nil {
+	step("Starting node 1: it bootstraps a new cluster, whose first policy revision is its configuration's policy sections")
+	fmt.Println("  (identities, resources, grants, masking; and admins: who may change the cluster through the API)")
+	fmt.Printf("$ phigate node --config %s\n", n1.cfgFile)
+	if err := d.startNode(ctx, n1, ""); err != nil {
 		return err
 	}
-	defer node.stop()
 
-	step("Agents query through phigate with psql")
-	d.psql("claims-agent reads patients: PHI columns are masked by the hipaa profile", "claims-agent",
+	step("Nodes 2 and 3 join with a short-lived join token an admin asks node 1 for")
+	fmt.Println("  Their configurations have no policy sections (a joining node's would be ignored): they take the")
+	fmt.Println("  policy, the cluster key (which seals upstream passwords) and the pseudonym key (masked values")
+	fmt.Println("  hash alike on every node) from the cluster.")
+	fmt.Printf("$ T=$(phigate cluster join-token %s)\n", d.adminFlagsShown(n1))
+	out, err := d.output(ctx, d.admin(n1, "cluster", "join-token", "--ttl", "10m")...)
+	if err != nil {
+		return fmt.Errorf("join-token: %w\n%s", err, out)
+	}
+	joinToken := strings.TrimSpace(out)
+	fmt.Printf("  (a token valid for 10 minutes: %s...)\n", joinToken[:min(12, len(joinToken))])
+	for _, n := range []*node{n2, n3} {
+		fmt.Printf("$ PHIGATE_JOIN_TOKEN=\"$T\" phigate node --config %s --join 127.0.0.1:%d\n", n.cfgFile, n1.nodes)
+		if err := d.startNode(ctx, n, joinToken); err != nil {
+			return err
+		}
+	}
+	fmt.Println("\n-- any node answers for the whole cluster; here node 3:")
+	fmt.Printf("$ phigate cluster status %s\n", d.adminFlagsShown(n3))
+	if err := d.show(ctx, d.admin(n3, "cluster", "status")...); err != nil {
+		return fmt.Errorf("cluster status: %w", err)
+	}
+
+	step("Agents query through different nodes with psql")
+	mark := d.mark(n1)
+	d.psql(n1, "claims-agent reads patients through node 1: PHI columns are masked by the hipaa profile", "claims-agent",
 		"SELECT id, first_name, last_name, dob, ssn, mrn, phone, city, zip FROM patients ORDER BY id LIMIT 5")
-	d.psql("claims-agent's session is phigate_read upstream (its grant allows only reads)", "claims-agent",
+	maskedRead := d.since(n1, mark)
+	d.psql(n2, "claims-agent through node 2: the session is phigate_read upstream (its grant allows only reads)", "claims-agent",
 		"SELECT current_user")
-	d.psql("claims-agent reads visit notes: names, phones and dates inside free text are masked", "claims-agent",
+	d.psql(n3, "claims-agent reads visit notes through node 3: names, phones and dates inside free text are masked", "claims-agent",
 		"SELECT visit_date, clinician, notes FROM encounters ORDER BY id LIMIT 3")
-	d.psql("claims-agent computes over masked columns: masking follows the data, each output is masked whole", "claims-agent",
+	d.psql(n1, "claims-agent computes over masked columns: masking follows the data, each output is masked whole", "claims-agent",
 		"SELECT reverse(ssn) AS r, dob + 0 AS d, ARRAY[first_name, phone] AS a, left(notes, 20) AS n FROM patients JOIN encounters ON encounters.patient_id = patients.id ORDER BY encounters.id LIMIT 2")
-	d.psql("nightly-etl (masked writes) tries to copy SSNs into visit notes, where masking could not follow them: refused (42501), recorded", "nightly-etl",
+	d.psql(n2, "nightly-etl (masked writes) tries to copy SSNs into visit notes, where masking could not follow them: refused (42501), recorded", "nightly-etl",
 		"UPDATE encounters SET notes = (SELECT ssn FROM patients WHERE patients.id = encounters.patient_id) WHERE id = 1")
-	d.psql("claims-agent tries to delete: denied by policy (42501), recorded", "claims-agent",
+	d.psql(n3, "claims-agent tries to delete: denied by policy (42501), recorded", "claims-agent",
 		"DELETE FROM patients WHERE id = 1")
-	d.psql("nightly-etl (CI) updates a phone number as phigate_write: allowed, recorded with its text", "nightly-etl",
+	d.psql(n2, "nightly-etl (CI) updates a phone number as phigate_write: allowed, recorded with its text", "nightly-etl",
 		"UPDATE patients SET phone = '+1 555 0100' WHERE id = 2 RETURNING id, phone, current_user")
-	d.psqlToken("someone presents a stolen-looking token: refused (28P01), recorded", "claims-agent", "phg_not-a-real-token")
+	d.psqlToken(n1, "someone presents a stolen-looking token: refused (28P01), recorded", "claims-agent", "phg_not-a-real-token")
 
-	step("An operator rotates nightly-etl's token and reloads the node (SIGHUP): its open session ends at once, recorded; the old token no longer logs in")
-	if err := d.revokeLive(ctx, cfgFile, node); err != nil {
+	step("An admin applies a policy change on node 1; node 3 enforces it within a second")
+	d.psql(n3, "research-agent has a token but no grant yet: refused on node 3", "research-agent",
+		"SELECT id, mrn, dob, zip, city FROM patients ORDER BY id LIMIT 3")
+	rev2 := filepath.Join(dir, "policy-r2.yaml")
+	if err := os.WriteFile(rev2, []byte(d.policy(policyR2)), 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("\n-- %s is the bootstrap policy plus one grant:\n", filepath.Base(rev2))
+	fmt.Print(indent(researchGrant))
+	if err := d.apply(ctx, n1, rev2); err != nil {
+		return err
+	}
+	if err := d.waitRevision(ctx, n3, 2); err != nil {
+		return err
+	}
+	mark3 := d.mark(n3)
+	d.psql(n3, "the same query on node 3, now allowed (read only, masked; mrn hashes as on node 1: one pseudonym key in the cluster)", "research-agent",
+		"SELECT id, mrn, dob, zip, city FROM patients ORDER BY id LIMIT 3")
+	researchRead := d.since(n3, mark3)
+	fmt.Println("\n-- every revision is kept, with who applied it and when:")
+	fmt.Printf("$ phigate policy history %s\n", d.adminFlagsShown(n2))
+	if err := d.show(ctx, d.admin(n2, "policy", "history")...); err != nil {
+		return fmt.Errorf("policy history: %w", err)
+	}
+	fmt.Printf("\n$ phigate policy diff 1 2 %s\n", d.adminFlagsShown(n2))
+	if err := d.show(ctx, d.admin(n2, "policy", "diff", "1", "2")...); err != nil {
+		return fmt.Errorf("policy diff: %w", err)
+	}
+
+	step("A cancel sent to the wrong node still cancels")
+	fmt.Println("  The cancel key phigate hands a client names the node holding its session; a node given a")
+	fmt.Println("  key of another node's forwards it over the node-to-node API (as a load balancer would misroute it).")
+	mark1 := d.mark(n1)
+	if err := d.cancelElsewhere(ctx, pg, n1, n2); err != nil {
+		return err
+	}
+	cancelled := d.since(n1, mark1)
+
+	step("An admin revokes nightly-etl's token while its session is open on node 2")
+	mark2 := d.mark(n2)
+	if err := d.revokeLive(ctx, n1, n2, n3); err != nil {
+		return err
+	}
+	revoked := d.since(n2, mark2)
+	fmt.Println("\n-- the cluster knows every node's sessions:")
+	fmt.Printf("$ phigate cluster sessions --identity nightly-etl %s\n", d.adminFlagsShown(n1))
+	if err := d.show(ctx, d.admin(n1, "cluster", "sessions", "--identity", "nightly-etl")...); err != nil {
+		return fmt.Errorf("cluster sessions: %w", err)
+	}
+
+	step("Stopping the nodes (SIGTERM: each drains, every session records its end first)")
+	if err := d.stopNodes(); err != nil {
 		return err
 	}
 
-	step("Stopping the node (every session records its end first)")
-	if err := node.stop(); err != nil {
-		return err
+	step("The recorded evidence: each node records the sessions it served, in its own data directory")
+	for _, n := range d.nodes {
+		fmt.Printf("\n$ phigate replay --data-dir %s --list\n", n.dataDir)
+		if err := d.show(ctx, "replay", "--data-dir", n.dataDir, "--list"); err != nil {
+			return fmt.Errorf("replay --list: %w", err)
+		}
 	}
-
-	step("The recorded evidence")
-	data := filepath.Join(dir, "phigate-data")
-	list := exec.CommandContext(ctx, phigate, "replay", "--data-dir", data, "--list")
-	out, err = list.CombinedOutput()
-	fmt.Print(indent(string(out)))
-	if err != nil {
-		return fmt.Errorf("replay --list: %w", err)
-	}
-	ids := sessionIDs(data)
-	for _, id := range ids {
-		fmt.Printf("\n$ phigate replay %s\n", id)
-		cmd := exec.CommandContext(ctx, phigate, "replay", "--data-dir", data, id)
-		out, err := cmd.CombinedOutput()
-		fmt.Print(indent(string(out)))
-		if err != nil {
-			return fmt.Errorf("replay %s: %w", id, err)
+	for _, r := range []struct {
+		n     *node
+		what  string
+		ids   []string
+		count int
+	}{
+		{n1, "claims-agent's masked read on node 1", maskedRead, 1},
+		{n3, "research-agent's first allowed read on node 3, under revision 2", researchRead, 1},
+		{n1, "the query cancelled through node 2, recorded on node 1", cancelled, 1},
+		{n2, "nightly-etl's session on node 2, ended by the revocation", revoked, 1},
+	} {
+		if len(r.ids) != r.count {
+			return fmt.Errorf("%s: want %d recording, found %v", r.what, r.count, r.ids)
+		}
+		fmt.Printf("\n-- %s\n$ phigate replay --data-dir %s %s\n", r.what, r.n.dataDir, r.ids[0])
+		if err := d.show(ctx, "replay", "--data-dir", r.n.dataDir, r.ids[0]); err != nil {
+			return fmt.Errorf("replay %s: %w", r.ids[0], err)
 		}
 	}
 
-	step("An auditor checks the masking proof of the first session (the unsealing is recorded before anything is shown)")
-	key := filepath.Join(data, "keys", "auditor.key")
-	fmt.Printf("$ phigate unseal --key %s --auditor auditor-alice --reason \"demo: verify masking\" %s\n", key, ids[0])
-	out, err = exec.CommandContext(ctx, phigate, "unseal", "--data-dir", data, "--key", key,
-		"--auditor", "auditor-alice", "--reason", "demo: verify masking", ids[0]).CombinedOutput()
-	fmt.Print(indent(firstLines(string(out), 12)))
+	step("An auditor checks the masking proof of the masked read (the unsealing is recorded before anything is shown)")
+	key := filepath.Join(n1.dataDir, "keys", "auditor.key")
+	fmt.Printf("$ phigate unseal --data-dir %s --key %s --auditor auditor-alice --reason \"demo: verify masking\" %s\n", n1.dataDir, key, maskedRead[0])
+	out, err = d.output(ctx, "unseal", "--data-dir", n1.dataDir, "--key", key,
+		"--auditor", "auditor-alice", "--reason", "demo: verify masking", maskedRead[0])
+	fmt.Print(indent(firstLines(out, 12)))
 	if err != nil {
 		return fmt.Errorf("unseal: %w", err)
 	}
-	fmt.Println("\n$ phigate replay --audit-log --list")
-	out, err = exec.CommandContext(ctx, phigate, "replay", "--data-dir", data, "--audit-log", "--list").CombinedOutput()
-	fmt.Print(indent(string(out)))
-	if err != nil {
+	fmt.Printf("\n$ phigate replay --data-dir %s --audit-log --list\n", n1.dataDir)
+	if err := d.show(ctx, "replay", "--data-dir", n1.dataDir, "--audit-log", "--list"); err != nil {
 		return fmt.Errorf("replay --audit-log: %w", err)
 	}
-	step("Done: every command above was recorded, hash-chained and verified before it was shown")
+	step("Done in %s: every command above was recorded, hash-chained and verified before it was shown", time.Since(began).Round(time.Second))
 	return nil
-}
-
-type nodeProc struct {
-	cmd  *exec.Cmd
-	done chan error
-	log  *os.File
 }
 
 // upstreamRoles are the demo database's roles, one per access level.
@@ -204,209 +307,118 @@ REVOKE EXECUTE ON FUNCTION lo_create(oid), lo_creat(integer), lo_from_bytea(oid,
 ALTER ROLE phigate_read SET default_transaction_read_only = on;
 `
 
-// writeConfig writes the node's configuration and the roles' password files.
-func (d *demo) writeConfig(pgAddr string, passwords map[string]string) (string, error) {
-	pwFiles := map[string]string{}
+// writeConfigs writes the roles' password files, the tokens, and each
+// node's configuration, on free loopback ports.
+func (d *demo) writeConfigs(passwords map[string]string) error {
 	for _, role := range upstreamRoles {
-		pwFiles[role] = filepath.Join(d.dir, role+".pw")
-		if err := os.WriteFile(pwFiles[role], []byte(passwords[role]+"\n"), 0o600); err != nil {
-			return "", err
+		d.pwFiles[role] = filepath.Join(d.dir, role+".pw")
+		if err := os.WriteFile(d.pwFiles[role], []byte(passwords[role]+"\n"), 0o600); err != nil {
+			return err
 		}
 	}
-	for _, name := range []string{"claims-agent", "nightly-etl"} {
+	for _, name := range []string{"ops-admin", "claims-agent", "nightly-etl", "research-agent"} {
 		d.tokens[name] = "phg_" + secret()
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	d.port = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cfg := fmt.Sprintf(demoConfig, filepath.Join(d.dir, "phigate-data"), d.port,
-		identity.HashToken(d.tokens["claims-agent"]), identity.HashToken(d.tokens["nightly-etl"]), pgAddr,
-		pwFiles["phigate_read"], pwFiles["phigate_write"], pwFiles["phigate_admin"])
-	cfgFile := filepath.Join(d.dir, "phigate.yaml")
-	return cfgFile, os.WriteFile(cfgFile, []byte(cfg), 0o600)
-}
-
-func (d *demo) startNode(ctx context.Context, cfgFile string) (*nodeProc, error) {
-	logf, err := os.Create(filepath.Join(d.dir, "node.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(d.phigate, "node", "--config", cfgFile)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := pgtest.Spawn(cmd, syscall.SIGTERM); err != nil {
-		return nil, err
-	}
-	n := &nodeProc{cmd: cmd, done: make(chan error, 1), log: logf}
-	go func() { n.done <- cmd.Wait() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", d.port))
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case err := <-n.done:
-			b, _ := os.ReadFile(logf.Name())
-			return nil, fmt.Errorf("phigate node exited: %v\n%s", err, b)
-		case <-ctx.Done():
-			n.stop()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			n.stop()
-			return nil, errors.New("phigate node did not start listening in 20s")
-		}
-	}
-	fmt.Printf("  node listening on 127.0.0.1:%d (TLS with a development certificate); config %s\n", d.port, cfgFile)
-	return n, nil
-}
-
-// revokeLive holds a nightly-etl session open, rotates its token in the
-// configuration, sends the node SIGHUP and shows what the open session and
-// the old token then get.
-func (d *demo) revokeLive(ctx context.Context, cfgFile string, n *nodeProc) error {
-	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=clinic user=nightly-etl sslmode=require password=%s", d.port, d.tokens["nightly-etl"])
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return fmt.Errorf("open a nightly-etl session: %w", err)
-	}
-	defer conn.Close(ctx)
-	var who string
-	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil {
+	d.adminFile = filepath.Join(d.dir, "admin.token")
+	if err := os.WriteFile(d.adminFile, []byte(d.tokens["ops-admin"]+"\n"), 0o600); err != nil {
 		return err
 	}
-	fmt.Printf("  nightly-etl holds a session open (upstream as %s)\n", who)
-	b, err := os.ReadFile(cfgFile)
+	ports, err := freePorts(3 * 6)
 	if err != nil {
 		return err
 	}
-	old := identity.HashToken(d.tokens["nightly-etl"])
-	rotated := strings.Replace(string(b), old, identity.HashToken("phg_"+secret()), 1)
-	if rotated == string(b) {
-		return errors.New("nightly-etl's token is not in the configuration")
-	}
-	if err := os.WriteFile(cfgFile, []byte(rotated), 0o600); err != nil {
-		return err
-	}
-	fmt.Printf("$ kill -HUP %d   # after writing a new token_sha256 for nightly-etl into %s\n", n.cmd.Process.Pid, filepath.Base(cfgFile))
-	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		log, _ := os.ReadFile(n.log.Name())
-		if strings.Contains(string(log), "state reloaded") {
-			break
+	for i := range 3 {
+		p := ports[i*6:]
+		n := &node{num: i + 1, name: fmt.Sprintf("demo-node-%d", i+1), dataDir: filepath.Join(d.dir, fmt.Sprintf("n%d", i+1)),
+			cfgFile: filepath.Join(d.dir, fmt.Sprintf("n%d.yaml", i+1)),
+			pg:      p[0], api: p[1], peer: p[2], client: p[3], gossip: p[4], nodes: p[5]}
+		cfg := fmt.Sprintf(nodeConfig, n.name, n.dataDir, n.pg, n.api, n.peer, n.client, n.gossip, n.nodes)
+		if i == 0 {
+			cfg += "\n# The bootstrap policy: the cluster's revision 1 (later: phigate policy apply).\n" + d.policy(policyR1)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the node did not reload:\n%s", log)
+		if err := os.WriteFile(n.cfgFile, []byte(cfg), 0o600); err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
+		d.nodes = append(d.nodes, n)
 	}
-	_, err = conn.Exec(ctx, "UPDATE patients SET phone = '+1 555 0199' WHERE id = 2")
-	if err == nil {
-		return errors.New("the revoked session still ran a command")
-	}
-	fmt.Printf("  the open session's next command gets: %v\n", err)
-	d.psqlToken("nightly-etl's old token: refused (28P01)", "nightly-etl", d.tokens["nightly-etl"])
 	return nil
 }
 
-func (n *nodeProc) stop() error {
-	if n.cmd.ProcessState != nil {
-		return nil
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-n.done:
-		n.done <- err
-		n.log.Close()
-		if err != nil && !strings.Contains(err.Error(), "signal") {
-			return fmt.Errorf("phigate node: %w", err)
+// freePorts finds count distinct free loopback ports, holding each until
+// all are found.
+func freePorts(count int) ([]int, error) {
+	var ports []int
+	for range count {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	case <-time.After(20 * time.Second):
-		pgtest.KillGroup(n.cmd.Process.Pid)
-		return errors.New("phigate node did not stop in 20s; killed")
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
+	return ports, nil
 }
 
-func (d *demo) psql(title, identityName, sql string) {
-	d.run(title, identityName, d.tokens[identityName], sql)
-}
-
-func (d *demo) psqlToken(title, identityName, token string) {
-	d.run(title, identityName, token, "SELECT count(*) FROM patients")
-}
-
-// run shows one agent command and what psql printed. Errors are part of the
-// show (a denied command is the point), so they are printed, not returned.
-func (d *demo) run(title, identityName, token, sql string) {
-	fmt.Printf("\n-- %s\n$ psql \"host=127.0.0.1 port=%d dbname=clinic user=%s sslmode=require\" -c %q\n", title, d.port, identityName, sql)
-	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=clinic user=%s sslmode=require", d.port, identityName)
-	cmd := exec.Command("psql", "-X", dsn, "-c", sql)
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
-	out, _ := cmd.CombinedOutput()
-	fmt.Print(indent(string(out)))
-}
-
-func step(format string, args ...any) {
-	fmt.Printf("\n==> "+format+"\n", args...)
-}
-
-func indent(s string) string {
-	if s == "" {
-		return ""
-	}
-	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
-}
-
-// firstLines keeps the first n lines of s, noting how many were left out.
-func firstLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) <= n {
-		return s
-	}
-	return strings.Join(lines[:n], "\n") + fmt.Sprintf("\n... (%d more lines)\n", len(lines)-n)
-}
-
-func secret() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func sessionIDs(dataDir string) []string {
-	files, _ := filepath.Glob(filepath.Join(dataDir, "recordings", "sessions", "*.rec"))
-	var ids []string
-	for _, f := range files {
-		ids = append(ids, strings.TrimSuffix(filepath.Base(f), ".rec"))
-	}
-	return ids
-}
-
-const demoConfig = `# Written by the phigate demo.
+const nodeConfig = `# Written by the phigate demo.
 node:
-  id: demo-node-1
+  id: %s
   data_dir: %s
 listen:
   postgres: 127.0.0.1:%d
-identities:
-  tokens:
-    - name: claims-agent
-      kind: agent
-      groups: [agents]
-      token_sha256: %s
-    - name: nightly-etl
-      kind: ci
-      groups: [etl]
-      token_sha256: %s
-resources:
+  api: 127.0.0.1:%d        # HTTPS: health, metrics and the admin API
+limits:
+  drain_timeout: 5s
+cluster:
+  peer: 127.0.0.1:%d       # etcd peers (mutual TLS)
+  client: 127.0.0.1:%d     # etcd clients (mutual TLS)
+  gossip: 127.0.0.1:%d     # membership gossip (encrypted)
+  api: 127.0.0.1:%d        # node to node: joins, forwarded cancels
+  lease: 5s
+`
+
+// The policy revisions the demo applies.
+const (
+	policyR1 = iota + 1 // the bootstrap policy
+	policyR2            // plus a grant for research-agent
+	policyR3            // without nightly-etl's token
+)
+
+const researchGrant = `- name: research-read-clinic
+  groups: [research]
+  resources: [clinic]
+  allow: [read]
+  masking: hipaa
+`
+
+// policy is the policy document of revision rev, as the demo writes it.
+func (d *demo) policy(rev int) string {
+	var b strings.Builder
+	b.WriteString("identities:\n  tokens:\n")
+	token := func(name, kind, group string) {
+		fmt.Fprintf(&b, "    - name: %s\n      kind: %s\n      groups: [%s]\n      token_sha256: %s\n", name, kind, group, identity.HashToken(d.tokens[name]))
+	}
+	token("ops-admin", "human", "admins")
+	token("claims-agent", "agent", "agents")
+	if rev < policyR3 {
+		token("nightly-etl", "ci", "etl")
+	}
+	token("research-agent", "agent", "research")
+	fmt.Fprintf(&b, policyResources, d.pgAddr, d.pwFiles["phigate_read"], d.pwFiles["phigate_write"], d.pwFiles["phigate_admin"])
+	b.WriteString(policyGrants)
+	if rev >= policyR2 {
+		b.WriteString(indentBy(researchGrant, "  "))
+	}
+	b.WriteString(policyMasking)
+	if rev > policyR1 {
+		// The bootstrap policy took node 1's development auditor key; a
+		// file applied later names it.
+		fmt.Fprintf(&b, "auditors:\n  public_key_file: %s\n", filepath.Join(d.nodes[0].dataDir, "keys", "auditor.pub"))
+	}
+	b.WriteString("admins:\n  groups: [admins]     # may apply policies, issue join tokens, remove nodes\n")
+	return b.String()
+}
+
+const policyResources = `resources:
   - name: clinic
     address: %s
     database: clinic
@@ -415,18 +427,23 @@ resources:
       read:  {user: phigate_read,  password_file: %s}
       write: {user: phigate_write, password_file: %s}
       admin: {user: phigate_admin, password_file: %s}
-grants:
+`
+
+const policyGrants = `grants:
   - name: agents-read-clinic
     groups: [agents]
     resources: [clinic]
     allow: [read]
     masking: hipaa
+    functions: [pg_sleep]  # for the demo's long query
   - name: etl-write-clinic
     groups: [etl]
     resources: [clinic]
     allow: [read, write]
     masking: hipaa
-masking:
+`
+
+const policyMasking = `masking:
   profiles:
     hipaa:
       rules:
@@ -448,3 +465,374 @@ masking:
       # values, and free text (visit notes) is scanned for Safe Harbor PHI.
       detect: {}
 `
+
+type nodeProc struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  *os.File
+}
+
+// startNode starts n (joining with joinToken, if any) and waits until its
+// /readyz says ready: listening, in the cluster's quorum, enforcing a policy.
+func (d *demo) startNode(ctx context.Context, n *node, joinToken string) error {
+	logf, err := os.Create(filepath.Join(d.dir, fmt.Sprintf("n%d.log", n.num)))
+	if err != nil {
+		return err
+	}
+	args := []string{"node", "--config", n.cfgFile}
+	if joinToken != "" {
+		args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", d.nodes[0].nodes))
+	}
+	cmd := exec.Command(d.phigate, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if joinToken != "" {
+		// In the environment, not in the arguments other users can see.
+		cmd.Env = append(os.Environ(), "PHIGATE_JOIN_TOKEN="+joinToken)
+	}
+	if err := pgtest.Spawn(cmd, syscall.SIGTERM); err != nil {
+		logf.Close()
+		return err
+	}
+	n.proc = &nodeProc{cmd: cmd, done: make(chan error, 1), log: logf}
+	go func() { n.proc.done <- cmd.Wait() }()
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
+	for {
+		if n.ready() {
+			break
+		}
+		select {
+		case err := <-n.proc.done:
+			n.proc.done <- err
+			b, _ := os.ReadFile(logf.Name())
+			return fmt.Errorf("phigate node %d exited: %v\n%s", n.num, err, b)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logf.Name())
+			return fmt.Errorf("phigate node %d not ready in 30s:\n%s", n.num, b)
+		}
+	}
+	fmt.Printf("  node %d (%s) ready in %s: PostgreSQL on 127.0.0.1:%d (TLS with a development certificate), API on %s\n",
+		n.num, n.name, time.Since(start).Round(100*time.Millisecond), n.pg, n.apiURL())
+	return nil
+}
+
+// ready asks n's /readyz, trusting the development certificate it created.
+func (n *node) ready() bool {
+	pem, err := os.ReadFile(n.cacert())
+	if err != nil {
+		return false
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return false
+	}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(n.apiURL() + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (n *nodeProc) stop() error {
+	if n == nil {
+		return nil
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.done:
+		n.done <- err
+		n.log.Close()
+		if err != nil && !strings.Contains(err.Error(), "signal") {
+			return fmt.Errorf("phigate node: %w", err)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		pgtest.KillGroup(n.cmd.Process.Pid)
+		return errors.New("phigate node did not stop in 30s; killed")
+	}
+}
+
+// stopNodes stops every node started, all at once (each drains and
+// revokes its lease in the cluster while the others still hold the
+// quorum); it may be called again.
+func (d *demo) stopNodes() error {
+	errs := make([]error, len(d.nodes))
+	var wg sync.WaitGroup
+	for i, n := range d.nodes {
+		if n.proc == nil {
+			continue
+		}
+		wg.Go(func() {
+			start := time.Now()
+			if err := n.proc.stop(); err != nil {
+				errs[i] = fmt.Errorf("node %d: %w", n.num, err)
+				return
+			}
+			fmt.Printf("  node %d stopped (%s)\n", n.num, time.Since(start).Round(100*time.Millisecond))
+		})
+	}
+	wg.Wait()
+	for _, n := range d.nodes {
+		n.proc = nil
+	}
+	return errors.Join(errs...)
+}
+
+// admin is the argument list of an admin command against n's API.
+func (d *demo) admin(n *node, args ...string) []string {
+	return append(args, "--api", n.apiURL(), "--token-file", d.adminFile, "--cacert", n.cacert())
+}
+
+// adminFlagsShown is how the admin flags are printed.
+func (d *demo) adminFlagsShown(n *node) string {
+	return fmt.Sprintf("--api %s --token-file admin.token --cacert n%d/tls/dev-cert.pem", n.apiURL(), n.num)
+}
+
+// apply applies a policy file through n's API, showing the command.
+func (d *demo) apply(ctx context.Context, n *node, file string) error {
+	fmt.Printf("$ phigate policy apply -f %s %s\n", filepath.Base(file), d.adminFlagsShown(n))
+	if err := d.show(ctx, d.admin(n, "policy", "apply", "-f", file)...); err != nil {
+		return fmt.Errorf("policy apply: %w", err)
+	}
+	return nil
+}
+
+// waitRevision waits until n enforces policy revision rev (or a later one).
+func (d *demo) waitRevision(ctx context.Context, n *node, rev uint64) error {
+	start := time.Now()
+	deadline := start.Add(15 * time.Second)
+	for {
+		out, err := d.output(ctx, d.admin(n, "cluster", "status", "--json")...)
+		var st struct {
+			PolicyRevision uint64 `json:"policy_revision"`
+		}
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.PolicyRevision >= rev {
+			fmt.Printf("  node %d enforces revision %d (%s after the apply returned)\n", n.num, st.PolicyRevision, time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node %d does not enforce policy revision %d after 15s: %v %s", n.num, rev, err, out)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// cancelElsewhere starts a long query through node via, then sends its
+// CancelRequest to node other, and shows how soon the query ended.
+func (d *demo) cancelElsewhere(ctx context.Context, pg *pgtest.Server, via, other *node) error {
+	conn, err := pgx.Connect(ctx, d.dsn(via, "claims-agent", d.tokens["claims-agent"]))
+	if err != nil {
+		return fmt.Errorf("open a claims-agent session: %w", err)
+	}
+	defer conn.Close(ctx)
+	fmt.Printf("\n-- claims-agent runs a long query through node %d (pgx)\n  SELECT pg_sleep(30)\n", via.num)
+	type result struct {
+		err  error
+		took time.Duration
+	}
+	res := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(30)")
+		res <- result{err, time.Since(start)}
+	}()
+	// Wait until the query runs upstream (the superuser sees it), so the
+	// cancel has something to cancel.
+	deadline := time.Now().Add(10 * time.Second)
+	for pg.Exec(ctx, "clinic", `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep') THEN RAISE EXCEPTION 'not yet'; END IF; END $$`) != nil {
+		if time.Now().After(deadline) {
+			return errors.New("the query did not start upstream in 10s")
+		}
+		select {
+		case r := <-res:
+			return fmt.Errorf("the long query ended early: %v", r.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	pid, key := conn.PgConn().PID(), conn.PgConn().SecretKey()
+	fmt.Printf("\n-- its CancelRequest (pid %d and the secret key node %d gave it) is sent to node %d's PostgreSQL port\n", pid, via.num, other.num)
+	fmt.Printf("  CancelRequest{length 16, code 80877102, pid %d, secret ****} -> 127.0.0.1:%d\n", pid, other.pg)
+	if len(key) != 4 {
+		return fmt.Errorf("secret key of %d bytes: want 4", len(key))
+	}
+	sent := time.Now()
+	if err := sendCancel(ctx, fmt.Sprintf("127.0.0.1:%d", other.pg), pid, key); err != nil {
+		return err
+	}
+	select {
+	case r := <-res:
+		if r.err == nil {
+			return errors.New("the long query was not cancelled")
+		}
+		fmt.Printf("  the query ended %s after the cancel was sent (%s after it began): %v\n",
+			time.Since(sent).Round(time.Millisecond), r.took.Round(time.Millisecond), r.err)
+	case <-time.After(10 * time.Second):
+		return errors.New("the long query was not cancelled within 10s")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// sendCancel writes a CancelRequest on a connection of its own, as libpq
+// does, and waits for the server to close it.
+func sendCancel(ctx context.Context, addr string, pid uint32, secret []byte) error {
+	var dialer net.Dialer
+	c, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cancel: %w", err)
+	}
+	defer c.Close()
+	msg := binary.BigEndian.AppendUint32(nil, 16)
+	msg = binary.BigEndian.AppendUint32(msg, 80877102)
+	msg = binary.BigEndian.AppendUint32(msg, pid)
+	msg = append(msg, secret...)
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("cancel: %w", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.Copy(io.Discard, c) // the server answers nothing and closes
+	return nil
+}
+
+// revokeLive holds a nightly-etl session open on node holder, applies
+// through node via a policy without nightly-etl's token, and shows what the
+// open session and the old token (on node other) then get.
+func (d *demo) revokeLive(ctx context.Context, via, holder, other *node) error {
+	conn, err := pgx.Connect(ctx, d.dsn(holder, "nightly-etl", d.tokens["nightly-etl"]))
+	if err != nil {
+		return fmt.Errorf("open a nightly-etl session: %w", err)
+	}
+	defer conn.Close(ctx)
+	var who string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil {
+		return err
+	}
+	fmt.Printf("  nightly-etl holds a session open on node %d (pgx; upstream as %s)\n", holder.num, who)
+	rev3 := filepath.Join(d.dir, "policy-r3.yaml")
+	if err := os.WriteFile(rev3, []byte(d.policy(policyR3)), 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("\n-- %s is revision 2 without nightly-etl's identity (its token)\n", filepath.Base(rev3))
+	if err := d.apply(ctx, via, rev3); err != nil {
+		return err
+	}
+	if err := d.waitRevision(ctx, holder, 3); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, "UPDATE patients SET phone = '+1 555 0199' WHERE id = 2")
+	if err == nil {
+		return errors.New("the revoked session still ran a command")
+	}
+	fmt.Printf("  the open session's next command on node %d gets: %v\n", holder.num, err)
+	d.psqlToken(other, fmt.Sprintf("nightly-etl's old token on node %d: refused (28P01)", other.num), "nightly-etl", d.tokens["nightly-etl"])
+	return nil
+}
+
+func (d *demo) dsn(n *node, user, token string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d dbname=clinic user=%s sslmode=require password=%s connect_timeout=10", n.pg, user, token)
+}
+
+// mark is the set of sessions n has recorded so far (see since).
+func (d *demo) mark(n *node) map[string]bool {
+	m := map[string]bool{}
+	for _, id := range sessionIDs(n.recordings()) {
+		m[id] = true
+	}
+	return m
+}
+
+// since lists the sessions n recorded after mark.
+func (d *demo) since(n *node, mark map[string]bool) []string {
+	var ids []string
+	for _, id := range sessionIDs(n.recordings()) {
+		if !mark[id] {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func sessionIDs(dir string) []string {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.rec"))
+	var ids []string
+	for _, f := range files {
+		ids = append(ids, strings.TrimSuffix(filepath.Base(f), ".rec"))
+	}
+	return ids
+}
+
+func (d *demo) psql(n *node, title, identityName, sql string) {
+	d.runPsql(n, title, identityName, d.tokens[identityName], sql)
+}
+
+func (d *demo) psqlToken(n *node, title, identityName, token string) {
+	d.runPsql(n, title, identityName, token, "SELECT count(*) FROM patients")
+}
+
+// runPsql shows one agent command and what psql printed. Errors are part of
+// the show (a denied command is the point), so they are printed, not
+// returned.
+func (d *demo) runPsql(n *node, title, identityName, token, sql string) {
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=clinic user=%s sslmode=require", n.pg, identityName)
+	fmt.Printf("\n-- %s\n$ psql \"%s\" -c %q\n", title, dsn, sql)
+	cmd := exec.Command("psql", "-X", dsn, "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
+	out, _ := cmd.CombinedOutput()
+	fmt.Print(indent(string(out)))
+}
+
+// show runs a phigate command and prints its output, indented.
+func (d *demo) show(ctx context.Context, args ...string) error {
+	out, err := d.output(ctx, args...)
+	fmt.Print(indent(out))
+	return err
+}
+
+func (d *demo) output(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, d.phigate, args...).CombinedOutput()
+	return string(out), err
+}
+
+func step(format string, args ...any) {
+	fmt.Printf("\n==> "+format+"\n", args...)
+}
+
+func indent(s string) string {
+	return indentBy(s, "  ")
+}
+
+func indentBy(s, prefix string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix) + "\n"
+}
+
+// firstLines keeps the first n lines of s, noting how many were left out.
+func firstLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return strings.Join(lines[:n], "\n") + fmt.Sprintf("\n... (%d more lines)\n", len(lines)-n)
+}
+
+func secret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
