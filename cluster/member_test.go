@@ -164,3 +164,22 @@ func TestWatchDeliversInOrder(t *testing.T) {
 		t.Fatalf("Watch returned %v, want the apply error", err)
 	}
 }
+
+// TestStartRefusesBadConfig: what cannot be defaulted is refused before
+// anything starts or is written.
+func TestStartRefusesBadConfig(t *testing.T) {
+	for _, c := range []cluster.Config{
+		{Name: "n1"},
+		{Dir: t.TempDir()},
+		{Name: "n 1", Dir: t.TempDir()},
+		{Name: "n1", Dir: t.TempDir(), Voters: 2},
+		{Name: "n1", Dir: t.TempDir(), Voters: 7},
+		{Name: "n1", Dir: t.TempDir(), PeerAddr: "no-port"},
+		{Name: "n1", Dir: t.TempDir(), Join: []string{"127.0.0.1:1"}, JoinToken: "not-a-token"},
+	} {
+		if m, err := cluster.Start(context.Background(), c); err == nil {
+			m.Close()
+			t.Errorf("%+v started", c)
+		}
+	}
+}
