@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -144,6 +145,13 @@ func TestCluster(t *testing.T) {
 	n4 := joinNode(t, "n4", tok, n3)
 	wantRoles(t, n1, map[string]string{"n1": "voter", "n2": "voter", "n3": "voter", "n4": "learner"})
 	nodes := []*testNode{n1, n2, n3, n4}
+	for _, n := range nodes {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := n.m.Quorum(qctx); err != nil {
+			t.Errorf("%s: Quorum: %v", n.cfg.Name, err)
+		}
+		cancel()
+	}
 
 	t.Run("secrets", func(t *testing.T) {
 		random := n1.m.Secret("random")
@@ -456,4 +464,54 @@ func splitAddr(t *testing.T, a string) (string, int) {
 	}
 	port, _ := strconv.Atoi(p)
 	return h, port
+}
+
+// TestWholeClusterRestart: with Voters=1 the joiners stay learners; all
+// three members stop and start again at once, each with its Dir: the
+// cluster is back with its data, and gossip finds every node again
+// (whichever started first had no seed up).
+func TestWholeClusterRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg1 := nodeConfig(t, "n1")
+	cfg1.Voters = 1
+	n1 := start(t, cfg1)
+	tok := token(t, n1)
+	n2 := joinNode(t, "n2", tok, n1)
+	n3 := joinNode(t, "n3", tok, n2)
+	wantRoles(t, n1, map[string]string{"n1": "voter", "n2": "learner", "n3": "learner"})
+	put(t, n1, "/test/k", "before")
+
+	nodes := []*testNode{n1, n2, n3}
+	for _, n := range nodes {
+		n.m.Close()
+	}
+	errs := make(chan error, len(nodes))
+	for _, n := range slices.Backward(nodes) {
+		go func() {
+			m, err := cluster.Start(ctx, n.cfg)
+			if err == nil {
+				n.m = m
+				t.Cleanup(func() { m.Close() })
+			}
+			errs <- err
+		}()
+	}
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantValue(t, n3, "/test/k", "before", func() { put(t, n1, "/test/k", "after") }, "after")
+	eventually(t, 15*time.Second, "gossip sees everyone", func() error {
+		for _, n := range nodes {
+			for _, name := range []string{"n1", "n2", "n3"} {
+				if err := wantGossip(n, name, cluster.StateAlive); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	wantRoles(t, n2, map[string]string{"n1": "voter", "n2": "learner", "n3": "learner"})
 }

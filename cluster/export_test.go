@@ -10,7 +10,7 @@ import (
 // run in seconds: etcd ticks and elections, the voter loop, gossip probes.
 func Fast(c Config) Config {
 	c.timing = timing{
-		tickMs: 20, electionMs: 300, reconcileEvery: 200 * time.Millisecond, voterGrace: 2 * time.Second,
+		tickMs: 20, electionMs: 300, reconcileEvery: 200 * time.Millisecond, voterGrace: 2 * time.Second, rejoinEvery: time.Second,
 		gossip: func(g *memberlist.Config) {
 			g.ProbeInterval = 200 * time.Millisecond
 			g.ProbeTimeout = 100 * time.Millisecond

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -136,10 +137,50 @@ func (m *Member) startGossip() (*gossip, error) {
 		if n, err := list.Join(seeds); err != nil {
 			// Gossip converges by itself once any seed answers; a node whose
 			// seeds are all down is found when another joins it.
-			m.log.Warn("cluster: gossip: no seed answered yet", "seeds", seeds, "joined", n, "err", err)
+			m.log.Info("cluster: gossip: no seed answered yet", "seeds", seeds, "joined", n, "err", err)
 		}
 	}
 	return g, nil
+}
+
+// rejoinLoop asks gossip, every rejoinEvery, to join the registered nodes
+// it does not see alive: when the whole cluster restarts, the first node
+// up finds no seed, and the others may have joined one another without it.
+func (m *Member) rejoinLoop() {
+	defer m.loops.Done()
+	t := time.NewTicker(m.cfg.timing.rejoinEvery)
+	defer t.Stop()
+	var busy atomic.Bool
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		nodes, err := m.nodes(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		var missing []string
+		for _, n := range nodes {
+			if n.Name != m.cfg.Name && n.GossipAddr != "" && !m.gossip.alive(n.Name) {
+				missing = append(missing, n.GossipAddr)
+			}
+		}
+		if len(missing) == 0 || !busy.CompareAndSwap(false, true) {
+			continue
+		}
+		// Join may wait on an unreachable address for memberlist's TCP
+		// timeout; Close does not wait for it (Shutdown fails it).
+		go func() {
+			defer busy.Store(false)
+			if n, err := m.gossip.list.Join(missing); err != nil {
+				m.log.Debug("cluster: gossip: rejoin", "tried", missing, "joined", n, "err", err)
+			}
+		}()
+	}
 }
 
 // close leaves gossip, telling the others for at most a second, and
@@ -148,8 +189,9 @@ func (g *gossip) close() error {
 	self := g.list.LocalNode().Name
 	for _, n := range g.list.Members() {
 		if n.Name != self {
-			// Best effort: a node that misses it sees this one dead.
-			_ = g.list.SendReliable(n, []byte(leaveMsg+self))
+			// Best effort, over UDP so that Close never waits on a dead
+			// node: a node that misses it sees this one dead.
+			_ = g.list.SendBestEffort(n, []byte(leaveMsg+self))
 		}
 	}
 	// A timeout only means the others will notice later.

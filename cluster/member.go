@@ -86,6 +86,8 @@ type timing struct {
 	reconcileEvery time.Duration
 	// voterGrace is how long a voter is down before a learner replaces it.
 	voterGrace time.Duration
+	// rejoinEvery is how often gossip retries registered nodes it lacks.
+	rejoinEvery time.Duration
 	// gossip adjusts memberlist's configuration.
 	gossip func(*memberlist.Config)
 }
@@ -132,7 +134,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Meta = func() Meta { return Meta{} }
 	}
 	if c.timing.tickMs == 0 {
-		c.timing = timing{tickMs: 100, electionMs: 1000, reconcileEvery: time.Second, voterGrace: 15 * time.Second}
+		c.timing = timing{tickMs: 100, electionMs: 1000, reconcileEvery: time.Second, voterGrace: 15 * time.Second, rejoinEvery: 10 * time.Second}
 	}
 	return c, nil
 }
@@ -231,8 +233,9 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 		m.shutdown()
 		return nil, err
 	}
-	m.loops.Add(1)
+	m.loops.Add(2)
 	go m.reconcileLoop()
+	go m.rejoinLoop()
 	return m, nil
 }
 
