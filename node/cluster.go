@@ -66,7 +66,7 @@ func (n *Node) startCluster(ctx context.Context) error {
 		Name: n.id, Dir: filepath.Join(n.dataDir, ClusterSubdir),
 		PeerAddr: cc.Peer, ClientAddr: cc.Client, GossipAddr: cc.Gossip, APIAddr: cc.API,
 		Join: cc.Join, JoinToken: token, Voters: cc.Voters,
-		Secrets: map[string][]byte{ClusterKeySecret: key, PseudonymKeySecret: n.loc.keys.Pseudonym},
+		Secrets: map[string][]byte{ClusterKeySecret: key, PseudonymKeySecret: n.ownPseudonym},
 		Meta:    n.gossipMeta,
 		Logger:  n.baseLog, // the member names the node itself
 	})
@@ -82,11 +82,15 @@ func (n *Node) startCluster(ctx context.Context) error {
 	if n.sealer, err = NewAESSealer(key); err != nil {
 		return err
 	}
-	if n.cfg.Keys.PseudonymKeyFile == "" {
-		if k := m.Secret(PseudonymKeySecret); k != nil {
-			n.loc.keys.Pseudonym = k
-		}
-	} else if k := m.Secret(PseudonymKeySecret); k != nil && !bytes.Equal(k, n.loc.keys.Pseudonym) {
+	k := m.Secret(PseudonymKeySecret)
+	switch {
+	case n.cfg.Keys.PseudonymKeyFile == "" && k == nil:
+		return errors.New("node: the cluster has no pseudonym key and keys.pseudonym_key_file is not set")
+	case n.cfg.Keys.PseudonymKeyFile == "":
+		n.reloadMu.Lock()
+		n.loc.keys.Pseudonym = k
+		n.reloadMu.Unlock()
+	case k != nil && !bytes.Equal(k, n.loc.keys.Pseudonym):
 		n.log.Warn("keys.pseudonym_key_file differs from the cluster's pseudonym key: masked values of this node will not join with other nodes'")
 	}
 	n.policies = cluster.NewPolicies(m.Client())

@@ -17,6 +17,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,8 +48,9 @@ type Node struct {
 
 	// bootstrap is the configuration's policy, resolved: the cluster's
 	// first revision if this node creates the cluster.
-	bootstrap *Policy
-	joinToken string
+	bootstrap    *Policy
+	ownPseudonym []byte // the node's own pseudonym key (the cluster's first); nil: none
+	joinToken    string
 
 	reloadMu    sync.Mutex
 	profiles    map[string]compiledProfile // of the current snapshot; under reloadMu
@@ -123,9 +125,20 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.loc, err = loadLocal(cfg, keys.Pseudonym); err != nil {
+	// Until the cluster gives the node its pseudonym key (a joiner has
+	// none of its own), the bootstrap policy is validated with a
+	// throwaway one; it decides nothing before Start has the cluster's.
+	pseudonym := keys.Pseudonym
+	if pseudonym == nil {
+		pseudonym = make([]byte, 32)
+		if _, err := rand.Read(pseudonym); err != nil {
+			return nil, err
+		}
+	}
+	if n.loc, err = loadLocal(cfg, pseudonym); err != nil {
 		return nil, err
 	}
+	n.ownPseudonym = keys.Pseudonym
 	if n.bootstrap, err = bootstrapPolicy(cfg); err != nil {
 		return nil, err
 	}
@@ -158,10 +171,11 @@ func bootstrapPolicy(cfg *Config) (*Policy, error) {
 		return nil, err
 	}
 	if p.Auditors.PublicKey == "" && p.Auditors.PublicKeyFile == "" {
-		switch path := cfg.Keys.AuditorPublicKeyFile; path {
-		case "none":
+		switch path := cfg.Keys.AuditorPublicKeyFile; {
+		case path == "none", path == "" && joins(cfg):
+			// A joiner's policy is the cluster's.
 			p.Auditors.PublicKey = "none"
-		case "":
+		case path == "":
 			path = filepath.Join(DataDir(cfg), "keys", "auditor.pub")
 			if err := madeByInit(path); err != nil {
 				return nil, fmt.Errorf("node: auditor public key: %w", err)

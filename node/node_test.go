@@ -92,6 +92,7 @@ func TestNodeServesAndShutsDown(t *testing.T) {
 	cfg, err := node.ParseConfig([]byte(fmt.Sprintf(`
 node: {id: test-node, data_dir: %s}
 listen: {postgres: "127.0.0.1:0"}
+limits: {drain_timeout: -1s} # stopped: end the open session at once
 identities: {tokens: [{name: bot, kind: agent, groups: [bots], token_sha256: %s}]}
 resources: [{name: clinic, address: %q, database: node_clinic, user: node_svc, password_file: %s, tls: disable}]
 grants: [{name: bots-read, groups: [bots], resources: [clinic], allow: [read], masking: p}]

@@ -45,7 +45,9 @@ func Init(cfg *Config, logger *slog.Logger) error {
 			logger.Warn("no TLS certificate configured: created a self-signed development certificate", "cert", certFile)
 		}
 	}
-	if cfg.Keys.PseudonymKeyFile == "" {
+	// A joining node gets the cluster's pseudonym key and policy (with
+	// the auditors' key): it needs neither of its own.
+	if cfg.Keys.PseudonymKeyFile == "" && !joins(cfg) {
 		path := filepath.Join(dir, "keys", "pseudonym.key")
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			key := make([]byte, 32)
@@ -55,10 +57,10 @@ func Init(cfg *Config, logger *slog.Logger) error {
 			if err := writeSecretFile(path, key); err != nil {
 				return fmt.Errorf("node: create pseudonym key: %w", err)
 			}
-			logger.Info("created a pseudonym key; copy it to every node of this deployment", "path", path)
+			logger.Info("created a pseudonym key: if this node creates the cluster, every node that joins receives it", "path", path)
 		}
 	}
-	if cfg.Keys.AuditorPublicKeyFile == "" {
+	if cfg.Keys.AuditorPublicKeyFile == "" && !joins(cfg) {
 		path := filepath.Join(dir, "keys", "auditor.pub")
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			priv, err := proof.GenerateAuditorKey()
@@ -91,12 +93,17 @@ func devCertFiles(dataDir string) (cert, key string) {
 	return filepath.Join(dataDir, "tls", "dev-cert.pem"), filepath.Join(dataDir, "tls", "dev-key.pem")
 }
 
-// loadKeys reads the pseudonym key (Init creates one in the data directory
-// when none is configured).
+// loadKeys reads the pseudonym key: the configured file, else the one
+// Init made in the data directory for a node that may bootstrap a
+// cluster (the cluster's first pseudonym key). Nil for a node that
+// joins: the cluster gives it its key.
 func loadKeys(cfg *Config) (mask.Keys, error) {
 	path := cfg.Keys.PseudonymKeyFile
 	if path == "" {
 		path = filepath.Join(DataDir(cfg), "keys", "pseudonym.key")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && joins(cfg) {
+			return mask.Keys{}, nil
+		}
 		if err := madeByInit(path); err != nil {
 			return mask.Keys{}, fmt.Errorf("node: pseudonym key: %w", err)
 		}
@@ -110,6 +117,10 @@ func loadKeys(cfg *Config) (mask.Keys, error) {
 	}
 	return mask.Keys{Pseudonym: key}, nil
 }
+
+// joins reports whether cfg's node joins a cluster rather than bootstrap
+// one: it has join addresses (a restarted member never bootstraps either).
+func joins(cfg *Config) bool { return len(cfg.Cluster.Join) > 0 }
 
 // loadAuditorKey reads the auditors' public key (Init creates a
 // development pair when none is configured); "none" turns the proof off.
