@@ -514,4 +514,18 @@ func TestWholeClusterRestart(t *testing.T) {
 		return nil
 	})
 	wantRoles(t, n2, map[string]string{"n1": "voter", "n2": "learner", "n3": "learner"})
+
+	// A live member removed by another learns it on Err.
+	if err := n1.m.Remove(ctx, "n3"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-n3.m.Err():
+		if !errors.Is(err, cluster.ErrRemoved) {
+			t.Fatalf("n3's Err: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("n3 not told it was removed")
+	}
+	wantRoles(t, n2, map[string]string{"n1": "voter", "n2": "learner"})
 }

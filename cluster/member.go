@@ -33,8 +33,11 @@ type Config struct {
 	// member restarted with it rejoins as itself.
 	Dir string
 	// PeerAddr is host:port for etcd peer traffic (mutual TLS under the
-	// cluster CA), as the other members reach it. Empty means
-	// 127.0.0.1:2380.
+	// cluster CA), as the other members reach it; etcd also checks that a
+	// member's peer connections come from an address its certificate
+	// names. Empty means 127.0.0.1:2380. The addresses are fixed when the
+	// member is created (bootstrap or join): they are in its certificate
+	// and in the cluster's membership.
 	PeerAddr string
 	// ClientAddr is host:port for etcd clients (mutual TLS: a client needs
 	// a certificate of the cluster CA). Empty means 127.0.0.1:2379.
@@ -294,11 +297,25 @@ func (m *Member) startEtcd(ctx context.Context) error {
 			if ok && err != nil && !m.leaving.Load() {
 				m.fail(fmt.Errorf("cluster: member: %w", err))
 			}
+		case <-e.Server.StopNotify():
+			// Not stopped by Close (m.stop would be closed first) nor by
+			// Leave: another member removed this one.
+			select {
+			case <-m.stop:
+			default:
+				if !m.leaving.Load() {
+					m.fail(ErrRemoved)
+				}
+			}
 		case <-m.stop:
 		}
 	}()
 	return nil
 }
+
+// ErrRemoved is delivered on Err when the etcd member stopped by itself:
+// another member removed it from the cluster.
+var ErrRemoved = errors.New("cluster: the etcd member stopped: removed from the cluster")
 
 // fail reports a background failure on Err, once.
 func (m *Member) fail(err error) {
