@@ -100,8 +100,10 @@ var ErrRevoked = errors.New("access revoked")
 // ErrRevoked, when the session must end: its identity is no longer
 // accepted, its resource is gone or changed where it connects, no grant
 // admits it any more, or the grant that does differs in what was fixed
-// when the session opened (its login level, read-only upstream session, or
-// masking profile).
+// when the session opened (its login level, its read-only upstream
+// session, or whether its results are masked at all). A masking profile
+// that changed (its rules, or another profile named by the grant) is
+// adopted: results from then on are masked by it.
 func (s *Snapshot) Readmit(a Admission) (Admission, error) {
 	if s.Unavailable != "" {
 		return Admission{}, &unavailableError{s.Unavailable}
@@ -122,17 +124,18 @@ func (s *Snapshot) Readmit(a Admission) (Admission, error) {
 		return Admission{}, revoked(d.Reason)
 	}
 	g := d.Grant
-	if g.Level() != a.Grant.Level() || g.ReadOnly() != a.Grant.ReadOnly() || g.Masking != a.Grant.Masking {
-		return Admission{}, revoked("the grant now admitting the session (" + g.Name + ") differs in its login level or masking; reconnect")
+	if g.Level() != a.Grant.Level() || g.ReadOnly() != a.Grant.ReadOnly() || (g.Masking == "") != (a.Grant.Masking == "") {
+		return Admission{}, revoked("the grant now admitting the session (" + g.Name + ") differs in its login level, read-only session or whether results are masked; reconnect")
 	}
 	var p *mask.Profile
 	if g.Masking != "" {
-		if p = s.Profiles[g.Masking]; p != a.Profile {
-			return Admission{}, revoked("the masking profile " + g.Masking + " changed; reconnect")
+		if p = s.Profiles[g.Masking]; p == nil {
+			return Admission{}, revoked("the masking profile " + g.Masking + " is not defined")
 		}
 	}
 	// The session keeps its resource (it is connected to it) and adopts
-	// the identity's groups and the grant as they are now.
+	// the identity's groups, the grant and its masking profile as they
+	// are now.
 	return Admission{Identity: id, Resource: a.Resource, Grant: g, Profile: p}, nil
 }
 

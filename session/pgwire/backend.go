@@ -259,7 +259,7 @@ func (c *conn) onRowDescription(ctx context.Context, e *expect, typ byte, body [
 // not forward rows it cannot vouch for.
 func (c *conn) planRun(ctx context.Context, cmd *command, fields []pgproto3.FieldDescription, formats []int16, applyFormats bool) error {
 	cmd.run.planned = true
-	if c.profile == nil {
+	if c.profile() == nil {
 		return nil
 	}
 	outs, traced, err := c.rowsLineage(ctx, cmd)
@@ -294,7 +294,7 @@ func (c *conn) planRun(ctx context.Context, cmd *command, fields []pgproto3.Fiel
 			traceColumn(&cols[i], outs[i])
 		}
 	}
-	plan := c.profile.Plan(cols, c.be.params)
+	plan := c.profile().Plan(cols, c.be.params)
 	cmd.run.plan = plan
 	if c.proofs != nil && plan.Active() {
 		id := cmd.id
@@ -321,7 +321,7 @@ func (c *conn) onDataRow(ctx context.Context, e *expect, body []byte) error {
 				return err
 			}
 		default:
-			if c.profile != nil {
+			if c.profile() != nil {
 				return c.upstreamError("rows for a portal phigate has no description of")
 			}
 			cmd.run.planned = true
@@ -616,7 +616,7 @@ func (c *conn) onReady(body []byte) error {
 // its data when the columns could not be resolved or are in binary format.
 func (c *conn) onCopyOut(ctx context.Context, e *expect, body []byte) error {
 	cmd := e.cmd
-	if cmd == nil || c.profile == nil {
+	if cmd == nil || c.profile() == nil {
 		return c.forward()
 	}
 	var co pgproto3.CopyOutResponse

@@ -49,10 +49,13 @@ type conn struct {
 	res      *resource.Resource
 	// grant is the grant as of the latest snapshot the frontend saw (its
 	// classes and functions can change live); frontend-owned after login.
-	grant   *policy.Grant
-	profile *mask.Profile // nil: results are not masked; fixed for the session
-	cat     *catalog
-	proofs  *proof.Collector // nil: no masking proof (no profile, or no auditor key); backend-owned
+	grant *policy.Grant
+	// prof masks results (nil: they are not masked). It may change to
+	// another profile when the policy changes (readmit), from the next
+	// result on; a result is masked by the one profile it started with.
+	prof   atomic.Pointer[mask.Profile]
+	cat    *catalog
+	proofs *proof.Collector // nil: no masking proof (no profile, or no auditor key); backend-owned
 
 	keyPID    uint32
 	keySecret [4]byte
@@ -307,6 +310,12 @@ func (c *conn) revoke(err error) {
 	c.hangUp()
 }
 
+// profile is the masking profile results are masked with now (nil: they
+// are not masked). Never nil for a session that started masked, nor
+// non-nil for one that did not (session.Snapshot.Readmit ends the
+// session rather than switch masking on or off).
+func (c *conn) profile() *mask.Profile { return c.prof.Load() }
+
 // errTokenExpired ends a session whose credential expired.
 var errTokenExpired = fmt.Errorf("%w: the token expired", session.ErrRevoked)
 
@@ -326,6 +335,10 @@ func (c *conn) readmit() error {
 		return err
 	}
 	c.fe.revision, c.grant = snap.Revision, a.Grant
+	if a.Profile != c.profile() {
+		c.log.Info("masking profile changed: results from now on are masked by its new revision", "profile", a.Grant.Masking)
+		c.prof.Store(a.Profile)
+	}
 	return nil
 }
 

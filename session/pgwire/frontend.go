@@ -365,7 +365,7 @@ func (c *conn) onQuery(ctx context.Context, body []byte) error {
 		return c.writeMsg(&pgproto3.Query{String: deniedSQL})
 	}
 	cmd.stmts, cmd.defs = stmts, defsOf(stmts)
-	if c.profile != nil {
+	if c.profile() != nil {
 		if err := c.describeCopies(cmd, true); err != nil {
 			return err
 		}
@@ -586,7 +586,7 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 		return c.refuseExtended(&expect{kind: expExecute, cmd: cmd}, deny)
 	}
 	cmd.stmts, cmd.defs = p.stmts, defsOf(p.stmts)
-	if c.profile != nil {
+	if c.profile() != nil {
 		if err := c.describeCopies(cmd, false); err != nil {
 			return err
 		}
@@ -657,7 +657,7 @@ func (c *conn) onFunctionCall(body []byte) error {
 		rc.Postgres.Params = append(rc.Postgres.Params, recordParam(a, formatAt(codes, i) == 1))
 	}
 	deny := c.decide(stmts, rc)
-	if deny == nil && c.profile != nil {
+	if deny == nil && c.profile() != nil {
 		// The function is named by OID and its result is opaque: phigate
 		// cannot tell what it derives from, so it cannot mask it.
 		rc.Decision, rc.Reason = "deny", "a fast-path function call's result cannot be masked"

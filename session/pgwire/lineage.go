@@ -235,7 +235,7 @@ func (c *catalog) lineageFunctions(ctx context.Context, schema, name string) ([]
 // set_config, pg_notify...): masking that cannot follow the data fails
 // closed.
 func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, tree *pg_query.ParseResult, rc *record.Command) *pgproto3.ErrorResponse {
-	if c.profile == nil {
+	if c.profile() == nil {
 		return nil
 	}
 	for i, s := range stmts {
@@ -292,7 +292,7 @@ func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, tree *
 // where masking could not follow them; "" when there is none.
 func (c *conn) maskedEscape(escapes []lineage.Col) string {
 	for _, e := range escapes {
-		if by, masked := c.profile.Masks(mask.SourceCol{Name: e.String(), TypeOID: e.TypeOID}); masked {
+		if by, masked := c.profile().Masks(mask.SourceCol{Name: e.String(), TypeOID: e.TypeOID}); masked {
 			return fmt.Sprintf("it moves values of %s (masked by %s) out of its result, into a table or a function with an effect", e, by)
 		}
 	}
@@ -310,7 +310,7 @@ func isCatalogFailure(err error) bool { return errors.Is(err, errCatalogRead) }
 // one phigate does not know has outputs that match nothing, so every column
 // is withheld.
 func (c *conn) rowsLineage(ctx context.Context, cmd *command) (outs []lineage.Output, traced bool, err error) {
-	if c.profile == nil || cmd.index >= len(cmd.stmts) {
+	if c.profile() == nil || cmd.index >= len(cmd.stmts) {
 		return nil, false, nil
 	}
 	text := cmd.stmts[cmd.index].Text

@@ -204,10 +204,11 @@ func TestGrantNarrowedLive(t *testing.T) {
 	}
 }
 
-// TestMaskingProfileChangeEndsSession: results are never masked by a
-// profile other than the one the session started with; a changed profile
-// ends the session.
-func TestMaskingProfileChangeEndsSession(t *testing.T) {
+// TestMaskingProfileChangeAppliesToNextResult: a changed masking profile
+// is adopted by a live session from its next result on (SSNs go from
+// last four digits to NULL), and nothing raw is ever returned; a profile
+// that is gone ends the session instead.
+func TestMaskingProfileChangeAppliesToNextResult(t *testing.T) {
 	g := startGateway(t, gatewayOptions{})
 	ctx := context.Background()
 	reader, err := pgx.Connect(ctx, g.dsn("reader-bot", "require"))
@@ -215,11 +216,46 @@ func TestMaskingProfileChangeEndsSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reader.Close(ctx)
+	ssns := func() []*string {
+		t.Helper()
+		rows, err := reader.Query(ctx, "SELECT ssn FROM patients ORDER BY id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := pgx.CollectRows(rows, pgx.RowTo[*string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := ssns()
+	if len(before) == 0 || before[0] == nil || !strings.HasPrefix(*before[0], "***-**-") {
+		t.Fatalf("SSNs before the change: %v", before)
+	}
+	stricter, err := mask.Compile("hipaa", mask.ProfileConfig{Rules: []mask.RuleConfig{
+		{Column: "public.patients.ssn", Action: "null"},
+		{Column: "patients.name", Action: "redact"},
+		{Column: "patients.dob", Action: "null"},
+		{Column: "patients.mrn", Action: "hash"},
+		{Pattern: "^phone$", Action: "keep-last-4"},
+	}, Detect: &mask.DetectConfig{}}, mask.Keys{Pseudonym: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	g.publish(t, true, func(s *session.Snapshot) {
-		s.Profiles = map[string]*mask.Profile{"hipaa": compileProfile(t, "hipaa")}
+		s.Profiles = map[string]*mask.Profile{"hipaa": stricter}
+	})
+	for i, v := range ssns() {
+		if v != nil {
+			t.Fatalf("row %d after the profile changed: ssn %q, want NULL", i, *v)
+		}
+	}
+	// The profile is gone: the session may not go on unmasked.
+	g.publish(t, true, func(s *session.Snapshot) {
+		s.Profiles = map[string]*mask.Profile{}
 	})
 	_, err = reader.Exec(ctx, "SELECT ssn FROM patients")
-	wantRevoked(t, err, "masking profile")
+	wantRevoked(t, err, "masking profile hipaa")
 }
 
 // TestListenersHaveTheirOwnLifecycle: a Server serves several listeners;

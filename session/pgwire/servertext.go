@@ -59,7 +59,7 @@ const withheldText = "[withheld by phigate: may quote masked data]"
 // (the original is sealed into the recording like a masked value). What
 // remains is scanned for PHI as free text.
 func (c *conn) maskServerMessage(ctx context.Context, body []byte, notice bool, e *expect) []byte {
-	if c.profile == nil {
+	if c.profile() == nil {
 		return nil
 	}
 	var er pgproto3.ErrorResponse
@@ -128,7 +128,7 @@ func (c *conn) readsMasked(ctx context.Context, e *expect) bool {
 		return true
 	}
 	for _, r := range res.Reads {
-		if _, masked := c.profile.Masks(mask.SourceCol{Name: r.String(), TypeOID: r.TypeOID}); masked {
+		if _, masked := c.profile().Masks(mask.SourceCol{Name: r.String(), TypeOID: r.TypeOID}); masked {
 			return true
 		}
 	}
@@ -174,10 +174,10 @@ func (c *conn) sealServerText(cmd uint64, text string) {
 // maskFreeText scans free text for PHI and returns it with what was found
 // replaced; ok is false when nothing was.
 func (c *conn) maskFreeText(s string) (string, bool) {
-	if s == "" || c.profile == nil {
+	if s == "" || c.profile() == nil {
 		return s, false
 	}
-	out, changed := c.profile.MaskText(nil, []byte(s))
+	out, changed := c.profile().MaskText(nil, []byte(s))
 	if !changed {
 		return s, false
 	}
@@ -188,7 +188,7 @@ func (c *conn) maskFreeText(s string) (string, bool) {
 // payload scanned for PHI, re-encoded, or nil when nothing was found. A
 // payload can come from any session of the database, masked or not.
 func (c *conn) maskNotification(body []byte) []byte {
-	if c.profile == nil {
+	if c.profile() == nil {
 		return nil
 	}
 	var n pgproto3.NotificationResponse
@@ -216,7 +216,7 @@ var freeTextParams = map[string]bool{"application_name": true}
 // maskParameterStatus returns a ParameterStatus with a free-text value
 // scanned for PHI, re-encoded, or nil when it passes unchanged.
 func (c *conn) maskParameterStatus(ps *pgproto3.ParameterStatus) []byte {
-	if c.profile == nil || !freeTextParams[ps.Name] {
+	if c.profile() == nil || !freeTextParams[ps.Name] {
 		return nil
 	}
 	v, masked := c.maskFreeText(ps.Value)

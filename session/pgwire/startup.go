@@ -320,12 +320,13 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 	res := adm.Resource
 	s.admitted(c, adm)
 	c.fe.revision = snap.Revision
-	c.res, c.grant, c.profile = res, adm.Grant, adm.Profile
+	c.res, c.grant = res, adm.Grant
+	c.prof.Store(adm.Profile)
 	c.cat = s.catalogFor(res)
 	if err := c.startRecording(); err != nil {
 		return err
 	}
-	if c.profile != nil && snap.Auditor != nil {
+	if c.profile() != nil && snap.Auditor != nil {
 		// Proof batches ride group commits (lazy), but one at most is in
 		// flight: a bulk read of masked data then runs at the speed the
 		// disk takes its proof, and memory does not grow with the result.
@@ -543,7 +544,7 @@ func (c *conn) startRecording() error {
 		resource = c.res.Name
 		start.Upstream = c.res.Address + "/" + c.res.Database
 		start.Grant = c.grant.Name
-		if c.profile != nil {
+		if c.profile() != nil {
 			start.Masking = c.grant.Masking
 		}
 	}
