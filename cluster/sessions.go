@@ -207,6 +207,9 @@ func NewSessions(c *clientv3.Client, node string, lease time.Duration) *Sessions
 	}
 }
 
+// SetLogger makes s log through l (the node's logger). Call it before Run.
+func (s *Sessions) SetLogger(l *slog.Logger) { s.log = l.With("part", "session index") }
+
 // Started queues the start of info.ID on this node (info.Node is set to
 // it; a zero Start is now). It never blocks: when the queue is full the update is dropped and
 // counted (Dropped); the session then does not appear in the index.
@@ -318,7 +321,7 @@ func (s *Sessions) Run(ctx context.Context) error {
 	}
 	if w.nodeLease != 0 {
 		if _, err := s.lease.Revoke(dctx, w.nodeLease); err != nil {
-			s.log.Warn("cannot revoke the node's lease; its sessions are node lost when it expires", "err", err)
+			s.log.Warn("cannot revoke the node's lease; its sessions will show as node lost when it expires", "err", err)
 		}
 	}
 	return ctx.Err()

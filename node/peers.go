@@ -19,6 +19,9 @@ import (
 // reached the wrong node is passed to the node whose number its key
 // carries (pgwire's cancel key layout), which checks it as its own.
 
+// The cluster numbers nodes in the range cancel keys carry.
+const _ = uint(cluster.MaxNodeNumber-pgwire.MaxNodeNumber) + uint(pgwire.MaxNodeNumber-cluster.MaxNodeNumber)
+
 // cancelPath is the node-to-node endpoint of forwarded cancel requests.
 const cancelPath = "/node/v1/cancel"
 
@@ -118,6 +121,7 @@ func (n *Node) startIndex() (*cluster.Sessions, error) {
 		lease = defaultLease
 	}
 	idx := cluster.NewSessions(n.member.Client(), n.id, lease)
+	idx.SetLogger(n.log)
 	ctx, stop := context.WithCancel(context.Background())
 	n.stopIndex, n.indexDone = stop, make(chan struct{})
 	go func() {
