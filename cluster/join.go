@@ -126,7 +126,11 @@ const nodesPrefix = "/phigate/nodes/"
 // nodes reads the registry (a serializable read: it answers without
 // quorum).
 func (m *Member) nodes(ctx context.Context) (map[string]nodeRecord, error) {
-	resp, err := m.client.Get(ctx, nodesPrefix, clientv3.WithPrefix(), clientv3.WithSerializable())
+	var resp *clientv3.GetResponse
+	err := m.whileUp(func() (err error) {
+		resp, err = m.client.Get(ctx, nodesPrefix, clientv3.WithPrefix(), clientv3.WithSerializable())
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

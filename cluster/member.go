@@ -313,6 +313,32 @@ func (m *Member) startEtcd(ctx context.Context) error {
 	return nil
 }
 
+// whileUp runs f, which reads etcd's local store, as a task of the etcd
+// server, so that the server does not close its store under f. A
+// serializable read goes straight to the store, and one on a store
+// already closed (etcd stops by itself when removed) crashes the process.
+// It returns ErrClosed without running f once the server is stopping.
+func (m *Member) whileUp(f func() error) error {
+	done := make(chan struct{})
+	var err error
+	m.etcd.Server.GoAttach(func() {
+		defer close(done)
+		err = f()
+	})
+	select {
+	case <-done:
+		return err
+	case <-m.etcd.Server.StopNotify():
+		// The server waited for f, if it ran, before it stopped.
+		select {
+		case <-done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
 // ErrRemoved is delivered on Err when the etcd member stopped by itself:
 // another member removed it from the cluster.
 var ErrRemoved = errors.New("cluster: the etcd member stopped: removed from the cluster")
