@@ -280,6 +280,10 @@ func TestThreeNodes(t *testing.T) {
 		t.Fatalf("policy through the API: %d\n%s", code, body)
 	}
 
+	if code, body := apiGet(t, api+"/admin/v1/cluster/snapshot", f.tokens["root"]); code != http.StatusOK || len(body) < 4096 || strings.Contains(body, "cluster-pw") {
+		t.Fatalf("cluster snapshot: %d, %d bytes", code, len(body))
+	}
+
 	// Quorum lost: nodes 2 and 3 stop. Node 1 serves on for its lease (2
 	// s), then refuses logins and ends a's session with 57P03.
 	n2.stop()

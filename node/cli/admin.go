@@ -120,6 +120,43 @@ func (c *adminClient) do(ctx context.Context, method, path string, header http.H
 	return json.Unmarshal(b, out)
 }
 
+// download saves a streamed answer to path (written to path.tmp first,
+// synced, then renamed, so that a broken stream leaves no file).
+func (c *adminClient) download(ctx context.Context, path, dst string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s", resp.Status)
+	}
+	f, err := os.OpenFile(dst+".tmp", os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(f, resp.Body)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(dst+".tmp", dst)
+	}
+	if err != nil {
+		os.Remove(dst + ".tmp")
+		return 0, fmt.Errorf("snapshot incomplete: %w", err)
+	}
+	return n, nil
+}
+
 func newPolicyCommand() *cobra.Command {
 	var af adminFlags
 	cmd := &cobra.Command{Use: "policy", Short: "Read and change the cluster's policy (admins only)",
@@ -414,6 +451,33 @@ func newClusterCommand() *cobra.Command {
 	sessions.Flags().StringVar(&filter.node, "node", "", "only this node's")
 	sessions.Flags().StringVar(&filter.identity, "identity", "", "only this identity's")
 	sessions.Flags().StringVar(&filter.resource, "resource", "", "only on this resource")
-	cmd.AddCommand(status, token, remove, leave, sessions)
+	var out string
+	snapshot := &cobra.Command{
+		Use:   "snapshot --out FILE",
+		Short: "Save a snapshot of the cluster state (policy revisions, node numbers, session index) for backup",
+		Long: `Save a snapshot of the cluster state, in etcd's snapshot format: policy
+revisions, node numbers and the session index. Restore it with etcdutl
+(docs/operations.md says how). The nodes' PKI and secrets are not in it:
+back up a node's data_dir/cluster/pki with it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("--out FILE is required")
+			}
+			c, err := af.client()
+			if err != nil {
+				return err
+			}
+			c.http.Timeout = 10 * time.Minute
+			n, err := c.download(cmd.Context(), "/admin/v1/cluster/snapshot", out)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "saved %s (%d bytes)\n", out, n)
+			return err
+		},
+	}
+	snapshot.Flags().StringVarP(&out, "out", "o", "", "the file to write")
+	cmd.AddCommand(status, token, remove, leave, sessions, snapshot)
 	return cmd
 }
