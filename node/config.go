@@ -82,6 +82,8 @@ type Config struct {
 	Log struct {
 		// Level is debug, info, warn or error. Empty: info.
 		Level string `yaml:"level"`
+		// Format is text or json (one object per line). Empty: text.
+		Format string `yaml:"format"`
 	} `yaml:"log"`
 
 	Cluster ClusterConfig `yaml:"cluster"`

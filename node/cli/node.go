@@ -47,7 +47,7 @@ gossip.`,
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(cmd.ErrOrStderr(), cfg.Log.Level)
+			log, err := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
 			if err != nil {
 				return err
 			}
