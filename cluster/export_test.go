@@ -10,13 +10,13 @@ import (
 // run in seconds: etcd ticks and elections, the voter loop, gossip probes.
 func Fast(c Config) Config {
 	c.timing = timing{
-		tickMs: 20, electionMs: 300, reconcileEvery: 200 * time.Millisecond, voterGrace: 2 * time.Second, rejoinEvery: time.Second,
+		tickMs: 20, electionMs: 300, reconcileEvery: 200 * time.Millisecond, voterGrace: 6 * time.Second, rejoinEvery: time.Second,
 		gossip: func(g *memberlist.Config) {
-			g.ProbeInterval = 200 * time.Millisecond
-			g.ProbeTimeout = 100 * time.Millisecond
+			g.ProbeInterval = 300 * time.Millisecond
+			g.ProbeTimeout = 250 * time.Millisecond
 			g.GossipInterval = 50 * time.Millisecond
 			g.PushPullInterval = 2 * time.Second
-			g.SuspicionMult = 2
+			g.SuspicionMult = 3
 			g.TCPTimeout = time.Second
 			g.DeadNodeReclaimTime = time.Second
 		},
