@@ -151,11 +151,16 @@ func (n *Node) adminIdentity(r *http.Request, whenUnavailable bool) (identity.Id
 	n.reloadMu.Lock()
 	admins := n.policy.Admins
 	n.reloadMu.Unlock()
-	if !slices.Contains(admins.Identities, id.Name) && !slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(admins.Groups, g) }) {
+	if !admins.admits(id) {
 		n.log.Warn("admin request refused", "path", r.URL.Path, "remote", remote, "identity", id.Name, "reason", "not an admin (policy admins)")
 		return identity.Identity{}, http.StatusForbidden
 	}
 	return id, 0
+}
+
+// admits reports whether a names id as an admin.
+func (a AdminsConfig) admits(id identity.Identity) bool {
+	return slices.Contains(a.Identities, id.Name) || slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(a.Groups, g) })
 }
 
 // addrString is a remote address as net.Addr.
@@ -238,6 +243,9 @@ func (n *Node) applyPolicy(r *http.Request, who identity.Identity) (any, error) 
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
+	if err := n.keepsAdmin(p, who); err != nil {
+		return nil, err
+	}
 	rev, err := n.ApplyPolicy(r.Context(), p, who.Name, base)
 	if err != nil {
 		if errors.Is(err, cluster.ErrConflict) {
@@ -253,6 +261,25 @@ func (n *Node) applyPolicy(r *http.Request, who identity.Identity) (any, error) 
 	_ = n.WaitPolicy(ctx, rev.Revision)
 	rev.Document = nil
 	return n.answer(rev), nil
+}
+
+// keepsAdmin refuses a policy under which who could no longer
+// administer the cluster (its token gone, or no longer named in admins):
+// applied, nobody might be able to change the policy again.
+func (n *Node) keepsAdmin(p *Policy, who identity.Identity) error {
+	auth, err := buildAuth(p, n.log)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	// As the new policy would see the caller: its token, its groups now.
+	again, err := auth.Recheck(who)
+	if err != nil {
+		return badRequest("this policy would no longer accept your own token (%s): applied, it could lock you out; apply it as another admin", who.Name)
+	}
+	if !p.Admins.admits(again) {
+		return badRequest("this policy would not name you (%s) under admins: applied, it could lock every admin out; name yourself under admins.identities or a group of yours under admins.groups", who.Name)
+	}
+	return nil
 }
 
 // ClusterStatus is the cluster as a node sees it, with the policy

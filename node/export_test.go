@@ -1,0 +1,5 @@
+package node
+
+// SealPolicyForTest seals p's clear passwords under s, as a node does
+// before storing a policy.
+func SealPolicyForTest(p *Policy, s Sealer) error { return sealPolicy(p, s) }
