@@ -3,4 +3,23 @@
 // JSON under bench/results/.
 //
 // Speed is measured here and only here: no test in the tree asserts on wall time.
+//
+// # Programs
+//
+//   - bench/pg: pgbench and result streaming through phigate, PgBouncer and
+//     direct (pgbench-*.json, stream-*.json, phigate-peak-rss.json,
+//     disk-fsync.json).
+//   - bench/mask: the masking code alone (mask_*.json).
+//   - bench/cluster: a three-node cluster, each node its own process (issue
+//     9): policy propagation from an apply on one node until every node
+//     enforces it, seen by the nodes' phigate_policy_revision gauge and by a
+//     login with the token the revision brings
+//     (cluster-policy-propagation*.json, with cluster-login-cost.json for
+//     what a login costs); a fourth node's join until /readyz answers 200
+//     and it accepts a login (cluster-join-to-ready.json); pgbench
+//     select-only spread over the three nodes against one node and direct
+//     (cluster-pgbench-*.json). Targets: propagation p99 under 1 s (aim:
+//     50 ms), join-to-ready under 5 s. Three nodes, PostgreSQL and pgbench
+//     on one small machine do not scale out: the spread figure says what the
+//     cluster costs, not what more machines would give.
 package bench
