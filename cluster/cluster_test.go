@@ -357,8 +357,8 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("voter lost", func(t *testing.T) {
-		n2.m.Close()
-		eventually(t, 10*time.Second, "n2 left", func() error { return wantGossip(n1, "n2", cluster.StateLeft) })
+		cluster.Crash(n2.m)
+		eventually(t, 15*time.Second, "n2 dead", func() error { return wantGossip(n1, "n2", cluster.StateDead) })
 		wantRoles(t, n1, map[string]string{"n1": "voter", "n2": "voter", "n3": "voter", "n4": "voter"})
 		st, err := n1.m.Status(ctx)
 		if err != nil || !st.Quorum || st.Leader == "" || st.RaftIndex == 0 {
@@ -393,6 +393,7 @@ func TestCluster(t *testing.T) {
 		}
 		want := map[string]string{rest[0].cfg.Name: "voter", rest[1].cfg.Name: "voter"}
 		wantRoles(t, rest[0], want)
+		eventually(t, 10*time.Second, "the leader left gossip", func() error { return wantGossip(rest[0], leader.cfg.Name, cluster.StateLeft) })
 		eventually(t, 10*time.Second, "quorum after the leader left", func() error { return rest[1].m.Quorum(ctx) })
 		if err := rest[1].m.Leave(ctx); err != nil {
 			t.Fatal(err)

@@ -23,3 +23,18 @@ func Fast(c Config) Config {
 	}
 	return c
 }
+
+// Crash stops the member as a crash would: gossip without a word, the API
+// and etcd at once; its membership stays.
+func Crash(m *Member) {
+	m.closeMu.Lock()
+	defer m.closeMu.Unlock()
+	m.closed = true
+	close(m.stop)
+	m.loops.Wait()
+	m.gossip.list.Shutdown()
+	m.api.Close()
+	m.etcd.Server.HardStop()
+	m.client.Close()
+	m.etcd.Close()
+}

@@ -161,7 +161,7 @@ func (m *Member) Leave(ctx context.Context) error {
 			}
 			return 0
 		})
-		err := retry(ctx, func() error {
+		err := m.retry(ctx, "move leader", func() error {
 			var err error
 			for _, v := range voters {
 				if err = m.etcd.Server.MoveLeader(ctx, uint64(me), uint64(v.ID)); err == nil {
@@ -179,8 +179,12 @@ func (m *Member) Leave(ctx context.Context) error {
 	}
 	// etcd stops itself once its member is removed; that is no failure.
 	m.leaving.Store(true)
-	err := retry(ctx, func() error {
+	err := m.retry(ctx, "remove self", func() error {
 		_, err := m.client.MemberRemove(ctx, uint64(me))
+		if err != nil && !m.etcd.Server.IsMemberExist(me) {
+			// Removed: etcd stopped before it answered.
+			return nil
+		}
 		return err
 	})
 	if err != nil {
@@ -196,14 +200,17 @@ func (m *Member) Leave(ctx context.Context) error {
 // retry calls f until it succeeds or ctx ends. etcd refuses a membership
 // change that could cost quorum while a voter has been connected for less
 // than five seconds (etcdserver.HealthInterval): such refusals pass.
-func retry(ctx context.Context, f func() error) error {
+func (m *Member) retry(ctx context.Context, what string, f func() error) error {
 	for {
 		err := f()
 		if err == nil {
 			return nil
 		}
+		m.log.Debug("cluster: etcd refused; trying again", "op", what, "err", err)
 		select {
 		case <-ctx.Done():
+			return err
+		case <-m.etcd.Server.StopNotify():
 			return err
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -254,7 +261,7 @@ func (m *Member) Remove(ctx context.Context, name string) error {
 		if _, ok := nodes[name]; !ok {
 			return fmt.Errorf("%w: %q", ErrNotMember, name)
 		}
-	} else if err := retry(ctx, func() error {
+	} else if err := m.retry(ctx, "remove "+name, func() error {
 		_, err := m.client.MemberRemove(ctx, uint64(target.ID))
 		return err
 	}); err != nil {
