@@ -69,7 +69,8 @@ func (m *Member) startAPI() error {
 // node-to-node API; it is reached only by callers presenting a
 // certificate signed by the cluster CA (other nodes, with PeerClient).
 // Call it after Start, before the handler is needed: until then the
-// pattern answers 404. Patterns under /cluster/ are the member's own.
+// pattern answers 404. Patterns under /cluster/ are the member's own; a
+// pattern that conflicts with one registered panics, as with ServeMux.
 func (m *Member) Handle(pattern string, h http.Handler) {
 	m.apiMux.Handle(pattern, requirePeer(h))
 }

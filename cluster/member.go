@@ -46,8 +46,9 @@ type Config struct {
 	// the node registers with Handle), as the other nodes reach it. Empty
 	// means 127.0.0.1:7443.
 	APIAddr string
-	// GossipAddr is host:port (UDP and TCP) for gossip, as the other nodes
-	// reach it. Empty means 127.0.0.1:7946.
+	// GossipAddr is ip:port (UDP and TCP) for gossip, as the other nodes
+	// reach it; it is bound and advertised as is, so it must be an IP
+	// address, not a name or 0.0.0.0. Empty means 127.0.0.1:7946.
 	GossipAddr string
 	// Join lists node-to-node API addresses (host:port) of members of an
 	// existing cluster. With an empty Dir, Start joins that cluster with
@@ -119,6 +120,9 @@ func (c Config) withDefaults() (Config, error) {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return c, fmt.Errorf("cluster: %s %q: %w", what, a, err)
 		}
+	}
+	if h, _, _ := net.SplitHostPort(c.GossipAddr); net.ParseIP(h) == nil || net.ParseIP(h).IsUnspecified() {
+		return c, fmt.Errorf("cluster: GossipAddr %q: gossip binds and advertises one IP address: give IP:port", c.GossipAddr)
 	}
 	switch c.Voters {
 	case 0:

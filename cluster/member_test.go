@@ -175,6 +175,8 @@ func TestStartRefusesBadConfig(t *testing.T) {
 		{Name: "n1", Dir: t.TempDir(), Voters: 2},
 		{Name: "n1", Dir: t.TempDir(), Voters: 7},
 		{Name: "n1", Dir: t.TempDir(), PeerAddr: "no-port"},
+		{Name: "n1", Dir: t.TempDir(), GossipAddr: "0.0.0.0:7946"},
+		{Name: "n1", Dir: t.TempDir(), GossipAddr: "gossip.example:7946"},
 		{Name: "n1", Dir: t.TempDir(), Join: []string{"127.0.0.1:1"}, JoinToken: "not-a-token"},
 	} {
 		if m, err := cluster.Start(context.Background(), c); err == nil {
