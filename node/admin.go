@@ -344,15 +344,27 @@ func (n *Node) removeNode(r *http.Request, who identity.Identity) (any, error) {
 	return map[string]string{"removed": name}, nil
 }
 
+// leaveTimeout bounds how long leaving the cluster may take (the
+// membership change, after the drain).
+const leaveTimeout = time.Minute
+
 // ErrLeft is the node's Err after it left the cluster: it must stop.
 var ErrLeft = errors.New("node: left the cluster")
 
 func (n *Node) leaveCluster(r *http.Request, who identity.Identity) (any, error) {
 	n.log.Warn("leaving the cluster", "identity", who.Name)
-	if err := n.Drain(r.Context()); err != nil {
+	d := n.cfg.Limits.DrainTimeout
+	if d == 0 {
+		d = drainTimeout
+	}
+	dctx, cancel := context.WithTimeout(r.Context(), max(d, 0))
+	if err := n.Drain(dctx); err != nil {
 		n.log.Warn("drain before leaving", "err", err)
 	}
-	if err := n.member.Leave(r.Context()); err != nil {
+	cancel()
+	lctx, cancel := context.WithTimeout(r.Context(), leaveTimeout)
+	defer cancel()
+	if err := n.member.Leave(lctx); err != nil {
 		return nil, badRequest("%v", err)
 	}
 	n.fail(ErrLeft)

@@ -266,7 +266,9 @@ func (n *Node) watchPolicy(ctx context.Context, first chan struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
-		n.log.Warn("policy watch ended; starting it again", "err", err)
+		if err != nil {
+			n.log.Warn("policy watch ended; starting it again", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):

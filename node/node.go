@@ -146,7 +146,7 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if snap.Auditor == nil {
+	if snap.Auditor == nil && !joins(cfg) {
 		n.log.Warn("masking proof is off in the bootstrap policy (auditors.public_key: none)")
 	}
 	n.profiles = profiles

@@ -71,7 +71,12 @@ gossip.`,
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 			go reloadOnHangup(ctx, hup, n, configPath, log)
-			if err := n.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			err = n.Run(ctx)
+			switch {
+			case errors.Is(err, node.ErrLeft):
+				log.Info("left the cluster; stopped")
+				return nil
+			case err != nil && !errors.Is(err, context.Canceled):
 				return err
 			}
 			return nil
