@@ -16,7 +16,7 @@ func NodeName(ctx context.Context, c *clientv3.Client, num uint16) (string, erro
 	if num < 1 || num > MaxNodeNumber {
 		return "", fmt.Errorf("%w: %d", ErrUnknownNodeNumber, num)
 	}
-	resp, err := c.KV.Get(ctx, nodeNumByNum+nodeNumString(int(num)), clientv3.WithSerializable())
+	resp, err := c.KV.Get(ctx, nodeNumByNum+nodeNumString(int(num)))
 	if err != nil {
 		return "", fmt.Errorf("cluster: read node number: %w", err)
 	}
