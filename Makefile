@@ -35,9 +35,10 @@ test: deps build vet
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory test-race
 
-# test-race runs the concurrent core (proxy, spool, recording) under the race detector.
+# test-race runs the concurrent core (proxy, spool, recording, cluster
+# membership) under the race detector.
 test-race: deps
-	$(GO) test -count=1 -race -timeout 20m ./session/... ./storage/... ./replay/...
+	$(GO) test -count=1 -race -timeout 20m ./session/... ./storage/... ./replay/... ./cluster/...
 
 # test-clients runs pgx's and lib/pq's own test suites twice, directly
 # against PostgreSQL and through a phigate node, and fails if a test that

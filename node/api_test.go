@@ -132,7 +132,8 @@ grants: [{name: bots, groups: [bots], resources: [clinic], allow: [read]}]
 			t.Errorf("%s changed by %v, want %v", c.series, d, c.delta)
 		}
 	}
-	for _, series := range []string{`phigate_state_revision`, `phigate_spool_fsync_seconds_count`, `phigate_spool_commit_frames_count`} {
+	for _, series := range []string{`phigate_state_revision`, `phigate_spool_fsync_seconds_count`, `phigate_spool_commit_frames_count`,
+		`phigate_policy_revision`, `phigate_cluster_quorum`, `phigate_cluster_peers{state="alive"}`} {
 		if metric(t, after, series) < 1 {
 			t.Errorf("%s is not counting:\n%s", series, after)
 		}

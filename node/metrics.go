@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/phigate/phigate/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"sync/atomic"
@@ -78,7 +79,16 @@ func newMetrics(state *session.State, n *Node) *metrics {
 			}
 			return 0
 		})
-	m.reg.MustRegister(m.active, ended, m.cmdVec, m.masked, reloads, revision, m.fsync, m.frames, policyRev, m.policyRefused, unavailable)
+	quorum := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "phigate_cluster_quorum",
+		Help: "1 when the node's last check (every second) reached the cluster's quorum."},
+		func() float64 {
+			if n != nil && n.quorumOK.Load() {
+				return 1
+			}
+			return 0
+		})
+	m.reg.MustRegister(m.active, ended, m.cmdVec, m.masked, reloads, revision, m.fsync, m.frames, policyRev, m.policyRefused, unavailable, quorum,
+		gossipCollector{n: n})
 	return m
 }
 
@@ -118,4 +128,24 @@ func (m *metrics) activeSessions() int { return int(m.live.Load()) }
 func (m *metrics) commit(c spool.Commit) {
 	m.fsync.Observe(c.Sync.Seconds())
 	m.frames.Observe(float64(c.Frames))
+}
+
+// gossipCollector counts the nodes gossip knows by state, when scraped.
+type gossipCollector struct{ n *Node }
+
+var peersDesc = prometheus.NewDesc("phigate_cluster_peers", "Nodes this node's gossip knows, by state (alive, dead, left).", []string{"state"}, nil)
+
+func (g gossipCollector) Describe(ch chan<- *prometheus.Desc) { ch <- peersDesc }
+
+func (g gossipCollector) Collect(ch chan<- prometheus.Metric) {
+	if g.n == nil || g.n.member == nil {
+		return
+	}
+	counts := map[string]int{cluster.StateAlive: 0, cluster.StateDead: 0, cluster.StateLeft: 0}
+	for _, p := range g.n.member.Peers() {
+		counts[p.State]++
+	}
+	for state, c := range counts {
+		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(c), state)
+	}
 }
