@@ -6,15 +6,12 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/node"
 	"github.com/phigate/phigate/session/identity"
 )
@@ -24,19 +21,7 @@ import (
 // with the tokens at stake). Every attempt is refused and changes nothing.
 func TestAdminAPIAttacks(t *testing.T) {
 	ctx := context.Background()
-	pg := pgtest.Shared(t)
-	if err := pg.AddUser(ctx, pgtest.User{Name: "cluster_svc", Password: "cluster-pw", Auth: pgtest.AuthSCRAM}); err != nil && !strings.Contains(err.Error(), "already exists") {
-		t.Fatal(err)
-	}
-	if err := pg.CreateDatabase(ctx, "node_cluster", "cluster_svc"); err != nil && !strings.Contains(err.Error(), "already exists") {
-		t.Fatal(err)
-	}
-	f := &clusterFixture{dir: t.TempDir(), pgAddr: pg.Addr(),
-		tokens: map[string]string{"root": "phg_attack_root", "a": "phg_attack_a", "b": "phg_attack_b", "c": "phg_attack_c"}}
-	f.pw = filepath.Join(f.dir, "svc.pw")
-	if err := os.WriteFile(f.pw, []byte("cluster-pw\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	f := newClusterFixture(t, "node_attacks")
 	n, err := startTestNode(t, f.config(t, "solo"), "")
 	if err != nil {
 		t.Fatal(err)

@@ -24,11 +24,35 @@ import (
 	"github.com/phigate/phigate/session/identity"
 )
 
-// clusterFixture is three nodes' configurations in front of one
-// PostgreSQL: agents a and b read the clinic resource; root administers.
+// clusterFixture is nodes' configurations in front of one PostgreSQL:
+// agents a, b and c may read the clinic resource when the policy names
+// them; root administers.
 type clusterFixture struct {
-	dir, pgAddr, pw string
-	tokens          map[string]string
+	dir, pgAddr, pw, db string
+	tokens              map[string]string
+}
+
+// newClusterFixture makes a database and its login of its own (db) in
+// the shared PostgreSQL, and tokens named after it.
+func newClusterFixture(t *testing.T, db string) *clusterFixture {
+	t.Helper()
+	ctx := context.Background()
+	pg := pgtest.Shared(t)
+	if err := pg.AddUser(ctx, pgtest.User{Name: db + "_svc", Password: "cluster-pw", Auth: pgtest.AuthSCRAM}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.CreateDatabase(ctx, db, db+"_svc"); err != nil {
+		t.Fatal(err)
+	}
+	f := &clusterFixture{dir: t.TempDir(), pgAddr: pg.Addr(), db: db, tokens: map[string]string{}}
+	for _, who := range []string{"root", "a", "b", "c"} {
+		f.tokens[who] = "phg_" + db + "_" + who
+	}
+	f.pw = filepath.Join(f.dir, "svc.pw")
+	if err := os.WriteFile(f.pw, []byte("cluster-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 const clusterNodeConfig = `
@@ -40,7 +64,7 @@ cluster: {peer: %q, client: %q, gossip: %q, api: %q, lease: 2s}
 
 const clusterPolicy = `
 identities: {tokens: [%s]}
-resources: [{name: clinic, address: %q, database: node_cluster, user: cluster_svc, password_file: %s, tls: disable}]
+resources: [{name: clinic, address: %q, database: %s, user: %s_svc, password_file: %s, tls: disable}]
 grants: [{name: agents, groups: [agents], resources: [clinic], allow: [%s], functions: [pg_sleep]}]
 admins: {groups: [admins]}
 `
@@ -55,7 +79,7 @@ func (f *clusterFixture) policy(allow string, agents ...string) string {
 	for _, a := range agents {
 		toks = append(toks, f.token(a, "agents"))
 	}
-	return fmt.Sprintf(clusterPolicy, strings.Join(toks, ", "), f.pgAddr, f.pw, allow)
+	return fmt.Sprintf(clusterPolicy, strings.Join(toks, ", "), f.pgAddr, f.db, f.db, f.pw, allow)
 }
 
 type testNode struct {
@@ -136,19 +160,7 @@ func (n *testNode) dsn(who, token string) string {
 // they are back.
 func TestThreeNodes(t *testing.T) {
 	ctx := context.Background()
-	pg := pgtest.Shared(t)
-	if err := pg.AddUser(ctx, pgtest.User{Name: "cluster_svc", Password: "cluster-pw", Auth: pgtest.AuthSCRAM}); err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.CreateDatabase(ctx, "node_cluster", "cluster_svc"); err != nil {
-		t.Fatal(err)
-	}
-	f := &clusterFixture{dir: t.TempDir(), pgAddr: pg.Addr(),
-		tokens: map[string]string{"root": "phg_cluster_root", "a": "phg_cluster_a", "b": "phg_cluster_b", "c": "phg_cluster_c"}}
-	f.pw = filepath.Join(f.dir, "svc.pw")
-	if err := os.WriteFile(f.pw, []byte("cluster-pw\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	f := newClusterFixture(t, "node_cluster")
 
 	n1, err := startTestNode(t, f.config(t, "n1"), "")
 	if err != nil {

@@ -229,8 +229,14 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 // each time.
 func compileProfile(t *testing.T, name string) *mask.Profile {
 	t.Helper()
+	return compileProfileSSN(t, name, "keep-last-4")
+}
+
+// compileProfileSSN is compileProfile with another action on SSNs.
+func compileProfileSSN(t *testing.T, name, ssnAction string) *mask.Profile {
+	t.Helper()
 	prof, err := mask.Compile(name, mask.ProfileConfig{Rules: []mask.RuleConfig{
-		{Column: "public.patients.ssn", Action: "keep-last-4"},
+		{Column: "public.patients.ssn", Action: ssnAction},
 		{Column: "patients.name", Action: "redact"},
 		{Column: "patients.dob", Action: "null"},
 		{Column: "patients.mrn", Action: "hash"},

@@ -232,16 +232,7 @@ func TestMaskingProfileChangeAppliesToNextResult(t *testing.T) {
 	if len(before) == 0 || before[0] == nil || !strings.HasPrefix(*before[0], "***-**-") {
 		t.Fatalf("SSNs before the change: %v", before)
 	}
-	stricter, err := mask.Compile("hipaa", mask.ProfileConfig{Rules: []mask.RuleConfig{
-		{Column: "public.patients.ssn", Action: "null"},
-		{Column: "patients.name", Action: "redact"},
-		{Column: "patients.dob", Action: "null"},
-		{Column: "patients.mrn", Action: "hash"},
-		{Pattern: "^phone$", Action: "keep-last-4"},
-	}, Detect: &mask.DetectConfig{}}, mask.Keys{Pseudonym: []byte("0123456789abcdef0123456789abcdef")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stricter := compileProfileSSN(t, "hipaa", "null")
 	g.publish(t, true, func(s *session.Snapshot) {
 		s.Profiles = map[string]*mask.Profile{"hipaa": stricter}
 	})

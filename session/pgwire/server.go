@@ -192,15 +192,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.stopBase()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("pgwire: shutdown: sessions still ending: %w", ctx.Err())
+	if err := s.waitSessions(ctx); err != nil {
+		return fmt.Errorf("pgwire: shutdown: sessions still ending: %w", err)
 	}
 	s.catMu.Lock()
 	for name, cat := range s.catalogs {
@@ -221,6 +214,14 @@ func (s *Server) Drain(ctx context.Context) error {
 		ln.Close()
 	}
 	s.mu.Unlock()
+	if err := s.waitSessions(ctx); err != nil {
+		return fmt.Errorf("pgwire: drain: sessions still open: %w", err)
+	}
+	return nil
+}
+
+// waitSessions returns once every session has ended, or with ctx's error.
+func (s *Server) waitSessions(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -230,7 +231,7 @@ func (s *Server) Drain(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("pgwire: drain: sessions still open: %w", ctx.Err())
+		return ctx.Err()
 	}
 }
 
