@@ -3,6 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/cluster"
+	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/record"
 )
 
 // ClusterSubdir is where, under the data directory, the node's cluster
@@ -145,6 +149,9 @@ func (n *Node) bootstrapPolicy(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: bootstrap policy: %w", err)
 	}
+	n.recMu.Lock()
+	n.bootstrapped = &rev
+	n.recMu.Unlock()
 	n.log.Info("bootstrapped the cluster's policy from the node's configuration", "policy_revision", rev.Revision, "sha256", rev.SHA256)
 	return nil
 }
@@ -165,7 +172,25 @@ func (n *Node) ApplyPolicy(ctx context.Context, p *Policy, who string, base uint
 	if err != nil {
 		return cluster.PolicyRevision{}, err
 	}
+	// Once the node records, a change is recorded before it is stored
+	// (who, on which revision, the document's digest), and its outcome
+	// after: a change that cannot be recorded is not made.
+	sum := sha256.Sum256(doc)
+	n.recMu.Lock()
+	recorder := n.recorder
+	n.recMu.Unlock()
+	var intent *session.Recording
+	if recorder != nil {
+		if intent, err = n.startPolicyRecord(ctx, recorder, who, base, hex.EncodeToString(sum[:])); err != nil {
+			return cluster.PolicyRevision{}, fmt.Errorf("node: cannot record the policy change, so it is not made: %w", err)
+		}
+	}
 	rev, err := n.policies.Apply(ctx, doc, who, base)
+	if intent != nil {
+		if rerr := n.recordPolicy(ctx, who, base, hex.EncodeToString(sum[:]), &rev, intent, err); rerr != nil {
+			n.log.Error("cannot record the outcome of a policy change", "err", rerr)
+		}
+	}
 	if err != nil {
 		return cluster.PolicyRevision{}, err
 	}
@@ -196,6 +221,50 @@ func (n *Node) sealDocument(p *Policy) ([]byte, error) {
 		return nil, err
 	}
 	return c.Marshal()
+}
+
+// startPolicyRecord starts a recording of a policy change and makes its
+// intent durable.
+func (n *Node) startPolicyRecord(ctx context.Context, recorder *session.Recorder, who string, base uint64, sum string) (*session.Recording, error) {
+	rec, err := recorder.Start(session.NewID(time.Now()))
+	if err != nil {
+		return nil, err
+	}
+	rec.SetSubject(who, "")
+	if _, err := rec.Append(&record.Event{Kind: record.KindPolicy, Policy: &record.PolicyChange{Base: base, SHA256: sum, AppliedBy: who}}); err != nil {
+		return nil, err
+	}
+	if err := rec.Sync(ctx); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// recordPolicy records the outcome of a policy change: the revision
+// stored (applyErr nil), or that it was refused. rec is its recording, or
+// nil to record the whole change now (revision 1, stored before the
+// spool was open).
+func (n *Node) recordPolicy(ctx context.Context, who string, base uint64, sum string, rev *cluster.PolicyRevision, rec *session.Recording, applyErr error) error {
+	var err error
+	if rec == nil {
+		n.recMu.Lock()
+		recorder := n.recorder
+		n.recMu.Unlock()
+		if rec, err = recorder.Start(session.NewID(time.Now())); err != nil {
+			return err
+		}
+		rec.SetSubject(who, "")
+	}
+	reason := "policy stored"
+	if applyErr != nil {
+		reason = "policy refused: " + applyErr.Error()
+	} else if _, err := rec.Append(&record.Event{Kind: record.KindPolicy, Policy: &record.PolicyChange{Revision: rev.Revision, Base: base, SHA256: sum, AppliedBy: who}}); err != nil {
+		return err
+	}
+	if _, err := rec.Append(&record.Event{Kind: record.KindSessionEnd, End: &record.SessionEnd{Reason: reason}}); err != nil {
+		return err
+	}
+	return rec.Close(ctx)
 }
 
 // Policy returns the cluster's policy revision rev (0: the current one)

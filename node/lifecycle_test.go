@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/phigate/phigate/node"
 	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/storage/spool"
 )
 
@@ -249,6 +251,22 @@ func TestApplyPolicy(t *testing.T) {
 	if !strings.Contains(strings.Join(reasons, "\n"), "identity is no longer accepted") {
 		t.Fatalf("no session ended for the revoked identity: %q", reasons)
 	}
+	// Both revisions are in the node's recordings, who stored them and
+	// their digest; the refused policy changed nothing, so it is not.
+	var policies []string
+	for _, s := range recordedEvents(t, filepath.Join(f.dir, "data")) {
+		for _, ev := range s {
+			if ev.Policy != nil && ev.Policy.Revision != 0 {
+				policies = append(policies, fmt.Sprintf("%d by %s", ev.Policy.Revision, ev.Policy.AppliedBy))
+				if len(ev.Policy.SHA256) != 64 {
+					t.Fatalf("policy event without a digest: %+v", ev.Policy)
+				}
+			}
+		}
+	}
+	if got := strings.Join(policies, ", "); got != "1 by bootstrap (configuration of node reload-node), 2 by test-admin" {
+		t.Fatalf("recorded policy changes: %s", got)
+	}
 	select {
 	case err := <-n.Err():
 		t.Fatalf("Err after a clean run: %v", err)
@@ -279,6 +297,35 @@ func TestApplyPolicy(t *testing.T) {
 	if strings.Contains(string(doc.Document), "reload-pw") || !strings.Contains(string(doc.Document), "sealed:") {
 		t.Fatalf("the stored policy does not hold the password sealed:\n%s", doc.Document)
 	}
+}
+
+// recordedEvents returns every recording's events, verified, oldest
+// recording first.
+func recordedEvents(t *testing.T, data string) [][]*record.Event {
+	t.Helper()
+	ctx := context.Background()
+	store := spool.DirStore{Dir: filepath.Join(data, node.RecordingsSubdir)}
+	sessions, err := replay.List(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]*record.Event
+	for _, s := range sessions {
+		var buf bytes.Buffer
+		if err := replay.PrintSession(ctx, &buf, store, s.ID, replay.Options{JSON: true}); err != nil {
+			t.Fatal(err)
+		}
+		var evs []*record.Event
+		for line := range strings.Lines(buf.String()) {
+			var ev record.Event
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			evs = append(evs, &ev)
+		}
+		out = append(out, evs)
+	}
+	return out
 }
 
 // endReasons lists the end reason of every recording in a data directory.

@@ -59,11 +59,15 @@ type Node struct {
 	unavailable atomic.Pointer[string]     // why the node refuses everything (no quorum); nil: it does not
 	quorumOK    atomic.Bool                // the last quorum check succeeded
 
+	recMu        sync.Mutex
+	bootstrapped *cluster.PolicyRevision // revision 1, stored by this node before its spool opened
+
 	policyMu      sync.Mutex
 	policyRev     uint64        // the cluster policy revision enforced
 	policyChanged chan struct{} // closed and replaced when policyRev changes
 
 	// Set by Start before the listeners open.
+	recorder  *session.Recorder // the recordings spool's (policy changes are recorded there too)
 	member    *cluster.Member
 	index     *cluster.Sessions
 	stopIndex context.CancelFunc
@@ -325,6 +329,16 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	recorder := session.NewRecorder(sp, n.id)
 	if err := n.closeRecovered(ctx, sp, recorder); err != nil {
 		return err
+	}
+	n.recMu.Lock()
+	n.recorder = recorder
+	bootstrapped := n.bootstrapped
+	n.recMu.Unlock()
+	if bootstrapped != nil {
+		// Stored before the spool was open: recorded now.
+		if err := n.recordPolicy(ctx, bootstrapped.AppliedBy, 0, bootstrapped.SHA256, bootstrapped, nil, nil); err != nil {
+			return err
+		}
 	}
 	num, err := cluster.NodeNumber(ctx, n.member.Client(), n.id)
 	if err != nil {

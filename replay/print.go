@@ -126,6 +126,11 @@ func (p *printer) event(ev *record.Event) {
 			state = fmt.Sprintf("%d values shown", ev.Unseal.Values)
 		}
 		head = fmt.Sprintf("unseal · session %s · by %s · %s", clean(ev.Unseal.Session), clean(ev.Unseal.Auditor), state)
+	case ev.Policy != nil:
+		head = fmt.Sprintf("policy · revision %d stored · by %s · sha256 %s", ev.Policy.Revision, clean(ev.Policy.AppliedBy), clean(ev.Policy.SHA256))
+		if ev.Policy.Base != 0 {
+			head += fmt.Sprintf(" · applied on revision %d", ev.Policy.Base)
+		}
 	}
 	p.printf("#%-5d %s  %s\n", ev.Seq, ev.Time.UTC().Format("2006-01-02 15:04:05.000000Z"), head)
 

@@ -31,6 +31,9 @@ const (
 	KindMaskProof Kind = "mask.proof"
 	// KindUnseal records an auditor unsealing raw values (in the audit log).
 	KindUnseal Kind = "unseal"
+	// KindPolicy records a change of the cluster's policy: which revision,
+	// by whom (in the recordings of the node that stored it).
+	KindPolicy Kind = "policy"
 	// KindCancel records a request to cancel the running command.
 	KindCancel Kind = "cancel"
 	// KindSessionEnd closes every recording that ended cleanly or was recovered.
@@ -66,6 +69,7 @@ type Event struct {
 	Key     *MaskKey       `json:"key,omitempty"`
 	Proof   *MaskProof     `json:"proof,omitempty"`
 	Unseal  *Unseal        `json:"unseal,omitempty"`
+	Policy  *PolicyChange  `json:"policy,omitempty"`
 	End     *SessionEnd    `json:"end,omitempty"`
 }
 
@@ -271,6 +275,16 @@ type Unseal struct {
 	Reason  string `json:"reason,omitempty"`
 	Values  int    `json:"values"`
 	Done    bool   `json:"done,omitempty"` // false: intent, written before anything is shown
+}
+
+// PolicyChange records a policy revision a node stored in the cluster
+// state: the document itself stays there (passwords sealed); its digest
+// here ties the two together.
+type PolicyChange struct {
+	Revision  uint64 `json:"revision"`
+	Base      uint64 `json:"base,omitempty"` // the revision it was applied on (0: whatever was current)
+	SHA256    string `json:"sha256"`
+	AppliedBy string `json:"applied_by"`
 }
 
 // Cancel records why phigate asked the target to cancel a running command.

@@ -94,6 +94,10 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 		b = append(b, `,"unseal":`...)
 		b = e.Unseal.appendJSON(b)
 	}
+	if e.Policy != nil {
+		b = append(b, `,"policy":`...)
+		b = e.Policy.appendJSON(b)
+	}
 	if e.End != nil {
 		b = append(b, `,"end":`...)
 		b = e.End.appendJSON(b)
@@ -380,6 +384,20 @@ func (u *Unseal) appendJSON(b []byte) []byte {
 	if u.Done {
 		b = append(b, `,"done":true`...)
 	}
+	return append(b, '}')
+}
+
+func (p *PolicyChange) appendJSON(b []byte) []byte {
+	b = append(b, `{"revision":`...)
+	b = strconv.AppendUint(b, p.Revision, 10)
+	if p.Base != 0 {
+		b = append(b, `,"base":`...)
+		b = strconv.AppendUint(b, p.Base, 10)
+	}
+	b = append(b, `,"sha256":`...)
+	b = appendJSONString(b, p.SHA256)
+	b = append(b, `,"applied_by":`...)
+	b = appendJSONString(b, p.AppliedBy)
 	return append(b, '}')
 }
 

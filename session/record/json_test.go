@@ -162,6 +162,10 @@ func kindEvents() map[string]*Event {
 			e.Unseal = &Unseal{Auditor: "a", Session: "s", Reason: "subpoena", Values: 12, Done: true}
 		}),
 		"unseal empty": with(full(KindUnseal), func(e *Event) { e.Unseal = &Unseal{} }),
+		"policy": with(full(KindPolicy), func(e *Event) {
+			e.Policy = &PolicyChange{Revision: math.MaxUint64, Base: 7, SHA256: "ab\u2028cd", AppliedBy: "root \"admin\""}
+		}),
+		"policy empty": with(full(KindPolicy), func(e *Event) { e.Policy = &PolicyChange{} }),
 		"cancel":       with(full(KindCancel), func(e *Event) { e.Cancel = &Cancel{Reason: "client cancel request"} }),
 		"cancel empty": with(full(KindCancel), func(e *Event) { e.Cancel = &Cancel{} }),
 		"session.end": with(full(KindSessionEnd), func(e *Event) {
@@ -217,7 +221,7 @@ func TestAppendJSONCoversEveryField(t *testing.T) {
 			}
 			checkAppendJSON(t, &one)
 		}
-		if len(parts) != 12 || len(got) < 1000 {
+		if len(parts) != 13 || len(got) < 1000 {
 			t.Fatalf("filled %d parts (%v) into %d bytes", len(parts), parts, len(got))
 		}
 	}
@@ -581,6 +585,9 @@ func (s *eventSource) event(sec, nsec int64, zone int) *Event {
 	}
 	if has(10) {
 		ev.Unseal = &Unseal{Auditor: s.str(), Session: s.str(), Reason: s.str(), Values: s.int(), Done: s.bool()}
+	}
+	if has(12) {
+		ev.Policy = &PolicyChange{Revision: s.u64(), Base: s.u64(), SHA256: s.str(), AppliedBy: s.str()}
 	}
 	if has(11) {
 		ev.End = &SessionEnd{Reason: s.str(), Commands: s.u64(), DurationUS: s.i64()}
