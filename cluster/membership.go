@@ -180,7 +180,11 @@ func (m *Member) Leave(ctx context.Context) error {
 	// etcd stops itself once its member is removed; that is no failure.
 	m.leaving.Store(true)
 	err := m.retry(ctx, "remove self", func() error {
-		_, err := m.client.MemberRemove(ctx, uint64(me))
+		// Bounded per attempt: once the removal is applied, etcd stops
+		// this member and the in-process call may never answer.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := m.client.MemberRemove(actx, uint64(me))
 		if err != nil && !m.etcd.Server.IsMemberExist(me) {
 			// Removed: etcd stopped before it answered.
 			return nil
