@@ -22,4 +22,8 @@
 //     50 ms), join-to-ready under 5 s. Three nodes, PostgreSQL and pgbench
 //     on one small machine do not scale out: the spread figure says what the
 //     cluster costs, not what more machines would give.
+//
+// What bench/pg and bench/cluster share (children that never outlive the
+// run, PostgreSQL loaded with pgbench's tables, pgbench runs and their
+// output, the shared part of phigate's policy) is in bench/harness.
 package bench

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -22,29 +21,6 @@ func TestSplitClients(t *testing.T) {
 		if got := splitClients(tc.n, tc.k); !slices.Equal(got, tc.want) {
 			t.Errorf("splitClients(%d, %d) = %v, want %v", tc.n, tc.k, got, tc.want)
 		}
-	}
-}
-
-func TestPercentile(t *testing.T) {
-	s := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
-	for p, want := range map[float64]int64{50: 5, 99: 10, 100: 10, 1: 1} {
-		if got := percentile(s, p); got != want {
-			t.Errorf("percentile(%v) = %d, want %d", p, got, want)
-		}
-	}
-	if got := percentile([]time.Duration(nil), 50); got != 0 {
-		t.Errorf("percentile of nothing = %v, want 0", got)
-	}
-}
-
-func TestReadTxLog(t *testing.T) {
-	log := "0 1 1234 0 1700000000 123456\n0 2 failed 0 1700000000 123999\n1 1 99 0 1700000000 124000\n"
-	lat, failed, err := readTxLog(strings.NewReader(log), nil)
-	if err != nil || failed != 1 || !slices.Equal(lat, []int64{1234, 99}) {
-		t.Fatalf("readTxLog = %v, %d, %v", lat, failed, err)
-	}
-	if _, _, err := readTxLog(strings.NewReader("0 1 x 0 1 2\n"), nil); err == nil {
-		t.Fatal("a latency that is not a number was read")
 	}
 }
 

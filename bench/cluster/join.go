@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/phigate/phigate/bench/harness"
 )
 
 // joinPoll is how often a joining node's /readyz and PostgreSQL listener
@@ -67,7 +69,7 @@ func joinOnce(ctx context.Context, c *benchCluster, id string) (joinRun, error) 
 	if err := c.nodes[0].admin(ctx, c.rootToken, http.MethodPost, "/admin/v1/cluster/join-token?ttl=5m", nil, &tok); err != nil {
 		return joinRun{}, fmt.Errorf("join token: %w", err)
 	}
-	cfg, err := pgconn.ParseConfig(n.endpoint(agentName, c.agentToken).dsn())
+	cfg, err := pgconn.ParseConfig(n.endpoint(harness.AgentName, c.agentToken).DSN())
 	if err != nil {
 		return joinRun{}, err
 	}
@@ -75,7 +77,7 @@ func joinOnce(ctx context.Context, c *benchCluster, id string) (joinRun, error) 
 	if err := n.start(c.bin, n.nodeSections(), c.nodes[0].cluster.api, tok.Token); err != nil {
 		return joinRun{}, err
 	}
-	defer n.proc.stop()
+	defer n.proc.Stop()
 
 	wctx, cancel := context.WithTimeout(ctx, readyLimit)
 	defer cancel()
@@ -105,10 +107,10 @@ func joinOnce(ctx context.Context, c *benchCluster, id string) (joinRun, error) 
 			break
 		}
 		select {
-		case <-n.proc.exited:
-			return r, fmt.Errorf("%s exited while joining (readyz: %v; login: %v)\n%s", id, readyErr, loginErr, n.proc.logTail())
+		case <-n.proc.Exited():
+			return r, fmt.Errorf("%s exited while joining (readyz: %v; login: %v)\n%s", id, readyErr, loginErr, n.proc.LogTail())
 		case <-wctx.Done():
-			return r, fmt.Errorf("%s not ready after %v (readyz: %v; login: %v)\n%s", id, readyLimit, readyErr, loginErr, n.proc.logTail())
+			return r, fmt.Errorf("%s not ready after %v (readyz: %v; login: %v)\n%s", id, readyLimit, readyErr, loginErr, n.proc.LogTail())
 		case <-tick.C:
 		}
 	}
@@ -121,15 +123,15 @@ func joinOnce(ctx context.Context, c *benchCluster, id string) (joinRun, error) 
 	if err := n.admin(lctx, c.rootToken, http.MethodPost, "/admin/v1/cluster/leave", nil, nil); err != nil {
 		r.leaveFailed = true
 		logf("%s: leave failed (%v); stopping it and removing it through %s", id, err, c.nodes[0].id)
-		n.proc.stop()
+		n.proc.Stop()
 		if err := c.nodes[0].admin(lctx, c.rootToken, http.MethodPost, "/admin/v1/cluster/remove?node="+id, nil, nil); err != nil {
 			logf("%s: remove: %v", id, err)
 		}
 	}
-	if !n.proc.wait(30 * time.Second) {
+	if !n.proc.Wait(30 * time.Second) {
 		logf("%s: still running 30 s after leaving; stopping it", id)
 	}
-	n.proc.stop()
+	n.proc.Stop()
 	return r, c.waitMembers(lctx, 3)
 }
 

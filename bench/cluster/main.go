@@ -38,12 +38,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
-	"github.com/phigate/phigate/internal/pgtest"
+	"github.com/phigate/phigate/bench/harness"
 )
 
 // config is the command line.
@@ -93,27 +91,7 @@ func parseFlags(args []string) (config, error) {
 	return c, nil
 }
 
-func main() {
-	cfg, err := parseFlags(os.Args[1:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/cluster:", err)
-		os.Exit(2)
-	}
-	// The first Ctrl-C cancels the run and stops the children; a second one
-	// kills the benchmark at once, and the children then die by their
-	// parent-death signal.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
-	err = run(ctx, cfg)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/cluster:", err)
-		os.Exit(1)
-	}
-}
+func main() { harness.Main("bench/cluster", parseFlags, run) }
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
@@ -128,34 +106,19 @@ func run(ctx context.Context, cfg config) (err error) {
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("phigate binary: %w (run make build, or pass -phigate)", err)
 	}
-	binDir, err := pgtest.BinDir()
+	work, cleanup, err := harness.WorkDir(cfg.workdir, "phigate-bench-cluster-", cfg.keep, logf)
 	if err != nil {
 		return err
 	}
-	pgbench := filepath.Join(binDir, "pgbench")
-	work := cfg.workdir
-	if work == "" {
-		if work, err = os.MkdirTemp("", "phigate-bench-cluster-"); err != nil {
-			return err
-		}
-		if !cfg.keep {
-			defer os.RemoveAll(work)
-		}
-	}
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return err
-	}
-	if cfg.keep || cfg.workdir != "" {
-		logf("working directory %s (kept)", work)
-	}
+	defer cleanup()
 
-	pg, direct, svcPW, err := setupPostgres(ctx, filepath.Join(work, "postgres"), cfg.scale, pgbench)
+	pg, err := harness.StartPostgres(ctx, filepath.Join(work, "postgres"), cfg.scale, logf)
 	if err != nil {
 		return err
 	}
 	defer pg.Stop()
 
-	c, err := startCluster(ctx, bin, filepath.Join(work, "cluster"), pg, svcPW)
+	c, err := startCluster(ctx, bin, filepath.Join(work, "cluster"), pg)
 	if err != nil {
 		return err
 	}
@@ -169,7 +132,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	}
 
 	if cfg.revisions > 0 {
-		lc, err := measureLoginCost(ctx, c, direct, 20)
+		lc, err := measureLoginCost(ctx, c, pg.Direct, 20)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -203,7 +166,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	}
 
 	if cfg.rounds > 0 {
-		res, err := measurePgbench(ctx, cfg, pgbench, c, direct, filepath.Join(work, "logs"))
+		res, err := measurePgbench(ctx, cfg, pg.Pgbench, c, pg.Direct, filepath.Join(work, "logs"))
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

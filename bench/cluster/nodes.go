@@ -21,59 +21,16 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/phigate/phigate/internal/pgtest"
+	"github.com/phigate/phigate/bench/harness"
 )
 
-// Roles, identities and the database of the benchmark. Secrets are random
-// per run.
+// The identities of the cluster benchmark besides harness.AgentName
+// (pgbench's). Tokens are random per run.
 const (
-	benchDB    = "bench"
-	benchUser  = "bench_user" // direct
-	svcUser    = "phigate_svc"
-	agentName  = "bench-agent" // pgbench's identity through phigate
-	probeName  = "probe"       // the identity whose token each revision replaces
-	rootName   = "root"        // the admin
+	probeName  = "probe" // the identity whose token each revision replaces
+	rootName   = "root"  // the admin
 	readyLimit = 2 * time.Minute
 )
-
-// setupPostgres starts PostgreSQL (fsync on), creates the roles and loads
-// pgbench's tables, as bench/pg does.
-func setupPostgres(ctx context.Context, dir string, scale int, pgbench string) (*pgtest.Server, endpoint, string, error) {
-	benchPW, svcPW := randomSecret(), randomSecret()
-	pg, err := pgtest.Start(ctx, dir, pgtest.Options{
-		Users: []pgtest.User{
-			{Name: benchUser, Password: benchPW, Auth: pgtest.AuthSCRAM},
-			{Name: svcUser, Password: svcPW, Auth: pgtest.AuthSCRAM},
-		},
-		Settings: map[string]string{
-			"max_connections": "300",
-			"shared_buffers":  "256MB",
-			"max_wal_size":    "4GB",
-		},
-	})
-	if err != nil {
-		return nil, endpoint{}, "", err
-	}
-	fail := func(err error) (*pgtest.Server, endpoint, string, error) {
-		pg.Stop()
-		return nil, endpoint{}, "", err
-	}
-	if err := pg.CreateDatabase(ctx, benchDB, benchUser); err != nil {
-		return fail(err)
-	}
-	if err := pg.Exec(ctx, benchDB, fmt.Sprintf("GRANT %s TO %s", benchUser, svcUser)); err != nil {
-		return fail(err)
-	}
-	direct := endpoint{host: "127.0.0.1", port: pg.Port(), user: benchUser, password: benchPW, db: benchDB}
-	logf("pgbench -i -s %d", scale)
-	cmd := exec.CommandContext(ctx, pgbench, "-i", "-s", strconv.Itoa(scale), "-q",
-		"-h", direct.host, "-p", strconv.Itoa(direct.port), "-U", direct.user, direct.db)
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+benchPW, "PGSSLMODE=disable")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("pgbench -i: %w\n%s", err, tail(out, 2000)))
-	}
-	return pg, direct, svcPW, nil
-}
 
 // gnode is one phigate node process and its addresses.
 type gnode struct {
@@ -82,7 +39,7 @@ type gnode struct {
 	pgAddr  string // listen.postgres
 	apiAddr string // listen.api (HTTPS, operators)
 	cluster struct{ peer, client, gossip, api string }
-	proc    *process
+	proc    *harness.Process
 
 	mu     sync.Mutex
 	client *http.Client // trusts the node's development certificate, once it exists
@@ -91,11 +48,11 @@ type gnode struct {
 func newGnode(id, dir string) (*gnode, error) {
 	n := &gnode{id: id, dir: dir}
 	for _, p := range []*string{&n.pgAddr, &n.apiAddr, &n.cluster.peer, &n.cluster.client, &n.cluster.gossip, &n.cluster.api} {
-		a, err := freeAddr()
+		port, err := harness.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		*p = a
+		*p = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 	return n, os.MkdirAll(dir, 0o700)
 }
@@ -103,10 +60,10 @@ func newGnode(id, dir string) (*gnode, error) {
 func (n *gnode) dataDir() string { return filepath.Join(n.dir, "data") }
 
 // endpoint is where an identity logs in to this node.
-func (n *gnode) endpoint(user, token string) endpoint {
+func (n *gnode) endpoint(user, token string) harness.Endpoint {
 	host, port, _ := net.SplitHostPort(n.pgAddr)
 	p, _ := strconv.Atoi(port)
-	return endpoint{host: host, port: p, user: user, password: token, db: benchDB}
+	return harness.Endpoint{Host: host, Port: p, User: user, Password: token, DB: harness.DB}
 }
 
 // nodeSections is the part of a node's configuration that is its own.
@@ -136,7 +93,7 @@ func (n *gnode) start(bin, conf, join, joinToken string) error {
 	if joinToken != "" {
 		cmd.Env = append(cmd.Env, "PHIGATE_JOIN_TOKEN="+joinToken)
 	}
-	p, err := startProcess(n.id, cmd, syscall.SIGTERM, filepath.Join(n.dir, "phigate.log"))
+	p, err := harness.StartProcess(n.id, cmd, syscall.SIGTERM, filepath.Join(n.dir, "phigate.log"))
 	if err != nil {
 		return err
 	}
@@ -201,10 +158,10 @@ func (n *gnode) waitReady(ctx context.Context, limit time.Duration) error {
 			return nil
 		}
 		select {
-		case <-n.proc.exited:
-			return fmt.Errorf("%s exited: %v\n%s", n.id, err, n.proc.logTail())
+		case <-n.proc.Exited():
+			return fmt.Errorf("%s exited: %v\n%s", n.id, err, n.proc.LogTail())
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %v: %v\n%s", n.id, limit, err, n.proc.logTail())
+			return fmt.Errorf("%s not ready after %v: %v\n%s", n.id, limit, err, n.proc.LogTail())
 		case <-tick.C:
 		}
 	}
@@ -258,8 +215,8 @@ func sha256Hex(s string) string {
 }
 
 // bootstrapPolicy is node 1's policy sections, the cluster's first
-// revision: the admin, pgbench's identity and the probe, the resource, and
-// the grant and masking profile bench/pg uses.
+// revision: the admin, pgbench's identity and the probe, then the
+// resource, grant and masking profile bench/pg uses too.
 func bootstrapPolicy(rootToken, agentToken, probeToken, upstream, pwFile string) string {
 	return fmt.Sprintf(`identities:
   tokens:
@@ -267,39 +224,15 @@ func bootstrapPolicy(rootToken, agentToken, probeToken, upstream, pwFile string)
     - {name: %s, kind: agent, groups: [bench], token_sha256: %q}
     - {name: %s, kind: agent, groups: [bench], token_sha256: %q}
 admins: {groups: [admins]}
-resources:
-  - name: %s
-    protocol: postgres
-    address: %q
-    database: %s
-    user: %s
-    password_file: %q
-    tls: disable
-grants:
-  - name: bench-all
-    groups: [bench]
-    resources: [%s]
-    allow: [all]
-    masking: bench-profile
-masking:
-  profiles:
-    bench-profile:
-      rules:
-        - column: public.pgbench_accounts.filler
-          action: redact
-        - column: public.pgbench_history.filler
-          action: redact
-        - pattern: "^masked_"
-          action: redact
-`, rootName, sha256Hex(rootToken), agentName, sha256Hex(agentToken), probeName, sha256Hex(probeToken),
-		benchDB, upstream, benchDB, svcUser, pwFile, benchDB)
+`, rootName, sha256Hex(rootToken), harness.AgentName, sha256Hex(agentToken), probeName, sha256Hex(probeToken)) +
+		harness.PolicySections(upstream, pwFile)
 }
 
 // startCluster starts node 1 (bootstrapping the cluster with its policy),
 // then nodes 2 and 3 joining it, each with a join token from the admin
 // API; it returns once all three answer /readyz.
-func startCluster(ctx context.Context, bin, dir string, pg *pgtest.Server, svcPW string) (_ *benchCluster, err error) {
-	c := &benchCluster{bin: bin, dir: dir, rootToken: randomSecret(), agentToken: randomSecret()}
+func startCluster(ctx context.Context, bin, dir string, pg *harness.Postgres) (_ *benchCluster, err error) {
+	c := &benchCluster{bin: bin, dir: dir, rootToken: harness.RandomSecret(), agentToken: harness.RandomSecret()}
 	defer func() {
 		if err != nil {
 			c.stop()
@@ -309,7 +242,7 @@ func startCluster(ctx context.Context, bin, dir string, pg *pgtest.Server, svcPW
 		return nil, err
 	}
 	pwFile := filepath.Join(dir, "upstream.pw")
-	if err := os.WriteFile(pwFile, []byte(svcPW+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(pwFile, []byte(pg.GatewayPassword+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	for i := 1; i <= 3; i++ {
@@ -321,7 +254,7 @@ func startCluster(ctx context.Context, bin, dir string, pg *pgtest.Server, svcPW
 	}
 	n1 := c.nodes[0]
 	start := time.Now()
-	conf := n1.nodeSections() + bootstrapPolicy(c.rootToken, c.agentToken, randomSecret(), pg.Addr(), pwFile)
+	conf := n1.nodeSections() + bootstrapPolicy(c.rootToken, c.agentToken, harness.RandomSecret(), pg.Addr(), pwFile)
 	if err := n1.start(bin, conf, "", ""); err != nil {
 		return nil, err
 	}
@@ -358,6 +291,6 @@ func (c *benchCluster) join(ctx context.Context, n *gnode) error {
 // stop stops the nodes, the last started first.
 func (c *benchCluster) stop() {
 	for i := len(c.nodes) - 1; i >= 0; i-- {
-		c.nodes[i].proc.stop()
+		c.nodes[i].proc.Stop()
 	}
 }

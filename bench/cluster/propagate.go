@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/phigate/phigate/bench/harness"
 	"github.com/phigate/phigate/node"
 )
 
@@ -87,7 +88,7 @@ func measurePropagation(ctx context.Context, c *benchCluster, revisions int, by 
 	p := &propagation{by: by, perNode: make([][]time.Duration, len(c.nodes))}
 	lastRev := cur.Revision
 	for i := range revisions {
-		token := randomSecret()
+		token := harness.RandomSecret()
 		pol.Identities.Tokens[probe].TokenSHA256 = sha256Hex(token)
 		doc, err := pol.Marshal()
 		if err != nil {
@@ -97,7 +98,7 @@ func measurePropagation(ctx context.Context, c *benchCluster, revisions int, by 
 		probes := make([]func(context.Context, time.Time) probeResult, len(c.nodes))
 		for k, n := range c.nodes {
 			if by == byLogin {
-				cfg, err := pgconn.ParseConfig(n.endpoint(probeName, token).dsn())
+				cfg, err := pgconn.ParseConfig(n.endpoint(probeName, token).DSN())
 				if err != nil {
 					return p, err
 				}
@@ -247,13 +248,13 @@ type loginCost struct {
 // measureLoginCost times n successful logins (pgbench's identity) and n
 // refused ones (a wrong token) on node 1, one after the other, and n
 // logins straight to PostgreSQL (SCRAM) as the baseline.
-func measureLoginCost(ctx context.Context, c *benchCluster, direct endpoint, n int) (*loginCost, error) {
-	good := c.nodes[0].endpoint(agentName, c.agentToken)
-	bad, err := pgconn.ParseConfig(c.nodes[0].endpoint(probeName, randomSecret()).dsn())
+func measureLoginCost(ctx context.Context, c *benchCluster, direct harness.Endpoint, n int) (*loginCost, error) {
+	good := c.nodes[0].endpoint(harness.AgentName, c.agentToken)
+	bad, err := pgconn.ParseConfig(c.nodes[0].endpoint(probeName, harness.RandomSecret()).DSN())
 	if err != nil {
 		return nil, err
 	}
-	dcfg, err := pgconn.ParseConfig(direct.dsn())
+	dcfg, err := pgconn.ParseConfig(direct.DSN())
 	if err != nil {
 		return nil, err
 	}
@@ -280,12 +281,21 @@ func measureLoginCost(ctx context.Context, c *benchCluster, direct endpoint, n i
 	return lc, nil
 }
 
+// login opens and closes one PostgreSQL session.
+func login(ctx context.Context, cfg *pgconn.Config) error {
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return c.Close(ctx)
+}
+
 // phasedLogin logs in to a node (cleartext token, as on loopback) with the
 // protocol spoken by hand, and times its phases.
-func phasedLogin(ctx context.Context, ep endpoint) (ask, authOK, ready time.Duration, err error) {
+func phasedLogin(ctx context.Context, ep harness.Endpoint) (ask, authOK, ready time.Duration, err error) {
 	t := time.Now()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ep.host, strconv.Itoa(ep.port)))
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)))
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -297,7 +307,7 @@ func phasedLogin(ctx context.Context, ep endpoint) (ask, authOK, ready time.Dura
 	}
 	fe := pgproto3.NewFrontend(conn, conn)
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-		Parameters: map[string]string{"user": ep.user, "database": ep.db}})
+		Parameters: map[string]string{"user": ep.User, "database": ep.DB}})
 	if err := fe.Flush(); err != nil {
 		return 0, 0, 0, err
 	}
@@ -310,7 +320,7 @@ func phasedLogin(ctx context.Context, ep endpoint) (ask, authOK, ready time.Dura
 		case *pgproto3.AuthenticationCleartextPassword:
 			ask = time.Since(t)
 			t = time.Now()
-			fe.Send(&pgproto3.PasswordMessage{Password: ep.password})
+			fe.Send(&pgproto3.PasswordMessage{Password: ep.Password})
 			if err := fe.Flush(); err != nil {
 				return 0, 0, 0, err
 			}

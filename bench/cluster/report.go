@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/bench"
+	"github.com/phigate/phigate/bench/harness"
 )
 
 func numCPU() int { return runtime.NumCPU() }
@@ -65,7 +66,7 @@ func (r *report) print(w io.Writer) {
 		all, lower, apply := sorted(p.all), sorted(p.allLower), sorted(p.apply)
 		fmt.Fprintf(w, "\npolicy propagation (%s), %d revisions applied on n1, apply sent -> %s:\n", p.by, len(p.all), seenBy[p.by])
 		line := func(label string, s []time.Duration) {
-			fmt.Fprintf(w, "  %-14s p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", label, msf(percentile(s, 50)), msf(percentile(s, 99)), msf(s[len(s)-1]))
+			fmt.Fprintf(w, "  %-14s p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", label, msf(harness.Percentile(s, 50)), msf(harness.Percentile(s, 99)), msf(s[len(s)-1]))
 		}
 		line("all nodes", all)
 		line("(lower bound)", lower)
@@ -74,7 +75,7 @@ func (r *report) print(w io.Writer) {
 		}
 		line("apply answer", apply)
 		if a := sorted(p.failedAttempts); len(a) > 0 {
-			fmt.Fprintf(w, "  an unsuccessful probe attempt took p50 %.2f ms (%d attempts); the probe retries every %v\n", msf(percentile(a, 50)), len(a), probeGap)
+			fmt.Fprintf(w, "  an unsuccessful probe attempt took p50 %.2f ms (%d attempts); the probe retries every %v\n", msf(harness.Percentile(a, 50)), len(a), probeGap)
 		}
 	}
 	if len(r.joins) > 0 {
@@ -91,7 +92,7 @@ func (r *report) print(w io.Writer) {
 				continue
 			}
 			fmt.Fprintf(w, "  %-16s tps %8.1f  p50 %6.3f ms  p99 %6.3f ms  rounds %v  failed %d\n", name, sr.meanTPS(),
-				float64(percentile(sr.lat, 50))/1000, float64(percentile(sr.lat, 99))/1000, sr.tps, sr.failed)
+				float64(harness.Percentile(sr.lat, 50))/1000, float64(harness.Percentile(sr.lat, 99))/1000, sr.tps, sr.failed)
 		}
 		for _, k := range pgbenchRatios {
 			if v, ok := r.ratio(k[0], k[1]); ok {
@@ -103,7 +104,7 @@ func (r *report) print(w io.Writer) {
 }
 
 // median is the lower median (nearest rank 50) of sorted.
-func median(s []time.Duration) time.Duration { return percentile(s, 50) }
+func median(s []time.Duration) time.Duration { return harness.Percentile(s, 50) }
 
 func (r *report) joinSorted() (both, ready, login []time.Duration) {
 	for _, j := range r.joins {
@@ -169,8 +170,8 @@ func (r *report) write(dir string) error {
 		v := map[string]float64{"revisions": float64(len(p.all))}
 		add := func(prefix string, d []time.Duration) {
 			s := sorted(d)
-			v[prefix+"p50"] = msf(percentile(s, 50))
-			v[prefix+"p99"] = msf(percentile(s, 99))
+			v[prefix+"p50"] = msf(harness.Percentile(s, 50))
+			v[prefix+"p99"] = msf(harness.Percentile(s, 99))
 			v[prefix+"max"] = msf(s[len(s)-1])
 		}
 		add("", p.all)
@@ -180,7 +181,7 @@ func (r *report) write(dir string) error {
 		}
 		add("apply-answer-", p.apply)
 		if a := sorted(p.failedAttempts); len(a) > 0 {
-			v["failed-attempt-p50"] = msf(percentile(a, 50))
+			v["failed-attempt-p50"] = msf(harness.Percentile(a, 50))
 		}
 		name, how := "cluster-policy-propagation", "GET /metrics on each node shows phigate_policy_revision at or above the revision "+
 			"(the node sets it right after publishing the revision's snapshot, which every new login and command reads)"
@@ -244,8 +245,8 @@ func (r *report) write(dir string) error {
 				continue
 			}
 			tps[name] = sr.meanTPS()
-			p50[name] = float64(percentile(sr.lat, 50)) / 1000
-			p99[name] = float64(percentile(sr.lat, 99)) / 1000
+			p50[name] = float64(harness.Percentile(sr.lat, 50)) / 1000
+			p99[name] = float64(harness.Percentile(sr.lat, 99)) / 1000
 		}
 		for _, k := range pgbenchRatios {
 			if v, ok := r.ratio(k[0], k[1]); ok {

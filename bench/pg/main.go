@@ -24,15 +24,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/phigate/phigate/internal/pgtest"
+	"github.com/phigate/phigate/bench/harness"
 )
 
 // config is the command line.
@@ -129,27 +127,7 @@ func splitList(s string) []string {
 	return out
 }
 
-func main() {
-	cfg, err := parseFlags(os.Args[1:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/pg:", err)
-		os.Exit(2)
-	}
-	// The first Ctrl-C cancels the run and stops the children in order; a
-	// second one kills the benchmark at once, and the children then die by
-	// their parent-death signal.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
-	err = run(ctx, cfg)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/pg:", err)
-		os.Exit(1)
-	}
-}
+func main() { harness.Main("bench/pg", parseFlags, run) }
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
@@ -158,30 +136,15 @@ func logf(format string, args ...any) {
 // system is one way of reaching the database.
 type system struct {
 	name string
-	ep   endpoint
+	ep   harness.Endpoint
 }
 
 func run(ctx context.Context, cfg config) (err error) {
-	binDir, err := pgtest.BinDir()
+	work, cleanup, err := harness.WorkDir(cfg.workdir, "phigate-bench-", cfg.keep, logf)
 	if err != nil {
 		return err
 	}
-	pgbench := filepath.Join(binDir, "pgbench")
-	work := cfg.workdir
-	if work == "" {
-		if work, err = os.MkdirTemp("", "phigate-bench-"); err != nil {
-			return err
-		}
-		if !cfg.keep {
-			defer os.RemoveAll(work)
-		}
-	}
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return err
-	}
-	if cfg.keep || cfg.workdir != "" {
-		logf("working directory %s (kept)", work)
-	}
+	defer cleanup()
 	runs := len(cfg.workloads) * len(cfg.modes) * len(cfg.clients) * len(cfg.systems)
 	logf("%d pgbench runs of %s each, about %s in all", runs, cfg.duration,
 		(time.Duration(runs)*(cfg.duration+2*time.Second) + time.Duration(len(cfg.systems))*cfg.warmup).Round(time.Second))
@@ -194,31 +157,31 @@ func run(ctx context.Context, cfg config) (err error) {
 		logf("disk: fsync probe failed: %v", err)
 	}
 
-	pg, direct, svcPW, err := setupPostgres(ctx, filepath.Join(work, "postgres"), cfg.scale, pgbench, logf)
+	pg, err := harness.StartPostgres(ctx, filepath.Join(work, "postgres"), cfg.scale, logf)
 	if err != nil {
 		return err
 	}
 	defer pg.Stop()
 
 	var systems []system
-	var phigate *process
+	var phigate *harness.Process
 	for _, name := range cfg.systems {
 		switch name {
 		case "direct":
-			systems = append(systems, system{"direct", direct})
+			systems = append(systems, system{"direct", pg.Direct})
 		case "pgbouncer":
-			p, ep, err := startPgBouncer(ctx, cfg.pgbouncer, filepath.Join(work, "pgbouncer"), pg, direct.password)
+			p, ep, err := startPgBouncer(ctx, cfg.pgbouncer, filepath.Join(work, "pgbouncer"), pg)
 			if err != nil {
 				return fmt.Errorf("pgbouncer: %w", err)
 			}
-			defer p.stop()
+			defer p.Stop()
 			systems = append(systems, system{"pgbouncer", ep})
 		case "phigate":
-			p, ep, err := startPhigate(ctx, cfg.phigate, filepath.Join(work, "phigate"), pg, svcPW)
+			p, ep, err := startPhigate(ctx, cfg.phigate, filepath.Join(work, "phigate"), pg)
 			if err != nil {
 				return fmt.Errorf("phigate: %w", err)
 			}
-			defer func() { phigate.stop() }() // the streaming phase replaces it
+			defer func() { phigate.Stop() }() // the streaming phase replaces it
 			phigate = p
 			systems = append(systems, system{"phigate", ep})
 		}
@@ -233,8 +196,8 @@ func run(ctx context.Context, cfg config) (err error) {
 	if cfg.warmup > 0 {
 		for _, s := range systems {
 			logf("warm-up %s", s.name)
-			spec := pgbenchSpec{workload: "select-only", mode: "simple", clients: 4, jobs: cfg.jobs, duration: cfg.warmup}
-			if _, err := runPgbench(ctx, pgbench, s.ep, spec, filepath.Join(work, "logs", "warmup-"+s.name)); err != nil {
+			spec := harness.PgbenchSpec{Workload: "select-only", Mode: "simple", Clients: 4, Jobs: cfg.jobs, Duration: cfg.warmup}
+			if _, err := runPgbench(ctx, pg.Pgbench, s.ep, spec, filepath.Join(work, "logs", "warmup-"+s.name)); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -247,19 +210,19 @@ func run(ctx context.Context, cfg config) (err error) {
 	for _, w := range cfg.workloads {
 		for _, m := range cfg.modes {
 			for _, c := range cfg.clients {
-				spec := pgbenchSpec{workload: w, mode: m, clients: c, jobs: cfg.jobs, duration: cfg.duration}
+				spec := harness.PgbenchSpec{Workload: w, Mode: m, Clients: c, Jobs: cfg.jobs, Duration: cfg.duration}
 				for _, s := range rotate(systems, round) {
 					if w == "read-write" {
 						// The same starting point for every system: pgbench's
 						// own pre-run vacuum (disabled with -n), and a
 						// checkpoint so none inherits another's dirty pages.
 						for _, sql := range []string{"VACUUM pgbench_branches, pgbench_tellers", "TRUNCATE pgbench_history", "CHECKPOINT"} {
-							if err := pg.Exec(ctx, benchDB, sql); err != nil {
+							if err := pg.Exec(ctx, harness.DB, sql); err != nil {
 								return err
 							}
 						}
 					}
-					r, err := runPgbench(ctx, pgbench, s.ep, spec, filepath.Join(work, "logs", spec.workload+"-"+spec.mode+"-"+strconv.Itoa(c)+"-"+s.name))
+					r, err := runPgbench(ctx, pg.Pgbench, s.ep, spec, filepath.Join(work, "logs", spec.Workload+"-"+spec.Mode+"-"+strconv.Itoa(c)+"-"+s.name))
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
@@ -276,15 +239,15 @@ func run(ctx context.Context, cfg config) (err error) {
 		}
 	}
 	if phigate != nil {
-		if hwm, err := peakRSS(phigate.pid()); err == nil {
+		if hwm, err := peakRSS(phigate.PID()); err == nil {
 			rep.rss["pgbench"] = float64(hwm) / (1 << 20)
 		}
 		// A Go process keeps the heap it grew (64 pgbench clients' worth)
 		// resident for a while, which would hide what streaming needs. A
 		// fresh node shows the memory of the streams alone.
 		if len(cfg.stream) > 0 {
-			phigate.stop()
-			p, ep, err := startPhigate(ctx, cfg.phigate, filepath.Join(work, "phigate-stream"), pg, svcPW)
+			phigate.Stop()
+			p, ep, err := startPhigate(ctx, cfg.phigate, filepath.Join(work, "phigate-stream"), pg)
 			if err != nil {
 				phigate = nil
 				return fmt.Errorf("phigate for streaming: %w", err)
@@ -302,10 +265,10 @@ func run(ctx context.Context, cfg config) (err error) {
 		label := cfg.streamStr[i]
 		for _, s := range rotate(systems, i) {
 			if s.name == "phigate" {
-				if err := resetPeakRSS(phigate.pid()); err != nil {
+				if err := resetPeakRSS(phigate.PID()); err != nil {
 					fail(err)
 				}
-				if now, err := rss(phigate.pid()); err == nil {
+				if now, err := rss(phigate.PID()); err == nil {
 					rep.rss["before-stream-"+label] = float64(now) / (1 << 20)
 				}
 			}
@@ -337,7 +300,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				rep.addStream(label, name, r)
 			}
 			if s.name == "phigate" && measured {
-				hwm, err := peakRSS(phigate.pid())
+				hwm, err := peakRSS(phigate.PID())
 				if err != nil {
 					fail(err)
 					continue

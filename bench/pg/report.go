@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/bench"
+	"github.com/phigate/phigate/bench/harness"
 )
 
 // report gathers a run's figures, prints them and writes them as JSON.
 type report struct {
 	cfg     config
-	keys    []pgbenchSpec             // in run order
+	keys    []harness.PgbenchSpec     // in run order
 	pgbench map[string]map[string]Run // spec key -> system -> run
 	streams []string                  // size labels in run order
 	stream  map[string]map[string]StreamRun
@@ -27,11 +28,11 @@ type report struct {
 	fsyncP50, fsyncP99 float64 // 4 KiB write+fsync in the working directory, ms
 }
 
-func specKey(s pgbenchSpec) string {
-	return fmt.Sprintf("pgbench-%s-%s-c%d", s.workload, s.mode, s.clients)
+func specKey(s harness.PgbenchSpec) string {
+	return fmt.Sprintf("pgbench-%s-%s-c%d", s.Workload, s.Mode, s.Clients)
 }
 
-func (r *report) addPgbench(spec pgbenchSpec, system string, run Run) {
+func (r *report) addPgbench(spec harness.PgbenchSpec, system string, run Run) {
 	k := specKey(spec)
 	if r.pgbench[k] == nil {
 		r.pgbench[k] = map[string]Run{}
@@ -80,7 +81,7 @@ func (r *report) print(w io.Writer) {
 		rd, okRD := ratio(p.TPS, d.TPS, okP, okD)
 		rb, okRB := ratio(p.TPS, b.TPS, okP, okB)
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
-			spec.workload, spec.mode, spec.clients,
+			spec.Workload, spec.Mode, spec.Clients,
 			cell(d.TPS, okD, "%.0f"), cell(b.TPS, okB, "%.0f"), cell(p.TPS, okP, "%.0f"),
 			cell(rd, okRD, "%.2fx"), cell(rb, okRB, "%.2fx"))
 	}
@@ -94,7 +95,7 @@ func (r *report) print(w io.Writer) {
 		b, okB := runs["pgbouncer"]
 		p, okP := runs["phigate"]
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			spec.workload, spec.mode, spec.clients,
+			spec.Workload, spec.Mode, spec.Clients,
 			cell(d.P50MS, okD, "%.3f"), cell(b.P50MS, okB, "%.3f"), cell(p.P50MS, okP, "%.3f"),
 			cell(d.P99MS, okD, "%.3f"), cell(b.P99MS, okB, "%.3f"), cell(p.P99MS, okP, "%.3f"),
 			cell(p.P50MS-d.P50MS, okP && okD, "%+.3f"), cell(p.P99MS-d.P99MS, okP && okD, "%+.3f"))
@@ -153,8 +154,8 @@ func (r *report) write(dir string) error {
 	for _, spec := range r.keys {
 		runs := r.pgbench[specKey(spec)]
 		notes := fmt.Sprintf("pgbench %s -M %s -c %d -j %d -T %d -n, scale %d; fsync on; phigate with recording and masking",
-			map[string]string{"select-only": "-S", "read-write": "(TPC-B-like)"}[spec.workload],
-			spec.mode, spec.clients, min(spec.jobs, spec.clients), int(spec.duration.Seconds()), r.cfg.scale)
+			map[string]string{"select-only": "-S", "read-write": "(TPC-B-like)"}[spec.Workload],
+			spec.Mode, spec.Clients, min(spec.Jobs, spec.Clients), int(spec.Duration.Seconds()), r.cfg.scale)
 		tps := map[string]float64{}
 		p50 := map[string]float64{}
 		p99 := map[string]float64{}
@@ -179,7 +180,7 @@ func (r *report) write(dir string) error {
 			}
 		}
 		k := specKey(spec)
-		what := fmt.Sprintf("%s, %s protocol, %d clients", spec.workload, spec.mode, spec.clients)
+		what := fmt.Sprintf("%s, %s protocol, %d clients", spec.Workload, spec.Mode, spec.Clients)
 		if err := put(bench.Result{Name: k + "-tps", Unit: "transactions/s", HigherIsBetter: true, Values: tps, Notes: notes},
 			"throughput, "+what+"; ratios phigate/direct and phigate/pgbouncer"); err != nil {
 			return err

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/phigate/phigate/bench/harness"
 )
 
 // streamRowWidth is the width of the text column of the streaming query;
@@ -42,8 +44,8 @@ func (r StreamRun) MBps() float64 { return float64(r.Bytes) / 1e6 / r.Elapsed.Se
 
 // streamOnce connects to ep and reads the whole result of the streaming
 // query, discarding it row by row as a client that exports data would.
-func streamOnce(ctx context.Context, ep endpoint, size int64, masked bool) (StreamRun, error) {
-	conn, err := pgconn.Connect(ctx, ep.dsn())
+func streamOnce(ctx context.Context, ep harness.Endpoint, size int64, masked bool) (StreamRun, error) {
+	conn, err := pgconn.Connect(ctx, ep.DSN())
 	if err != nil {
 		return StreamRun{}, fmt.Errorf("connect: %w", err)
 	}

@@ -1,0 +1,11 @@
+// Package harness is what the benchmark programs (bench/pg, bench/cluster)
+// share: children that never outlive the benchmark ([Process]), a real
+// PostgreSQL loaded with pgbench's tables ([StartPostgres]), pgbench runs
+// read from their summary and their per-transaction logs ([RunPgbench]),
+// and the start of a program: signals, working directory ([Main],
+// [WorkDir]).
+//
+// It measures and decides nothing itself: what a benchmark runs, in what
+// order, and what it reports stay in its program, and results are written
+// with bench.Write. Production code never imports it (internal/depcheck).
+package harness
