@@ -87,7 +87,15 @@ func newMetrics(state *session.State, n *Node) *metrics {
 			}
 			return 0
 		})
-	m.reg.MustRegister(m.active, ended, m.cmdVec, m.masked, reloads, revision, m.fsync, m.frames, policyRev, m.policyRefused, unavailable, quorum,
+	indexDropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "phigate_session_index_dropped_total",
+		Help: "Session starts and ends not written to the cluster's session index because its queue was full (the data path never waits on it)."},
+		func() float64 {
+			if n == nil || n.index == nil {
+				return 0
+			}
+			return float64(n.index.Dropped())
+		})
+	m.reg.MustRegister(m.active, ended, m.cmdVec, m.masked, reloads, revision, m.fsync, m.frames, policyRev, m.policyRefused, unavailable, quorum, indexDropped,
 		gossipCollector{n: n})
 	return m
 }
