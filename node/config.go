@@ -106,8 +106,9 @@ type ClusterConfig struct {
 	// Client is host:port for etcd's client listener (mutual TLS), for
 	// tools on the node itself. Empty: a free loopback port.
 	Client string `yaml:"client"`
-	// Gossip is host:port for membership gossip (encrypted with the
-	// cluster's gossip key). Empty: a free loopback port.
+	// Gossip is IP:port (an address, not a name) for membership gossip,
+	// TCP and UDP (encrypted with the cluster's gossip key). Empty: a free
+	// loopback port.
 	Gossip string `yaml:"gossip"`
 	// API is host:port of the node-to-node HTTPS API (mutual TLS): joins
 	// and forwarded cancel requests. Joining nodes name it in join.
