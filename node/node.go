@@ -213,6 +213,11 @@ func checkCluster(c ClusterConfig) error {
 			return fmt.Errorf("node: cluster: %q is not host:port", a)
 		}
 	}
+	if c.Gossip != "" {
+		if host, _, _ := net.SplitHostPort(c.Gossip); net.ParseIP(host) == nil || net.ParseIP(host).IsUnspecified() {
+			return fmt.Errorf("node: cluster.gossip: %q must be an IP address and port that the other nodes reach (not a name, not 0.0.0.0)", c.Gossip)
+		}
+	}
 	return nil
 }
 

@@ -54,6 +54,10 @@ func TestNewValidates(t *testing.T) {
 		"bad masking rule":  {"masking: {profiles: {p: {rules: [{column: a.b, action: explode}]}}}", "explode"},
 		"bad protocol":      {"resources: [{name: r, protocol: mysql, address: 'h:1', database: d, user: u}]", "not supported"},
 		"half a TLS config": {"tls: {cert_file: /x.pem}", "both"},
+		"gossip by name":    {"cluster: {gossip: 'node-1.internal:7946'}", "cluster.gossip"},
+		"gossip on any":     {"cluster: {gossip: '0.0.0.0:7946'}", "cluster.gossip"},
+		"four voters":       {"cluster: {voters: 4}", "1, 3 or 5"},
+		"bad auditor key":   {"auditors: {public_key: 'not a key'}", "auditors.public_key"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg, err := node.ParseConfig([]byte(tc.yaml + "\nnode: {data_dir: " + dir + "}\n"))
