@@ -280,6 +280,12 @@ PgBouncer's at 16 clients; added latency p50 < 0.3 ms and p99 < 1 ms;
 streaming at least 0.7x direct with a peak RSS that does not grow with the
 result size.
 
+Two other programs of ` + "`make bench`" + ` write here too, and their files are not in
+the table below: ` + "`mask_*.json`" + ` (bench/mask: masking throughput beside memmove)
+and ` + "`cluster-*.json`" + ` (bench/cluster: policy propagation to every node,
+join-to-ready, pgbench over three nodes against one and direct). Their
+` + "`notes`" + ` say exactly what ran.
+
 `)
 	fmt.Fprintf(&b, "Last run: %s, %s/%s, %d CPUs; scale %d, %s per pgbench run, clients %v, modes %v.\n\n",
 		time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(),
