@@ -1,6 +1,7 @@
 package chunk
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -113,3 +114,5 @@ func checkID(what, s string, max int) error {
 	}
 	return nil
 }
+
+func sha256Sum(b []byte) [HashSize]byte { return sha256.Sum256(b) }
