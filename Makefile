@@ -11,8 +11,15 @@ FUZZTIME ?= 20s
 # bench end-to-end test covers its leg too).
 TEST_DEBS := postgresql-15 postgresql-client-15 pgbouncer
 BENCH_DEBS := $(TEST_DEBS)
+# MinIO, the S3 server the storage tests run against: built once from source
+# into a cache outside the repository (it is AGPL: run, never imported).
+# internal/miniotest.Version must name the same release.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+PHIGATE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/phigate
+MINIO_BIN := $(PHIGATE_CACHE)/minio-$(MINIO_VERSION)/minio
+export PHIGATE_MINIO := $(MINIO_BIN)
 
-.PHONY: all build test test-race test-clients vet demo bench fuzz deps bench-deps clean
+.PHONY: all build test test-race test-clients vet demo bench fuzz deps minio bench-deps clean
 
 all: build
 
@@ -23,6 +30,12 @@ build:
 deps:
 	@./.ci/install-debs.sh $(TEST_DEBS)
 
+# minio builds the MinIO server the tests start, unless it is built already.
+minio: $(MINIO_BIN)
+
+$(MINIO_BIN):
+	@./.ci/build-minio.sh $(MINIO_VERSION) $(dir $@)
+
 bench-deps:
 	@./.ci/install-debs.sh $(BENCH_DEBS)
 
@@ -31,13 +44,13 @@ vet:
 
 # test runs every test, then the concurrent core again under the race
 # detector (test-race).
-test: deps build vet
+test: deps minio build vet
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory test-race
 
 # test-race runs the concurrent core (proxy, spool, recording, cluster
 # membership) under the race detector.
-test-race: deps
+test-race: deps minio
 	$(GO) test -count=1 -race -timeout 20m ./session/... ./storage/... ./replay/... ./cluster/...
 
 # test-clients runs pgx's and lib/pq's own test suites twice, directly

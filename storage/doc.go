@@ -3,10 +3,12 @@
 // storage/spool is the node-local, durable part: every session's frames
 // are made durable (fsync, with group commit across sessions) before the
 // gateway forwards what the recorded command produced, and are kept as one
-// readable file per session. Blob stores (a local directory by default,
-// S3-compatible object storage with object lock) and the uploader that ships
-// closed recordings from the spool will sit beside it; the spool tells the
-// uploader which recordings are final (spool.ClosedFeed).
+// readable file per session. storage/blob holds the write-once blob stores
+// (blob.FS, a local directory, by default; blob.S3, S3-compatible object
+// storage with versioning and object lock) that recordings go to for the
+// long term; the uploader that ships closed recordings from the spool will
+// sit beside them (the spool tells it which recordings are final:
+// spool.ClosedFeed).
 //
 // This package holds what every store shares with its readers: a listed
 // recording (RecordingInfo), an opened one (Stream) and ErrNotFound. A
