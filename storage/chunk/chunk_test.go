@@ -3,6 +3,8 @@ package chunk
 import (
 	"bytes"
 	"testing"
+
+	"github.com/phigate/phigate/session/record"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -33,6 +35,12 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !bytes.Equal(all, want) {
 		t.Fatal("frames differ after the round trip")
+	}
+	// The opened frames are the recording as the spool had it: the record
+	// chain (Prev links included) verifies across chunk boundaries.
+	sum, err := record.Verify(bytes.NewReader(append([]byte(record.Magic), all...)), "s-1", false, nil)
+	if err != nil || sum.Events != 500 {
+		t.Fatalf("record chain after opening: %+v, %v", sum, err)
 	}
 	other := NewOpener(auditorKey(t))
 	if _, _, err := other.Open(sealed[0].Bytes); err == nil {
