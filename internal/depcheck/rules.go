@@ -14,6 +14,7 @@ var Pure = []string{
 	"session/record",
 	"session/resource",
 	"session/sqlclass",
+	"storage/chunk",
 }
 
 // Trees, relative to the module, whose packages may depend on etcd or

@@ -45,6 +45,7 @@ func pureGraph(extra ...string) *Graph {
 		"session/record: std:time std:log/slog",
 		"session/resource: session/policy",
 		"session/sqlclass: session/policy example.org/pgquery",
+		"storage/chunk: std:crypto/ed25519",
 		"example.org/phonenumbers: std:os std:regexp", // a third party's os is not the pure package's
 		"example.org/pgquery: std:os std:fmt",
 		"std:fmt: std:os",
