@@ -253,8 +253,9 @@ func TestCredentialsNeverShown(t *testing.T) {
 }
 
 // TestCorruptedTransfer flips a byte of every upload's body on its way to
-// the server: the server must refuse it (the SHA-256 and MD5 sent with it
-// no longer match) and Put must fail, retryably, leaving nothing behind.
+// the server: the server must refuse it (the chunk signatures and the
+// SHA-256 sent with it no longer match) and Put must fail with a retryable
+// ErrChecksum, leaving nothing behind.
 func TestCorruptedTransfer(t *testing.T) {
 	srv := miniotest.Shared(t)
 	bucket := srv.MakeBucket(t)
@@ -278,8 +279,8 @@ func TestCorruptedTransfer(t *testing.T) {
 	}
 	ctx := context.Background()
 	err = s.Put(ctx, "k", []byte("precious data"), blob.PutOptions{RetainUntil: time.Now().Add(time.Hour)})
-	if err == nil {
-		t.Fatal("corrupted upload reported as stored")
+	if !errors.Is(err, blob.ErrChecksum) || !blob.Retryable(err) {
+		t.Fatalf("corrupted upload: %v, want a retryable ErrChecksum", err)
 	}
 	t.Log(err)
 	if _, err := s.Stat(ctx, "k"); !errors.Is(err, blob.ErrNotFound) {

@@ -224,6 +224,11 @@ func (s *S3) Put(ctx context.Context, key string, data []byte, opts PutOptions) 
 			}
 			return nil
 		}
+		if minio.ToErrorResponse(err).Code == "SignatureDoesNotMatch" && s.credentialsWork(ctx) {
+			// The same keys sign a bodiless request well: it was the body
+			// (signed chunk by chunk) that changed on its way.
+			return fmt.Errorf("blob: s3: put %s: body altered in transit (chunk signature mismatch): %w", key, ErrChecksum)
+		}
 		return s.wrap("put", key, err)
 	}
 	// Read back the version just written: an upload counts only after the
@@ -248,6 +253,12 @@ func (s *S3) Put(ctx context.Context, key string, data []byte, opts PutOptions) 
 		}
 	}
 	return nil
+}
+
+// credentialsWork reports whether a signed request without a body succeeds.
+func (s *S3) credentialsWork(ctx context.Context) bool {
+	_, err := s.client.BucketExists(ctx, s.bucket)
+	return err == nil
 }
 
 func retention(st minio.ObjectInfo) (time.Time, Mode) {
