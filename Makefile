@@ -34,7 +34,7 @@ deps:
 minio: $(MINIO_BIN)
 
 $(MINIO_BIN):
-	@./.ci/build-minio.sh $(MINIO_VERSION) $(dir $@)
+	@GO=$(GO) ./.ci/build-minio.sh $(MINIO_VERSION) $(dir $@)
 
 bench-deps:
 	@./.ci/install-debs.sh $(BENCH_DEBS)

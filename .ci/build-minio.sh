@@ -11,12 +11,13 @@ if [[ -x "$dir/minio" ]]; then exit 0; fi
 mkdir -p "$dir"
 start=$SECONDS
 echo "building MinIO $version into $dir (once; takes minutes)" >&2
-if ! GOBIN="$dir" GOFLAGS=-mod=mod go install "github.com/minio/minio@$version"; then
+go=${GO:-go}
+if ! GOBIN="$dir" GOFLAGS= GOWORK=off "$go" install "github.com/minio/minio@$version"; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && go mod init minio-build >/dev/null 2>&1 &&
-    go get "github.com/minio/minio@$version" &&
-    go build -o "$dir/minio" github.com/minio/minio)
+  (cd "$tmp" && "$go" mod init minio-build >/dev/null 2>&1 &&
+    "$go" get "github.com/minio/minio@$version" &&
+    "$go" build -o "$dir/minio" github.com/minio/minio)
 fi
 "$dir/minio" --version >&2 || true
 echo "MinIO built in $((SECONDS - start)) s" >&2

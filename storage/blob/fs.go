@@ -20,6 +20,9 @@ import (
 // (a link never replaces an existing file, which is what makes it
 // write-once) and its directory fsynced.
 //
+// A key cannot name an object and also be a directory of other keys ("a"
+// and "a/b"): the second Put fails.
+//
 // Retention is enforced by this API (Delete), not by the file system: anyone
 // with write access to dir can remove files. Use S3 with object lock where
 // that matters.
@@ -81,7 +84,7 @@ func (s *FS) Put(ctx context.Context, key string, data []byte, opts PutOptions) 
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("blob: fs: put %s: %w", key, err)
 	}
-	created, err := s.linkNew(path, data, 0o400)
+	created, err := s.linkNew(path, data)
 	if err != nil {
 		return fmt.Errorf("blob: fs: put %s: %w", key, err)
 	}
@@ -110,7 +113,10 @@ func (s *FS) Put(ctx context.Context, key string, data []byte, opts PutOptions) 
 	if err := os.MkdirAll(filepath.Dir(mpath), 0o700); err != nil {
 		return fmt.Errorf("blob: fs: put %s: %w", key, err)
 	}
-	if _, err := s.linkNew(mpath, mb, 0o600); err != nil {
+	// The meta file may be replaced: the data is ours (just linked, or
+	// the same content), and a stale meta file can be left by a Delete
+	// that crashed between its two removals.
+	if err := s.replaceFile(mpath, mb); err != nil {
 		return fmt.Errorf("blob: fs: put %s: meta: %w", key, err)
 	}
 	// Read back what the file system holds before calling it stored.
@@ -126,8 +132,8 @@ func (s *FS) Put(ctx context.Context, key string, data []byte, opts PutOptions) 
 
 // linkNew writes data to a temporary file, fsyncs it, links it to path
 // unless path exists (created false, nil error), and fsyncs path's
-// directory.
-func (s *FS) linkNew(path string, data []byte, perm os.FileMode) (created bool, err error) {
+// directory. The file is read-only.
+func (s *FS) linkNew(path string, data []byte) (created bool, err error) {
 	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "put-")
 	if err != nil {
 		return false, err
@@ -138,7 +144,7 @@ func (s *FS) linkNew(path string, data []byte, perm os.FileMode) (created bool, 
 		f.Close()
 		return false, err
 	}
-	if err := f.Chmod(perm); err != nil {
+	if err := f.Chmod(0o400); err != nil {
 		f.Close()
 		return false, err
 	}
@@ -156,6 +162,32 @@ func (s *FS) linkNew(path string, data []byte, perm os.FileMode) (created bool, 
 		return false, err
 	}
 	return true, syncDir(filepath.Dir(path))
+}
+
+// replaceFile atomically writes data to path (temporary file, fsync,
+// rename, fsync of the directory).
+func (s *FS) replaceFile(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "meta-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 func syncDir(dir string) error {

@@ -114,6 +114,9 @@ type S3Config struct {
 type S3 struct {
 	client *minio.Client
 	bucket string
+	// secrets are scrubbed from every error message (no server is known
+	// to echo them; this makes sure).
+	secrets []string
 }
 
 var _ Store = (*S3)(nil)
@@ -157,7 +160,8 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blob: s3: %w", err)
 	}
-	return &S3{client: client, bucket: cfg.Bucket}, nil
+	return &S3{client: client, bucket: cfg.Bucket,
+		secrets: []string{cfg.Credentials.AccessKey, cfg.Credentials.SecretKey}}, nil
 }
 
 // ErrBucketNotLocked is wrapped by CheckBucket's error for a bucket
@@ -359,6 +363,7 @@ type s3Error struct {
 	code      string
 	status    int
 	retryable bool
+	msg       string // err's message, credentials scrubbed
 	err       error
 	sentinel  error
 }
@@ -375,10 +380,10 @@ func (e *s3Error) Error() string {
 	if e.code != "" {
 		fmt.Fprintf(&b, ": %s (HTTP %d)", e.code, e.status)
 		if e.status == 0 || e.status == http.StatusBadRequest {
-			b.WriteString(": " + e.err.Error())
+			b.WriteString(": " + e.msg)
 		}
 	} else {
-		b.WriteString(": " + e.err.Error())
+		b.WriteString(": " + e.msg)
 	}
 	return b.String()
 }
@@ -399,7 +404,12 @@ func (s *S3) wrap(op, key string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("blob: s3: %s %s: %w", op, key, err)
 	}
-	e := &s3Error{op: op, key: key, err: err}
+	e := &s3Error{op: op, key: key, err: err, msg: err.Error()}
+	for _, secret := range s.secrets {
+		if secret != "" {
+			e.msg = strings.ReplaceAll(e.msg, secret, "[redacted]")
+		}
+	}
 	resp := minio.ToErrorResponse(err)
 	if resp.Code == "" && resp.StatusCode == 0 {
 		// Not an answer from the server: the network, DNS, TLS.
