@@ -23,6 +23,10 @@ const (
 	DefaultMaxDuration = time.Second
 )
 
+// keepBuffer is the largest pending-frames buffer a Builder keeps after
+// sealing.
+const keepBuffer = 256 << 10
+
 // ErrFull is returned by Builder.Add when the frame would take the pending
 // chunk past MaxBytes: seal, then add the frame again.
 var ErrFull = errors.New("chunk: chunk full")
@@ -258,6 +262,11 @@ func (b *Builder) Seal(closing bool) (*Sealed, error) {
 	b.nextEvent += uint64(b.events)
 	b.events = 0
 	b.raw = b.raw[:0]
+	if cap(b.raw) > keepBuffer {
+		// A node holds a Builder per open session, most of them idle:
+		// a large buffer is not kept between chunks.
+		b.raw, b.compressed = nil, nil
+	}
 	b.closed = closing
 	return s, nil
 }

@@ -1,0 +1,59 @@
+// Package ship seals a node's recordings into chunks and ships them to a
+// blob store: the writing side of storage/chunk's format, in
+// storage/archive's layout.
+//
+// # Pipeline
+//
+// A Shipper reads the spool's session files every tick (200 ms): open
+// sessions up to what the spool has made durable and applied
+// (spool.OpenSessions), closed ones to their end (spool.ClosedFeed,
+// ClosedSessions). Whole frames go into a chunk.Builder per session, which
+// is sealed when it holds MaxBytes or its first event is MaxDuration old,
+// and as the closing chunk once the recording is final. A session.end frame
+// of a session that is not final yet is held back for the closing chunk.
+// Each sealed chunk gets a manifest signed with the node's Ed25519 key.
+//
+// # Durability before upload
+//
+// Everything a tick sealed (chunks, manifests, digests) is written into one
+// segment file (segments/<tick>.seg) and fsynced, then one batch saying
+// what was sealed (each session's next seq, previous chunk hash, next event,
+// offset in its spool file) is appended to the ledger (ledger.log) and
+// fsynced: two fsyncs per tick whatever the number of sessions. A tick
+// happened whole or not at all: a segment whose batch is missing is deleted
+// at start and its frames, still in the spool, are sealed again. After a
+// restart each session continues from the ledger's state with a new data
+// key (chunk.Config.NextSeq/Prev/NextEvent), so a crash never gives one
+// seq two different chunks.
+//
+// # Upload
+//
+// The uploader puts the objects of each segment (8 at a time), retrying
+// with exponential backoff and jitter (100 ms to 30 s) for as long as it
+// takes; an object counts only when blob.Store.Put confirmed it (read back
+// size and SHA-256). A segment is deleted only when every object in it is
+// confirmed. Once a session's closing chunk is confirmed, its index entry
+// is written (one per UTC day the session touched), then its spool file is
+// removed (spool.RemoveFinal) and the ledger forgets it. Errors no retry
+// can cure (another object under the key) are logged and tried again every
+// minute: nothing is ever dropped.
+//
+// # Backlog cap
+//
+// Spool files not yet indexed plus segments are the backlog; when it
+// reaches Config.Cap, Admit returns ErrFull and the node refuses new
+// sessions (and reports not ready) instead of dropping anything.
+//
+// # Digests and anchors
+//
+// At the first tick of each hour the shipper writes the digest of every
+// hour that ended since its last one, empty hours included, each linked to
+// the one before (chunk.BuildDigest). After each tick, the newest chunk of
+// every session that sealed one (seq, chunk hash, chain head, last event)
+// is stored outside the node through Config.Anchor (the cluster state),
+// retried with newer anchors while it fails.
+//
+// The package reads events' time and kind (and the identity and resource
+// names of session.start and session.end for the index); it never logs
+// event contents.
+package ship

@@ -1,0 +1,61 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+)
+
+// OpenSession is a session whose recording is still being written: the
+// first Applied bytes of its file (SessionFile) hold whole frames, every
+// one durable in the journal.
+type OpenSession struct {
+	ID      string
+	Applied int64
+}
+
+// OpenSessions lists, sorted, the sessions being recorded now and those a
+// crash left open that are not closed yet (Recovered), with how much of
+// each one's file can be read. It is what a shipper reads of sessions that
+// are not final, to seal their chunks as they grow.
+func (s *Spool) OpenSessions() []OpenSession {
+	s.mu.Lock()
+	out := make([]OpenSession, 0, len(s.logs)+len(s.recovered))
+	for id, l := range s.logs {
+		out = append(out, OpenSession{ID: id, Applied: l.applied.Load()})
+	}
+	for id, st := range s.recovered {
+		out = append(out, OpenSession{ID: id, Applied: st.size})
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// SessionFile is the path of a session's recording file, for reading.
+func (s *Spool) SessionFile(id string) string { return s.sessionPath(id) }
+
+// Dir is the spool directory.
+func (s *Spool) Dir() string { return s.cfg.Dir }
+
+// RemoveFinal deletes the file of a final recording (ClosedSessions) once
+// it is kept elsewhere: the shipper calls it after the store confirmed the
+// recording's last chunk. It refuses a session that is open or recovered
+// and not closed yet, and is a no-op for one already removed.
+func (s *Spool) RemoveFinal(id string) error {
+	if !validID(id) {
+		return fmt.Errorf("spool: invalid session id %q", id)
+	}
+	s.mu.Lock()
+	_, open := s.logs[id]
+	_, recovered := s.recovered[id]
+	s.mu.Unlock()
+	if open || recovered {
+		return fmt.Errorf("spool: remove %s: the recording is not final", id)
+	}
+	if err := s.fs.Remove(s.sessionPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool: remove %s: %w", id, err)
+	}
+	return nil
+}
