@@ -48,6 +48,7 @@ func (n *Node) startAPI() error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/keys", n.keysHandler)
 	n.adminRoutes(mux)
 	srv := &http.Server{
 		Handler:           mux,
@@ -112,6 +113,8 @@ func (n *Node) notReady() string {
 		return "no policy revision from the cluster yet"
 	case !n.quorumOK.Load():
 		return "no contact with the cluster's quorum (serving on the last policy until the lease ends)"
+	case n.shipper != nil && n.shipper.Admit() != nil:
+		return "refusing new sessions: the recordings waiting for the store reached store.backlog_bytes"
 	}
 	select {
 	case <-n.ready:

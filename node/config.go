@@ -88,6 +88,9 @@ type Config struct {
 
 	Cluster ClusterConfig `yaml:"cluster"`
 
+	// Store is where the node ships its recordings for the long term.
+	Store StoreConfig `yaml:"store"`
+
 	// Policy is the bootstrap policy: applied as the cluster's first
 	// revision when this node creates the cluster, ignored afterwards
 	// (`phigate policy apply` changes the policy in force).
@@ -128,6 +131,42 @@ type ClusterConfig struct {
 	// deciding with the last policy it has; then it refuses new sessions
 	// and commands (57P03) until the quorum is back. Zero: 30s.
 	Lease time.Duration `yaml:"lease"`
+}
+
+// StoreConfig is where recordings are kept for the long term: sealed into
+// compressed, encrypted, signed chunks (storage/chunk) and shipped from the
+// spool by storage/ship.
+type StoreConfig struct {
+	// Location is a local directory (a path or file:///dir) or an
+	// S3-compatible bucket: s3://BUCKET?endpoint=https://host:port
+	// (&region=R, &ca=FILE for a private CA). Empty: DataDir/store.
+	Location string `yaml:"location"`
+	// CredentialsFile (s3) holds "access_key = ..." and "secret_key = ..."
+	// lines. Empty: PHIGATE_S3_ACCESS_KEY and PHIGATE_S3_SECRET_KEY (or
+	// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) from the environment.
+	CredentialsFile string `yaml:"credentials_file"`
+	// AllowUnlocked lets the node ship to an S3 bucket without versioning
+	// and object lock. False: such a bucket stops the node from starting
+	// (anyone with the bucket's credentials could delete recordings).
+	AllowUnlocked bool `yaml:"allow_unlocked"`
+	// Retention is how long every object is kept under retention: "6y",
+	// "400d" or a Go duration ("72h"). Empty: 6y. A resource's own
+	// retention (resources[].retention) overrides it for its sessions.
+	Retention string `yaml:"retention"`
+	// RetentionMode is GOVERNANCE or COMPLIANCE (S3 object lock modes).
+	// Empty: GOVERNANCE.
+	RetentionMode string `yaml:"retention_mode"`
+	// ChunkBytes caps the events of one chunk. Zero: 1 MiB.
+	ChunkBytes int `yaml:"chunk_bytes"`
+	// ChunkInterval caps the time from a chunk's first event to its
+	// sealing: how soon a session's events are sealed, signed and anchored
+	// in the cluster state. Zero: 1s.
+	ChunkInterval time.Duration `yaml:"chunk_interval"`
+	// BacklogBytes caps what waits on the node for the store (spool files
+	// and sealed segments); at the cap the node refuses new sessions and
+	// /readyz fails, until the store confirms older recordings. Zero:
+	// 10 GiB; negative: no cap.
+	BacklogBytes int64 `yaml:"backlog_bytes"`
 }
 
 // Policy is the shared policy document: who may connect (identities), to
@@ -288,6 +327,9 @@ type ResourceConfig struct {
 	// policy is applied.
 	CAPEM      string `yaml:"ca_pem,omitempty"`
 	ServerName string `yaml:"server_name"`
+	// Retention is how long the recordings of sessions on this resource
+	// are kept ("6y", "400d", "72h"). Empty: the node's store.retention.
+	Retention string `yaml:"retention,omitempty"`
 }
 
 // RoleConfig is one upstream login of a resource.

@@ -96,7 +96,7 @@ func newMetrics(state *session.State, n *Node) *metrics {
 			return float64(n.index.Dropped())
 		})
 	m.reg.MustRegister(m.active, ended, m.cmdVec, m.masked, reloads, revision, m.fsync, m.frames, policyRev, m.policyRefused, unavailable, quorum, indexDropped,
-		gossipCollector{n: n})
+		gossipCollector{n: n}, shipCollector{n: n})
 	return m
 }
 
@@ -156,4 +156,46 @@ func (g gossipCollector) Collect(ch chan<- prometheus.Metric) {
 	for state, c := range counts {
 		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(c), state)
 	}
+}
+
+// shipCollector reports the recording shipper's counters.
+type shipCollector struct{ n *Node }
+
+var shipDescs = struct {
+	sealed, uploaded, uploadErrs, indexed, raw, stored, backlog, waiting *prometheus.Desc
+}{
+	sealed:     prometheus.NewDesc("phigate_ship_chunks_sealed_total", "Recording chunks sealed, signed and made durable for upload.", nil, nil),
+	uploaded:   prometheus.NewDesc("phigate_ship_objects_uploaded_total", "Objects (chunks, manifests, digests) the store confirmed.", nil, nil),
+	uploadErrs: prometheus.NewDesc("phigate_ship_upload_errors_total", "Failed upload attempts (each is retried).", nil, nil),
+	indexed:    prometheus.NewDesc("phigate_ship_sessions_indexed_total", "Sessions whose every chunk and index entry the store confirmed.", nil, nil),
+	raw:        prometheus.NewDesc("phigate_ship_raw_bytes_total", "Recorded bytes sealed into chunks.", nil, nil),
+	stored:     prometheus.NewDesc("phigate_ship_stored_bytes_total", "Bytes of the chunks and manifests those made.", nil, nil),
+	backlog:    prometheus.NewDesc("phigate_ship_backlog_bytes", "Recordings on the node not yet confirmed by the store (spool files and sealed segments).", nil, nil),
+	waiting:    prometheus.NewDesc("phigate_ship_waiting_for_auditor_key", "1 while nothing is sealed because the policy has no auditors' public key.", nil, nil),
+}
+
+func (c shipCollector) Describe(ch chan<- *prometheus.Desc) {
+	d := shipDescs
+	for _, x := range []*prometheus.Desc{d.sealed, d.uploaded, d.uploadErrs, d.indexed, d.raw, d.stored, d.backlog, d.waiting} {
+		ch <- x
+	}
+}
+
+func (c shipCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.n == nil {
+		return
+	}
+	st, d := c.n.ShipStats(), shipDescs
+	waiting := 0.0
+	if st.WaitingForKey {
+		waiting = 1
+	}
+	ch <- prometheus.MustNewConstMetric(d.sealed, prometheus.CounterValue, float64(st.Sealed))
+	ch <- prometheus.MustNewConstMetric(d.uploaded, prometheus.CounterValue, float64(st.Uploaded))
+	ch <- prometheus.MustNewConstMetric(d.uploadErrs, prometheus.CounterValue, float64(st.UploadErrors))
+	ch <- prometheus.MustNewConstMetric(d.indexed, prometheus.CounterValue, float64(st.Indexed))
+	ch <- prometheus.MustNewConstMetric(d.raw, prometheus.CounterValue, float64(st.RawBytes))
+	ch <- prometheus.MustNewConstMetric(d.stored, prometheus.CounterValue, float64(st.StoredBytes))
+	ch <- prometheus.MustNewConstMetric(d.backlog, prometheus.GaugeValue, float64(st.Backlog))
+	ch <- prometheus.MustNewConstMetric(d.waiting, prometheus.GaugeValue, waiting)
 }

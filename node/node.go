@@ -34,6 +34,7 @@ import (
 	"github.com/phigate/phigate/cluster"
 	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/pgwire"
+	"github.com/phigate/phigate/storage/ship"
 	"github.com/phigate/phigate/storage/spool"
 )
 
@@ -92,8 +93,12 @@ type Node struct {
 	apiAddr  net.Addr
 
 	// Set by Start before it returns, read by Close after.
-	sp  *spool.Spool
-	srv *pgwire.Server
+	records  *cluster.Records // signing keys and anchors
+	shipper  *ship.Shipper
+	stopShip context.CancelFunc
+	shipDone chan error
+	sp       *spool.Spool
+	srv      *pgwire.Server
 	// stopSpool ends the spool's run; spoolDone yields its result once.
 	stopSpool context.CancelFunc
 	spoolDone chan error
@@ -120,6 +125,9 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	}
 	n.baseLog, n.log = logger, logger.With("node", n.id)
 	if err := checkCluster(cfg.Cluster); err != nil {
+		return nil, err
+	}
+	if err := checkStoreConfig(cfg.Store); err != nil {
 		return nil, err
 	}
 	if _, err := clusterKey(cfg); err != nil {
@@ -345,6 +353,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := n.startShipper(ctx); err != nil {
+		return err
+	}
 	num, err := cluster.NodeNumber(ctx, n.member.Client(), n.id)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -517,6 +528,9 @@ func (n *Node) shutdown() {
 	}
 	if n.stopWatch != nil {
 		n.stopWatch()
+	}
+	if err := n.stopShipper(); err != nil {
+		errs = append(errs, err)
 	}
 	if n.sp != nil {
 		n.stopSpool()

@@ -122,6 +122,14 @@ func buildSnapshot(p *Policy, loc local, sealer Sealer, prev map[string]compiled
 	if err := checkAdmins(p.Admins); err != nil {
 		errs = append(errs, err)
 	}
+	for i, rc := range p.Resources {
+		if rc.Retention == "" {
+			continue
+		}
+		if _, err := parseRetention(rc.Retention); err != nil {
+			errs = append(errs, fmt.Errorf("node: resources[%d] (%q).retention: %w", i, rc.Name, err))
+		}
+	}
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
 	}
