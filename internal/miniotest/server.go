@@ -60,6 +60,29 @@ type Server struct {
 	exitErr  error
 	stopOnce sync.Once
 	stopErr  error
+	keepAddr bool // Restart: the same address again
+}
+
+// Restart starts a stopped server again on the same address, with the same
+// credentials and drive (its buckets and objects are still there): a
+// store outage and its end, for tests.
+func (s *Server) Restart(ctx context.Context) error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	bin, err := Binary()
+	if err != nil {
+		return err
+	}
+	s.keepAddr = true
+	s.stopOnce, s.stopErr = sync.Once{}, nil
+	for attempt := 0; ; attempt++ {
+		err = s.start(ctx, bin)
+		if err == nil || attempt == 5 || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Second) // the port may still be in TIME_WAIT
+	}
 }
 
 // Start starts a server with its drive in dir/data and its log in
@@ -97,11 +120,13 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start(ctx context.Context, bin string) error {
-	port, err := freePort()
-	if err != nil {
-		return fmt.Errorf("miniotest: %w", err)
+	if !s.keepAddr {
+		port, err := freePort()
+		if err != nil {
+			return fmt.Errorf("miniotest: %w", err)
+		}
+		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
-	s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("miniotest: %w", err)

@@ -110,7 +110,12 @@ func openLedger(dir string, visit func(*batch) error) (*ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ship: open ledger: %w", err)
 	}
-	good, err := readRecords(f, func(p []byte) error {
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ship: ledger: %w", err)
+	}
+	good, err := readRecords(f, fi.Size(), func(p []byte) error {
 		var b batch
 		if err := json.Unmarshal(p, &b); err != nil {
 			return fmt.Errorf("ship: ledger batch: %w", err)
@@ -133,9 +138,9 @@ func openLedger(dir string, visit func(*batch) error) (*ledger, error) {
 }
 
 // readRecords visits each record (u32 length | payload | u32 CRC-32C of
-// the payload) of r and returns the offset after the last good one; a torn
+// the payload) of r, which holds size bytes, and returns the offset after the last good one; a torn
 // or corrupt tail ends the reading without an error.
-func readRecords(r io.Reader, visit func([]byte) error) (int64, error) {
+func readRecords(r io.Reader, size int64, visit func([]byte) error) (int64, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var off int64
 	var hdr [4]byte
@@ -144,8 +149,8 @@ func readRecords(r io.Reader, visit func([]byte) error) (int64, error) {
 			return off, nil
 		}
 		n := binary.BigEndian.Uint32(hdr[:])
-		if n == 0 || n > maxRecord {
-			return off, nil
+		if n == 0 || n > maxRecord || int64(n)+8 > size-off {
+			return off, nil // no record is this long, or the file ends first
 		}
 		p := make([]byte, n+4)
 		if _, err := io.ReadFull(br, p); err != nil {
@@ -268,7 +273,7 @@ func readSegment(path string) ([]object, error) {
 	}
 	var objs []object
 	var pending *segmentEntry
-	good, err := readRecords(f, func(p []byte) error {
+	good, err := readRecords(f, fi.Size(), func(p []byte) error {
 		if pending == nil {
 			var e segmentEntry
 			if err := json.Unmarshal(p, &e); err != nil {

@@ -114,7 +114,7 @@ type Shipper struct {
 
 // tracked is one session of the spool being shipped.
 type tracked struct {
-	st    sessionState // as of the last durable tick
+	st    sessionState  // as of the last durable tick
 	work  *sessionState // st with what was read since (nil: st)
 	b     *chunk.Builder
 	read  int64 // bytes of the file added to b (>= st.Offset)

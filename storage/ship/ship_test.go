@@ -484,3 +484,93 @@ func TestHourlyDigestsIncludingEmptyHours(t *testing.T) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// TestMinIOOutage ships to a real MinIO bucket with object lock, stops the
+// server under load, and starts it again: the backlog grows to its cap
+// (new sessions refused), then drains, and every session verifies; the
+// objects are locked.
+func TestMinIOOutage(t *testing.T) {
+	ctx := context.Background()
+	srv, err := miniotest.Start(ctx, t.TempDir())
+	if err != nil {
+		t.Skip(err) // MinIO could not be built or started here
+	}
+	defer srv.Stop()
+	bucket := srv.MakeBucket(t)
+	ak, sk := srv.RootCredentials()
+	s3, err := blob.NewS3(blob.S3Config{Endpoint: srv.URL(), Bucket: bucket, Credentials: blob.Credentials{AccessKey: ak, SecretKey: sk}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.CheckBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, s3)
+	retain := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second)
+	s, stop := r.start(r.config(func(c *ship.Config) {
+		c.Cap = 16 << 10
+		c.Retention = func(string) blob.PutOptions { return blob.PutOptions{RetainUntil: retain, Mode: blob.Governance} }
+	}))
+	want := map[string][]byte{}
+	record := func(i int) {
+		rs := r.create(fmt.Sprintf("m-%03d", i))
+		rs.start(t)
+		rs.command(t, 1)
+		want[rs.id] = rs.end(t)
+	}
+	for i := 0; i < 5; i++ {
+		record(i)
+	}
+	waitFor(t, "the first sessions shipped", 30*time.Second, s.Drained)
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	i := 5
+	for ; s.Admit() == nil; i++ {
+		if i > 300 {
+			t.Fatal("the backlog never reached its cap while the store was down")
+		}
+		record(i)
+		time.Sleep(25 * time.Millisecond)
+	}
+	if s.Stats().UploadErrors == 0 {
+		t.Error("no upload failed while MinIO was stopped")
+	}
+	for id := range want {
+		if id >= "m-005" {
+			if _, err := os.Stat(r.sp.SessionFile(id)); err != nil {
+				t.Fatalf("%s left the spool while the store was down: %v", id, err)
+			}
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := srv.Restart(rctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the backlog drained after the outage", 3*time.Minute, s.Drained)
+	if err := s.Admit(); err != nil {
+		t.Errorf("still refusing after draining: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for id, b := range want {
+		if got := r.stored(id); !bytes.Equal(got, b) {
+			t.Errorf("%s differs after the outage", id)
+		}
+	}
+	// Locked: neither deleted nor overwritten.
+	key := archive.ChunkKey("m-000", 0)
+	if err := s3.Delete(ctx, key); !errors.Is(err, blob.ErrRetained) {
+		t.Errorf("deleting a locked chunk: %v", err)
+	}
+	if err := s3.Put(ctx, key, []byte("forged"), blob.PutOptions{}); !errors.Is(err, blob.ErrExists) {
+		t.Errorf("overwriting a locked chunk: %v", err)
+	}
+	info, err := s3.Stat(ctx, key)
+	if err != nil || !info.RetainUntil.Equal(retain) || info.Mode != blob.Governance {
+		t.Errorf("retention of a chunk: %+v %v", info, err)
+	}
+}
