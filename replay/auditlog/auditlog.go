@@ -1,12 +1,15 @@
 // Package auditlog records what auditors do with recordings, in a log of
 // its own beside the node's recordings (data_dir/auditlog): a spool like
 // theirs, one hash-chained recording per act, read with `phigate replay
-// --audit-log`. Today the one act is unsealing a session's masked values.
+// --audit-log`. The acts are unsealing a session's masked values
+// (Log.Unseal) and decrypting a session read back from object storage for
+// replay (Log.Begin, then Act.End, around the decryption).
 //
 // The rule it keeps: nothing is shown before it is recorded. Log.Unseal
-// makes the auditor's intent (who, which session, why) durable before the
-// first raw value is written, shows nothing when that fails, and records
-// afterwards how many values were shown, or that showing failed.
+// and Log.Begin make the auditor's intent (who, which session, why) durable
+// before the first raw value or event is decrypted, nothing is shown when
+// that fails, and afterwards the log records how many values were shown,
+// or that showing failed.
 //
 // The package never logs what it shows (raw values are PHI) and never
 // writes to the recordings it reads.
@@ -77,12 +80,16 @@ func Open(cfg Config) (*Log, error) {
 	return l, nil
 }
 
-// Request is one unsealing.
+// Request is one unsealing, or another act on a session's recording.
 type Request struct {
 	Session string           // the session whose raw values are shown
 	Auditor string           // who unseals, as they name themselves
 	Reason  string           // why
-	Key     *ecdh.PrivateKey // the auditor private key
+	Key     *ecdh.PrivateKey // the auditor private key (Unseal)
+	// Act names an act other than unsealing (Begin), for example
+	// "decrypt (replay from s3://bucket)"; it is recorded in front of the
+	// reason. Empty: unsealing.
+	Act string
 }
 
 // Unseal records the intent of req durably, then shows on w the raw values
@@ -94,47 +101,85 @@ type Request struct {
 // The record names the auditor as given, with the operating-system user
 // and host that ran the unsealing.
 func (l *Log) Unseal(ctx context.Context, w io.Writer, store replay.Store, req Request) (int, error) {
+	act, err := l.Begin(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	n, uerr := replay.Unseal(ctx, w, store, req.Session, req.Key)
+	return n, errors.Join(uerr, act.End(ctx, n, uerr))
+}
+
+// Act is an auditor's act whose intent is durable; End records how it
+// went.
+type Act struct {
+	rec    *session.Recording
+	intent record.Unseal
+}
+
+// Begin records durably that req.Auditor is about to act on req.Session
+// (unseal, or req.Act), with the operating-system user and host, and
+// returns the act; the caller acts only after Begin returned nil, then
+// calls End. If the intent cannot be made durable it returns an error
+// wrapping session.ErrNotRecorded, and the act must not happen.
+//
+// Acts are recorded as unseal events (the recording format has no other
+// kind for an auditor's act); Act goes in front of the reason.
+func (l *Log) Begin(ctx context.Context, req Request) (*Act, error) {
 	if !session.ValidID(req.Session) {
-		return 0, fmt.Errorf("auditlog: %q is not a session id", req.Session)
+		return nil, fmt.Errorf("auditlog: %q is not a session id", req.Session)
 	}
 	who := req.Auditor
 	if u, err := user.Current(); err == nil {
 		who = fmt.Sprintf("%s (os user %s on %s)", req.Auditor, u.Username, l.host)
 	}
+	reason := req.Reason
+	if req.Act != "" {
+		reason = req.Act
+		if req.Reason != "" {
+			reason += ": " + req.Reason
+		}
+	}
 	rec, err := l.rec.Start(session.NewID(time.Now()))
 	if err != nil {
-		return 0, refused(err)
+		return nil, refused(err)
 	}
 	rec.SetSubject(req.Auditor, "")
-	intent := &record.Unseal{Auditor: who, Session: req.Session, Reason: req.Reason}
-	if _, err := rec.Append(&record.Event{Kind: record.KindUnseal, Unseal: intent}); err != nil {
-		return 0, refused(err)
+	act := &Act{rec: rec, intent: record.Unseal{Auditor: who, Session: req.Session, Reason: reason}}
+	intent := act.intent
+	if _, err := rec.Append(&record.Event{Kind: record.KindUnseal, Unseal: &intent}); err != nil {
+		return nil, refused(err)
 	}
 	if err := rec.Sync(ctx); err != nil {
-		return 0, refused(err)
+		return nil, refused(err)
 	}
+	return act, nil
+}
 
-	n, uerr := replay.Unseal(ctx, w, store, req.Session, req.Key)
-	outcome := *intent
-	outcome.Done, outcome.Values = true, n
+// End records the act's outcome: how many values (or events) it showed,
+// and whether it failed; then closes its record. It returns an error when
+// the outcome could not be recorded (the next Open ends the record as
+// recovered).
+func (a *Act) End(ctx context.Context, values int, failure error) error {
+	outcome := a.intent
+	outcome.Done, outcome.Values = true, values
 	endReason := "unsealed"
-	if uerr != nil {
+	if failure != nil {
 		endReason = "unseal failed"
 	}
-	if _, err := rec.Append(&record.Event{Kind: record.KindUnseal, Unseal: &outcome}); err != nil {
-		return n, errors.Join(uerr, fmt.Errorf("auditlog: record the outcome: %w", err))
+	if _, err := a.rec.Append(&record.Event{Kind: record.KindUnseal, Unseal: &outcome}); err != nil {
+		return fmt.Errorf("auditlog: record the outcome: %w", err)
 	}
-	if _, err := rec.Append(&record.Event{Kind: record.KindSessionEnd, End: &record.SessionEnd{Reason: endReason}}); err != nil {
-		return n, errors.Join(uerr, fmt.Errorf("auditlog: record the outcome: %w", err))
+	if _, err := a.rec.Append(&record.Event{Kind: record.KindSessionEnd, End: &record.SessionEnd{Reason: endReason}}); err != nil {
+		return fmt.Errorf("auditlog: record the outcome: %w", err)
 	}
-	if err := rec.Close(ctx); err != nil {
-		return n, errors.Join(uerr, fmt.Errorf("auditlog: record the outcome: %w", err))
+	if err := a.rec.Close(ctx); err != nil {
+		return fmt.Errorf("auditlog: record the outcome: %w", err)
 	}
-	return n, uerr
+	return nil
 }
 
 func refused(err error) error {
-	return fmt.Errorf("auditlog: cannot record the unsealing, so nothing is shown: %w", err)
+	return fmt.Errorf("auditlog: cannot record the act, so nothing is shown: %w", err)
 }
 
 // Close stops the log's spool, after which every frame appended is durable

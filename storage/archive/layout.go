@@ -69,6 +69,31 @@ func DigestKey(node string, hour time.Time) string {
 // DigestNodePrefix is the prefix of node's digests.
 func DigestNodePrefix(node string) string { return DigestsPrefix + node + "/" }
 
+// DigestDayPrefix is the prefix of node's digests of day (UTC).
+func DigestDayPrefix(node string, day time.Time) string {
+	return DigestsPrefix + node + "/" + day.UTC().Format("2006/01/02") + "/"
+}
+
+// ParseDigestKey splits a key under digests/ into its node and hour; ok
+// only for the keys DigestKey makes.
+func ParseDigestKey(key string) (node string, hour time.Time, ok bool) {
+	rest, found := strings.CutPrefix(key, DigestsPrefix)
+	// <node>/YYYY/MM/DD/HH.digest: the node is what precedes the last 4 segments.
+	const tail = len("2006/01/02/15.digest")
+	if !found || len(rest) < tail+2 || rest[len(rest)-tail-1] != '/' {
+		return "", time.Time{}, false
+	}
+	node, stamp := rest[:len(rest)-tail-1], rest[len(rest)-tail:]
+	if node == "" || strings.Contains(node, "/") {
+		return "", time.Time{}, false
+	}
+	hour, err := time.Parse("2006/01/02/15.digest", stamp)
+	if err != nil || DigestKey(node, hour) != key {
+		return "", time.Time{}, false
+	}
+	return node, hour, true
+}
+
 // IndexKey is the object key of session's index entry for day (UTC).
 func IndexKey(day time.Time, session string) string {
 	return IndexPrefix + day.UTC().Format("2006-01-02") + "/" + session + ".json"
@@ -77,6 +102,25 @@ func IndexKey(day time.Time, session string) string {
 // IndexDayPrefix is the prefix of the index entries of day (UTC).
 func IndexDayPrefix(day time.Time) string {
 	return IndexPrefix + day.UTC().Format("2006-01-02") + "/"
+}
+
+// ParseIndexKey splits a key under index/ into its day and session; ok
+// only for the keys IndexKey makes.
+func ParseIndexKey(key string) (day time.Time, session string, ok bool) {
+	rest, found := strings.CutPrefix(key, IndexPrefix)
+	if !found {
+		return time.Time{}, "", false
+	}
+	date, file, found := strings.Cut(rest, "/")
+	session, found2 := strings.CutSuffix(file, ".json")
+	if !found || !found2 || session == "" || strings.Contains(session, "/") {
+		return time.Time{}, "", false
+	}
+	day, err := time.Parse("2006-01-02", date)
+	if err != nil || IndexKey(day, session) != key {
+		return time.Time{}, "", false
+	}
+	return day, session, true
 }
 
 // KeyKey is the object key of a published node key.
@@ -127,8 +171,14 @@ type IndexChunk struct {
 	Node   string `json:"node"`   // the node that sealed it
 }
 
+// MaxIndexEntry caps the size of an index object (about 100 000 chunks).
+const MaxIndexEntry = 16 << 20
+
 // ParseIndexEntry decodes an index object.
 func ParseIndexEntry(b []byte) (*IndexEntry, error) {
+	if len(b) > MaxIndexEntry {
+		return nil, fmt.Errorf("archive: index entry of %d bytes (at most %d)", len(b), MaxIndexEntry)
+	}
 	var e IndexEntry
 	if err := json.Unmarshal(b, &e); err != nil {
 		return nil, fmt.Errorf("archive: index entry: %w", err)
