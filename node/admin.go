@@ -49,6 +49,7 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /admin/v1/cluster/remove", n.admin(n.removeNode, true))
 	mux.Handle("POST /admin/v1/cluster/leave", n.admin(n.leaveCluster, false))
 	mux.Handle("GET /admin/v1/sessions", n.admin(n.listSessions, false))
+	mux.Handle("GET /admin/v1/anchors", n.admin(n.listAnchors, false))
 	mux.Handle("GET /admin/v1/cluster/snapshot", n.adminStream(n.snapshot))
 }
 

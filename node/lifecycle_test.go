@@ -22,7 +22,6 @@ import (
 	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/identity"
 	"github.com/phigate/phigate/session/record"
-	"github.com/phigate/phigate/storage/spool"
 )
 
 // TestNewStartsAndWritesNothing: New only reads; what a first start needs
@@ -304,7 +303,7 @@ func TestApplyPolicy(t *testing.T) {
 func recordedEvents(t *testing.T, data string) [][]*record.Event {
 	t.Helper()
 	ctx := context.Background()
-	store := spool.DirStore{Dir: filepath.Join(data, node.RecordingsSubdir)}
+	store := recordingStore(t, data)
 	sessions, err := replay.List(ctx, store)
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +330,7 @@ func recordedEvents(t *testing.T, data string) [][]*record.Event {
 // endReasons lists the end reason of every recording in a data directory.
 func endReasons(t *testing.T, data string) []string {
 	t.Helper()
-	sessions, err := replay.List(context.Background(), spool.DirStore{Dir: filepath.Join(data, node.RecordingsSubdir)})
+	sessions, err := replay.List(context.Background(), recordingStore(t, data))
 	if err != nil {
 		t.Fatal(err)
 	}

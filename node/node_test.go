@@ -136,7 +136,7 @@ masking: {profiles: {p: {rules: [{column: patients.ssn, action: keep-last-4}]}}}
 	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
 		t.Fatal("session still served after shutdown")
 	}
-	all, err := replay.List(ctx, spool.DirStore{Dir: filepath.Join(dir, "data", node.RecordingsSubdir)})
+	all, err := replay.List(ctx, recordingStore(t, filepath.Join(dir, "data")))
 	if err != nil {
 		t.Fatal(err)
 	}

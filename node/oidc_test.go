@@ -33,7 +33,6 @@ import (
 	"github.com/phigate/phigate/node"
 	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/identity"
-	"github.com/phigate/phigate/storage/spool"
 )
 
 // oidcIssuer is an OpenID Connect issuer served over HTTPS by the test,
@@ -308,7 +307,7 @@ func isCode(err error, code string) bool {
 // data directory, as NDJSON lines.
 func authFailures(t *testing.T, data string) []string {
 	t.Helper()
-	store := spool.DirStore{Dir: filepath.Join(data, node.RecordingsSubdir)}
+	store := recordingStore(t, data)
 	sessions, err := replay.List(context.Background(), store)
 	if err != nil {
 		t.Fatal(err)

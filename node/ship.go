@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/cluster"
+	"github.com/phigate/phigate/session/identity"
 	"github.com/phigate/phigate/storage/archive"
 	"github.com/phigate/phigate/storage/blob"
 	"github.com/phigate/phigate/storage/chunk"
@@ -281,6 +282,10 @@ func checkStoreConfig(c StoreConfig) error {
 // startShipper opens the store, publishes the node's signing key in the
 // cluster state, and starts sealing and shipping the spool's recordings.
 func (n *Node) startShipper(ctx context.Context) error {
+	if shippingOff() {
+		n.log.Warn("benchmark build: recordings are NOT shipped (PHIGATE_BENCH_SHIPPING=off)")
+		return nil
+	}
 	st, loc, err := OpenStore(n.cfg)
 	if err != nil {
 		return err
@@ -405,4 +410,32 @@ func (n *Node) keysHandler(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(keys, func(i, j int) bool { return keys[i].ID < keys[j].ID })
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(keys)
+}
+
+// Anchors returns the anchors in the cluster state of the sessions whose
+// id starts with prefix ("" for all).
+func (n *Node) Anchors(ctx context.Context, prefix string) ([]archive.Anchor, error) {
+	if n.records == nil {
+		return nil, errors.New("node: not started")
+	}
+	m, err := n.records.Anchors(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]archive.Anchor, 0, len(m))
+	for id, v := range m {
+		var a archive.Anchor
+		if err := json.Unmarshal(v, &a); err != nil || a.Session != id {
+			return nil, fmt.Errorf("node: anchor of %s does not decode", id)
+		}
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })
+	return out, nil
+}
+
+// listAnchors serves GET /admin/v1/anchors[?session=PREFIX]: what
+// `phigate audit verify --api` compares the store with.
+func (n *Node) listAnchors(r *http.Request, _ identity.Identity) (any, error) {
+	return n.Anchors(r.Context(), r.URL.Query().Get("session"))
 }

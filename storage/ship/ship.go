@@ -36,18 +36,8 @@ const (
 // ErrFull is what Admit returns while the backlog is at its cap.
 var ErrFull = errors.New("ship: recording backlog full: the store has not confirmed older recordings")
 
-// Anchor is the newest sealed chunk of a session, for the cluster state:
-// a rewrite of the session before this point is detected by comparing.
-type Anchor struct {
-	Session   string    `json:"session"`
-	Node      string    `json:"node"`
-	Seq       uint64    `json:"seq"`
-	Chunk     []byte    `json:"chunk"` // SHA-256 of the sealed chunk
-	Head      []byte    `json:"head"`  // record-chain head after LastEvent
-	LastEvent uint64    `json:"last_event"`
-	Closing   bool      `json:"closing,omitempty"`
-	SealedAt  time.Time `json:"sealed_at"`
-}
+// Anchor is the newest sealed chunk of a session, for the cluster state.
+type Anchor = archive.Anchor
 
 // Config configures a Shipper.
 type Config struct {
