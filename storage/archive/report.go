@@ -21,6 +21,7 @@ type reportJSON struct {
 	Manifests  int                   `json:"manifests"`
 	Bytes      int64                 `json:"bytes"`
 	Digests    int                   `json:"digests"`
+	Anchors    int                   `json:"anchors"`
 	Nodes      []nodeJSON            `json:"nodes"`
 	ElapsedMS  int64                 `json:"elapsed_ms"`
 	Counts     map[chunk.Problem]int `json:"counts"`
@@ -52,7 +53,7 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 	out := reportJSON{
 		OK: r.OK(), From: r.From, To: r.To, Now: r.Now, DigestsDue: r.DigestsDue,
 		Sessions: r.Sessions, Open: r.Open, Chunks: r.Chunks, Manifests: r.Manifests, Bytes: r.Bytes,
-		Digests: r.Digests, ElapsedMS: r.Elapsed.Milliseconds(), Counts: r.Counts(),
+		Digests: r.Digests, Anchors: r.Anchors, ElapsedMS: r.Elapsed.Milliseconds(), Counts: r.Counts(),
 		Nodes: []nodeJSON{}, Findings: []findingJSON{},
 	}
 	if out.Open == nil {

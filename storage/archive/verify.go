@@ -85,6 +85,7 @@ type Report struct {
 	Manifests  int   // manifest objects read
 	Bytes      int64 // stored bytes of the chunks read
 	Digests    int   // digests that verified, in the range
+	Anchors    int   // cluster-state anchors compared (phigate audit verify --api with a token)
 	// Open are sessions with neither a closing chunk nor an index entry:
 	// still being recorded (the shipper writes the index entry when a
 	// session ends). Not findings: removing a session's end shows in the

@@ -192,4 +192,3 @@ func TestRewriteBeforeUploadIsCaughtByTheAnchor(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
