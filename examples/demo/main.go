@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +41,9 @@ import (
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/internal/synth"
 	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/storage/archive"
+	"github.com/phigate/phigate/storage/blob"
+	"github.com/phigate/phigate/storage/chunk"
 )
 
 func main() {
@@ -76,6 +80,10 @@ type node struct {
 func (n *node) apiURL() string     { return fmt.Sprintf("https://127.0.0.1:%d", n.api) }
 func (n *node) cacert() string     { return filepath.Join(n.dataDir, "tls", "dev-cert.pem") }
 func (n *node) recordings() string { return filepath.Join(n.dataDir, "recordings", "sessions") }
+
+// store is the directory every node ships its recordings to (an S3 bucket
+// with object lock in production).
+func (d *demo) store() string { return filepath.Join(d.dir, "store") }
 
 func run(ctx context.Context, phigate string, patients int, keep bool) error {
 	began := time.Now()
@@ -242,18 +250,33 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 		return fmt.Errorf("cluster sessions: %w", err)
 	}
 
+	step("Waiting until every node has shipped its recordings (phigate_ship_backlog_bytes = 0)")
+	if err := d.waitShipped(ctx); err != nil {
+		return err
+	}
+	keys, err := d.publishedKeys(ctx, n1)
+	if err != nil {
+		return err
+	}
+
 	step("Stopping the nodes (SIGTERM: each drains, every session records its end first)")
 	if err := d.stopNodes(); err != nil {
 		return err
 	}
 
-	step("The recorded evidence: each node records the sessions it served, in its own data directory")
-	for _, n := range d.nodes {
-		fmt.Printf("\n$ phigate replay --data-dir %s --list\n", n.dataDir)
-		if err := d.show(ctx, "replay", "--data-dir", n.dataDir, "--list"); err != nil {
-			return fmt.Errorf("replay --list: %w", err)
-		}
+	step("The recorded evidence: sealed into signed, encrypted chunks and shipped to the cluster's store")
+	fmt.Println("  Each node seals its sessions every 500 ms (store.chunk_interval), anchors each chunk in the cluster")
+	fmt.Println("  state, ships chunks, manifests, an index and hourly digests to the store, then removes its spool copy.")
+	fmt.Printf("\n$ curl --cacert %s %s/v1/keys > %s   # the signing keys the cluster published\n", n1.cacert(), n1.apiURL(), keys)
+	fmt.Printf("$ phigate audit verify --store %s --keys %s\n", d.store(), keys)
+	if err := d.show(ctx, "audit", "verify", "--store", d.store(), "--keys", keys); err != nil {
+		return fmt.Errorf("audit verify: %w", err)
 	}
+	fmt.Printf("\n$ phigate replay --store %s --list\n", d.store())
+	if err := d.show(ctx, "replay", "--store", d.store(), "--list"); err != nil {
+		return fmt.Errorf("replay --list: %w", err)
+	}
+	auditorKey := filepath.Join(n1.dataDir, "keys", "auditor.key")
 	for _, r := range []struct {
 		n     *node
 		what  string
@@ -268,16 +291,18 @@ func run(ctx context.Context, phigate string, patients int, keep bool) error {
 		if len(r.ids) != r.count {
 			return fmt.Errorf("%s: want %d recording, found %v", r.what, r.count, r.ids)
 		}
-		fmt.Printf("\n-- %s\n$ phigate replay --data-dir %s %s\n", r.what, r.n.dataDir, r.ids[0])
-		if err := d.show(ctx, "replay", "--data-dir", r.n.dataDir, r.ids[0]); err != nil {
+		fmt.Printf("\n-- %s (decrypted with the auditors' key; the decryption is recorded first)\n$ phigate replay --store %s --auditor-key %s --data-dir %s --auditor auditor-alice --reason demo %s\n",
+			r.what, d.store(), auditorKey, n1.dataDir, r.ids[0])
+		if err := d.show(ctx, "replay", "--store", d.store(), "--auditor-key", auditorKey, "--data-dir", n1.dataDir,
+			"--auditor", "auditor-alice", "--reason", "demo", r.ids[0]); err != nil {
 			return fmt.Errorf("replay %s: %w", r.ids[0], err)
 		}
 	}
 
 	step("An auditor checks the masking proof of the masked read (the unsealing is recorded before anything is shown)")
 	key := filepath.Join(n1.dataDir, "keys", "auditor.key")
-	fmt.Printf("$ phigate unseal --data-dir %s --key %s --auditor auditor-alice --reason \"demo: verify masking\" %s\n", n1.dataDir, key, maskedRead[0])
-	out, err = d.output(ctx, "unseal", "--data-dir", n1.dataDir, "--key", key,
+	fmt.Printf("$ phigate unseal --config %s --key %s --auditor auditor-alice --reason \"demo: verify masking\" %s\n", n1.cfgFile, key, maskedRead[0])
+	out, err = d.output(ctx, "unseal", "--config", n1.cfgFile, "--key", key,
 		"--auditor", "auditor-alice", "--reason", "demo: verify masking", maskedRead[0])
 	fmt.Print(indent(firstLines(out, 12)))
 	if err != nil {
@@ -332,7 +357,7 @@ func (d *demo) writeConfigs(passwords map[string]string) error {
 		n := &node{num: i + 1, name: fmt.Sprintf("demo-node-%d", i+1), dataDir: filepath.Join(d.dir, fmt.Sprintf("n%d", i+1)),
 			cfgFile: filepath.Join(d.dir, fmt.Sprintf("n%d.yaml", i+1)),
 			pg:      p[0], api: p[1], peer: p[2], client: p[3], gossip: p[4], nodes: p[5]}
-		cfg := fmt.Sprintf(nodeConfig, n.name, n.dataDir, n.pg, n.api, n.peer, n.client, n.gossip, n.nodes)
+		cfg := fmt.Sprintf(nodeConfig, n.name, n.dataDir, n.pg, n.api, n.peer, n.client, n.gossip, n.nodes, d.store())
 		if i == 0 {
 			cfg += "\n# The bootstrap policy: the cluster's revision 1 (later: phigate policy apply).\n" + d.policy(policyR1)
 		}
@@ -374,6 +399,9 @@ cluster:
   gossip: 127.0.0.1:%d     # membership gossip (encrypted)
   api: 127.0.0.1:%d        # node to node: joins, forwarded cancels
   lease: 5s
+store:                     # where recordings are shipped: one store for the cluster
+  location: %s
+  chunk_interval: 500ms
 `
 
 // The policy revisions the demo applies.
@@ -746,10 +774,67 @@ func (d *demo) dsn(n *node, user, token string) string {
 	return fmt.Sprintf("host=127.0.0.1 port=%d dbname=clinic user=%s sslmode=require password=%s connect_timeout=10", n.pg, user, token)
 }
 
+// publishedKeys saves the signing keys the cluster published (GET
+// /v1/keys on a node), which audit verify checks signatures with.
+func (d *demo) publishedKeys(ctx context.Context, n *node) (string, error) {
+	body, err := d.get(ctx, n, "/v1/keys")
+	if err != nil {
+		return "", fmt.Errorf("published keys: %w", err)
+	}
+	path := filepath.Join(d.dir, "keys.json")
+	return path, os.WriteFile(path, []byte(body), 0o600)
+}
+
+// waitShipped waits until no node has recordings waiting for the store.
+func (d *demo) waitShipped(ctx context.Context) error {
+	deadline := time.Now().Add(time.Minute)
+	for _, n := range d.nodes {
+		for {
+			body, err := d.get(ctx, n, "/metrics")
+			if err == nil && strings.Contains(body, "\nphigate_ship_backlog_bytes 0\n") {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("node %d did not ship its recordings within a minute (%v)", n.num, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// get fetches a path of n's API.
+func (d *demo) get(ctx context.Context, n *node, path string) (string, error) {
+	pem, err := os.ReadFile(n.cacert())
+	if err != nil {
+		return "", err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.apiURL()+path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return string(b), nil
+}
+
 // mark is the set of sessions n has recorded so far (see since).
 func (d *demo) mark(n *node) map[string]bool {
 	m := map[string]bool{}
-	for _, id := range sessionIDs(n.recordings()) {
+	for _, id := range d.sessionIDs(n) {
 		m[id] = true
 	}
 	return m
@@ -758,7 +843,7 @@ func (d *demo) mark(n *node) map[string]bool {
 // since lists the sessions n recorded after mark.
 func (d *demo) since(n *node, mark map[string]bool) []string {
 	var ids []string
-	for _, id := range sessionIDs(n.recordings()) {
+	for _, id := range d.sessionIDs(n) {
 		if !mark[id] {
 			ids = append(ids, id)
 		}
@@ -766,12 +851,35 @@ func (d *demo) since(n *node, mark map[string]bool) []string {
 	return ids
 }
 
-func sessionIDs(dir string) []string {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.rec"))
-	var ids []string
+// sessionIDs lists the sessions node n recorded: those still in its
+// spool, and those shipped to the store, whose first chunk it sealed.
+func (d *demo) sessionIDs(n *node) []string {
+	seen := map[string]bool{}
+	files, _ := filepath.Glob(filepath.Join(n.recordings(), "*.rec"))
 	for _, f := range files {
-		ids = append(ids, strings.TrimSuffix(filepath.Base(f), ".rec"))
+		seen[strings.TrimSuffix(filepath.Base(f), ".rec")] = true
 	}
+	if store, err := blob.NewFS(d.store()); err == nil {
+		objs, _ := store.List(context.Background(), archive.SessionsPrefix)
+		for _, o := range objs {
+			id, seq, kind, ok := archive.ParseSessionObject(o.Key)
+			if !ok || seq != 0 || kind != "chunk" || seen[id] {
+				continue
+			}
+			b, err := store.Get(context.Background(), o.Key)
+			if err != nil {
+				continue
+			}
+			if c, err := chunk.Decode(b); err == nil && c.Header.Node == n.name {
+				seen[id] = true
+			}
+		}
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
 	return ids
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,8 +10,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phigate/phigate/node"
+	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/replay/auditlog"
 	"github.com/phigate/phigate/session/proof"
+	"github.com/phigate/phigate/storage/archive"
 )
 
 func newKeysCommand() *cobra.Command {
@@ -80,11 +83,20 @@ durable first. If it cannot be recorded, nothing is shown.`,
 			if err != nil {
 				return err
 			}
+			// The session is in the node's spool, or shipped to its store:
+			// the unsealing, recorded below before anything is read, is
+			// the act that decrypts it.
+			stores := replay.Union{recordings(data)}
+			sf := storeFlags{configPath: configPath, dataDir: data}
+			if st, _, err := sf.open(false); err == nil && st != nil {
+				stores = append(stores, &archive.ReplayStore{Archive: &archive.Archive{Store: st}, Auditor: priv,
+					Record: func(context.Context, string) (func(int, error), error) { return func(int, error) {}, nil }})
+			}
 			audit, err := auditlog.Open(auditlog.Config{Dir: filepath.Join(data, node.AuditLogSubdir)})
 			if err != nil {
 				return err
 			}
-			_, err = audit.Unseal(cmd.Context(), cmd.OutOrStdout(), recordings(data),
+			_, err = audit.Unseal(cmd.Context(), cmd.OutOrStdout(), stores,
 				auditlog.Request{Session: args[0], Auditor: auditor, Reason: reason, Key: priv})
 			return errors.Join(err, audit.Close())
 		},
