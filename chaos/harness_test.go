@@ -1,19 +1,32 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/node"
+	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/identity"
+	"github.com/phigate/phigate/session/proof"
+	"github.com/phigate/phigate/session/record"
+	"github.com/phigate/phigate/storage/archive"
+	"github.com/phigate/phigate/storage/blob"
+	"github.com/phigate/phigate/storage/spool"
 )
 
 // phigateBin is the binary under test, built once by TestMain.
@@ -168,4 +181,90 @@ func (n *nodeProc) stop(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("node did not stop on SIGTERM")
 	}
+}
+
+// waitShipped waits until the node has no session open and no recording
+// waiting for the store (phigate_sessions_active and
+// phigate_ship_backlog_bytes 0 on its API), twice, more than a shipper tick
+// apart (a session that just ended is counted at the next tick).
+func (c *cluster) waitShipped(t *testing.T, n *nodeProc) {
+	t.Helper()
+	pem, err := os.ReadFile(filepath.Join(c.dataDir, "tls", "dev-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	deadline := time.Now().Add(time.Minute)
+	var last string
+	idle := 0
+	for {
+		resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/metrics", n.apiPort))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), "\nphigate_ship_backlog_bytes 0\n") && strings.Contains(string(b), "\nphigate_sessions_active 0\n") {
+				if idle++; idle == 2 {
+					return
+				}
+				time.Sleep(500 * time.Millisecond)
+				continue
+			}
+			idle = 0
+			for line := range strings.Lines(string(b)) {
+				if strings.HasPrefix(line, "phigate_ship_") {
+					last += line
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(n.log)
+			t.Fatalf("the node did not ship its recordings within a minute (%v)\n%s\n%s", err, last, log)
+		}
+		last = ""
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// store is the node's store (its default: data_dir/store).
+func (c *cluster) store() string { return filepath.Join(c.dataDir, node.StoreSubdir) }
+
+// recordingStore reads the node's recordings wherever they are: its spool,
+// or its store (decrypted with the development auditor key Init made).
+func (c *cluster) recordingStore(t *testing.T) replay.Store {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.dataDir, "keys", "auditor.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := proof.ParsePrivate(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := blob.NewFS(c.store())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return replay.Union{spool.DirStore{Dir: c.recordings()},
+		&archive.ReplayStore{Archive: &archive.Archive{Store: fs}, Auditor: priv,
+			Record: func(context.Context, string) (func(int, error), error) { return func(int, error) {}, nil }}}
+}
+
+// events returns a recorded session's events, verified.
+func events(t *testing.T, store replay.Store, id string) []*record.Event {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := replay.PrintSession(context.Background(), &buf, store, id, replay.Options{JSON: true}); err != nil {
+		t.Fatalf("session %s: %v", id, err)
+	}
+	var out []*record.Event
+	for line := range strings.Lines(buf.String()) {
+		var ev record.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, &ev)
+	}
+	return out
 }

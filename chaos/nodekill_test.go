@@ -17,7 +17,6 @@ import (
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/replay"
 	"github.com/phigate/phigate/session/record"
-	"github.com/phigate/phigate/storage/spool"
 )
 
 // TestNodeKillMidSession kills a node with SIGKILL while an agent writes
@@ -91,10 +90,18 @@ func TestNodeKillMidSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	check.Close(ctx)
+	// The restarted node ships what its spool holds, the killed sessions
+	// included, sealed as they were recovered.
+	c.waitShipped(t, n2)
 	n2.stop(t)
+	out, err := exec.Command(c.bin, "audit", "verify", "--store", c.store()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("audit verify after the kill: %v\n%s", err, out)
+	}
 
 	recorded := map[string]bool{} // "id" of every recorded INSERT
-	sessions, err := agentSessions(replay.List(ctx, spool.DirStore{Dir: c.recordings()}))
+	store := c.recordingStore(t)
+	sessions, err := agentSessions(replay.List(ctx, store))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,19 +113,10 @@ func TestNodeKillMidSession(t *testing.T) {
 		if s.Reason == "recovered" {
 			recovered++
 		}
-		f, err := os.Open(filepath.Join(c.recordings(), "sessions", s.ID+".rec"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = record.Verify(f, s.ID, false, func(ev *record.Event, _ []byte) error {
+		for _, ev := range events(t, store, s.ID) {
 			if ev.Kind == record.KindCommand && strings.HasPrefix(ev.Command.Postgres.SQL, "INSERT INTO events") && len(ev.Command.Postgres.Params) > 0 {
 				recorded[paramInt(t, ev.Command.Postgres.Params[0])] = true
 			}
-			return nil
-		})
-		f.Close()
-		if err != nil {
-			t.Fatalf("session %s: %v", s.ID, err)
 		}
 	}
 	if recovered != 2 {
@@ -154,9 +152,11 @@ func TestNodeKillMidSession(t *testing.T) {
 	t.Logf("%d inserts acknowledged before the kill, %d rows in the database, all recorded", len(acked), len(ids))
 }
 
-// TestReplayDetectsTampering edits a closed recording on disk and checks
-// that `phigate replay` reports the break with the event index and exits 2.
-func TestReplayDetectsTampering(t *testing.T) {
+// TestTamperingIsDetected edits a shipped recording in the store (a
+// flipped byte in a chunk, a removed chunk) and checks that `phigate audit
+// verify` exits 1 naming the session and chunk, and that `phigate replay`
+// refuses to show the altered session (exit 2).
+func TestTamperingIsDetected(t *testing.T) {
 	ctx := context.Background()
 	pg := pgtest.New(t, pgtest.Options{})
 	c := newCluster(t, pg)
@@ -171,42 +171,49 @@ func TestReplayDetectsTampering(t *testing.T) {
 		}
 	}
 	conn.Close(ctx)
+	c.waitShipped(t, n)
 	n.stop(t)
-	sessions, err := agentSessions(replay.List(ctx, spool.DirStore{Dir: c.recordings()}))
+	sessions, err := agentSessions(replay.List(ctx, c.recordingStore(t)))
 	if err != nil || len(sessions) != 1 {
 		t.Fatalf("sessions = %+v, %v", sessions, err)
 	}
 	id := sessions[0].ID
-	path := filepath.Join(c.recordings(), "sessions", id+".rec")
+	if out, err := exec.Command(c.bin, "audit", "verify", "--store", c.store()).CombinedOutput(); err != nil {
+		t.Fatalf("intact store: %v\n%s", err, out)
+	}
+	path := filepath.Join(c.store(), "data", "sessions", id, "00000000.chunk")
 	orig, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(c.bin, "replay", "--data-dir", c.dataDir, id).CombinedOutput()
-	if err != nil {
-		t.Fatalf("intact recording: %v\n%s", err, out)
-	}
-	for name, tamper := range map[string]func([]byte) []byte{
-		"flipped byte": func(b []byte) []byte {
-			b = append([]byte(nil), b...)
-			i := strings.Index(string(b), "SELECT $1::int")
-			b[i] ^= 0x20
-			return b
-		},
-		"truncated": func(b []byte) []byte { return b[:len(b)-10] },
+	for name, tc := range map[string]struct {
+		tamper     func() error
+		replayExit int // 2: chain broken; 1: nothing to show
+	}{
+		"flipped byte": {func() error {
+			b := append([]byte(nil), orig...)
+			b[len(b)-40] ^= 0x20
+			os.Chmod(path, 0o600)
+			return os.WriteFile(path, b, 0o600)
+		}, 2},
+		"removed chunk": {func() error { return os.Remove(path) }, 1},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if err := os.WriteFile(path, tamper(orig), 0o600); err != nil {
+			if err := tc.tamper(); err != nil {
 				t.Fatal(err)
 			}
-			defer os.WriteFile(path, orig, 0o600)
-			out, err := exec.Command(c.bin, "replay", "--data-dir", c.dataDir, id).CombinedOutput()
+			defer os.WriteFile(path, orig, 0o400)
+			out, err := exec.Command(c.bin, "audit", "verify", "--store", c.store()).CombinedOutput()
 			var ee *exec.ExitError
-			if err == nil || !errorsAs(err, &ee) || ee.ExitCode() != 2 {
-				t.Fatalf("replay of a tampered recording: %v\n%s", err, out)
+			if err == nil || !errorsAs(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("audit verify of a tampered store: %v\n%s", err, out)
 			}
-			if !strings.Contains(string(out), "chain broken at event") {
-				t.Fatalf("no break location in:\n%s", out)
+			if !strings.Contains(string(out), "session="+id) || !strings.Contains(string(out), "chunk=0") {
+				t.Fatalf("no location in:\n%s", out)
+			}
+			out, err = exec.Command(c.bin, "replay", "--data-dir", c.dataDir, "--auditor", "chaos", "--reason", "test", id).CombinedOutput()
+			if err == nil || !errorsAs(err, &ee) || ee.ExitCode() != tc.replayExit || strings.Contains(string(out), "session.start") {
+				t.Fatalf("replay of a tampered session: %v\n%s", err, out)
 			}
 		})
 	}

@@ -221,7 +221,7 @@ func (s *Shipper) index(ctx context.Context, ids []string) error {
 				return err
 			}
 		}
-		if err := s.cfg.Spool.RemoveFinal(id); err != nil {
+		if err := s.cfg.Spool.RemoveFinal(ctx, id); err != nil {
 			s.log.Warn("a shipped recording stays in the spool", "session", id, "err", err)
 		}
 		done = append(done, id)

@@ -34,6 +34,7 @@ const (
 	recFrame      = 1 // data is a frame for session id at offset
 	recClose      = 2 // session id closed cleanly with size offset; no data
 	recCheckpoint = 3 // data lists the open sessions; lsn is the segment start; takes no LSN space
+	recRemove     = 4 // session id's closed recording was removed (kept elsewhere now); no data
 
 	maxIDLen = 128
 	// maxCheckpoint caps a checkpoint record: about a million open sessions.
@@ -154,11 +155,11 @@ func (s *scanner) next() (jrecord, bool) {
 		return jrecord{}, false
 	case rec.typ == recFrame && (idLen == 0 || n == 0 || n > MaxAppend || rec.off < 0):
 		return jrecord{}, false
-	case rec.typ == recClose && (idLen == 0 || n != 0 || rec.off < 0):
+	case (rec.typ == recClose || rec.typ == recRemove) && (idLen == 0 || n != 0 || rec.off < 0):
 		return jrecord{}, false
 	case rec.typ == recCheckpoint && (idLen != 0 || n > maxCheckpoint):
 		return jrecord{}, false
-	case rec.typ != recFrame && rec.typ != recClose && rec.typ != recCheckpoint:
+	case rec.typ != recFrame && rec.typ != recClose && rec.typ != recCheckpoint && rec.typ != recRemove:
 		return jrecord{}, false
 	}
 	full := s.hdr[:recHeaderSize+idLen]

@@ -1,9 +1,12 @@
 package spool
 
 import (
+	"context"
 	"errors"
+	"hash/crc32"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 )
 
@@ -41,18 +44,46 @@ func (s *Spool) Dir() string { return s.cfg.Dir }
 
 // RemoveFinal deletes the file of a final recording (ClosedSessions) once
 // it is kept elsewhere: the shipper calls it after the store confirmed the
-// recording's last chunk. It refuses a session that is open or recovered
-// and not closed yet, and is a no-op for one already removed.
-func (s *Spool) RemoveFinal(id string) error {
+// recording's last chunk. The removal is journaled first and made durable,
+// so that recovery, which writes the journal's frames back into their
+// files, does not bring the recording back. It refuses a session that is
+// open, or recovered and not closed yet, and is a no-op for a session
+// whose file is gone.
+func (s *Spool) RemoveFinal(ctx context.Context, id string) error {
 	if !validID(id) {
 		return fmt.Errorf("spool: invalid session id %q", id)
 	}
 	s.mu.Lock()
 	_, open := s.logs[id]
 	_, recovered := s.recovered[id]
-	s.mu.Unlock()
 	if open || recovered {
+		s.mu.Unlock()
 		return fmt.Errorf("spool: remove %s: the recording is not final", id)
+	}
+	f, err := s.fs.OpenFile(s.sessionPath(id), os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.mu.Unlock()
+		return nil
+	}
+	if err == nil {
+		f.Close()
+	}
+	if err := s.appendableLocked(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	b := s.cur
+	start := len(b.data)
+	b.data = appendRecord(b.data, recRemove, s.lsn, id, 0, nil, crc32.Checksum(nil, castagnoli))
+	s.lsn += LSN(len(b.data) - start)
+	lsn, kick := s.lsn, !b.kicked
+	b.kicked = true
+	s.mu.Unlock()
+	if kick {
+		s.kickSyncer()
+	}
+	if err := s.Wait(ctx, lsn); err != nil {
+		return err
 	}
 	if err := s.fs.Remove(s.sessionPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool: remove %s: %w", id, err)

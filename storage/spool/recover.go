@@ -15,6 +15,7 @@ import (
 type recState struct {
 	size, last int64
 	open       bool
+	removed    bool // RemoveFinal removed it
 }
 
 // recover replays the journal into the session files, syncs them, starts a
@@ -127,6 +128,17 @@ func (s *Spool) recover() error {
 				st.last = rec.off
 			case recClose:
 				st.open = false
+			case recRemove:
+				// Shipped and removed (RemoveFinal): what the frames
+				// above wrote back is taken away again.
+				st.open, st.removed = false, true
+				if f := files[id]; f != nil {
+					f.Close()
+					delete(files, id)
+				}
+				if err := s.fs.Remove(s.sessionPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("spool: recover: %w", err)
+				}
 			}
 			end += LSN(rec.size)
 			records++
