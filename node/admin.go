@@ -50,6 +50,7 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /admin/v1/cluster/leave", n.admin(n.leaveCluster, false))
 	mux.Handle("GET /admin/v1/sessions", n.admin(n.listSessions, false))
 	mux.Handle("GET /admin/v1/anchors", n.admin(n.listAnchors, false))
+	mux.Handle("POST /admin/v1/keys/rotate", n.admin(n.rotateKey, false))
 	mux.Handle("GET /admin/v1/cluster/snapshot", n.adminStream(n.snapshot))
 }
 
@@ -342,6 +343,13 @@ func (n *Node) removeNode(r *http.Request, who identity.Identity) (any, error) {
 		return nil, badRequest("%v", err)
 	}
 	n.log.Warn("node removed from the cluster", "removed", name, "identity", who.Name)
+	// The removed node signs nothing more: its keys end now (recordings it
+	// signed before still verify). Ship its spool first (phigate recover).
+	if n.records != nil {
+		if err := retireKeys(r.Context(), n.records, name, "", time.Now()); err != nil {
+			n.log.Error("cannot retire the removed node's signing keys", "removed", name, "err", err)
+		}
+	}
 	return map[string]string{"removed": name}, nil
 }
 

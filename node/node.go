@@ -94,6 +94,7 @@ type Node struct {
 
 	// Set by Start before it returns, read by Close after.
 	records  *cluster.Records // signing keys and anchors
+	rotateMu sync.Mutex       // one signing key rotation at a time
 	shipper  *ship.Shipper
 	stopShip context.CancelFunc
 	shipDone chan error

@@ -153,7 +153,7 @@ func SigningKey(dataDir, nodeID string, now time.Time) (chunk.Signer, []byte, er
 	keyPath, pubPath := filepath.Join(dir, signingKeyFile), filepath.Join(dir, signingPubFile)
 	b, err := os.ReadFile(keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return makeSigningKey(dir, nodeID, now)
+		return makeSigningKey(dir, nodeID, now.UTC().Truncate(time.Hour))
 	}
 	if err != nil {
 		return chunk.Signer{}, nil, fmt.Errorf("node: signing key: %w", err)
@@ -182,7 +182,9 @@ func SigningKey(dataDir, nodeID string, now time.Time) (chunk.Signer, []byte, er
 	return signer, pub, nil
 }
 
-func makeSigningKey(dir, nodeID string, now time.Time) (chunk.Signer, []byte, error) {
+// makeSigningKey makes and writes a new signing key, published as valid
+// from notBefore.
+func makeSigningKey(dir, nodeID string, notBefore time.Time) (chunk.Signer, []byte, error) {
 	pubKey, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return chunk.Signer{}, nil, err
@@ -192,7 +194,7 @@ func makeSigningKey(dir, nodeID string, now time.Time) (chunk.Signer, []byte, er
 		return chunk.Signer{}, nil, err
 	}
 	signer := chunk.NewSigner(priv)
-	pub, err := json.Marshal(archive.PublishedKey{ID: signer.ID, Node: nodeID, Public: pubKey, NotBefore: now.UTC().Truncate(time.Hour)})
+	pub, err := json.Marshal(archive.PublishedKey{ID: signer.ID, Node: nodeID, Public: pubKey, NotBefore: notBefore.UTC()})
 	if err != nil {
 		return chunk.Signer{}, nil, err
 	}
@@ -300,6 +302,11 @@ func (n *Node) startShipper(ctx context.Context) error {
 	records := cluster.NewRecords(n.member.Client())
 	if err := records.PublishKey(ctx, signer.ID, pub); err != nil {
 		return fmt.Errorf("node: publish signing key: %w", err)
+	}
+	// A rotation that stopped half way left an older key of this node
+	// without an end: it ends now.
+	if err := retireKeys(ctx, records, n.id, signer.ID, time.Now()); err != nil {
+		return err
 	}
 	backlog := n.cfg.Store.BacklogBytes
 	switch {
@@ -438,4 +445,72 @@ func (n *Node) Anchors(ctx context.Context, prefix string) ([]archive.Anchor, er
 // `phigate audit verify --api` compares the store with.
 func (n *Node) listAnchors(r *http.Request, _ identity.Identity) (any, error) {
 	return n.Anchors(r.Context(), r.URL.Query().Get("session"))
+}
+
+// retireKeys ends the validity, at, of every published key of node but
+// keep (all of them when keep is empty): the node no longer holds them.
+func retireKeys(ctx context.Context, r *cluster.Records, node, keep string, at time.Time) error {
+	m, err := r.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	for id, v := range m {
+		var k archive.PublishedKey
+		if err := json.Unmarshal(v, &k); err != nil || k.Node != node || id == keep || !k.NotAfter.IsZero() {
+			continue
+		}
+		k.NotAfter = at.UTC()
+		b, err := json.Marshal(k)
+		if err != nil {
+			return err
+		}
+		if err := r.ReplaceKey(ctx, id, v, b); err != nil {
+			return fmt.Errorf("node: retire signing key %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// RotateSigningKey gives the node a new recording signing key: the new key
+// is written and published (valid from the start of the current hour, so
+// that this hour's digest, signed when it has ended, verifies; the
+// shipper writes the digests of the hours before with the old key first), the shipper signs
+// with it from its next tick, and then the old key is retired (valid until
+// now): recordings signed before verify with it, anything it signs later
+// does not. The old private key is gone from the node.
+func (n *Node) RotateSigningKey(ctx context.Context) (archive.PublishedKey, error) {
+	if n.shipper == nil || n.records == nil {
+		return archive.PublishedKey{}, errors.New("node: not shipping recordings")
+	}
+	n.rotateMu.Lock()
+	defer n.rotateMu.Unlock()
+	dir := filepath.Join(n.dataDir, "keys")
+	signer, pub, err := makeSigningKey(dir, n.id, time.Now().UTC().Truncate(time.Hour))
+	if err != nil {
+		return archive.PublishedKey{}, err
+	}
+	if err := n.records.PublishKey(ctx, signer.ID, pub); err != nil {
+		return archive.PublishedKey{}, fmt.Errorf("node: publish signing key: %w", err)
+	}
+	if err := n.shipper.SetSigner(signer); err != nil {
+		return archive.PublishedKey{}, err
+	}
+	if err := retireKeys(ctx, n.records, n.id, signer.ID, time.Now()); err != nil {
+		return archive.PublishedKey{}, err
+	}
+	var k archive.PublishedKey
+	if err := json.Unmarshal(pub, &k); err != nil {
+		return archive.PublishedKey{}, err
+	}
+	n.log.Info("recording signing key rotated", "signing_key", k.ID)
+	return k, nil
+}
+
+func (n *Node) rotateKey(r *http.Request, who identity.Identity) (any, error) {
+	k, err := n.RotateSigningKey(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	n.log.Warn("signing key rotated by an admin", "identity", who.Name, "signing_key", k.ID)
+	return k, nil
 }

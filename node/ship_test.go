@@ -118,9 +118,10 @@ grants: [{name: bots, groups: [bots], resources: [clinic], allow: [read, write, 
 		if e.Identity != "bot" || e.Kind != "agent" || e.State != archive.StateClosed || e.Node != "ship-node" {
 			t.Errorf("index entry %+v", e)
 		}
-		if _, err := os.Stat(filepath.Join(data, node.RecordingsSubdir, "sessions", e.Session+".rec")); !os.IsNotExist(err) {
-			t.Errorf("%s: still in the spool after it was indexed (%v)", e.Session, err)
-		}
+		waitUntil(t, "the spool to let go of a shipped session", 10*time.Second, func() bool {
+			_, err := os.Stat(filepath.Join(data, node.RecordingsSubdir, "sessions", e.Session+".rec"))
+			return os.IsNotExist(err)
+		})
 		info, err := fs.Stat(ctx, archive.ChunkKey(e.Session, 0))
 		if err != nil {
 			t.Fatal(err)
@@ -166,6 +167,59 @@ grants: [{name: bots, groups: [bots], resources: [clinic], allow: [read, write, 
 		if !strings.Contains(buf.String(), "INSERT INTO notes") {
 			t.Errorf("session %d from the store:\n%s", i, buf.String())
 		}
+	}
+
+	// A key rotation: the old key is retired, not forgotten, so that what
+	// it signed still verifies beside what the new one signs.
+	newKey, err := n.RotateSigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO notes VALUES (9, 'after rotation')"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	waitUntil(t, "the session after the rotation indexed", 30*time.Second, func() bool {
+		all, _ := (&archive.Archive{Store: fs}).Sessions(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+		count := 0
+		for _, e := range all {
+			if e.Resource == "clinic" {
+				count++
+			}
+		}
+		return count == 4
+	})
+	published, err = n.PublishedKeys(ctx)
+	if err != nil || len(published) != 2 {
+		t.Fatalf("published keys after a rotation: %+v %v", published, err)
+	}
+	for _, k := range published {
+		if (k.ID == newKey.ID) != k.NotAfter.IsZero() {
+			t.Errorf("key %s: not_after %v (the new key is %s)", k.ID, k.NotAfter, newKey.ID)
+		}
+	}
+	if keys, err = archive.Keys(published); err != nil {
+		t.Fatal(err)
+	}
+	report, err = archive.Verify(ctx, fs, keys, archive.Options{From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Minute)})
+	if err != nil || !report.OK() {
+		t.Fatalf("after a key rotation the store does not verify: %v %v", err, report.Findings)
+	}
+	// The old key alone no longer vouches for what was signed after it.
+	var oldOnly []archive.PublishedKey
+	for _, k := range published {
+		if k.ID != newKey.ID {
+			oldOnly = append(oldOnly, k)
+		}
+	}
+	oldKeys, _ := archive.Keys(oldOnly)
+	report, err = archive.Verify(ctx, fs, oldKeys, archive.Options{From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Minute)})
+	if err != nil || report.OK() {
+		t.Fatalf("the retired key alone verified the new session: %v", err)
 	}
 }
 

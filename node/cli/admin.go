@@ -391,6 +391,27 @@ func newClusterCommand() *cobra.Command {
 			return err
 		},
 	}
+	rotate := &cobra.Command{
+		Use:   "rotate-key",
+		Short: "Give the node --api names a new recording signing key (the old one stays published, retired)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.client()
+			if err != nil {
+				return err
+			}
+			var k struct {
+				ID        string    `json:"id"`
+				Node      string    `json:"node"`
+				NotBefore time.Time `json:"not_before"`
+			}
+			if err := c.do(cmd.Context(), http.MethodPost, "/admin/v1/keys/rotate", nil, nil, &k); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s signs recordings with key %s (valid from %s); its previous key is retired\n", k.Node, k.ID, k.NotBefore.Format(time.RFC3339))
+			return err
+		},
+	}
 	leave := &cobra.Command{
 		Use:   "leave",
 		Short: "Make the node --api names drain, leave the cluster and stop",
@@ -478,6 +499,6 @@ back up a node's data_dir/cluster/pki with it.`,
 		},
 	}
 	snapshot.Flags().StringVarP(&out, "out", "o", "", "the file to write")
-	cmd.AddCommand(status, token, remove, leave, sessions, snapshot)
+	cmd.AddCommand(status, token, remove, leave, sessions, snapshot, rotate)
 	return cmd
 }

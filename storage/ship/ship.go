@@ -251,6 +251,27 @@ func (s *Shipper) appendBatch(b *batch) error {
 	return s.led.append(b)
 }
 
+// SetSigner makes the shipper sign with another key from its next tick on
+// (a key rotation; the caller publishes the new key first and retires the
+// old one after).
+//
+// The digests of the hours that have ended are written first, with the key
+// that signed their chunks: the new key, published as valid from the
+// current hour, never signs for an hour before it.
+func (s *Shipper) SetSigner(k chunk.Signer) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out tickOutput
+	if err := s.digestsDue(s.cfg.Now(), &out); err != nil {
+		return err
+	}
+	if err := s.commitLocked(&out); err != nil {
+		return err
+	}
+	s.cfg.Signer = k
+	return nil
+}
+
 // Admit says whether the node may start a new session: ErrFull while the
 // recordings waiting for the store take the cap or more.
 func (s *Shipper) Admit() error {
@@ -415,6 +436,19 @@ func (s *Shipper) Tick() error {
 	if out.empty() {
 		return s.maybeCompact()
 	}
+	if err := s.commitLocked(&out); err != nil {
+		return err
+	}
+	return s.maybeCompact()
+}
+
+// commitLocked makes what a tick produced durable (its segment, then its
+// ledger batch) and applies it to the shipper's state. Called with s.mu
+// held.
+func (s *Shipper) commitLocked(out *tickOutput) error {
+	if out.empty() {
+		return nil
+	}
 	s.tick++
 	b := &out.batch
 	if len(out.objs) > 0 {
@@ -454,7 +488,7 @@ func (s *Shipper) Tick() error {
 	case s.kick <- struct{}{}:
 	default:
 	}
-	return s.maybeCompact()
+	return nil
 }
 
 type fatalError struct{ err error }

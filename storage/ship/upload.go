@@ -363,25 +363,10 @@ func (s *Shipper) Finish() error {
 	if err := s.digestsUntil(s.cfg.Now().UTC().Truncate(time.Hour).Add(time.Hour), &out); err != nil {
 		return err
 	}
+	if err := s.commitLocked(&out); err != nil {
+		return err
+	}
 	s.finished = true
-	if out.empty() {
-		return nil
-	}
-	s.tick++
-	out.batch.Tick = s.tick
-	n, err := writeSegment(s.cfg.Dir, s.tick, out.objs)
-	if err != nil {
-		return err
-	}
-	s.segBytes.Add(n)
-	if err := s.appendBatch(&out.batch); err != nil {
-		return err
-	}
-	s.digest, s.dHour = out.batch.Digest, out.batch.DigestHour
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
 	return nil
 }
 

@@ -3,8 +3,8 @@ package spool
 import (
 	"context"
 	"errors"
-	"hash/crc32"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"sort"
