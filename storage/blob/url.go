@@ -31,7 +31,7 @@ type Location struct {
 // String is the location as ParseLocation reads it.
 func (l Location) String() string {
 	if l.Scheme == "file" {
-		return "file://" + l.Dir
+		return (&url.URL{Scheme: "file", Path: l.Dir}).String()
 	}
 	q := url.Values{"endpoint": {l.Endpoint}}
 	if l.Region != "" {
@@ -49,6 +49,9 @@ func ParseLocation(s string) (Location, error) {
 		return Location{}, errors.New("blob: empty store location")
 	}
 	if !strings.Contains(s, "://") {
+		if strings.HasPrefix(s, "file:") || strings.HasPrefix(s, "s3:") {
+			return Location{}, fmt.Errorf("blob: store %q: want file:///absolute/dir or s3://BUCKET?endpoint=...", s)
+		}
 		abs, err := filepath.Abs(s)
 		if err != nil {
 			return Location{}, fmt.Errorf("blob: store %q: %w", s, err)
