@@ -9,9 +9,9 @@ import (
 
 func TestParseLocation(t *testing.T) {
 	for in, want := range map[string]string{
-		"/var/lib/phigate/store":        "file:///var/lib/phigate/store",
-		"file:///srv/store/":            "file:///srv/store",
-		"s3://phi?endpoint=https://s3.internal:9000":                  "s3://phi?endpoint=https%3A%2F%2Fs3.internal%3A9000",
+		"/var/lib/phigate/store":                                       "file:///var/lib/phigate/store",
+		"file:///srv/store/":                                           "file:///srv/store",
+		"s3://phi?endpoint=https://s3.internal:9000":                   "s3://phi?endpoint=https%3A%2F%2Fs3.internal%3A9000",
 		"s3://phi?endpoint=http://127.0.0.1:9000&region=eu&ca=/ca.pem": "s3://phi?ca=%2Fca.pem&endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu",
 	} {
 		l, err := blob.ParseLocation(in)
