@@ -8,7 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -307,6 +311,49 @@ func newStandard(t testing.TB, store blob.Store) *standard {
 		t.Fatalf("fixture: session a has %d chunks; b sealed %v .. %v", len(s.a.chunks), s.b.sealedAt[0], s.b.sealedAt[len(s.b.sealedAt)-1])
 	}
 	return s
+}
+
+// clone is s in a copy of its directory store (blob.FS), for a test that
+// tampers with it: copying files is much cheaper than writing every object
+// again with its fsyncs. Maps are copied, so that what a test adds does not
+// leak into the next.
+func (s *standard) clone(t testing.TB) *standard {
+	t.Helper()
+	src := s.store.(*blob.FS).Dir()
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, fi.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := blob.NewFS(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := *s.world
+	w.t, w.store = t, store
+	w.signers = maps.Clone(s.signers)
+	w.keys = slices.Clone(s.keys)
+	w.sealed = maps.Clone(s.sealed)
+	w.sessions = maps.Clone(s.sessions)
+	w.digests = maps.Clone(s.digests)
+	return &standard{world: &w, a: s.a, b: s.b, c: s.c, d: s.d}
 }
 
 // opts are the options of a check of the standard range, long after it.
