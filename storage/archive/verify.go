@@ -727,16 +727,19 @@ func (v *verifier) session(ctx context.Context, s string) sessionResult {
 		if kind == "manifest" {
 			res.manifests++
 			winM = append(winM, o)
-			if m, err := chunk.VerifyManifest(o.Bytes, v.keys); err == nil && m.Session == s && m.Seq == seq {
+			// For locating findings only: VerifySession checks the
+			// signature (and reports a bad one) in the window.
+			if m, err := chunk.DecodeManifest(o.Bytes); err == nil && m.Session == s && m.Seq == seq {
 				manifests[seq] = m
 			}
 			continue
 		}
 		res.chunks++
 		res.bytes += int64(len(o.Bytes))
+		ci := chunkInfo{key: o.Key, keySeq: seq, sum: sha256.Sum256(o.Bytes)}
+		o.Sum = &ci.sum
 		winC = append(winC, o)
 		winBytes += len(o.Bytes)
-		ci := chunkInfo{key: o.Key, keySeq: seq, sum: sha256.Sum256(o.Bytes)}
 		if h, ok := peekHeader(o.Bytes); ok {
 			ci.header = &h
 			if h.Seq != seq && h.Session == s {

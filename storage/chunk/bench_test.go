@@ -116,8 +116,8 @@ func benchSession(b *testing.B) (chunks, manifests []Object, keys Keys, raw int)
 		if err != nil {
 			b.Fatal(err)
 		}
-		chunks = append(chunks, Object{key, s.Bytes})
-		manifests = append(manifests, Object{key + ".manifest", m})
+		chunks = append(chunks, Object{Key: key, Bytes: s.Bytes})
+		manifests = append(manifests, Object{Key: key + ".manifest", Bytes: m})
 	}
 	return chunks, manifests, keys, raw
 }

@@ -84,7 +84,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(c)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = Decode(b)
-		_ = VerifySession("s-seed", []Object{{"k", b}}, nil, Keys{})
+		_ = VerifySession("s-seed", []Object{{Key: "k", Bytes: b}}, nil, Keys{})
 	})
 }
 

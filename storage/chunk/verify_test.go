@@ -31,8 +31,8 @@ func newFixture(t *testing.T, session string) *fixture {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.chunks = append(f.chunks, Object{key, s.Bytes})
-		f.manifests = append(f.manifests, Object{key + ".manifest", m})
+		f.chunks = append(f.chunks, Object{Key: key, Bytes: s.Bytes})
+		f.manifests = append(f.manifests, Object{Key: key + ".manifest", Bytes: m})
 	}
 	if len(f.chunks) < 4 {
 		t.Fatalf("%d chunks", len(f.chunks))
@@ -43,7 +43,7 @@ func newFixture(t *testing.T, session string) *fixture {
 func clone(objs []Object) []Object {
 	out := make([]Object, len(objs))
 	for i, o := range objs {
-		out[i] = Object{o.Key, append([]byte(nil), o.Bytes...)}
+		out[i] = Object{Key: o.Key, Bytes: append([]byte(nil), o.Bytes...)}
 	}
 	return out
 }
@@ -97,7 +97,7 @@ func TestVerifyTamper(t *testing.T) {
 			return c, m, f.keys
 		}, ProblemReordered, 1},
 		{"duplicate chunk", func(c, m []Object) ([]Object, []Object, Keys) {
-			return append(c, Object{"chunks/s-t/dup", c[1].Bytes}), m, f.keys
+			return append(c, Object{Key: "chunks/s-t/dup", Bytes: c[1].Bytes}), m, f.keys
 		}, ProblemDuplicate, 1},
 		{"replace chunk", func(c, m []Object) ([]Object, []Object, Keys) {
 			c[2].Bytes = other.chunks[2].Bytes
@@ -188,7 +188,7 @@ func TestDigests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs = append(objs, Object{fmt.Sprintf("digests/n1/%d", h), b})
+		objs = append(objs, Object{Key: fmt.Sprintf("digests/n1/%d", h), Bytes: b})
 		prev = b
 	}
 	from, to := t0, t0.Add(5*time.Hour)
@@ -219,7 +219,7 @@ func TestDigests(t *testing.T) {
 		t.Fatalf("forged digest: %v", join(fs))
 	}
 	// Two digests for one hour.
-	_, fs = VerifyDigests("n1", append(clone(objs), Object{"digests/n1/3b", forged}), keys, from, to)
+	_, fs = VerifyDigests("n1", append(clone(objs), Object{Key: "digests/n1/3b", Bytes: forged}), keys, from, to)
 	if !hasHour(fs, ProblemDigestFork, t0.Add(3*time.Hour)) {
 		t.Fatalf("two digests: %v", join(fs))
 	}
