@@ -151,6 +151,7 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	if n.loc, err = loadLocal(cfg, pseudonym); err != nil {
 		return nil, err
 	}
+	n.loc.accepting = n.accepting
 	n.ownPseudonym = keys.Pseudonym
 	if n.bootstrap, err = bootstrapPolicy(cfg); err != nil {
 		return nil, err

@@ -514,3 +514,14 @@ func (n *Node) rotateKey(r *http.Request, who identity.Identity) (any, error) {
 	n.log.Warn("signing key rotated by an admin", "identity", who.Name, "signing_key", k.ID)
 	return k, nil
 }
+
+// accepting is the snapshots' Accepting: new sessions are refused while the
+// recordings waiting for the store are at store.backlog_bytes.
+func (n *Node) accepting() error {
+	if sh := n.shipper; sh != nil {
+		if err := sh.Admit(); err != nil {
+			return errors.New("its recordings waiting for the store reached store.backlog_bytes")
+		}
+	}
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -231,5 +232,63 @@ func waitUntil(t *testing.T, what string, d time.Duration, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBacklogCapRefusesNewSessions: a node whose store cannot be reached
+// keeps its recordings and, past store.backlog_bytes, refuses new sessions
+// (57P03, recorded) and reports not ready, instead of dropping anything.
+func TestBacklogCapRefusesNewSessions(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "s3.credentials")
+	if err := os.WriteFile(creds, []byte("access_key = test\nsecret_key = testtesttest\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token := "phg_backlog_test_token"
+	data := filepath.Join(dir, "data")
+	cfg, err := node.ParseConfig([]byte(fmt.Sprintf(`
+node: {id: backlog-node, data_dir: %s}
+listen: {postgres: "127.0.0.1:0", cleartext_loopback: true}
+store: {location: "s3://nowhere?endpoint=http://127.0.0.1:1", credentials_file: %s, allow_unlocked: true, backlog_bytes: 1}
+identities: {tokens: [{name: bot, kind: agent, groups: [bots], token_sha256: %s}]}
+resources: [{name: clinic, address: "127.0.0.1:1", database: x, user: x, tls: disable}]
+grants: [{name: bots, groups: [bots], resources: [clinic], allow: [read]}]
+`, data, creds, identity.HashToken(token))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := initAndNew(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- n.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	select {
+	case <-n.Ready():
+	case err := <-done:
+		t.Fatalf("node exited: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("node not ready")
+	}
+	// The bootstrap policy's own recording is already more than a byte.
+	waitUntil(t, "the backlog past its cap", 10*time.Second, func() bool { return n.ShipStats().Backlog > 1 })
+	port := n.PostgresAddr().(*net.TCPAddr).Port
+	_, err = pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=bot password=%s dbname=clinic sslmode=disable", port, token))
+	if !isCode(err, "57P03") || !strings.Contains(err.Error(), "not accepting new sessions") {
+		t.Fatalf("a new session at the backlog cap: %v", err)
+	}
+	if why := n.NotReady(); !strings.Contains(why, "backlog") {
+		t.Fatalf("readiness at the backlog cap: %q", why)
+	}
+	if st := n.ShipStats(); st.UploadErrors == 0 || st.Indexed != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+	// Nothing was dropped: the refusal is recorded beside the rest, in the spool.
+	reasons := endReasons(t, data)
+	if !slices.Contains(reasons, "refused") {
+		t.Fatalf("recorded ends: %v", reasons)
 	}
 }

@@ -39,6 +39,8 @@ type compiledProfile struct {
 type local struct {
 	tls  *tls.Config
 	keys mask.Keys
+	// accepting says whether new sessions are taken (Snapshot.Accepting).
+	accepting func() error
 }
 
 // loadLocal reads the node's certificate; pseudonym is the pseudonym key
@@ -64,7 +66,7 @@ func loadLocal(cfg *Config, pseudonym []byte) (local, error) {
 // where in p it is.
 func buildSnapshot(p *Policy, loc local, sealer Sealer, prev map[string]compiledProfile, log *slog.Logger) (*session.Snapshot, map[string]compiledProfile, error) {
 	var errs []error
-	snap := &session.Snapshot{TLS: loc.tls}
+	snap := &session.Snapshot{TLS: loc.tls, Accepting: loc.accepting}
 	auth, err := buildAuth(p, log)
 	if err != nil {
 		errs = append(errs, err)

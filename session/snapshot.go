@@ -39,6 +39,11 @@ type Snapshot struct {
 	// refused with it (SQLSTATE 57P03) until a snapshot without it is
 	// published.
 	Unavailable string
+	// Accepting, when set, says whether the node takes new sessions now
+	// (its recordings waiting for the long-term store are under their cap):
+	// a non-nil error refuses new logins with it (SQLSTATE 57P03); open
+	// sessions go on. Nil: always.
+	Accepting func() error
 }
 
 // ErrUnavailable wraps why a node refuses to decide anything now

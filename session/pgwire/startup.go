@@ -275,6 +275,14 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 		return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: dbname, Denied: &record.Denial{Reason: "node unavailable: " + snap.Unavailable}},
 			codeCannotConnectNow, "phigate node unavailable: "+snap.Unavailable)
 	}
+	if snap := s.cfg.State.Load(); snap.Accepting != nil {
+		if err := snap.Accepting(); err != nil {
+			// Refused before the token is read: nothing is decided but that
+			// the node cannot record another session now.
+			return c.refuse(ctx, &record.Event{Kind: record.KindAccessDenied, Resource: dbname, Denied: &record.Denial{Reason: "not accepting new sessions: " + err.Error()}},
+				codeCannotConnectNow, "phigate is not accepting new sessions: "+err.Error())
+		}
+	}
 	if err := writeRaw(c.client, &pgproto3.AuthenticationCleartextPassword{}); err != nil {
 		return err
 	}
