@@ -71,6 +71,7 @@ bench: bench-deps build
 	$(GO) run ./bench/pg --phigate $(CURDIR)/$(BIN) --results bench/results
 	$(GO) run ./bench/mask --results bench/results
 	$(GO) run ./bench/cluster --phigate $(CURDIR)/$(BIN) --results bench/results
+	$(GO) run ./bench/recording --phigate $(CURDIR)/$(BIN) --results bench/results
 
 # fuzz runs every fuzz target for FUZZTIME each (crashers land in testdata/fuzz).
 fuzz:
