@@ -96,6 +96,7 @@ type Shipper struct {
 	kick     chan struct{}
 	feed     *spool.ClosedFeed
 	noKey    atomic.Bool
+	readBuf  []byte // what a tick reads a session file into (under mu): the builder copies frames out
 
 	// counters
 	sealed, uploaded, uploadErrs, indexed atomic.Uint64
@@ -111,7 +112,6 @@ type tracked struct {
 	limit int64 // bytes of the file that hold whole durable frames
 	final bool  // the recording is closed: everything up to limit, then a closing chunk
 	gone  bool  // the file is missing
-	buf   []byte
 }
 
 // New opens the shipper's directory: its ledger says what was sealed
@@ -632,10 +632,10 @@ func (s *Shipper) read(t *tracked, st *sessionState, seal func(bool) error) erro
 	budget := int64(maxReadPerTick)
 	for t.read < t.limit && budget > 0 {
 		want := min(t.limit-t.read, max(budget, 64<<10))
-		if int64(cap(t.buf)) < want {
-			t.buf = make([]byte, want)
+		if int64(cap(s.readBuf)) < want {
+			s.readBuf = make([]byte, want)
 		}
-		buf := t.buf[:want]
+		buf := s.readBuf[:want]
 		n, err := f.ReadAt(buf, t.read)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fatal(fmt.Errorf("ship: read %s: %w", st.ID, err))
@@ -708,7 +708,7 @@ func (s *Shipper) noteEvent(st *sessionState, frame []byte, meta frameMeta) {
 	if meta.time.After(st.End) {
 		st.End = meta.time.UTC()
 	}
-	if meta.kind != record.KindSessionStart && meta.kind != record.KindSessionEnd && st.Identity != "" {
+	if meta.kind != record.KindSessionStart && meta.kind != record.KindSessionEnd {
 		return
 	}
 	var ev record.Event

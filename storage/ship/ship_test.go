@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
 
 // rig is a spool, a shipper directory and the keys a node has.
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	sp      *spool.Spool
 	spDone  chan error
@@ -41,7 +41,7 @@ type rig struct {
 	store   blob.Store
 }
 
-func newRig(t *testing.T, store blob.Store) *rig {
+func newRig(t testing.TB, store blob.Store) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: t.TempDir(), store: store}
 	var err error
@@ -134,7 +134,7 @@ func (r *rig) create(id string) *recSession {
 	return &recSession{id: id, log: l, chain: record.NewChain(id), sp: r.sp}
 }
 
-func (s *recSession) add(t *testing.T, ev *record.Event) {
+func (s *recSession) add(t testing.TB, ev *record.Event) {
 	t.Helper()
 	ev.Session, ev.Node = s.id, "n1"
 	if ev.Time.IsZero() {
@@ -150,6 +150,25 @@ func (s *recSession) add(t *testing.T, ev *record.Event) {
 		t.Fatal(err)
 	}
 	if err := s.sp.Wait(context.Background(), lsn); err != nil {
+		t.Fatal(err)
+	}
+	s.n++
+}
+
+// addLazy records ev without waiting for it to be durable (a result
+// summary's way; the next add or the close makes it durable).
+func (s *recSession) addLazy(t testing.TB, ev *record.Event) {
+	t.Helper()
+	ev.Session, ev.Node = s.id, "n1"
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	f, err := s.chain.Seal(nil, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.bytes = append(s.bytes, f...)
+	if _, err := s.log.AppendLazy(f); err != nil {
 		t.Fatal(err)
 	}
 	s.n++

@@ -119,6 +119,7 @@ type Spool struct {
 
 	spareMu sync.Mutex
 	spare   *segment // a preallocated segment with an invalid header, ready to use
+	spares  atomic.Uint64 // names spares apart (sparePath)
 
 	applyMu      sync.Mutex
 	applied      LSN
@@ -730,7 +731,7 @@ func (s *Spool) takeSpare(seq uint64) (*segment, error) {
 	s.spareMu.Unlock()
 	if sp != nil {
 		// Recovery reads segment headers, not names: if this rename is lost
-		// in a crash, the segment is still found as spare.wal.
+		// in a crash, the segment is still found under its spare name.
 		if err := s.fs.Rename(sp.path, path); err != nil {
 			sp.f.Close()
 			return nil, fmt.Errorf("journal: %w", err)
@@ -891,7 +892,7 @@ func (s *Spool) recycle(old *segment) error {
 	keep := s.spare == nil
 	s.spareMu.Unlock()
 	if keep {
-		path := filepath.Join(s.journalDir, "spare.wal")
+		path := s.sparePath()
 		if err := s.fs.Rename(old.path, path); err != nil {
 			return fmt.Errorf("recycle journal segment: %w", err)
 		}
@@ -910,6 +911,13 @@ func (s *Spool) recycle(old *segment) error {
 
 // prepareSpare makes sure a segment is ready for the next roll, so that
 // the syncer does not zero-fill one on the commit path.
+// sparePath is a name no other segment has: the checkpointer makes a spare
+// while the syncer may be renaming the one it just took, so a fixed name
+// could make the new spare and the taken segment one file.
+func (s *Spool) sparePath() string {
+	return filepath.Join(s.journalDir, fmt.Sprintf("spare-%d.wal", s.spares.Add(1)))
+}
+
 func (s *Spool) prepareSpare() {
 	s.spareMu.Lock()
 	have := s.spare != nil
@@ -917,7 +925,7 @@ func (s *Spool) prepareSpare() {
 	if have {
 		return
 	}
-	sp, err := s.makeSegment(filepath.Join(s.journalDir, "spare.wal"))
+	sp, err := s.makeSegment(s.sparePath())
 	if err != nil {
 		// Not fatal: the syncer will try again when it needs one.
 		s.log.Warn("cannot prepare a spare journal segment", "err", err)
