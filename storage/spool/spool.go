@@ -118,7 +118,7 @@ type Spool struct {
 	hdrBuf  []byte
 
 	spareMu sync.Mutex
-	spare   *segment // a preallocated segment with an invalid header, ready to use
+	spare   *segment      // a preallocated segment with an invalid header, ready to use
 	spares  atomic.Uint64 // names spares apart (sparePath)
 
 	applyMu      sync.Mutex
