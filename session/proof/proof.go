@@ -136,8 +136,12 @@ type Collector struct {
 	rules   map[record.ProofRule]int
 	err     error
 
-	// Position of the value being masked, set by the proxy.
+	// Position of the value being masked, set by the proxy: the statement
+	// of the command, the change phase (record.ChangeBefore or ChangeAfter
+	// for the rows of a change event; empty for the statement's result)
+	// and the row, from 1.
 	Statement int
+	Phase     string
 	Row       int64
 }
 
@@ -158,13 +162,13 @@ func (c *Collector) Add(cmd uint64, p *mask.Proof) {
 			return
 		}
 	}
-	if len(c.pending.Spans) > 0 && (c.pending.Command != cmd || c.pending.Statement != c.Statement ||
+	if len(c.pending.Spans) > 0 && (c.pending.Command != cmd || c.pending.Statement != c.Statement || c.pending.Phase != c.Phase ||
 		len(c.pending.Spans) >= batchSpans || len(c.raw) >= batchRaw) {
 		if c.err = c.Flush(); c.err != nil {
 			return
 		}
 	}
-	c.pending.Command, c.pending.Statement = cmd, c.Statement
+	c.pending.Command, c.pending.Statement, c.pending.Phase = cmd, c.Statement, c.Phase
 	rule := record.ProofRule{Column: p.Column, Rule: p.Rule, Action: p.Action.String(), Detector: p.Detector}
 	if p.Type != mask.TypeNone {
 		rule.Type = p.Type.String()

@@ -126,3 +126,32 @@ func TestCollectorAndOpener(t *testing.T) {
 		t.Fatalf("opener with another key: %v", err)
 	}
 }
+
+// TestCollectorPhases: the values of a change event's rows are proven in
+// batches of their own, named by their phase, apart from the statement's
+// result rows.
+func TestCollectorPhases(t *testing.T) {
+	k, _ := GenerateAuditorKey()
+	var proofs []record.MaskProof
+	c := NewCollector("S2", k.PublicKey(), func(ev *record.Event) error {
+		if ev.Proof != nil {
+			proofs = append(proofs, record.MaskProof{Command: ev.Proof.Command, Statement: ev.Proof.Statement, Phase: ev.Proof.Phase,
+				Spans: append([][4]int64(nil), ev.Proof.Spans...)})
+		}
+		return nil
+	})
+	for _, phase := range []string{record.ChangeBefore, "", "", record.ChangeAfter} {
+		c.Phase, c.Row = phase, 1
+		c.Add(3, &mask.Proof{Column: 1, Rule: "r", End: 3, Raw: []byte("raw")})
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range proofs {
+		got = append(got, fmt.Sprintf("%s:%d", p.Phase, len(p.Spans)))
+	}
+	if want := []string{"before:1", ":2", "after:1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("batches %v, want %v", got, want)
+	}
+}

@@ -24,6 +24,10 @@
 // before the bodies existed decode into the same shape (legacy.go); their
 // bytes, which the chain covers, are never rewritten.
 //
+// A Change carries the rows a data-changing statement touched, read before
+// and after it, and a ChangeOutcome how their transaction ended; the raw
+// values of masked ones are in MaskProof events of the change's Phase.
+//
 // The package is pure format code: it never opens files, never reads the
 // clock (callers stamp Event.Time), and never logs event contents, which hold
 // PHI. Durability is storage/spool's job; presenting a recording to a person

@@ -36,6 +36,13 @@ const (
 	KindPolicy Kind = "policy"
 	// KindCancel records a request to cancel the running command.
 	KindCancel Kind = "cancel"
+	// KindChange records the rows a data-changing statement touched, read
+	// in its own transaction: before it ran, after it ran, or why neither.
+	KindChange Kind = "change"
+	// KindChangeOutcome records how the transaction holding recorded changes
+	// ended: committed, rolled back (to a savepoint, by an error, with the
+	// session), or prepared for two-phase commit.
+	KindChangeOutcome Kind = "change.outcome"
 	// KindSessionEnd closes every recording that ended cleanly or was recovered.
 	KindSessionEnd Kind = "session.end"
 )
@@ -63,6 +70,8 @@ type Event struct {
 	Denied  *Denial        `json:"denied,omitempty"`
 	Command *Command       `json:"command,omitempty"`
 	Result  *Result        `json:"result,omitempty"`
+	Change  *Change        `json:"change,omitempty"`
+	Outcome *ChangeOutcome `json:"outcome,omitempty"`
 	Copy    *CopyData      `json:"copy,omitempty"`
 	Error   *ProtocolError `json:"error,omitempty"`
 	Cancel  *Cancel        `json:"cancel,omitempty"`
@@ -245,9 +254,13 @@ type MaskKey struct {
 // what the rule produces from the raw bytes. The layout is columnar so that
 // proving a bulk read costs tens of bytes per value, not hundreds.
 type MaskProof struct {
-	Command   uint64      `json:"command"`
-	Statement int         `json:"statement"` // statement index within the command
-	Rules     []ProofRule `json:"rules"`
+	Command   uint64 `json:"command"`
+	Statement int    `json:"statement"` // statement index within the command
+	// Phase is ChangeBefore or ChangeAfter for values of a change event's
+	// rows (Spans then count rows of that event); empty for the
+	// statement's result.
+	Phase string      `json:"phase,omitempty"`
+	Rules []ProofRule `json:"rules"`
 	// Spans are the masked values in order: [row (from 1), index into
 	// Rules, start, end (byte offsets in the raw value)].
 	Spans [][4]int64 `json:"spans"`

@@ -70,6 +70,14 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 		b = append(b, `,"result":`...)
 		b = e.Result.appendJSON(b)
 	}
+	if e.Change != nil {
+		b = append(b, `,"change":`...)
+		b = e.Change.appendJSON(b)
+	}
+	if e.Outcome != nil {
+		b = append(b, `,"outcome":`...)
+		b = e.Outcome.appendJSON(b)
+	}
 	if e.Copy != nil {
 		b = append(b, `,"copy":`...)
 		b = e.Copy.appendJSON(b)
@@ -321,6 +329,7 @@ func (p *MaskProof) appendJSON(b []byte) []byte {
 	b = strconv.AppendUint(b, p.Command, 10)
 	b = append(b, `,"statement":`...)
 	b = strconv.AppendInt(b, int64(p.Statement), 10)
+	b = appendOptString(b, `,"phase":`, p.Phase)
 	b = append(b, `,"rules":`...)
 	if p.Rules == nil { // not omitempty: nil is null, empty is []
 		b = append(b, "null"...)

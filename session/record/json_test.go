@@ -180,8 +180,26 @@ func kindEvents() map[string]*Event {
 		"result error": with(full(KindResult), func(e *Event) {
 			e.Result = &Result{Command: 2, Rows: -1, Suspended: true, Error: &SQLError{Code: "42P01", Message: `relation "notes" does not exist`, Source: "upstream"}}
 		}),
-		"result empty error":  with(full(KindResult), func(e *Event) { e.Result = &Result{Error: &SQLError{}} }),
-		"masked column empty": with(full(KindResult), func(e *Event) { e.Result = &Result{Masked: []MaskedColumn{{}, {Source: "s"}}} }),
+		"result empty error": with(full(KindResult), func(e *Event) { e.Result = &Result{Error: &SQLError{}} }),
+		"change": with(full(KindChange), func(e *Event) {
+			v := "Alice \"A\" Moreno\u2028"
+			e.Change = &Change{Command: 7, Statement: 2, Phase: ChangeBefore, Op: "update", Table: "public.patients",
+				Read: "SELECT patients.* FROM patients WHERE id = $1 LIMIT 101 FOR NO KEY UPDATE OF patients", Columns: []string{"id", "name"},
+				Rows: [][]*string{{&v, nil}, nil, {}}, Base64: [][2]int{{0, 1}, {math.MaxInt, -1}}, More: true, Affected: math.MinInt64,
+				Error: &SQLError{Code: "23505", Message: "duplicate key", Source: "upstream"}, Masked: []MaskedColumn{{Column: "name", Rule: "r", Action: "redact", Values: 1}},
+				Reason: "not analysed: a writable CTE"}
+		}),
+		"change empty": with(full(KindChange), func(e *Event) {
+			e.Change = &Change{Columns: []string{}, Rows: [][]*string{}, Base64: [][2]int{}, Masked: []MaskedColumn{}}
+		}),
+		"change nil": with(full(KindChange), func(e *Event) { e.Change = &Change{} }),
+		"change.outcome": with(full(KindChangeOutcome), func(e *Event) {
+			e.Outcome = &ChangeOutcome{Outcome: OutcomeRolledBack, Reason: "ROLLBACK TO SAVEPOINT s", Changes: []ChangeRef{{1, 0}, {math.MaxUint64, math.MinInt}}}
+		}),
+		"change.outcome nil":   with(full(KindChangeOutcome), func(e *Event) { e.Outcome = &ChangeOutcome{} }),
+		"change.outcome empty": with(full(KindChangeOutcome), func(e *Event) { e.Outcome = &ChangeOutcome{Changes: []ChangeRef{}} }),
+		"mask.proof phase":     with(full(KindMaskProof), func(e *Event) { e.Proof = &MaskProof{Command: 1, Phase: ChangeAfter, Rules: []ProofRule{}} }),
+		"masked column empty":  with(full(KindResult), func(e *Event) { e.Result = &Result{Masked: []MaskedColumn{{}, {Source: "s"}}} }),
 	}
 }
 
@@ -221,7 +239,7 @@ func TestAppendJSONCoversEveryField(t *testing.T) {
 			}
 			checkAppendJSON(t, &one)
 		}
-		if len(parts) != 13 || len(got) < 1000 {
+		if len(parts) != 15 || len(got) < 1000 {
 			t.Fatalf("filled %d parts (%v) into %d bytes", len(parts), parts, len(got))
 		}
 	}
@@ -359,6 +377,22 @@ func normalizeEmpty(ev *Event) *Event {
 		r := *c.Result
 		r.Masked = nil
 		c.Result = &r
+	}
+	if ch := c.Change; ch != nil {
+		cp := *ch
+		if len(cp.Columns) == 0 {
+			cp.Columns = nil
+		}
+		if len(cp.Rows) == 0 {
+			cp.Rows = nil
+		}
+		if len(cp.Base64) == 0 {
+			cp.Base64 = nil
+		}
+		if len(cp.Masked) == 0 {
+			cp.Masked = nil
+		}
+		c.Change = &cp
 	}
 	return &c
 }
@@ -567,7 +601,7 @@ func (s *eventSource) event(sec, nsec int64, zone int) *Event {
 		ev.Key = &MaskKey{Auditor: s.str(), Wrapped: s.bytes()}
 	}
 	if has(9) {
-		p := &MaskProof{Command: s.u64(), Statement: s.int()}
+		p := &MaskProof{Command: s.u64(), Statement: s.int(), Phase: s.str()}
 		if n := s.length(); n >= 0 {
 			p.Rules = make([]ProofRule, n)
 			for i := range p.Rules {
@@ -585,6 +619,50 @@ func (s *eventSource) event(sec, nsec int64, zone int) *Event {
 	}
 	if has(10) {
 		ev.Unseal = &Unseal{Auditor: s.str(), Session: s.str(), Reason: s.str(), Values: s.int(), Done: s.bool()}
+	}
+	if has(13) {
+		ch := &Change{Command: s.u64(), Statement: s.int(), Phase: s.str(), Op: s.str(), Table: s.str(), Read: s.str(), Columns: s.strings()}
+		if n := s.length(); n >= 0 {
+			ch.Rows = make([][]*string, n)
+			for i := range ch.Rows {
+				if m := s.length(); m >= 0 {
+					ch.Rows[i] = make([]*string, m)
+					for j := range ch.Rows[i] {
+						if s.bool() {
+							v := s.str()
+							ch.Rows[i][j] = &v
+						}
+					}
+				}
+			}
+		}
+		if n := s.length(); n >= 0 {
+			ch.Base64 = make([][2]int, n)
+			for i := range ch.Base64 {
+				ch.Base64[i] = [2]int{s.int(), s.int()}
+			}
+		}
+		ch.More, ch.Affected, ch.Reason = s.bool(), s.i64(), s.str()
+		if s.bool() {
+			ch.Error = &SQLError{Code: s.str(), Message: s.str(), Source: s.str()}
+		}
+		if n := s.length(); n >= 0 {
+			ch.Masked = make([]MaskedColumn, n)
+			for i := range ch.Masked {
+				ch.Masked[i] = MaskedColumn{Column: s.str(), Rule: s.str(), Action: s.str(), Values: s.i64()}
+			}
+		}
+		ev.Change = ch
+	}
+	if has(14) {
+		o := &ChangeOutcome{Outcome: s.str(), Reason: s.str()}
+		if n := s.length(); n >= 0 {
+			o.Changes = make([]ChangeRef, n)
+			for i := range o.Changes {
+				o.Changes[i] = ChangeRef{Command: s.u64(), Statement: s.int()}
+			}
+		}
+		ev.Outcome = o
 	}
 	if has(12) {
 		ev.Policy = &PolicyChange{Revision: s.u64(), Base: s.u64(), SHA256: s.str(), AppliedBy: s.str()}

@@ -66,6 +66,9 @@ type Statement struct {
 	Effect Effect
 	Name   string
 	Hold   bool
+	// Chain marks COMMIT AND CHAIN and ROLLBACK AND CHAIN: a new
+	// transaction starts as the old one ends.
+	Chain bool
 	// Inner is the query a PREPARE prepares or a DECLARE opens a cursor
 	// for: what later runs under that name.
 	Inner *Statement
@@ -102,6 +105,7 @@ const (
 	EffectSavepoint            // SAVEPOINT Name
 	EffectRelease              // RELEASE Name
 	EffectRollbackTo           // ROLLBACK TO Name
+	EffectBegin                // BEGIN, START TRANSACTION: a transaction block
 )
 
 // Copy is what the proxy needs to know about a COPY statement to mask or
@@ -343,6 +347,7 @@ func classify(version int32, n *pg_query.Node, dml bool) Statement {
 			st.Class = policy.Write
 		}
 		st.Effect, st.Name = txEffect(x.TransactionStmt)
+		st.Chain = x.TransactionStmt.GetChain()
 	case *pg_query.Node_VariableSetStmt:
 		st.Class, st.Refused = setClass(x.VariableSetStmt)
 	case *pg_query.Node_ConstraintsSetStmt:
@@ -500,6 +505,8 @@ func txEffect(t *pg_query.TransactionStmt) (Effect, string) {
 		return EffectRelease, t.GetSavepointName()
 	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
 		return EffectRollbackTo, t.GetSavepointName()
+	case pg_query.TransactionStmtKind_TRANS_STMT_BEGIN, pg_query.TransactionStmtKind_TRANS_STMT_START:
+		return EffectBegin, ""
 	}
 	return EffectNone, ""
 }

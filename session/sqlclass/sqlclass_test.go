@@ -193,7 +193,7 @@ func TestParseBool(t *testing.T) {
 
 func TestEffects(t *testing.T) {
 	stmts, err := Classify(`PREPARE s AS SELECT 1; DEALLOCATE s; DEALLOCATE ALL; DISCARD ALL; DECLARE c CURSOR WITH HOLD FOR SELECT 2; CLOSE c; CLOSE ALL;
-		BEGIN; SAVEPOINT a; RELEASE a; ROLLBACK TO SAVEPOINT a; COMMIT; ROLLBACK AND CHAIN; END; DISCARD PLANS`)
+		BEGIN; SAVEPOINT a; RELEASE a; ROLLBACK TO SAVEPOINT a; COMMIT; ROLLBACK AND CHAIN; END; DISCARD PLANS; START TRANSACTION; COMMIT AND CHAIN`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,15 +203,20 @@ func TestEffects(t *testing.T) {
 		hold bool
 	}
 	want := []eff{{EffectPrepare, "s", false}, {EffectDeallocate, "s", false}, {EffectDeallocateAll, "", false}, {EffectDiscardAll, "", false},
-		{EffectDeclare, "c", true}, {EffectClose, "c", false}, {EffectCloseAll, "", false}, {EffectNone, "", false},
+		{EffectDeclare, "c", true}, {EffectClose, "c", false}, {EffectCloseAll, "", false}, {EffectBegin, "", false},
 		{EffectSavepoint, "a", false}, {EffectRelease, "a", false}, {EffectRollbackTo, "a", false}, {EffectTxEnd, "", false},
-		{EffectRollback, "", false}, {EffectTxEnd, "", false}, {EffectNone, "", false}}
+		{EffectRollback, "", false}, {EffectTxEnd, "", false}, {EffectNone, "", false}, {EffectBegin, "", false}, {EffectTxEnd, "", false}}
 	if len(stmts) != len(want) {
 		t.Fatalf("%d statements", len(stmts))
 	}
 	for i, s := range stmts {
 		if got := (eff{s.Effect, s.Name, s.Hold}); got != want[i] {
 			t.Errorf("statement %d (%s): %+v, want %+v", i, s.Text, got, want[i])
+		}
+	}
+	for i, s := range stmts {
+		if chain := i == 12 || i == 16; s.Chain != chain {
+			t.Errorf("statement %d (%s): chain %v", i, s.Text, s.Chain)
 		}
 	}
 	if in := stmts[0].Inner; in == nil || in.Class != policy.Read || in.Kind != "select_stmt" || in.Text != "PREPARE s AS SELECT 1" {
