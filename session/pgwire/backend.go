@@ -27,6 +27,10 @@ type backendState struct {
 	cout *outBuf
 	// params are the server's settings that masking depends on.
 	params mask.Params
+	// pending are the recorded changes whose transaction has not ended;
+	// txError is the SQLSTATE of the first error in their transaction.
+	pending []pendingChange
+	txError string
 }
 
 // backend relays upstream -> agent: it resolves result columns, masks rows,
@@ -115,6 +119,9 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 		}
 		return c.forward()
 	case 'N':
+		if c.droppedNotice(body) {
+			return nil
+		}
 		if masked := c.maskServerMessage(ctx, body, true, c.head()); masked != nil {
 			return c.be.cout.write(masked)
 		}
@@ -131,12 +138,21 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 	if e == nil {
 		return c.upstreamError(fmt.Sprintf("unexpected message %q with nothing pending", typ))
 	}
+	if e.step != nil {
+		return c.onStepAnswer(ctx, e, typ, body)
+	}
 	switch typ {
 	case '1', '2', '3':
 		return c.onConfirm(e, typ)
 	case 't':
 		if e.kind != expDescribeStmt {
 			return c.upstreamError("unexpected ParameterDescription")
+		}
+		var pd pgproto3.ParameterDescription
+		if e.stmt != nil && pd.Decode(body) == nil {
+			c.mu.Lock()
+			e.stmt.paramOIDs, e.stmt.paramsKnown = append([]uint32(nil), pd.ParameterOIDs...), true
+			c.mu.Unlock()
 		}
 		return c.forwardUnless(e.hidden)
 	case 'T', 'n':
@@ -170,6 +186,13 @@ func (c *conn) onBackend(ctx context.Context, typ byte, body []byte) error {
 		return c.forward()
 	}
 	return c.upstreamError(fmt.Sprintf("unexpected message type %q", typ))
+}
+
+// droppedNotice reports whether a NoticeResponse answers one of phigate's
+// own snapshot reads (not a COMMIT whose notices are the agent's).
+func (c *conn) droppedNotice(body []byte) bool {
+	e := c.head()
+	return e != nil && e.step != nil && !e.step.pass
 }
 
 // copies reports whether the command's current statement is a COPY FROM
@@ -298,7 +321,7 @@ func (c *conn) planRun(ctx context.Context, cmd *command, fields []pgproto3.Fiel
 	cmd.run.plan = plan
 	if c.proofs != nil && plan.Active() {
 		id := cmd.id
-		c.proofs.Statement = cmd.index
+		c.proofs.Statement, c.proofs.Phase = cmd.index, ""
 		plan.SetProofSink(func(p *mask.Proof) { c.proofs.Add(id, p) })
 	}
 	return nil
@@ -380,6 +403,10 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 		if st.Class == policy.DDL && c.cat != nil {
 			c.cat.invalidate()
 		}
+		if run := cmd.change; run != nil && run.ref.Statement == cmd.index {
+			c.changeCompleted(run, tag)
+		}
+		c.noteTxStatement(st, tag)
 		if st.Effect != sqlclass.EffectNone {
 			var d def
 			if cmd.defs != nil {
@@ -395,11 +422,24 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 		}
 	case 'I':
 		tag = "EMPTY"
+	case 's':
+		// A data change with RETURNING ran whole at its first Execute;
+		// the rest of its rows wait in the portal.
+		if run := cmd.change; run != nil && run.ref.Statement == cmd.index && run.tag == "" && run.failed == nil {
+			run.suspended = true
+			c.changeCompleted(run, "")
+		}
 	}
 	if r := cmd.run.refused; r != nil {
 		// The statement's output was withheld and an error sent instead;
 		// its completion must not follow.
 		return c.endStatement(cmd, "", &record.SQLError{Code: r.Code, Message: r.Message, Source: "phigate"}, false)
+	}
+	if w := e.hold; w != nil && typ == 'C' && cmd.index == len(cmd.stmts)-1 {
+		// An implicit transaction commits before its Query's last
+		// CommandComplete: held until phigate's block has committed.
+		w.held, w.heldCmd, w.heldTag = bytes.Clone(c.be.uin.raw), cmd, tag
+		return nil
 	}
 	cmd.run.bytes += int64(len(c.be.uin.raw))
 	if err := c.endStatement(cmd, tag, nil, typ == 's'); err != nil {
@@ -517,6 +557,9 @@ func (c *conn) onUpstreamError(ctx context.Context, body []byte) error {
 		}
 		return c.forward()
 	}
+	if e.step != nil {
+		return c.onStepError(ctx, e, body)
+	}
 	out := c.be.uin.raw
 	if masked := c.maskServerMessage(ctx, body, false, e); masked != nil {
 		out = masked
@@ -532,11 +575,23 @@ func (c *conn) onUpstreamError(ctx context.Context, body []byte) error {
 		}
 		er, src = *e.deny, "phigate"
 	}
+	if c.be.txError == "" {
+		c.be.txError = er.Code
+	}
 	c.mu.Lock()
 	c.server.failed(e)
+	if c.tx.status == 'T' {
+		c.tx.status = 'E'
+	}
+	if e.kind != expQuery && e.kind != expFunction {
+		c.tx.skipping = true
+	}
 	c.mu.Unlock()
 	if e.cmd != nil && (!e.cmd.errored || e.deny != nil) {
 		e.cmd.errored = true
+		if run := e.cmd.change; run != nil && run.ref.Statement == e.cmd.index && run.failed == nil && run.tag == "" {
+			c.changeFailed(run, &record.SQLError{Code: er.Code, Message: er.Message, Source: src})
+		}
 		if err := c.endStatement(e.cmd, "", &record.SQLError{Code: er.Code, Message: er.Message, Source: src}, false); err != nil {
 			return err
 		}
@@ -597,10 +652,12 @@ func (c *conn) onReady(body []byte) error {
 			break
 		}
 	}
+	var outcome, reason string
 	if last != nil {
 		if last.kind == expQuery && last.deny == nil {
 			delete(c.server.portals, "") // a simple query replaces the unnamed portal with its own
 		}
+		outcome, reason = c.readyLocked(body[0])
 		if body[0] == 'I' { // the transaction ended (commit, or rollback after an error)
 			c.server.endTx(c.server.txFailed)
 		}
@@ -608,6 +665,16 @@ func (c *conn) onReady(body []byte) error {
 	c.mu.Unlock()
 	if last == nil {
 		return c.upstreamError("unexpected ReadyForQuery")
+	}
+	if outcome != "" {
+		c.endChanges(outcome, reason, nil)
+	}
+	if w := last.hold; w != nil {
+		// The end of the implicit transaction phigate's block stands in
+		// for: the frontend ends the block, and its ReadyForQuery answers.
+		w.status = body[0]
+		close(w.ready)
+		return nil
 	}
 	return c.forwardUnless(last.hidden)
 }

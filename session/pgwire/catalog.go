@@ -31,6 +31,13 @@ type catalog struct {
 	relNames  map[string]relEntry
 	funcNames map[string]funcEntry
 	lineages  map[string]lineageEntry
+	// keys are tables' key columns (attnums), by OID, for snapshots.
+	keys map[uint32]keyEntry
+}
+
+type keyEntry struct {
+	attnums []int16 // nil: the table has no key
+	fetched time.Time
 }
 
 // lookalikes are the functions and operators defined outside pg_catalog
@@ -51,7 +58,7 @@ type relation struct {
 
 func newCatalog(r *resource.Resource, timeout, ttl time.Duration) *catalog {
 	return &catalog{res: r, timeout: timeout, ttl: ttl, rels: map[uint32]*relation{},
-		relNames: map[string]relEntry{}, funcNames: map[string]funcEntry{}, lineages: map[string]lineageEntry{}}
+		relNames: map[string]relEntry{}, funcNames: map[string]funcEntry{}, lineages: map[string]lineageEntry{}, keys: map[uint32]keyEntry{}}
 }
 
 const relationQuery = `SELECT n.nspname, c.relname, a.attnum, a.attname
@@ -59,6 +66,73 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
 WHERE c.oid = $1 AND a.attnum > 0 AND NOT a.attisdropped`
+
+// keyQuery lists the columns of a table's primary key, else of its first
+// unique index whose columns are all plain and NOT NULL, valid, immediate
+// and without a predicate: columns that find each row again.
+const keyQuery = `SELECT i.indexrelid, k.attnum, a.attnotnull
+FROM pg_catalog.pg_index i
+CROSS JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indimmediate
+  AND i.indpred IS NULL AND i.indexprs IS NULL AND k.ord <= i.indnkeyatts
+ORDER BY i.indisprimary DESC, i.indexrelid, k.ord`
+
+// keyOf returns the key columns (attnums) of table oid; nil when it has
+// none.
+func (c *catalog) keyOf(ctx context.Context, oid uint32) ([]int16, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.keys[oid]; ok && time.Since(e.fetched) <= c.ttl {
+		return e.attnums, nil
+	}
+	type col struct {
+		index   string
+		attnum  int16
+		notNull bool
+	}
+	var cols []col
+	err := c.query(ctx, keyQuery, [][]byte{fmt.Appendf(nil, "%d", oid)}, []uint32{26}, func() { cols = nil }, func(v [][]byte) {
+		var n int16
+		if _, err := fmt.Sscan(string(v[1]), &n); err == nil {
+			cols = append(cols, col{index: string(v[0]), attnum: n, notNull: string(v[2]) == "t"})
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: key of relation %d: %w", oid, err)
+	}
+	var key []int16
+	for i := 0; i < len(cols); {
+		j, ok := i, true
+		for ; j < len(cols) && cols[j].index == cols[i].index; j++ {
+			ok = ok && cols[j].notNull && cols[j].attnum > 0
+		}
+		if ok {
+			for _, k := range cols[i:j] {
+				key = append(key, k.attnum)
+			}
+			break
+		}
+		i = j
+	}
+	c.keys[oid] = keyEntry{attnums: key, fetched: time.Now()}
+	return key, nil
+}
+
+// relationName returns "schema.table" for relation oid.
+func (c *catalog) relationName(ctx context.Context, oid uint32) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rel := c.rels[oid]
+	if rel == nil || time.Since(rel.fetched) > c.ttl {
+		var err error
+		if rel, err = c.fetch(ctx, oid); err != nil {
+			return "", err
+		}
+		c.rels[oid] = rel
+	}
+	return rel.schema + "." + rel.table, nil
+}
 
 // source returns "schema.table.column" for a result column, or "" when the
 // column does not come straight from a table column.
@@ -189,6 +263,7 @@ func (c *catalog) invalidate() {
 	clear(c.relNames)
 	clear(c.funcNames)
 	clear(c.lineages)
+	clear(c.keys)
 	c.looks = nil
 	c.mu.Unlock()
 }
@@ -212,6 +287,7 @@ func (c *catalog) retarget(r *resource.Resource) {
 	c.res = r
 	c.rels, c.looks = map[uint32]*relation{}, nil
 	c.relNames, c.funcNames, c.lineages = map[string]relEntry{}, map[string]funcEntry{}, map[string]lineageEntry{}
+	c.keys = map[uint32]keyEntry{}
 }
 
 func (c *catalog) closeConn() {

@@ -81,6 +81,7 @@ type conn struct {
 	mu     sync.Mutex
 	queue  []*expect   // answers the upstream owes: frontend appends, backend pops
 	server serverState // the server's named objects, as confirmed (state.go)
+	tx     txState     // the server's transaction state, as answered so far (backend writes)
 	// lastErr is the first fatal error for the agent, sent by the backend
 	// as it ends; reason why the session ended (first cause wins).
 	lastErr *pgproto3.ErrorResponse
@@ -124,6 +125,16 @@ type expect struct {
 	cmd       *command
 	// copyDesc marks the hidden describe of a COPY TO's columns.
 	copyDesc *command
+
+	// Snapshots (snapshot.go). step: a message of phigate's own snapshot
+	// step, answered to the step (last: its answer ends the step); read:
+	// the rows it answers with. hold: the agent's message that ends the
+	// transaction block phigate opened; its ReadyForQuery (and a Query's
+	// last CommandComplete) wait for the block's end.
+	step *step
+	last bool
+	read *snapRead
+	hold *wrap
 }
 
 // command is a recorded command in flight: one Query, one Execute, one
@@ -140,6 +151,8 @@ type command struct {
 	errored  bool
 	copyCols []pgproto3.FieldDescription // columns of a COPY TO, from the hidden describe
 	copyDesc bool                        // a describe was sent; copyCols may be nil if it failed
+	// change is the statement's snapshot in progress (nil: none).
+	change *changeRun
 }
 
 // stmtRun accumulates one statement's result.
@@ -160,6 +173,7 @@ func (c *conn) serve(ctx context.Context, st *startup) {
 	defer c.up.conn.Close()
 	_ = c.client.SetDeadline(time.Time{})
 	c.server = newServerState()
+	c.tx = txState{status: c.up.txStatus}
 	c.progress = make(chan struct{}, 1)
 	c.backendDone = make(chan struct{})
 	c.be.params.DateStyle = c.up.params["DateStyle"]
@@ -422,15 +436,36 @@ func (c *conn) finish() string {
 		reason = "closed"
 	}
 	seen := map[*command]bool{}
+	ending := false // a COMMIT may have reached the server
 	for _, e := range q {
 		if e.cmd != nil && !seen[e.cmd] && !e.cmd.errored {
 			seen[e.cmd] = true
 			_ = c.endStatement(e.cmd, "", &record.SQLError{Code: "08006", Message: "session ended before the command completed (" + reason + ")", Source: "phigate"}, false)
 		}
+		if e.step != nil && e.step.pass || e.cmd != nil && endsTx(e.cmd.stmts) {
+			ending = true
+		}
+	}
+	if len(c.be.pending) > 0 {
+		if ending {
+			c.endChanges(record.OutcomeUnknown, "the session ended while its transaction was ending", nil)
+		} else {
+			c.endChanges(record.OutcomeRolledBack, "the session ended inside its transaction", nil)
+		}
 	}
 	c.end(reason)
 	c.log.Info("session ended", "reason", reason, "commands", c.fe.nextCmd)
 	return reason
+}
+
+// endsTx reports whether stmts may end a transaction with a commit.
+func endsTx(stmts []sqlclass.Statement) bool {
+	for _, s := range stmts {
+		if s.Effect == sqlclass.EffectTxEnd {
+			return true
+		}
+	}
+	return false
 }
 
 // end appends session.end and closes the recording. After it, nothing more

@@ -35,13 +35,27 @@
 //     when it completes more statements, a writing tag for a statement
 //     classed as not writing, a COPY that was not foreseen, or reports a
 //     lexer setting phigate's parser does not share;
+//   - an UPDATE, DELETE, INSERT ... ON CONFLICT or MERGE is recorded with
+//     the rows it touched, read before and after it on the session's own
+//     connection, in its own transaction, under its role (snapshot.go):
+//     the before rows are durable before it runs; the reads are its own
+//     parse tree deparsed, never text pasted together; they run no
+//     function, view or foreign table the statement would not run once,
+//     and a statement they cannot follow is recorded as not analysed,
+//     never silently; the agent receives the same bytes as without them,
+//     and a read that fails leaves its transaction as it was, or ends the
+//     session;
 //   - malformed or oversized input ends only that session, with 08P01, and a
 //     panic in one of its goroutines ends only that session too;
 //   - a cancel is recorded before it is sent, and never after session.end.
 //
 // Which goroutine owns what is said on conn: frontendState and backendState
-// belong to their loop; the expect queue and serverState are shared under
-// conn.mu. The two durability waits are the outBufs' before hooks, installed
+// belong to their loop; the expect queue, serverState and the transaction
+// state (txState) are shared under conn.mu. A snapshot's frontend waits
+// (quiesce, await) are the one place the frontend waits for the backend's
+// answers to messages it did not forward for the agent; the backend hands
+// their results over in the step, wrap and changeRun it was given, before
+// closing their done channels. The two durability waits are the outBufs' before hooks, installed
 // in relay (conn.go): towards the upstream, every event so far (write-ahead
 // sessions); towards the agent, the latest command's event.
 //

@@ -100,6 +100,13 @@ func (f *frameReader) peekBody() []byte {
 	return bytes.Clone(b[5:])
 }
 
+// ahead returns what has arrived beyond the last message, without
+// consuming it; valid until the next call to next.
+func (f *frameReader) ahead() []byte {
+	b, _ := f.r.Peek(f.r.Buffered())
+	return b
+}
+
 // buffered reports whether a read would return without blocking.
 func (f *frameReader) buffered() int { return f.r.Buffered() }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/phigate/phigate/session/change"
 	"github.com/phigate/phigate/session/policy"
 	"github.com/phigate/phigate/session/record"
 	"github.com/phigate/phigate/session/sqlclass"
@@ -46,6 +47,11 @@ type frontendState struct {
 	// only it sees (temporary tables and views), which phigate's catalog
 	// connection cannot see.
 	mayDefine bool
+	// wrap is the transaction block phigate opened for a snapshot in
+	// place of an implicit transaction (snapshot.go); snapSeq numbers the
+	// names of its own statements.
+	wrap    *wrap
+	snapSeq int
 }
 
 // frontend relays agent -> upstream until the agent leaves or the session
@@ -82,10 +88,20 @@ func (c *conn) frontend(ctx context.Context) error {
 		case 'C':
 			err = c.onClose(body)
 		case 'S':
-			c.push(&expect{kind: expSync})
+			e := &expect{kind: expSync}
+			w := fe.wrap
+			if w != nil {
+				// The pipeline's end is where the implicit transaction
+				// phigate's block stands in for would have ended.
+				e.hold, w.errFor = w, e
+			}
+			c.push(e)
 			fe.batch++
 			fe.skipping = false
 			err = fe.uout.write(fe.cin.raw)
+			if err == nil && w != nil {
+				err = c.endWrap(ctx, w)
+			}
 		case 'H':
 			err = fe.uout.write(fe.cin.raw)
 		case 'F':
@@ -242,25 +258,26 @@ func (c *conn) decide(stmts []sqlclass.Statement, rc *record.Command) *pgproto3.
 }
 
 // classify parses, resolves and judges a command's text. deny is set when
-// it must not run.
-func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (stmts []sqlclass.Statement, deny *pgproto3.ErrorResponse, err error) {
+// it must not run; resolved are the statements as judged (EXECUTEs
+// resolved, look-alike calls added).
+func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (stmts, resolved []sqlclass.Statement, deny *pgproto3.ErrorResponse, err error) {
 	stmts, tree, perr := c.srv.classes.ClassifyTree(text)
 	setSQL(rc, []byte(text))
 	if perr != nil {
-		return nil, refuseUnparsable(perr, rc), nil
+		return nil, nil, refuseUnparsable(perr, rc), nil
 	}
-	resolved, err := c.resolveExecutes(ctx, stmts)
+	resolved, err = c.resolveExecutes(ctx, stmts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	resolved, deny = c.withLookalikes(ctx, resolved, rc)
 	if deny != nil {
-		return nil, deny, nil
+		return nil, nil, deny, nil
 	}
 	if deny = c.decide(resolved, rc); deny != nil {
-		return stmts, deny, nil
+		return stmts, resolved, deny, nil
 	}
-	return stmts, c.traceable(ctx, stmts, tree, rc), nil
+	return stmts, resolved, c.traceable(ctx, stmts, tree, rc), nil
 }
 
 // withLookalikes returns stmts with an admin call added for every
@@ -351,7 +368,7 @@ func (c *conn) onQuery(ctx context.Context, body []byte) error {
 	}
 	cmd := c.newCommand(nil)
 	rc := &record.Command{ID: cmd.id, Protocol: record.ProtocolPostgres, Postgres: &record.PostgresCommand{Flow: record.FlowSimple}}
-	stmts, deny, err := c.classify(ctx, q.String, rc)
+	stmts, resolved, deny, err := c.classify(ctx, q.String, rc)
 	if err != nil {
 		return err
 	}
@@ -365,15 +382,32 @@ func (c *conn) onQuery(ctx context.Context, body []byte) error {
 		return c.writeMsg(&pgproto3.Query{String: deniedSQL})
 	}
 	cmd.stmts, cmd.defs = stmts, defsOf(stmts)
-	if c.profile() != nil {
-		if err := c.describeCopies(cmd, true); err != nil {
+	e := &expect{kind: expQuery, cmd: cmd}
+	forward := func(hold *wrap) error {
+		if c.profile() != nil {
+			if err := c.describeCopies(cmd, true); err != nil {
+				return err
+			}
+		}
+		c.noteCopyIn(cmd)
+		e.hold = hold
+		if hold != nil {
+			hold.errFor = e
+		}
+		c.push(e)
+		c.fe.batch++
+		return c.fe.uout.write(c.fe.cin.raw)
+	}
+	if c.snapshotsOn() {
+		plan, at, err := c.recordVerdicts(cmd, c.changeVerdicts(stmts, resolved))
+		if err != nil {
 			return err
 		}
+		if plan != nil {
+			return c.snapshot(ctx, cmd, at, plan, nil, forward)
+		}
 	}
-	c.noteCopyIn(cmd)
-	c.push(&expect{kind: expQuery, cmd: cmd})
-	c.fe.batch++
-	return c.fe.uout.write(c.fe.cin.raw)
+	return forward(nil)
 }
 
 // noteCopyIn remembers the command whose COPY FROM STDIN data follows.
@@ -447,7 +481,7 @@ func (c *conn) onParse(ctx context.Context, body []byte) error {
 	c.fe.nextCmd++
 	rc := &record.Command{ID: c.fe.nextCmd, Protocol: record.ProtocolPostgres,
 		Postgres: &record.PostgresCommand{Flow: record.FlowExtended, Step: record.StepParse, Statement: p.Name}}
-	stmts, deny, err := c.classify(ctx, p.Query, rc)
+	stmts, _, deny, err := c.classify(ctx, p.Query, rc)
 	if err != nil {
 		return err
 	}
@@ -460,7 +494,7 @@ func (c *conn) onParse(ctx context.Context, body []byte) error {
 		cmd.errored = true
 		return c.refuseExtended(e, deny)
 	}
-	e.stmt = &stmtInfo{name: p.Name, sql: p.Query, stmts: stmts}
+	e.stmt = &stmtInfo{name: p.Name, sql: p.Query, stmts: stmts, parseOIDs: append([]uint32(nil), p.ParameterOIDs...)}
 	c.push(e)
 	return c.fe.uout.write(c.fe.cin.raw)
 }
@@ -485,6 +519,15 @@ func (c *conn) onBind(ctx context.Context, body []byte) error {
 	p.params = make([]record.Param, len(b.Parameters))
 	for i, v := range b.Parameters {
 		p.params[i] = recordParam(v, formatAt(b.ParameterFormatCodes, i) == 1)
+	}
+	if c.snapshotsOn() {
+		p.rawParams = make([][]byte, len(b.Parameters))
+		for i, v := range b.Parameters {
+			if v != nil {
+				p.rawParams[i] = append([]byte{}, v...)
+			}
+		}
+		p.paramFormats = append([]int16(nil), b.ParameterFormatCodes...)
 	}
 	e.portal = p
 	c.push(e)
@@ -586,22 +629,36 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 		return c.refuseExtended(&expect{kind: expExecute, cmd: cmd}, deny)
 	}
 	cmd.stmts, cmd.defs = p.stmts, defsOf(p.stmts)
-	if c.profile() != nil {
-		if err := c.describeCopies(cmd, false); err != nil {
-			return err
-		}
-		if !c.describedInBatch(p) {
-			// Without a description the backend could not tell which
-			// columns to mask: ask for one, and hide the answer.
-			c.push(&expect{kind: expDescribePortal, portal: p, hidden: true})
-			if err := c.writeMsg(&pgproto3.Describe{ObjectType: 'P', Name: x.Portal}); err != nil {
+	e := &expect{kind: expExecute, portal: p, cmd: cmd}
+	forward := func(*wrap) error {
+		if c.profile() != nil {
+			if err := c.describeCopies(cmd, false); err != nil {
 				return err
 			}
+			if !c.describedInBatch(p) {
+				// Without a description the backend could not tell which
+				// columns to mask: ask for one, and hide the answer.
+				c.push(&expect{kind: expDescribePortal, portal: p, hidden: true})
+				if err := c.writeMsg(&pgproto3.Describe{ObjectType: 'P', Name: x.Portal}); err != nil {
+					return err
+				}
+			}
+		}
+		c.noteCopyIn(cmd)
+		p.executed = true
+		c.push(e)
+		return c.fe.uout.write(c.fe.cin.raw)
+	}
+	if c.snapshotsOn() && !p.executed {
+		plan, at, err := c.recordVerdicts(cmd, c.changeVerdicts(p.stmts, resolved))
+		if err != nil {
+			return err
+		}
+		if plan != nil {
+			return c.snapshot(ctx, cmd, at, plan, p, forward)
 		}
 	}
-	c.noteCopyIn(cmd)
-	c.push(&expect{kind: expExecute, portal: p, cmd: cmd})
-	return c.fe.uout.write(c.fe.cin.raw)
+	return forward(nil)
 }
 
 // describedInBatch reports whether the backend will know p's columns when
@@ -671,6 +728,11 @@ func (c *conn) onFunctionCall(body []byte) error {
 		cmd.errored = true
 		c.push(&expect{kind: expFunction, cmd: cmd, deny: deny})
 		return c.writeMsg(&pgproto3.Query{String: deniedSQL})
+	}
+	if c.snapshotsOn() {
+		if err := c.recordNone(cmd.id, 0, change.OpCall, "not analysed: a fast-path function call may change any rows; phigate cannot see which"); err != nil {
+			return err
+		}
 	}
 	c.push(&expect{kind: expFunction, cmd: cmd})
 	return c.fe.uout.write(c.fe.cin.raw)

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/session"
 	"github.com/phigate/phigate/session/identity"
@@ -73,6 +75,7 @@ type gateway struct {
 	snap  *session.Snapshot
 	state *session.State
 	srv   *pgwire.Server
+	su    *pgconn.PgConn // the snapshot tests' superuser connection (snapshot_test.go)
 
 	stop func()
 }
@@ -86,6 +89,8 @@ type gatewayOptions struct {
 	upstreamRole      string        // the gateway's role; default phigate_svc (tests that run in parallel need their own)
 	database          string        // an existing database with the fixture, owned by upstreamRole; default: a new one
 	stopTimeout       time.Duration // stop fails the test after this long if a session never ends; zero: waits for ever
+	disableSnapshots  bool          // pgwire.Config.DisableChangeSnapshots
+	snapshotRows      int           // pgwire.Config.ChangeSnapshotRows
 }
 
 func startGateway(t *testing.T, opts gatewayOptions) *gateway {
@@ -124,6 +129,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	for _, id := range []identity.Identity{
 		{Name: "reader-bot", Kind: identity.KindAgent, Groups: []string{"readers"}},
 		{Name: "writer-ci", Kind: identity.KindCI, Groups: []string{"writers"}},
+		{Name: "owner-ci", Kind: identity.KindCI, Groups: []string{"owners"}},
 		{Name: "outsider", Kind: identity.KindAgent},
 	} {
 		tok := "tok-" + id.Name + "-" + randHex(8)
@@ -137,6 +143,8 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 	pol, err := policy.New([]policy.Grant{
 		{Name: "readers", Groups: []string{"readers"}, Resources: []string{"clinic"}, Allow: []policy.Class{policy.Read, policy.Export}, Masking: "hipaa"},
 		{Name: "writers", Groups: []string{"writers"}, Resources: []string{"clinic"}, Allow: []policy.Class{policy.Read, policy.Write, policy.Import, policy.Export, policy.DDL}, Masking: "hipaa", Functions: []string{"note"}},
+		// owners write without a masking profile.
+		{Name: "owners", Groups: []string{"owners"}, Resources: []string{"clinic"}, Allow: []policy.Class{policy.Read, policy.Write, policy.Import, policy.Export, policy.DDL}, Functions: []string{"note"}},
 	}, []string{"clinic"}, []string{"hipaa"})
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +188,8 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		State:                  g.state,
 		AllowCleartextLoopback: opts.cleartextLoopback,
 		MaxMessageBytes:        opts.maxMessageBytes,
+		DisableChangeSnapshots: opts.disableSnapshots,
+		ChangeSnapshotRows:     opts.snapshotRows,
 		Recorder:               session.NewRecorder(sp, "test-node"),
 		Logger:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/change"
 	"github.com/phigate/phigate/session/resource"
 	"github.com/phigate/phigate/session/sqlclass"
 )
@@ -56,6 +57,15 @@ type Config struct {
 	// Index is told of each session's start and end (the cluster's
 	// session index). Nil: nobody is.
 	Index SessionIndex
+	// DisableChangeSnapshots turns off the before and after rows of data
+	// changes (record.Change events, snapshot.go). False (the default):
+	// every UPDATE, DELETE, INSERT ... ON CONFLICT and MERGE is recorded
+	// with the rows it touched, or with the reason it could not be.
+	DisableChangeSnapshots bool
+	// ChangeSnapshotRows bounds the rows each before or after snapshot
+	// records; the statement's command tag still gives the true count.
+	// Zero means 100; at most change.MaxBound.
+	ChangeSnapshotRows int
 
 	Recorder *session.Recorder // required
 	Logger   *slog.Logger      // nil: slog.Default()
@@ -70,6 +80,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	classes *sqlclass.Cache
+	changes *change.Cache // nil: no change snapshots
 	keys    *cancelKeys
 	// unknownCancel limits how often cancels with unknown keys are logged.
 	unknownCancel logLimiter
@@ -116,8 +127,19 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ChangeSnapshotRows == 0 {
+		cfg.ChangeSnapshotRows = 100
+	}
+	if cfg.ChangeSnapshotRows < 0 || cfg.ChangeSnapshotRows > change.MaxBound {
+		return nil, fmt.Errorf("pgwire: ChangeSnapshotRows %d is outside 1..%d", cfg.ChangeSnapshotRows, change.MaxBound)
+	}
+	var changes *change.Cache
+	if !cfg.DisableChangeSnapshots {
+		changes = change.NewCache(cfg.ChangeSnapshotRows, 0)
+	}
 	base, stop := context.WithCancel(context.Background())
 	return &Server{
+		changes:   changes,
 		cfg:       cfg,
 		log:       cfg.Logger.With("node", cfg.NodeID),
 		classes:   sqlclass.NewCache(0),

@@ -46,6 +46,13 @@ type stmtInfo struct {
 	// (written by the backend under conn.mu).
 	desc      []pgproto3.FieldDescription
 	descKnown bool
+	// parseOIDs are the parameter types the Parse named (0: the server
+	// infers); paramOIDs those a ParameterDescription told (written by the
+	// backend under conn.mu), for the snapshot reads, which bind the same
+	// parameters.
+	parseOIDs   []uint32
+	paramOIDs   []uint32
+	paramsKnown bool
 }
 
 // portalInfo is a portal: a bound statement or an SQL cursor.
@@ -55,7 +62,10 @@ type portalInfo struct {
 	sql           string
 	stmts         []sqlclass.Statement
 	params        []record.Param
+	rawParams     [][]byte // as bound, for the snapshot reads
+	paramFormats  []int16
 	resultFormats []int16
+	executed      bool // an Execute of it went out (frontend-owned)
 	desc          []pgproto3.FieldDescription
 	descKnown     bool
 
