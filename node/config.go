@@ -91,6 +91,9 @@ type Config struct {
 	// Store is where the node ships its recordings for the long term.
 	Store StoreConfig `yaml:"store"`
 
+	// Recording says what sessions' recordings hold beyond every command.
+	Recording RecordingConfig `yaml:"recording"`
+
 	// Policy is the bootstrap policy: applied as the cluster's first
 	// revision when this node creates the cluster, ignored afterwards
 	// (`phigate policy apply` changes the policy in force).
@@ -131,6 +134,18 @@ type ClusterConfig struct {
 	// deciding with the last policy it has; then it refuses new sessions
 	// and commands (57P03) until the quorum is back. Zero: 30s.
 	Lease time.Duration `yaml:"lease"`
+}
+
+// RecordingConfig tunes what a session's recording holds.
+type RecordingConfig struct {
+	// DisableChangeSnapshots turns off the before and after rows of data
+	// changes (UPDATE, DELETE, INSERT ... ON CONFLICT, MERGE), which are
+	// read in the statement's own transaction and recorded, masked like
+	// results. False: they are recorded.
+	DisableChangeSnapshots bool `yaml:"disable_change_snapshots"`
+	// ChangeSnapshotRows bounds the rows of each before or after snapshot
+	// (the true count is recorded too). Zero: 100; at most 10000.
+	ChangeSnapshotRows int `yaml:"change_snapshot_rows"`
 }
 
 // StoreConfig is where recordings are kept for the long term: sealed into

@@ -131,6 +131,9 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	if err := checkStoreConfig(cfg.Store); err != nil {
 		return nil, err
 	}
+	if r := cfg.Recording.ChangeSnapshotRows; r < 0 || r > 10000 {
+		return nil, fmt.Errorf("node: recording.change_snapshot_rows %d: want 0 (100) up to 10000", r)
+	}
 	if _, err := clusterKey(cfg); err != nil {
 		return nil, err
 	}
@@ -375,6 +378,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		Recorder:               recorder,
 		Observer:               n.metrics,
 		Index:                  sessionIndex{n.index},
+		DisableChangeSnapshots: n.cfg.Recording.DisableChangeSnapshots,
+		ChangeSnapshotRows:     n.cfg.Recording.ChangeSnapshotRows,
 		Logger:                 n.baseLog, // pgwire names the node itself
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ var Pure = []string{
 	"session/resource",
 	"session/sqlclass",
 	"storage/chunk",
+	"session/change",
 }
 
 // Trees, relative to the module, whose packages may depend on etcd or
