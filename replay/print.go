@@ -126,6 +126,10 @@ func (p *printer) event(ev *record.Event) {
 			state = fmt.Sprintf("%d values shown", ev.Unseal.Values)
 		}
 		head = fmt.Sprintf("unseal · session %s · by %s · %s", clean(ev.Unseal.Session), clean(ev.Unseal.Auditor), state)
+	case ev.Change != nil:
+		head = changeHead(ev.Change)
+	case ev.Outcome != nil:
+		head = fmt.Sprintf("change.outcome · %s", clean(ev.Outcome.Outcome))
 	case ev.Policy != nil:
 		head = fmt.Sprintf("policy · revision %d stored · by %s · sha256 %s", ev.Policy.Revision, clean(ev.Policy.AppliedBy), clean(ev.Policy.SHA256))
 		if ev.Policy.Base != 0 {
@@ -171,8 +175,90 @@ func (p *printer) event(ev *record.Event) {
 		p.field("error", clean(ev.Error.Code)+": "+clean(ev.Error.Message))
 	case ev.Proof != nil:
 		p.proof(ev.Proof)
+	case ev.Change != nil:
+		p.change(ev.Change)
+	case ev.Outcome != nil:
+		p.outcome(ev.Outcome)
 	case ev.Unseal != nil && ev.Unseal.Reason != "":
 		p.field("reason", clean(ev.Unseal.Reason))
+	}
+}
+
+// changeHead is the head line of a change event: which statement, which
+// phase, how many rows.
+func changeHead(c *record.Change) string {
+	h := fmt.Sprintf("change · %s of command %d statement %d · %s", clean(c.Op), c.Command, c.Statement, clean(c.Phase))
+	if c.Table != "" {
+		h += " · " + clean(c.Table)
+	}
+	switch {
+	case c.Phase == record.ChangeNone:
+		h += " · not analysed"
+	case c.More:
+		h += fmt.Sprintf(" · first %d rows", len(c.Rows))
+	default:
+		h += fmt.Sprintf(" · %d rows", len(c.Rows))
+	}
+	if c.Affected > 0 {
+		h += fmt.Sprintf(" · %d affected", c.Affected)
+	}
+	return h
+}
+
+// change prints a change event's rows (masked as recorded; raw values
+// are sealed in its mask.proof events, for phigate unseal).
+func (p *printer) change(c *record.Change) {
+	if c.Reason != "" {
+		p.field("reason", clean(c.Reason))
+	}
+	if c.Error != nil {
+		p.field("error", clean(c.Error.Code)+": "+clean(c.Error.Message))
+	}
+	if c.Read != "" {
+		p.field("read", clean(c.Read))
+	}
+	if len(c.Columns) > 0 {
+		cols := make([]string, len(c.Columns))
+		for i, col := range c.Columns {
+			cols[i] = clean(col)
+		}
+		p.field("columns", strings.Join(cols, " | "))
+	}
+	for i, row := range c.Rows {
+		vals := make([]string, len(row))
+		for j, v := range row {
+			if v == nil {
+				vals[j] = "NULL"
+			} else {
+				vals[j] = clean(*v)
+			}
+		}
+		label := ""
+		if i == 0 {
+			label = "rows"
+		}
+		p.field(label, strings.Join(vals, " | "))
+	}
+	for i, m := range c.Masked {
+		label := ""
+		if i == 0 {
+			label = "masked"
+		}
+		p.field(label, clean(m.Column)+": "+clean(m.Action))
+	}
+}
+
+// outcome prints which recorded changes a transaction's end decided.
+func (p *printer) outcome(o *record.ChangeOutcome) {
+	if o.Reason != "" {
+		p.field("reason", clean(o.Reason))
+	}
+	refs := make([]string, len(o.Changes))
+	for i, c := range o.Changes {
+		refs[i] = fmt.Sprintf("command %d statement %d", c.Command, c.Statement)
+	}
+	if len(refs) > 0 {
+		p.field("changes", strings.Join(refs, ", "))
 	}
 }
 
