@@ -17,7 +17,7 @@
 //     not queued), the drain time, events and recorded (raw) bytes per
 //     second from the node's /metrics, the journal's mean fdatasync, CPU
 //     time per part (/proc: the node, PostgreSQL, MinIO, the clients, and
-//     the rest of a shared machine) and bytes written to disk;
+//     the rest of a shared machine) and bytes written (files, sockets);
 //   - compressed size: stored bytes (chunks and manifests) over the raw
 //     recorded bytes, and over the COPY data;
 //   - upload throughput: the node's stored bytes per second over load and

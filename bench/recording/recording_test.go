@@ -141,8 +141,8 @@ func TestOthers(t *testing.T) {
 }
 
 func TestParseProcIO(t *testing.T) {
-	n, err := parseProcIO([]byte("rchar: 1\nwchar: 2\nread_bytes: 3\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n"))
-	if err != nil || n != 4096 {
+	n, err := parseProcIO([]byte("rchar: 1\nwchar: 2048\nread_bytes: 3\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n"))
+	if err != nil || n != 2048 {
 		t.Fatalf("got %d, %v", n, err)
 	}
 }

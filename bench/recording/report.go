@@ -95,7 +95,7 @@ type copyFigures struct {
 	upload                         float64
 	fsyncMS                        float64            // mean fdatasync of the journal
 	cpu                            map[string]float64 // CPU s per GB of COPY data, by part
-	writes                         map[string]float64 // bytes written to storage per byte of COPY data: the node's, minio's
+	writes                         map[string]float64 // bytes passed to write calls per byte of COPY data: the node's, minio's
 }
 
 func (r *report) copyFigures(client, system string) copyFigures {
@@ -151,7 +151,8 @@ type pgbenchFigures struct {
 	ok                      bool
 	tps, events, raw, drain float64 // means
 	storedRaw, eventsPerTx  float64
-	fsyncMS, commits        float64 // mean fdatasync of the journal, group commits per second
+	fsyncMS, commits        float64            // mean fdatasync of the journal, group commits per second
+	cpuPerTx                map[string]float64 // CPU µs per transaction: the node's (by its name) and MinIO's
 	tpsRounds               []float64
 	failed                  int64
 }
@@ -167,6 +168,15 @@ func (r *report) pgbenchFigures(workload, system string) pgbenchFigures {
 	f.drain, _ = mean(legs, func(l pgbenchLeg) float64 { return l.drain.Seconds() })
 	f.fsyncMS, _ = mean(legs, pgbenchLeg.fsyncMS)
 	f.commits, _ = mean(legs, pgbenchLeg.commitsPerSec)
+	f.cpuPerTx = map[string]float64{}
+	for _, part := range []string{system, partMinio} {
+		if system == sysDirect || (part == partMinio && system != sysPhigateOn) {
+			continue
+		}
+		if v, ok := sumRatio(legs, func(l pgbenchLeg) float64 { return l.total.cpu[part].Seconds() * 1e6 }, func(l pgbenchLeg) float64 { return float64(l.run.Transactions) }); ok {
+			f.cpuPerTx[part] = v
+		}
+	}
 	f.storedRaw, _ = sumRatio(legs, func(l pgbenchLeg) float64 { return delta(l.m0, l.m2, mStored) }, func(l pgbenchLeg) float64 { return delta(l.m0, l.m2, mRaw) })
 	f.eventsPerTx, _ = sumRatio(legs, func(l pgbenchLeg) float64 { return delta(l.m0, l.m2, mFrames) }, func(l pgbenchLeg) float64 { return float64(l.run.Transactions) })
 	for _, l := range legs {
@@ -277,7 +287,7 @@ func (r *report) print(w io.Writer) {
 		for _, client := range cfg.copyWith {
 			off, on := r.copyFigures(client, sysPhigateOff), r.copyFigures(client, sysPhigateOn)
 			if off.ok && on.ok {
-				fmt.Fprintf(w, "  %s: bytes written to disk per byte of COPY data: phigate-off %.2f, phigate-on %.2f, MinIO %.2f\n",
+				fmt.Fprintf(w, "  %s: bytes passed to write calls (files and sockets) per byte of COPY data: phigate-off %.2f, phigate-on %.2f, MinIO %.2f\n",
 					client, off.writes[sysPhigateOff], on.writes[sysPhigateOn], on.writes[partMinio])
 			}
 		}
@@ -307,7 +317,7 @@ func (r *report) print(w io.Writer) {
 	if len(r.pgbench) > 0 {
 		fmt.Fprintf(w, "\npgbench, simple protocol, %d clients, %s per run; shipping on and off alternate over %d rounds, direct once\n\n", cfg.clients, cfg.duration, cfg.rounds)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "workload\tdirect tps\toff tps\ton tps\ton/off\tper round\ton/direct\tevents/s\tevents/tx\tfsync ms off\ton\tcommits/s off\ton\traw MB/s\tstored/raw\tdrain s\tothers+pgbench CPU\t")
+		fmt.Fprintln(tw, "workload\tdirect tps\toff tps\ton tps\ton/off\tper round\ton/direct\tevents/s\tevents/tx\tfsync ms off\ton\tcommits/s off\ton\tphigate CPU µs/tx off\ton\tMinIO\traw MB/s\tstored/raw\tdrain s\tothers+pgbench CPU\t")
 		for _, wl := range cfg.workloads {
 			d, off, on := r.pgbenchFigures(wl, sysDirect), r.pgbenchFigures(wl, sysPhigateOff), r.pgbenchFigures(wl, sysPhigateOn)
 			var per []string
@@ -315,12 +325,16 @@ func (r *report) print(w io.Writer) {
 				per = append(per, fmt.Sprintf("%.3f", x))
 			}
 			share, okShare := r.pgbenchOthers(wl)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", wl,
+			offCPU, okOffCPU := off.cpuPerTx[sysPhigateOff]
+			onCPU, okOnCPU := on.cpuPerTx[sysPhigateOn]
+			minioCPU, okMinioCPU := on.cpuPerTx[partMinio]
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", wl,
 				cell(d.tps, d.ok, "%.0f"), cell(off.tps, off.ok, "%.0f"), cell(on.tps, on.ok, "%.0f"),
 				cell(on.tps/off.tps, on.ok && off.ok && off.tps > 0, "%.3f"), strings.Join(per, " "),
 				cell(on.tps/d.tps, on.ok && d.ok && d.tps > 0, "%.2f"),
 				cell(on.events, on.ok, "%.0f"), cell(on.eventsPerTx, on.ok, "%.1f"),
 				cell(off.fsyncMS, off.ok, "%.2f"), cell(on.fsyncMS, on.ok, "%.2f"), cell(off.commits, off.ok, "%.0f"), cell(on.commits, on.ok, "%.0f"),
+				cell(offCPU, okOffCPU, "%.0f"), cell(onCPU, okOnCPU, "%.0f"), cell(minioCPU, okMinioCPU, "%.0f"),
 				cell(on.raw, on.ok, "%.2f"),
 				cell(on.storedRaw, on.ok, "%.3f"), cell(on.drain, on.ok, "%.2f"), cell(100*share, okShare, "%.0f%%"))
 		}
@@ -375,7 +389,7 @@ func (r *report) setup() string {
 	if r.cfg.chunkEvery > 0 {
 		interval = "store.chunk_interval " + r.cfg.chunkEvery.String()
 	}
-	return "MinIO " + r.minioWhere() + "; " + interval
+	return "MinIO with " + r.minioWhere() + "; " + interval
 }
 
 // fileDoc is one written file and what it holds, for README.md.
@@ -426,6 +440,7 @@ func (r *report) write(dir string) error {
 		cpu        = map[string]float64{}
 		fsync      = map[string]float64{}
 		writes     = map[string]float64{}
+		txCPU      = map[string]float64{}
 		copyDone   []string
 		pgbenchRan []string
 	)
@@ -542,6 +557,15 @@ func (r *report) write(dir string) error {
 		if on.ok {
 			fsync["pgbench-"+wl+" "+sysPhigateOn] = on.fsyncMS
 		}
+		for _, f := range []pgbenchFigures{off, on} {
+			for part, v := range f.cpuPerTx {
+				name := "pgbench-" + wl + " " + part
+				if part == partMinio {
+					name = "pgbench-" + wl + " " + sysPhigateOn + " minio"
+				}
+				txCPU[name] = v
+			}
+		}
 		notes := fmt.Sprintf("pgbench %s -M simple -c %d -j %d -T %d -n, scale %d; phigate-on and phigate-off alternate over %d rounds (mean TPS; min/max round: on/off of each pair), direct once before them; "+
 			"the same binary (-tags phigate_bench), phigate-off with PHIGATE_BENCH_SHIPPING=off; after each phigate-on run its backlog drains before the next run; recording with fsync and masking profile on; %s",
 			map[string]string{"select-only": "-S", "read-write": "(TPC-B-like)"}[wl], cfg.clients, min(cfg.jobs, cfg.clients), int(cfg.duration.Seconds()), cfg.scale, cfg.rounds, r.setup())
@@ -574,14 +598,19 @@ func (r *report) write(dir string) error {
 		"time from the end of a workload until everything it recorded is confirmed by the store"); err != nil {
 		return err
 	}
+	if err := put(bench.Result{Name: "recording-pgbench-cpu", Unit: "CPU µs per transaction", Values: txCPU,
+		Notes: "user+system CPU time (/proc/PID/stat) of the node, and of MinIO with shipping on, over each pgbench run (and its drain), per transaction, weighted over the rounds: what shipping adds per transaction, less sensitive to the machine's other load than TPS"},
+		"CPU time per pgbench transaction of the node with shipping on and off, and of MinIO"); err != nil {
+		return err
+	}
 	if err := put(bench.Result{Name: "recording-fsync", Unit: "ms", Values: fsync,
 		Notes: "the nodes' /metrics: phigate_spool_fsync_seconds_sum over phigate_spool_commit_frames_count (group commits) during each run: the mean fdatasync of the recording journal, which every recorded command waits for; the shipper's own fsyncs (segments, ledger) and MinIO's writes share the disk with it when shipping is on"},
 		"mean fdatasync of the recording journal per group commit, shipping on and off"); err != nil {
 		return err
 	}
-	if err := put(bench.Result{Name: "recording-disk-writes", Unit: "bytes written per byte of COPY data", Values: writes,
-		Notes: "write_bytes of /proc/PID/io (bytes the process caused to be written to storage) over each COPY run and its drain, per byte of COPY data, weighted over the rounds: the node's journal, spool files, shipper segments and ledger, cluster state; and MinIO's (" + r.minioWhere() + ")"},
-		"bytes written to disk per byte of COPY data, by the node and by MinIO"); err != nil {
+	if err := put(bench.Result{Name: "recording-writes", Unit: "bytes written per byte of COPY data", Values: writes,
+		Notes: "wchar of /proc/PID/io (bytes passed to write system calls, files and sockets alike) over each COPY run and its drain, per byte of COPY data, weighted over the rounds. The node's: the COPY data forwarded to PostgreSQL (1), the recording written to the journal and again to its session file (each raw/data), and with shipping the sealed segments and the uploads to MinIO; MinIO's (" + r.minioWhere() + "): its drive and its answers. write_bytes is not used: on this kernel (large folios) it counts a whole folio each time an append after an fdatasync dirties it again"},
+		"bytes the node and MinIO write (files and sockets) per byte of COPY data"); err != nil {
 		return err
 	}
 	if r.put != nil {

@@ -40,7 +40,7 @@ type parts struct {
 type usage struct {
 	at      time.Time
 	cpu     map[string]time.Duration // by part, and by node name
-	written map[string]int64         // by node name, and minio: bytes written to storage
+	written map[string]int64         // by node name, and minio: bytes passed to write calls
 	// busy is the whole machine's busy CPU time, when /proc/stat was read.
 	busy     time.Duration
 	haveBusy bool
