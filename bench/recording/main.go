@@ -116,7 +116,7 @@ func parseFlags(args []string) (config, error) {
 	workloads := fs.String("workloads", "select-only,read-write", "pgbench workloads")
 	fs.IntVar(&c.putObjects, "put-objects", 256, "1 MiB objects of the direct Put benchmark (0: skip)")
 	fs.DurationVar(&c.drainLimit, "drain-limit", 3*time.Minute, "longest wait for the node's backlog to drain after a leg")
-	fs.StringVar(&c.minioDir, "minio-dir", "", "directory for MinIO's drive (default: in the working directory, on the nodes' disk; /dev/shm keeps the store's writes off it, as a remote store would)")
+	fs.StringVar(&c.minioDir, "minio-dir", "", "directory under which MinIO's drive is made (default: in the working directory, on the nodes' disk; /dev/shm keeps the store's writes off it, as a remote store would); removed at the end unless -workdir or -keep")
 	fs.DurationVar(&c.chunkEvery, "chunk-interval", 0, "the nodes' store.chunk_interval (0: the product default, 1s)")
 	fs.StringVar(&c.perf, "perf", "", "directory for CPU profiles (perf record -g) of the nodes during the first round of their legs, and of audit verify (empty: none)")
 	if err := fs.Parse(args); err != nil {
