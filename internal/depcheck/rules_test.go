@@ -46,6 +46,7 @@ func pureGraph(extra ...string) *Graph {
 		"session/resource: session/policy",
 		"session/sqlclass: session/policy example.org/pgquery",
 		"storage/chunk: std:crypto/ed25519",
+		"session/change: example.org/pgquery std:fmt",
 		"example.org/phonenumbers: std:os std:regexp", // a third party's os is not the pure package's
 		"example.org/pgquery: std:os std:fmt",
 		"std:fmt: std:os",
