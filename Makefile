@@ -67,7 +67,7 @@ test-clients: deps build
 demo: deps build
 	$(GO) run ./examples/demo --phigate $(BIN)
 
-bench: bench-deps build
+bench: bench-deps build minio
 	$(GO) run ./bench/pg --phigate $(CURDIR)/$(BIN) --results bench/results
 	$(GO) run ./bench/mask --results bench/results
 	$(GO) run ./bench/cluster --phigate $(CURDIR)/$(BIN) --results bench/results

@@ -22,6 +22,11 @@
 //     50 ms), join-to-ready under 5 s. Three nodes, PostgreSQL and pgbench
 //     on one small machine do not scale out: the spread figure says what the
 //     cluster costs, not what more machines would give.
+//   - bench/recording: recording and shipping (issue 10): COPY and pgbench
+//     through a node with shipping to MinIO on and off (a benchmark build,
+//     -tags phigate_bench) against direct PostgreSQL, compression, drain
+//     time, CPU per part, upload and `phigate audit verify` speed
+//     (recording-*.json).
 //
 // What bench/pg and bench/cluster share (children that never outlive the
 // run, PostgreSQL loaded with pgbench's tables, pgbench runs and their

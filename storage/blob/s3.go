@@ -281,12 +281,18 @@ func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, s.wrap("get", key, err)
 	}
 	defer obj.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(obj); err != nil {
-		return nil, s.wrap("get", key, err)
-	}
+	// The object's size first, so that the content is read into one
+	// buffer of that size (a growing buffer zeroed and copied it several
+	// times over: most of what verifying a store from S3 cost).
 	st, err := obj.Stat()
 	if err != nil {
+		return nil, s.wrap("get", key, err)
+	}
+	var buf bytes.Buffer
+	if st.Size > 0 && st.Size < 1<<30 {
+		buf.Grow(int(st.Size) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(obj); err != nil {
 		return nil, s.wrap("get", key, err)
 	}
 	if st.ChecksumSHA256 != "" {
