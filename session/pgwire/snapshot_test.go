@@ -43,9 +43,12 @@ INSERT INTO secrets VALUES (1, 'the-secret-value', 0);
 GRANT SELECT (id, x), UPDATE (x) ON secrets TO ROLE;
 `
 
-// snapshotData resets the fixture's rows.
+// snapshotData resets the fixture's rows. TRUNCATE rather than DELETE:
+// a fresh heap puts the rows in insertion order on both gateways'
+// databases, so a statement without ORDER BY (UPDATE ... RETURNING)
+// answers in the same order whatever vacuum did to either database.
 const snapshotData = `
-DELETE FROM holds; DELETE FROM pledges; DELETE FROM accounts; DELETE FROM incoming; DELETE FROM nokey; DELETE FROM counter;
+TRUNCATE holds, pledges, accounts, incoming, nokey, counter, "acc; DELETE FROM accounts; --", phigate_rows;
 INSERT INTO accounts VALUES (1, 'ann', 100, NULL), (2, 'ann', 50, NULL), (3, 'bob', 10, NULL),
 	(4, 'cy', 1, NULL), (5, 'cy', 1, NULL), (6, 'cy', 1, NULL), (7, 'cy', 1, NULL), (8, 'cy', 1, NULL);
 INSERT INTO holds VALUES (1, 3);
@@ -53,8 +56,8 @@ INSERT INTO pledges VALUES (1, 1);
 INSERT INTO incoming VALUES (1, 100), (9, 50);
 INSERT INTO nokey VALUES (1, 'x'), (2, 'y');
 UPDATE secrets SET x = 0;
-DELETE FROM "acc; DELETE FROM accounts; --"; INSERT INTO "acc; DELETE FROM accounts; --" VALUES (1, 'a'), (2, 'b');
-DELETE FROM phigate_rows; INSERT INTO phigate_rows VALUES (1, 'ann', 7, 'shadow');
+INSERT INTO "acc; DELETE FROM accounts; --" VALUES (1, 'a'), (2, 'b');
+INSERT INTO phigate_rows VALUES (1, 'ann', 7, 'shadow');
 `
 
 // startSnapshotGateway is a gateway with the snapshot fixture, owned by
