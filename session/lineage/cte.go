@@ -135,7 +135,10 @@ func (a *analyzer) runCTE(c *cte) ([]column, bool, error) {
 		same := true
 		next := make([]column, len(out))
 		for i := range out {
-			next[i] = column{name: cur[i].name, lin: out[i].lin}
+			// A round's rows may pair a column of one row with one of
+			// another (the recursive term joins r with a table): no
+			// column of a recursive CTE is one scan's.
+			next[i] = column{name: cur[i].name, lin: noScan(out[i].lin)}
 			same = same && next[i].lin.equal(cur[i].lin)
 		}
 		if same {

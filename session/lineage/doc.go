@@ -40,6 +40,14 @@
 //     Result.Opaque says what, naming the node kind, function or relation,
 //     never a data value; the outputs are then meaningless.
 //
+// A plain output also says which scan of its table it comes from
+// (Output.Scan): plain outputs with the same scan are, in every result row,
+// columns of one table row. Each reference to a table, view or CTE is a
+// scan of its own (a self-join pairs one patient's id with another's date
+// of birth); set operations keep a pairing only when every branch pairs
+// the same way, and recursive CTEs keep none. Masking uses it to take a
+// row's subject (the patient's id) from the row the masked value is of.
+//
 // # What is opaque by design
 //
 // Fail closed: whatever is not known to be safe is opaque, never an empty

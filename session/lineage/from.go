@@ -126,6 +126,7 @@ func (a *analyzer) rangeVar(s *scope, rv *pg_query.RangeVar, cteOK bool) (*nsIte
 			it.schema = e.schema
 		}
 	}
+	it.cols = a.rescan(it.cols)
 	if alias != nil {
 		it.name = alias.GetAliasname()
 		var err error
@@ -134,6 +135,29 @@ func (a *analyzer) rangeVar(s *scope, rv *pg_query.RangeVar, cteOK bool) (*nsIte
 		}
 	}
 	return it, nil
+}
+
+// rescan renumbers the scans behind cols, for one reference to the
+// relation, view or CTE they are the columns of: two references are two
+// scans, whose rows are not the same (FROM patients p, patients q pairs
+// p.id with every q.dob), while the answers for the relation or CTE are
+// analyzed once and shared.
+func (a *analyzer) rescan(cols []column) []column {
+	out := slices.Clone(cols)
+	var from, to []int
+	for i := range out {
+		s := out[i].lin.scan
+		if s == 0 {
+			continue
+		}
+		k := slices.Index(from, s)
+		if k < 0 {
+			from, to = append(from, s), append(to, a.newScan())
+			k = len(from) - 1
+		}
+		out[i].lin.scan = to[k]
+	}
+	return out
 }
 
 // relation returns a relation's columns: base columns for tables, the
@@ -174,12 +198,13 @@ func (a *analyzer) loadRelation(schema, name string) relEntry {
 	switch r.Kind {
 	case Table, Partitioned, Foreign:
 		e.cols = make([]column, len(r.Columns))
+		scan := a.newScan() // renumbered by each reference (rescan)
 		for i, c := range r.Columns {
 			col := Col{Schema: e.schema, Table: name, Column: c.Name, TypeOID: c.TypeOID}
 			if c.Inherited && r.RootName != "" && r.RootSchema != "" {
 				col.Schema, col.Table = r.RootSchema, r.RootName
 			}
-			e.cols[i] = column{name: c.Name, lin: plainCol(col)}
+			e.cols[i] = column{name: c.Name, lin: plainCol(col, scan)}
 		}
 		e.err = generatedColumns(e.cols, r)
 	case View, MatView:

@@ -7,13 +7,18 @@ import "slices"
 type lin struct {
 	srcs  []Col // sorted, unique
 	plain bool  // the value is srcs[0] unchanged
+	// scan numbers, for a plain value, the scan of a base table whose row
+	// it comes from: two plain values with the same scan are columns of
+	// one row. 0: not known to be one scan's (a set operation or VALUES
+	// over different scans, a recursive CTE).
+	scan int
 	// bottom is the value of a recursive CTE's column before the first
 	// iteration: nothing yet. It is the identity of mergeBranch, so that a
 	// column the recursive term carries through unchanged stays plain.
 	bottom bool
 }
 
-func plainCol(c Col) lin { return lin{srcs: []Col{c}, plain: true} }
+func plainCol(c Col, scan int) lin { return lin{srcs: []Col{c}, plain: true, scan: scan} }
 
 // derived is l's value passed through an expression: the same sources,
 // never plain.
@@ -42,7 +47,7 @@ func addSources(l, extra lin) lin {
 
 // mergeBranch is the column of a set operation (or VALUES, or a recursive
 // CTE's iterations) whose rows come from a or b: plain only when both are
-// plain on the same column.
+// plain on the same column, and of one scan only when both are of it.
 func mergeBranch(a, b lin) lin {
 	switch {
 	case a.bottom:
@@ -50,13 +55,24 @@ func mergeBranch(a, b lin) lin {
 	case b.bottom:
 		return a
 	case a.plain && b.plain && a.srcs[0] == b.srcs[0]:
+		if a.scan != b.scan {
+			a.scan = 0
+		}
 		return a
 	}
 	return union(a, b)
 }
 
+// equal compares lineage, not scan numbers (which a recursive CTE's
+// rounds draw afresh).
 func (l lin) equal(m lin) bool {
 	return l.plain == m.plain && l.bottom == m.bottom && slices.Equal(l.srcs, m.srcs)
+}
+
+// noScan is l as of no one scan.
+func noScan(l lin) lin {
+	l.scan = 0
+	return l
 }
 
 // mergeCols merges two sorted, unique slices into a new one.

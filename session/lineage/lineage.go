@@ -45,6 +45,15 @@ type Output struct {
 	// Sources are every base column the value derives from, sorted and
 	// unique; empty for constants, parameters and count(...).
 	Sources []Col
+	// Scan numbers, for a Plain output, the scan of Sources[0]'s table its
+	// values come from: in each row of the result, two outputs with the
+	// same non-zero Scan hold columns of one row of that table (a patient's
+	// id and that same patient's date of birth). Each reference to a
+	// table, view or CTE is a scan of its own, so in FROM patients p,
+	// patients q the outputs p.id and q.dob have different scans. 0: not
+	// known to be one scan's (set operations or VALUES whose branches pair
+	// columns differently, recursive CTEs, derived outputs).
+	Scan int
 }
 
 // Result is the lineage of one statement.

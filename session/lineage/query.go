@@ -36,8 +36,18 @@ func (a *analyzer) selectStmt(parent *scope, st *pg_query.SelectStmt) ([]column,
 			return nil, opaquef("each %s query must have the same number of columns", st.GetOp())
 		}
 		out = make([]column, len(l))
+		pairs := map[[2]int]int{}
 		for i := range l {
 			out[i] = column{name: l[i].name, lin: mergeBranch(l[i].lin, r[i].lin)}
+			// Columns of one scan in each branch are columns of one row
+			// in every row of the result: one scan of their own.
+			if ls, rs := l[i].lin.scan, r[i].lin.scan; out[i].lin.plain && ls != 0 && rs != 0 && ls != rs {
+				k := [2]int{ls, rs}
+				if pairs[k] == 0 {
+					pairs[k] = a.newScan()
+				}
+				out[i].lin.scan = pairs[k]
+			}
 		}
 		sortScope = &scope{parent: s, items: []*nsItem{{cols: out, colsVisible: true}}}
 	case len(st.GetValuesLists()) > 0:

@@ -37,6 +37,14 @@ type analyzer struct {
 	effects int
 	// reads is every base column a reference resolved to (Result.Reads).
 	reads lin
+	// scans is the last scan number given (lin.scan).
+	scans int
+}
+
+// newScan numbers a scan of a base table.
+func (a *analyzer) newScan() int {
+	a.scans++
+	return a.scans
 }
 
 // escapeAll notes that every column of a query's result is stored.
@@ -191,6 +199,9 @@ func rowsResult(cols []column, rows bool, err error) (*Result, error) {
 			return nil, opaquef("recursive query: column %q has no non-recursive source", c.name)
 		}
 		out[i] = Output{Name: c.name, Plain: c.lin.plain, Sources: c.lin.srcs}
+		if c.lin.plain {
+			out[i].Scan = c.lin.scan
+		}
 	}
 	return &Result{Outputs: out}, nil
 }
