@@ -153,13 +153,22 @@ func shiftDate(y, m, d, days int) (int, int, int) {
 	return t.Year(), int(t.Month()), t.Day()
 }
 
-// dateShift returns the number of days dates move back for the current
-// subject.
-func (pl *Plan) dateShift() int {
-	if !pl.shiftSet {
-		pl.SetSubject(nil)
+// dateShift returns the number of days dates of the value being masked
+// move back: its row's subject's shift, or the plan-wide one for a table
+// without a subject column. ok is false when the table has a subject the
+// row does not give: then no shift is safe (the plan-wide one would line
+// up the dates of different people), and the date is withheld.
+func (pl *Plan) dateShift() (days int, ok bool) {
+	switch k := pl.subj.cur; {
+	case k == useProfile:
+		if !pl.shiftSet {
+			pl.SetSubject(nil)
+		}
+		return pl.shift, true
+	case k > 0 && pl.subj.shifts[k-1] > 0:
+		return pl.subj.shifts[k-1], true
 	}
-	return pl.shift
+	return 0, false
 }
 
 // appendDateLike applies date-shift and generalize. What generalize means
@@ -177,7 +186,10 @@ func (pl *Plan) appendDateLike(dst []byte, k kind, a Action, typmod int32, bin b
 				return append(dst, v...), true
 			}
 			t := pgEpoch.AddDate(0, 0, int(days))
-			y, m, d := pl.moveDate(a, t.Year(), int(t.Month()), t.Day())
+			y, m, d, ok := pl.moveDate(a, t.Year(), int(t.Month()), t.Day())
+			if !ok {
+				return dst, false
+			}
 			days = int64(time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).Sub(pgEpoch).Hours() / 24)
 			return binary.BigEndian.AppendUint32(dst, uint32(int32(days))), true
 		}
@@ -188,7 +200,10 @@ func (pl *Plan) appendDateLike(dst []byte, k kind, a Action, typmod int32, bin b
 		if !ok || td.end != len(v) {
 			return dst, false
 		}
-		y, m, d := pl.moveDate(a, td.y, td.m, td.d)
+		y, m, d, ok := pl.moveDate(a, td.y, td.m, td.d)
+		if !ok {
+			return dst, false
+		}
 		return appendTextDate(dst, td, y, m, d), true
 	case kindTimestamp, kindTimestamptz:
 		if bin {
@@ -206,7 +221,10 @@ func (pl *Plan) appendDateLike(dst []byte, k kind, a Action, typmod int32, bin b
 				rest += usPerDay
 			}
 			t := pgEpoch.AddDate(0, 0, int(day))
-			y, m, d := pl.moveDate(a, t.Year(), int(t.Month()), t.Day())
+			y, m, d, ok := pl.moveDate(a, t.Year(), int(t.Month()), t.Day())
+			if !ok {
+				return dst, false
+			}
 			nd := int64(time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).Sub(pgEpoch).Hours() / 24)
 			if a == ActionGeneralize {
 				rest = 0
@@ -220,7 +238,10 @@ func (pl *Plan) appendDateLike(dst []byte, k kind, a Action, typmod int32, bin b
 		if !ok {
 			return dst, false
 		}
-		y, m, d := pl.moveDate(a, td.y, td.m, td.d)
+		y, m, d, ok := pl.moveDate(a, td.y, td.m, td.d)
+		if !ok {
+			return dst, false
+		}
 		dst = appendTextDate(dst, td, y, m, d)
 		rest := v[td.end:]
 		if a == ActionGeneralize {
@@ -264,11 +285,18 @@ func (pl *Plan) appendDateLike(dst []byte, k kind, a Action, typmod int32, bin b
 	return dst, false
 }
 
-func (pl *Plan) moveDate(a Action, y, m, d int) (int, int, int) {
+// moveDate generalizes or shifts y-m-d; ok is false when a shift is due
+// and none is safe (dateShift).
+func (pl *Plan) moveDate(a Action, y, m, d int) (ny, nm, nd int, ok bool) {
 	if a == ActionGeneralize {
-		return y, 1, 1
+		return y, 1, 1, true
 	}
-	return shiftDate(y, m, d, pl.dateShift())
+	days, ok := pl.dateShift()
+	if !ok {
+		return 0, 0, 0, false
+	}
+	ny, nm, nd = shiftDate(y, m, d, days)
+	return ny, nm, nd, true
 }
 
 // appendDateLikeText generalizes or shifts a text value: dates keep their
@@ -281,7 +309,10 @@ func (pl *Plan) appendDateLikeText(dst []byte, k kind, a Action, typmod int32, v
 	}
 	start := len(dst)
 	if td, ok := parseTextDate(body, dateOrder(pl.params.DateStyle)); ok && td.end == len(body) {
-		y, m, d := pl.moveDate(a, td.y, td.m, td.d)
+		y, m, d, ok := pl.moveDate(a, td.y, td.m, td.d)
+		if !ok {
+			return pl.appendText(dst, k, ActionRedact, typmod, v)
+		}
 		dst = appendTextDate(dst, td, y, m, d)
 	} else if a == ActionGeneralize && isZip(body) {
 		dst = append(dst, body[:3]...)

@@ -3,7 +3,6 @@ package mask
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/binary"
 	"hash"
 	"strings"
 )
@@ -14,6 +13,12 @@ type Column struct {
 	// Source is "schema.table.column" when the column comes straight from a
 	// table column, else "".
 	Source string
+	// Scan, with Source, numbers the scan of Source's table the values come
+	// from: columns with the same non-zero Scan hold, in each row, columns
+	// of one table row (lineage.Output.Scan). Date-shift per subject takes
+	// a row's subject only from a column of the date's own scan. 0: not
+	// known to be one scan's.
+	Scan int
 	// Derived lists the base columns a computed output (an expression, an
 	// aggregate, a cast, a whole-row reference) derives from, when Source
 	// is "". If a plain column from any of them would be masked in any way
@@ -41,11 +46,15 @@ type SourceCol struct {
 	TypeOID uint32 // the base column's type: decides whether a plain column from it is scanned
 }
 
-// Params are session settings that change how text-format values look.
+// Params are what a plan takes from the session besides the profile.
 type Params struct {
 	// DateStyle is the session's DateStyle, e.g. "ISO, MDY" (the default
 	// when empty).
 	DateStyle string
+	// Subjects are the resource's subject columns: date-shift of a table
+	// that has one moves each row's dates by its subject's shift (see
+	// [Plan.SubjectColumns]). Nil: one plan-wide shift.
+	Subjects *Subjects
 }
 
 // Applied records how a column of a result set was masked.
@@ -88,8 +97,9 @@ type Plan struct {
 	textAction   Action
 	classActions [numTypes]Action
 	shiftDays    int
-	shift        int  // days dates move back, for the current subject
+	shift        int  // days dates move back, for the plan-wide subject
 	shiftSet     bool // shift is computed
+	subj         rowSubjects
 	proof        func(*Proof)
 	pr           Proof
 	lastVote     EntityType // what the last scanned value looked like
@@ -210,6 +220,9 @@ func (p *Profile) Plan(cols []Column, params Params) *Plan {
 			}
 		}
 	}
+	if params.Subjects != nil {
+		pl.bindSubjects(cols, params.Subjects)
+	}
 	return pl
 }
 
@@ -272,16 +285,17 @@ func sourceColumn(src string) string {
 	return src
 }
 
-// SetSubject names the person the following values belong to (for example
-// the raw value of the row's patient id column) so that date-shift moves
-// all of that person's dates by the same number of days. Without a subject
-// all dates move by one profile-wide shift.
+// SetSubject names the person every value of the plan belongs to (in the
+// canonical form [Plan.SetRowSubject] describes: "7" for patient 7), so
+// that date-shift moves all of that person's dates by the same number of
+// days. Without it, dates move by one profile-wide shift. Columns of a
+// table with a subject column ([Params.Subjects]) ignore it: they take
+// each row's own subject.
 func (pl *Plan) SetSubject(subject []byte) {
 	if pl == nil || pl.key == nil {
 		return
 	}
-	d := pl.digest(domShift, subject)
-	pl.shift = 1 + int(binary.BigEndian.Uint32(d)%uint32(max(pl.shiftDays, 1)))
+	pl.shift = pl.shiftFor(subject)
 	pl.shiftSet = true
 }
 
@@ -328,6 +342,7 @@ func (pl *Plan) AppendValue(dst []byte, i int, v []byte) (out []byte, null bool)
 	if v == nil {
 		return dst, true
 	}
+	pl.subj.at(i)
 	if c.action == ActionDetect {
 		return pl.appendScanned(dst, i, c, v)
 	}
