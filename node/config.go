@@ -345,6 +345,14 @@ type ResourceConfig struct {
 	// Retention is how long the recordings of sessions on this resource
 	// are kept ("6y", "400d", "72h"). Empty: the node's store.retention.
 	Retention string `yaml:"retention,omitempty"`
+	// Subjects maps tables ("schema.table", or "table" in any schema) to
+	// the column that names the person each row is about (public.patients:
+	// id, public.encounters: patient_id): date-shift then moves each
+	// person's dates by that person's own number of days, the same in
+	// every query, session and node, and a date of such a table in a
+	// result without its subject column is NULL. Empty: one shift per
+	// masking profile.
+	Subjects map[string]string `yaml:"subjects,omitempty"`
 }
 
 // RoleConfig is one upstream login of a resource.

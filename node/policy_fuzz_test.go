@@ -20,6 +20,7 @@ func FuzzApplyPolicy(f *testing.F) {
 	f.Add([]byte("resources: [{name: r, address: '127.0.0.1:5432', database: d, roles: {read: {user: u, password: {value: pw}}, admin: {user: a, password: {sealed: AAAA}}}}]\nauditors: {public_key: none}\n"))
 	f.Add([]byte("identities: {tokens: [{name: x, kind: agent, token_sha256: " + strings.Repeat("ab", 32) + ", clients: [10.0.0.0/8]}]}\nadmins: {groups: [g]}\nauditors: {public_key: none}\n"))
 	f.Add([]byte("masking: {profiles: {p: {rules: [{column: a.b.c, action: redact}], detect: {}}}}\nauditors: {public_key: none}\n"))
+	f.Add([]byte("resources: [{name: r, address: '127.0.0.1:5432', database: d, user: u, subjects: {public.patients: id, encounters: patient_id}}]\nauditors: {public_key: none}\n"))
 	sealer, err := NewAESSealer(bytes.Repeat([]byte{1}, 32))
 	if err != nil {
 		f.Fatal(err)

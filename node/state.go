@@ -236,7 +236,9 @@ func buildResource(rc ResourceConfig, sealer Sealer) (*resource.Resource, error)
 		}
 		r.Roles[level] = resource.Credential{User: role.User, Password: resource.NewSecret(string(pw))}
 	}
-	if err := pgwire.ValidateResource(r); err != nil {
+	var serr error
+	r.Subjects, serr = mask.NewSubjects(rc.Subjects)
+	if err := errors.Join(serr, pgwire.ValidateResource(r)); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -16,6 +16,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/policy"
 )
 
@@ -89,6 +90,11 @@ type Resource struct {
 	CAPEM []byte
 	// ServerName overrides the name checked in verify-full (default: the host).
 	ServerName string
+	// Subjects names, per table, the column that identifies the person a
+	// row is about, so that date-shift moves each person's dates by that
+	// person's own shift (mask.Subjects). Nil: one shift per profile. A
+	// live session adopts a change; it is no part of SameTarget.
+	Subjects *mask.Subjects
 }
 
 // Validate checks what every protocol needs of r and fills in its defaults
