@@ -22,9 +22,10 @@ type maskInput struct {
 }
 
 type maskFinding struct {
-	Start int    `json:"start"`
-	End   int    `json:"end"`
-	Type  string `json:"type"`
+	Start    int    `json:"start"`
+	End      int    `json:"end"`
+	Type     string `json:"type"`
+	Detector string `json:"detector"`
 }
 
 type maskOutput struct {
@@ -44,9 +45,10 @@ func newMaskCommand() *cobra.Command {
 		Short: "Find and mask PHI in JSON Lines read from stdin",
 		Long: `mask reads JSON Lines on stdin, each {"id": "...", "text": "..."}, and writes one
 line per input, in order: {"id": "...", "masked": "...", "findings": [{"start": S,
-"end": E, "type": "T"}]}. S and E are offsets in Unicode code points into text (end
+"end": E, "type": "T", "detector": "D"}]}. S and E are offsets in Unicode code points into text (end
 exclusive); T is NAME, ADDRESS, LOCATION, ZIP, DATE, AGE, PHONE, FAX, EMAIL, SSN, MRN,
-HEALTH_PLAN_ID, ACCOUNT, CREDIT_CARD, LICENSE, VEHICLE_ID, DEVICE_ID, URL, IP or ID.
+HEALTH_PLAN_ID, ACCOUNT, CREDIT_CARD, LICENSE, VEHICLE_ID, DEVICE_ID, URL, IP or ID;
+D names the rule that found it (as in the masking proof).
 
 With --policy FILE, the detect section of the masking profile in FILE (YAML,
 as under masking.profiles.NAME in the node configuration) configures the
@@ -131,7 +133,7 @@ func runMask(det *mask.Detector, in io.Reader, out, errOut io.Writer) error {
 		for _, f := range found {
 			s := advance(f.Start)
 			e := advance(f.End)
-			o.Findings = append(o.Findings, maskFinding{Start: s, End: e, Type: f.Type.String()})
+			o.Findings = append(o.Findings, maskFinding{Start: s, End: e, Type: f.Type.String(), Detector: f.Detector})
 		}
 		if err := enc.Encode(o); err != nil {
 			return fmt.Errorf("mask: write: %w", err)

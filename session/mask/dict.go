@@ -62,6 +62,11 @@ const (
 	fCityTop    // one of the 3,000 US cities with the most ZIP codes
 	fPersonVerb // a verb that follows a person: called, visited, states
 	fTownPrefix // North, New, Port ...: the first word of many town names
+	// fKnown marks the allowlist: English words (SCOWL's large list) and
+	// clinical words and abbreviations. Where a name or a place may stand,
+	// a word that is not known is taken for one (recall first); a known
+	// word needs a name list or context.
+	fKnown
 
 	fLooked // the token's flags have been looked up
 )
@@ -80,7 +85,7 @@ var keywordCategories = map[string]wflag{
 // triggerFlags are the flags of lower-case words that can start a
 // detection; only those words are looked up during the scan (through a
 // bit filter), the rest only when a detector asks about a neighbour.
-const triggerFlags = fTitle | fNameCtx | fMonth | fMonthAbbr
+const triggerFlags = fTitle | fNameCtx | fMonth | fMonthAbbr | fNameSuffix
 
 // dictionary is the loaded word lists: single words and multi-word phrases
 // (cities, states), all lower case.
@@ -122,7 +127,9 @@ func loadDict() *dictionary {
 		d.loadList("data/last_names.txt", fLast, fLastTop, 10000)
 		d.loadList("data/first_names_faker.txt", fFirst, 0, 0)
 		d.loadList("data/last_names_faker.txt", fLast, 0, 0)
-		d.loadList("data/common_words.txt", fCommon, 0, 0)
+		d.loadList("data/common_words.txt", fCommon|fKnown, 0, 0)
+		d.loadList("data/known_words.txt", fKnown, 0, 0)
+		d.loadList("data/clinical_words.txt", fKnown|fCommon, 0, 0)
 		d.loadList("data/us_cities.txt", fCity, fCityTop, 3000)
 		d.loadList("data/world_cities.txt", fCity, fCityTop, worldCitiesTop)
 		d.loadKeywords("data/keywords.txt")
@@ -135,7 +142,7 @@ func loadDict() *dictionary {
 			d.setTrigger([]byte(w))
 		}
 		for w, f := range d.words {
-			if f&^(fFirst|fFirstTop|fLast|fLastTop|fCommon|fCity|fCityTop|fCityStart|fStateStart|fCommonName) != 0 || f&(fCityStart|fStateStart) != 0 {
+			if f&^(fFirst|fFirstTop|fLast|fLastTop|fCommon|fKnown|fCity|fCityTop|fCityStart|fStateStart|fCommonName) != 0 || f&(fCityStart|fStateStart) != 0 {
 				d.setKeep([]byte(w))
 			}
 		}

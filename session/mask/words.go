@@ -21,6 +21,11 @@ const ambiguousName = fCommon | fMedStop | fMonth | fMonthAbbr | fWeekday | fStr
 
 func (s *Scanner) word(i int) int {
 	t := &s.toks[i]
+	if t.end-t.start == 1 && s.isPunct(i+1, '.') && s.adjacent(i+1) {
+		if n := s.initialName(i); n > i {
+			return n
+		}
+	}
 	if l := t.end - t.start; l >= 3 && l <= 5 && (s.text[t.start]|0x20 == 'h' || s.text[t.start]|0x20 == 'w' || s.text[t.start]|0x20 == 'f') {
 		if n := s.url(i); n > i {
 			return n
@@ -33,6 +38,11 @@ func (s *Scanner) word(i int) int {
 		f := s.flags(i)
 		if f&(fMonth|fMonthAbbr) != 0 {
 			if n := s.textDate(i); n > i {
+				return n
+			}
+		}
+		if f&fNameSuffix != 0 {
+			if n := s.signature(i); n > i {
 				return n
 			}
 		}
@@ -57,7 +67,7 @@ func (s *Scanner) word(i int) int {
 	}
 	// An ordinary word that happens to be capitalized ("Plan", "Recheck")
 	// and does not start a run of capitalized words: nothing to find.
-	if f&^(fCommon|fLooked) == 0 && f&fCommon != 0 && !s.capitalized(i+1) && !s.allCaps(i+1) && !s.isPunct(i+1, '.') {
+	if f&^(fCommon|fKnown|fLooked) == 0 && f&fCommon != 0 && !s.capitalized(i+1) && !s.allCaps(i+1) && !s.isPunct(i+1, '.') {
 		return i + 1
 	}
 	if f&(fMonth|fMonthAbbr) != 0 {
@@ -77,6 +87,11 @@ func (s *Scanner) word(i int) int {
 	if f&fWeekday != 0 && s.capitalized(i) && s.tokLen(i) >= 6 {
 		s.emitToks(i, i, TypeDate, "date-weekday")
 		return i + 1
+	}
+	if f&fNameSuffix != 0 && (s.allCaps(i) || s.isPunct(i-1, ',')) {
+		if n := s.signature(i); n > i {
+			return n
+		}
 	}
 	if s.allCaps(i) {
 		if f&fStateAbbr != 0 && s.tokLen(i) == 2 {
@@ -151,7 +166,7 @@ func (s *Scanner) nameScore(i int) int {
 	}
 	f := s.flags(i)
 	if f&(fFirst|fLast) == 0 {
-		if f&ambiguousName != 0 || f&fCity != 0 || hasSuffixFold(s.tokText(i), medicalSuffixes) {
+		if f&(ambiguousName|fKnown) != 0 || f&fCity != 0 || hasSuffixFold(s.tokText(i), medicalSuffixes) {
 			return 0
 		}
 		return 1
@@ -160,7 +175,7 @@ func (s *Scanner) nameScore(i int) int {
 		return 1
 	}
 	if f&fFirstTop != 0 {
-		return 2 // census first names that are words rarely are (Maria, Lee)
+		return 2 // census first names that are no everyday word (Maria, Lee)
 	}
 	if f&fCommon != 0 {
 		return 1
@@ -206,8 +221,9 @@ func (s *Scanner) nameRun(i int, title bool) (last, best, names int) {
 			break
 		}
 		// O'Brien, D'Angelo
+		// (not I'M, D/C'D, X'S: the part after the apostrophe is a word)
 		if s.isWord(j) && s.tokLen(j) == 1 && s.toks[j].cls&cUpper1 != 0 && s.isPunct(j+1, '\'') && s.adjacent(j+1) &&
-			s.adjacent(j+2) && s.capitalized(j+2) {
+			s.adjacent(j+2) && s.capitalized(j+2) && s.tokLen(j+2) >= 3 && !(s.isPunct(j-1, '/') && s.adjacent(j)) {
 			best = 2
 			last = j + 2
 			j += 3
@@ -353,8 +369,10 @@ func (s *Scanner) name(i int) int {
 		switch sc := s.nameScore(k); {
 		case sc == 2:
 			strong++
-		case sc == 1 && s.inDict(k):
+		case sc == 1 && s.inDict(k) && (s.flags(k)&fKnown == 0 || s.flags(k)&(fFirstTop|fLastTop) != 0):
 			weak++
+		case sc == 1 && s.inDict(k):
+			common++ // a listed name that is also a word: "Given", "Alert"
 		case sc == 1:
 			unknown++
 		}
@@ -387,7 +405,7 @@ func (s *Scanner) name(i int) int {
 	}
 	// "Bjorn called": a first name from the lists that is no word, and a
 	// verb people do.
-	if !ok && weak >= 1 && common == 0 && s.flags(first)&fFirst != 0 && s.flags(first)&fCommonName == 0 &&
+	if !ok && weak >= 1 && (common == 0 || first == last && s.flags(first)&fFirstTop != 0) && s.flags(first)&fFirst != 0 && s.flags(first)&fCommonName == 0 &&
 		s.isWord(last+1) && s.toks[last+1].gap == gapSpace && s.flags(last+1)&fPersonVerb != 0 {
 		ok = true
 	}
@@ -411,29 +429,49 @@ func (s *Scanner) name(i int) int {
 	return last + 1
 }
 
-// nameAfterTitle detects the name after a title: Dr. Hope, Mrs Jones.
+// nameAfterTitle detects the name after a title: Dr. Hope, Mrs Jones,
+// DR RIZZO, dr. o'halloran, Drs Joseph and Robbinson. In capitals and in
+// lower case the title is what says a name follows, so the words after
+// it count when they are listed names or unknown words (the allowlist):
+// "DR SULLIVAN AWARE" stops at AWARE, "SR WITH OCC" (sinus rhythm) is no
+// name at all.
 func (s *Scanner) nameAfterTitle(i int) int {
 	j := i + 1
+	plural := s.equalFold(i, "drs")
+	if s.isPunct(j, '\'') && s.adjacent(j) && s.equalFold(j+1, "s") { // DR'S
+		j += 2
+		plural = true
+	}
 	if s.isPunct(j, '.') && s.adjacent(j) {
 		j++
 	}
 	if j >= len(s.toks) || s.toks[j].gap == gapNewline {
 		return i
 	}
-	if s.allCaps(j) {
-		k := j
-		for k+1 < len(s.toks) && s.allCaps(k+1) && s.toks[k+1].gap == gapSpace && k-j < 2 {
-			k++
-		}
-		s.emitToks(j, k, TypeName, "name-title")
-		return k + 1
-	}
-	// "MR. Cardiology following": in capitals, MR and MS are also mitral
-	// regurgitation and multiple sclerosis; a name must then be a known one.
-	if s.allCaps(i) && s.tokLen(i) == 2 && !s.inDict(j) {
+	// MR and MS are also mitral regurgitation and mental status, SR sinus
+	// rhythm, FR a catheter's size: after them a name must be a listed one
+	// that is no word ("MR. Cardiology following", "SR NO VEA").
+	weak := foldIn(s.tokText(i), weakTitles) && !(s.capitalized(i) && !s.allCaps(i) && s.capitalized(j) && !s.allCaps(j))
+	if weak && !s.initialAt(j) && (!s.inDict(j) || s.flags(j)&(fKnown|keywordFlags) != 0) {
 		return i
 	}
-	if !s.capitalized(j) && !(s.lowerWord(j) && s.inDict(j) && s.flags(j)&fCommon == 0) {
+	if s.allCaps(j) || s.lowerWord(j) || s.mostlyCaps() && s.initialAt(j) {
+		last := s.titledName(j)
+		if last < j {
+			return i
+		}
+		for plural && (s.equalFold(last+1, "and") || s.isPunct(last+1, '&')) {
+			l2 := s.titledName(last + 2)
+			if l2 < last+2 {
+				break
+			}
+			s.emitToks(j, last, TypeName, "name-title")
+			j, last = last+2, l2
+		}
+		s.emitToks(j, last, TypeName, "name-title")
+		return last + 1
+	}
+	if !s.capitalized(j) {
 		return i
 	}
 	last, _, _ := s.nameRun(j, true)
@@ -444,29 +482,272 @@ func (s *Scanner) nameAfterTitle(i int) int {
 	return last + 1
 }
 
+// weakTitles are titles that are also clinical abbreviations.
+var weakTitles = []string{"mr", "ms", "sr", "sra", "srta", "fr", "dra", "mx", "rev", "capt"}
+
+// initialAt reports a single letter followed by '.' at token j.
+func (s *Scanner) initialAt(j int) bool {
+	return s.isWord(j) && s.tokLen(j) == 1 && s.toks[j].cls&cDigit == 0 && s.isPunct(j+1, '.') && s.adjacent(j+1)
+}
+
+// nameWord reports whether token k may be part of a name where context
+// says one stands: a listed first name or surname that is not a keyword,
+// or a word the allowlist does not know.
+func (s *Scanner) nameWord(k int) bool {
+	if !s.isWord(k) || s.toks[k].cls&cDigit != 0 || s.toks[k].cls&cPlain != 0 || s.tokLen(k) < 2 {
+		return false
+	}
+	return s.nameBytes(s.tokText(k), s.flags(k), s.capitalized(k) && !s.allCaps(k) && !s.mostlyCaps())
+}
+
+// nameBytes is nameWord for a word w with flags f; titled says it is
+// capitalized in text written in mixed case.
+func (s *Scanner) nameBytes(w []byte, f wflag, titled bool) bool {
+	if f&(keywordFlags|fNameSuffix|fStateAbbr) != 0 {
+		return false
+	}
+	if f&(fFirst|fLast) != 0 {
+		return f&fKnown == 0 || titled
+	}
+	return f&fKnown == 0 && !hasSuffixFold(w, medicalSuffixes) && !s.nearKnown(w)
+}
+
+// nearKnown reports whether token k, a word the allowlist does not know,
+// is one letter dropped, doubled or swapped away from a known word of six
+// letters or more: a misspelling ("visisted", "socaial", "recieved"), not
+// a name. Only words in a name's position are asked, so the look-ups cost
+// little.
+func (s *Scanner) nearKnown(w []byte) bool {
+	n := len(w)
+	if n < 7 || n > 24 {
+		return false
+	}
+	var buf [24]byte
+	for i := range n { // one letter too many
+		m := copy(buf[:], w[:i])
+		m += copy(buf[m:], w[i+1:])
+		if s.d.lookup(buf[:m])&fKnown != 0 {
+			return true
+		}
+	}
+	for i := 0; i+1 < n; i++ { // two letters swapped
+		copy(buf[:], w)
+		buf[i], buf[i+1] = buf[i+1], buf[i]
+		if s.d.lookup(buf[:n])&fKnown != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// titledName returns the last token of the name that starts at token j
+// after a title, or j-1: initials (L. RUUSKA), O'Halloran, Williams-Nuzzo,
+// and up to three words.
+func (s *Scanner) titledName(j int) int {
+	last := j - 1
+	for k := j; k < len(s.toks) && k-j < 6; {
+		if k > j && s.toks[k].gap != gapSpace && s.toks[k].gap != gapNone {
+			break
+		}
+		if s.initialAt(k) && s.isWord(k+2) && s.toks[k+2].gap == gapSpace {
+			k += 2
+			continue
+		}
+		// o'rourke, O'HALLORAN
+		if s.isWord(k) && s.tokLen(k) == 1 && s.isPunct(k+1, '\'') && s.adjacent(k+1) && s.adjacent(k+2) && s.isWord(k+2) && s.tokLen(k+2) > 2 {
+			last = k + 2
+			k += 3
+		} else if s.nameWord(k) || k == j && s.flags(k)&(fFirst|fLast) != 0 && s.flags(k)&(keywordFlags|fNameSuffix) == 0 {
+			// the first word after a title is a name even when it is a
+			// word too (dr small, Dr. White)
+			last = k
+			k++
+		} else {
+			break
+		}
+		for s.isPunct(k, '-') && s.adjacent(k) && s.adjacent(k+1) && s.isWord(k+1) && s.tokLen(k+1) > 1 {
+			last = k + 1 // williams-nuzzo
+			k += 2
+		}
+		if last-j >= 4 || !s.isWord(k) || s.toks[k].gap != gapSpace {
+			break
+		}
+	}
+	return last
+}
+
 // lowerNameAfter detects a name after a context word, in any case:
-// "wife mary", "Pt JOHN".
+// "wife mary", "Pt JOHN", "dtr suzette", "DAUGHTER-KRISSY". After a
+// relation (wife, son, daughter) a word the allowlist does not know is
+// taken for a name, and so is a listed first name that is also a word
+// ("son bill"); after a weaker context (pt, patient) only a listed name
+// that is no word.
 func (s *Scanner) lowerNameAfter(i int) int {
 	if s.flags(i)&fTitle != 0 {
 		return s.nameAfterTitle(i)
 	}
+	// Verbs and form words (call, contact, name, cc) announce a name in
+	// mixed case; in one case, words after them are names only when
+	// listed.
+	relation := s.flags(i)&fRelation != 0 && !foldIn(s.tokText(i), weakRelations)
+	if s.equalFold(i, "cc") && i > 0 && s.toks[i-1].cls&cDigit != 0 {
+		return i // 400 cc melena
+	}
 	j := i + 1
-	if s.isPunct(j, ',') || s.isPunct(j, ':') {
+	if s.isPunct(j, ',') || s.isPunct(j, ':') || relation && s.isPunct(j, '-') {
 		j++
+	}
+	for relation && s.isPunct(j, '-') && s.adjacent(j) {
+		j++ // DAUGHTER--KRISSY
 	}
 	if j >= len(s.toks) || s.toks[j].gap == gapNewline || !s.isWord(j) || s.toks[j].cls&cUpper1 != 0 && !s.allCaps(j) {
 		return i // capitalized names are handled by name()
 	}
-	f := s.flags(j)
-	if f&(fFirst|fLast) == 0 || f&ambiguousName != 0 || s.tokLen(j) <= 2 {
+	if !s.relatedName(j, relation) {
 		return i
 	}
 	last := j
-	if k := j + 1; s.isWord(k) && s.toks[k].gap == gapSpace && s.flags(k)&(fFirst|fLast) != 0 && s.flags(k)&ambiguousName == 0 &&
-		(s.lowerWord(k) == s.lowerWord(j)) {
+	if k := j + 1; s.isWord(k) && s.toks[k].gap == gapSpace && s.lowerWord(k) == s.lowerWord(j) &&
+		(relation && s.nameWord(k) || s.flags(k)&(fFirst|fLast) != 0 && s.flags(k)&(ambiguousName|fKnown) == 0) {
 		last = k
 	}
 	s.emitToks(j, last, TypeName, "name-context")
+	return last + 1
+}
+
+// relatedName reports whether token j, after a context word, is a name.
+func (s *Scanner) relatedName(j int, relation bool) bool {
+	f := s.flags(j)
+	if s.tokLen(j) <= 2 || f&(keywordFlags|fNameSuffix) != 0 {
+		return relation && s.tokLen(j) == 2 && f&(fFirst) != 0 && f&fKnown == 0 // ed, al
+	}
+	if !relation {
+		return f&(fFirst|fLast) != 0 && f&(ambiguousName|fKnown) == 0
+	}
+	if s.nameWord(j) {
+		return true
+	}
+	// son bill, wife rose: a first name that is also a word, but not one
+	// that follows relations as a verb does (son will call)
+	return f&fFirstTop != 0 && !foldIn(s.tokText(j), notNameAfterRelation)
+}
+
+var weakRelations = []string{"named", "name", "contact", "attn", "attention", "dear", "cc", "call", "text", "email", "page", "ask", "tell", "thank", "thanks"}
+
+var notNameAfterRelation = []string{"will", "may", "can", "said", "says", "is", "was", "and", "or", "in", "at", "to", "her", "his", "him", "just", "given", "call", "called", "calls", "here"}
+
+// signature detects the name before a credential, as clinicians sign
+// notes in every case: "DAN A. FORMAN-LYONS, RRT", "q. lander rrt",
+// "florencia cooke np", "Bernard Foley CRT". Token c is the credential.
+// The words before it count when they are listed names or unknown to
+// the allowlist (or initials); a known word ends the name.
+func (s *Scanner) signature(c int) int {
+	if !foldIn(s.tokText(c), signCredentials) || c == 0 {
+		return c
+	}
+	k := c - 1
+	if s.isPunct(k, ',') {
+		k--
+	}
+	start, end := -1, -1
+	words := 0
+	for k >= 0 && words < 4 {
+		t := s.toks[k]
+		switch {
+		case t.cls&cPlain != 0: // lower-case words merged into one token
+			w := s.text[t.start:t.end]
+			e := len(w)
+			for words < 3 {
+				sp := bytes.LastIndexByte(w[:e], ' ') + 1
+				word := w[sp:e]
+				f := s.d.lookup(word)
+				if !s.nameBytes(word, f&^fMedStop, false) && !(f&fMedStop != 0 && f&(fFirst|fLast) != 0) || len(word) < 2 {
+					break
+				}
+				start = int(t.start) + sp
+				if end < 0 {
+					end = int(t.start) + e
+				}
+				words++
+				if sp == 0 {
+					break
+				}
+				e = sp - 1
+			}
+			k = -1 // a run is as far back as a signature goes
+			continue
+		case s.isWord(k) && s.tokLen(k) == 1 && t.cls&cDigit == 0 && (s.isPunct(k+1, '.') && s.adjacent(k+1) || k+1 < c && s.toks[k+1].gap == gapSpace) && words > 0:
+			start = int(t.start) // an initial
+		case s.isPunct(k, '.') && s.adjacent(k) && s.isWord(k-1) && s.tokLen(k-1) == 1 && words > 0:
+			k--
+			continue
+		case (s.isPunct(k, '-') || s.isPunct(k, '\'')) && s.adjacent(k) && s.adjacent(k+1) && words > 0 && s.isWord(k-1):
+			k--
+			continue // FORMAN-LYONS, O'BRIEN
+		case s.isWord(k) && t.cls&cDigit == 0 && s.tokLen(k) >= 2 && (s.nameWord(k) || s.flags(k)&fMedStop != 0 && s.flags(k)&(fFirst|fLast) != 0 && s.flags(k)&(keywordFlags&^fMedStop) == 0):
+			start = int(t.start)
+			words++
+		default:
+			k = -1
+			continue
+		}
+		if end < 0 {
+			end = int(t.end)
+		}
+		if t.gap == gapNewline {
+			break
+		}
+		k--
+	}
+	if words == 0 {
+		return c
+	}
+	s.emit(start, end, TypeName, "name-signature")
+	return c + 1
+}
+
+// signCredentials are the credentials clinicians sign with.
+var signCredentials = []string{"rn", "rrt", "crt", "np", "lpn", "cna", "msw", "lcsw", "licsw", "rd", "md", "pa-c", "bsn", "msn", "aprn", "crna", "pharmd", "slp", "rnc"}
+
+// initialName detects a name that starts with an initial: "W. MAROTTA",
+// "d. renna", "L. Ruuska". Token i is the letter, followed by '.'.
+func (s *Scanner) initialName(i int) int {
+	if i > 0 && s.isPunct(i-1, '.') && s.adjacent(i) || s.toks[i].cls&cDigit != 0 {
+		return i // the end of e.g., U.S.
+	}
+	j := i + 2
+	if j >= len(s.toks) || s.toks[j].gap != gapSpace || !s.isWord(j) || s.toks[j].cls&cDigit != 0 {
+		return i
+	}
+	if s.tokLen(j) == 1 && s.isPunct(j+1, '.') { // A. B. Smith
+		j += 2
+		if j >= len(s.toks) || s.toks[j].gap != gapSpace || !s.isWord(j) {
+			return i
+		}
+	}
+	t := s.toks[j]
+	w := s.text[t.start:t.end]
+	if t.cls&cPlain != 0 {
+		if sp := bytes.IndexByte(w, ' '); sp > 0 {
+			w = w[:sp]
+		}
+	}
+	f := s.d.lookup(w)
+	if len(w) < 3 || !s.nameBytes(w, f, false) {
+		// o'brien
+		if !(len(w) == 1 && s.isPunct(j+1, '\'') && s.adjacent(j+1) && s.adjacent(j+2) && s.isWord(j+2)) {
+			return i
+		}
+		s.emitToks(i, j+2, TypeName, "name-initial")
+		return j + 3
+	}
+	end := int(t.start) + len(w)
+	last := j
+	for s.isPunct(last+1, '-') && s.adjacent(last+1) && s.adjacent(last+2) && s.isWord(last+2) && s.toks[last+2].cls&cPlain == 0 {
+		last += 2
+		end = int(s.toks[last].end)
+	}
+	s.emit(int(s.toks[i].start), end, TypeName, "name-initial")
 	return last + 1
 }
 
@@ -910,7 +1191,8 @@ func (s *Scanner) placeBeforeState(i int) int {
 func (s *Scanner) stateAbbr(i int) int {
 	zipNext := i+1 < len(s.toks) && s.toks[i+1].cls&cDigit != 0 && s.toks[i+1].cls&(cUpper|cLower) == 0 &&
 		(s.tokLen(i+1) == 5) && s.toks[i+1].gap == gapSpace
-	afterComma := s.isPunct(i-1, ',') && (s.capitalized(i-2) || s.allCaps(i-2))
+	afterComma := s.isPunct(i-1, ',') && (s.capitalized(i-2) || s.allCaps(i-2)) && !s.isPunct(i+1, '\'') && !s.isPunct(i+1, '/') &&
+		(s.flags(i-2)&fCity != 0 || s.flags(i-2)&fKnown == 0)
 	if zipNext || afterComma {
 		s.emitToks(i, i, TypeLocation, "state")
 		return i + 1
