@@ -362,7 +362,7 @@ func (s *Scanner) matchDate(i, p int) (end int, ok, emit bool) {
 		if d3 == 2 || d3 == 4 {
 			end = r + 1 + d3
 			y := atoi(s.text[r+1 : end])
-			if !s.boundaryAfter(end) || sep == '.' && d3 != 4 {
+			if !s.boundaryAfter(end) || sep == '.' && d3 != 4 || end < len(s.text) && (s.text[end] == '%' || s.text[end] == '/') {
 				return 0, false, false
 			}
 			if d3 == 4 && (y < 1800 || y > 2199) {
@@ -373,6 +373,14 @@ func (s *Scanner) matchDate(i, p int) (end int, ok, emit bool) {
 			}
 		}
 		return 0, false, false
+	}
+	// Month and two-digit year, as histories write them: "AVR 8/88",
+	// "s/p PTCA 12/82". A second number above 31 is no day.
+	if sep == '/' && d2 == 2 && b > 31 && a >= 1 && a <= 12 && s.boundaryAfter(r) && !(r < len(s.text) && s.text[r] == '%') {
+		if s.expiryBefore(i) || s.partialDateExcluded(i, a, b, r) {
+			return r, true, false
+		}
+		return r, true, true
 	}
 	// Partial date M/D (M-D only after a date word: "on 3-14").
 	if sep == '.' || !s.boundaryAfter(r) || a < 1 || a > 12 || b < 1 || b > 31 {
@@ -440,29 +448,61 @@ func (s *Scanner) timestampTail(p int) (int, bool) {
 // partialDateExcluded reports M/D forms that are something else: pain
 // scores (3/10), strength (5/5), fractions (1/2 tab), doses.
 func (s *Scanner) partialDateExcluded(i, a, b, end int) bool {
-	ctx := s.dateContext(i)
-	if ctx {
-		return false
-	}
-	if b == 10 || a == b && a <= 5 {
+	// BP 120/80, PS 10/5, CPAP 5/5, crackles 1/3 up: settings, vitals
+	// and findings after the word that names them, or before a unit or
+	// the next setting (10/5/40%), whatever date word comes before.
+	// Other abbreviations are tests, places and events, and a partial
+	// date after them is a date ("ECHO 3/11", "GH 7/23", "LBM 11/4").
+	if j := i - 1; j >= 0 && s.isWord(j) && s.toks[j].cls&cPlain == 0 && foldIn(s.tokText(j), measureWords) {
 		return true
 	}
-	// BP 120/80, PS 10/5, CPAP 5/5: settings and vitals after an abbreviation.
-	if j := i - 1; j >= 0 && s.allCaps(j) && s.flags(j)&(fDateCtx|fMonth|fMonthAbbr) == 0 {
+	if end < len(s.text) && s.text[end] == '/' || end+1 < len(s.text) && s.text[end] == '%' {
 		return true
 	}
-	if (a == 1 && b <= 4) || (a == 2 && b == 3) || (a == 3 && b == 4) {
+	// PSV increased to 10/5, cpap/ps (10/5): a ventilator setting a few
+	// words after its name; 5/5 is a setting or a strength.
+	if a == b && a <= 5 {
 		return true
+	}
+	for j, n := i-1, 0; j >= 0 && n < 4 && s.toks[j+1].gap != gapNewline; j-- {
+		if !s.isWord(j) {
+			continue
+		}
+		n++
+		if s.toks[j].cls&cPlain == 0 && foldIn(s.tokText(j), ventWords) {
+			return true
+		}
 	}
 	j := s.tokenAt(i, end)
 	if j < len(s.toks) && s.isWord(j) && s.flags(j)&fDose != 0 {
 		return true
 	}
-	if j < len(s.toks) && (s.isPunct(j, '%') || s.equalFold(j, "strength") || s.equalFold(j, "of")) {
+	if j < len(s.toks) && (s.isPunct(j, '%') || s.isWord(j) && foldIn(s.tokText(j), measureAfter)) {
+		return true
+	}
+	if s.dateContext(i) {
+		return false
+	}
+	if b == 10 || a == b && a <= 5 {
+		return true
+	}
+	if (a == 1 && b <= 4) || (a == 2 && b == 3) || (a == 3 && b == 4) {
 		return true
 	}
 	return false
 }
+
+// measureWords name a value written as two numbers with a slash.
+var measureWords = []string{"bp", "nbp", "abp", "sbp", "map", "pap", "pa", "pas", "cvp", "pcwp", "wedge", "ps", "psv", "cpap", "bipap",
+	"peep", "ac", "simv", "imv", "vent", "flowby", "fio2", "o2", "rr", "vt", "tv", "hr", "ci", "co", "svr", "ratio", "crackles", "rales",
+	"rhonchi", "wheezes", "strength", "motor", "pain", "gcs", "score", "scale", "x", "rate", "settings", "setting", "ventilation", "pressures",
+	"sats", "sat", "abg", "vbg", "gases"}
+
+// ventWords name ventilator modes and settings.
+var ventWords = []string{"ps", "psv", "cpap", "bipap", "peep", "vent", "settings", "simv", "imv", "ac", "fio2"}
+
+// measureAfter follow a value written as two numbers with a slash.
+var measureAfter = []string{"strength", "of", "up", "peep", "ns", "hrs", "hr", "hour", "hours", "tab", "tabs", "pain", "scale"}
 
 // dateContext reports a date-announcing word shortly before token i.
 func (s *Scanner) dateContext(i int) bool { return s.dateContextN(i, 3) }
@@ -947,8 +987,18 @@ func (s *Scanner) address(i int) int {
 		}
 	}
 	suffix := -1
+	// In text written in capitals, capitals say nothing: a street is then
+	// a number of two digits or more and words that are not function
+	// words ("3 WAY FOLEY IN PLACE", "MAP>60 AS WELL AS").
+	caps := s.mostlyCaps()
+	if caps && s.tokLen(i) < 2 {
+		return i
+	}
 	for k := 0; k < 4 && j < len(s.toks); k++ {
 		if s.toks[j].gap == gapNewline {
+			break
+		}
+		if s.isWord(j) && foldIn(s.tokText(j), functionWords) {
 			break
 		}
 		w := s.isWord(j) && (s.capitalized(j) || s.allCaps(j) || s.lowerWord(j) && k > 0) ||
@@ -1004,6 +1054,23 @@ func (s *Scanner) address(i int) int {
 	}
 	s.emitToks(i, last, TypeAddress, "address")
 	return last + 1
+}
+
+// functionWords never name a street or a person.
+var functionWords = []string{"in", "as", "at", "to", "of", "and", "or", "with", "on", "for", "the", "is", "was", "by", "per", "from", "a", "an", "no", "not"}
+
+// maxDigitRun returns the length of the longest run of digits in b.
+func maxDigitRun(b []byte) int {
+	best, run := 0, 0
+	for _, c := range b {
+		if isDigit(c) {
+			run++
+			best = max(best, run)
+		} else {
+			run = 0
+		}
+	}
+	return best
 }
 
 // zip detects a five-digit ZIP code (with optional +4) after a state or a
@@ -1167,6 +1234,12 @@ func (s *Scanner) identifier(i int) int {
 		}
 	}
 	if typ == TypeNone {
+		return last + 1
+	}
+	// 169-33-7.38-20, 150-250cc, 700x12x1, BP 91-94/50: clinical values
+	// and ranges are runs of at most three digits; identifiers have a
+	// longer run somewhere.
+	if (det == "id-context" || det == "long-number" || det == "alnum-id") && maxDigitRun(s.text[start:end]) <= 3 {
 		return last + 1
 	}
 	if typ == TypeID && (s.isWord(i-1) && s.equalFold(i-1, "npi")) {
