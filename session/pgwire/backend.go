@@ -317,7 +317,7 @@ func (c *conn) planRun(ctx context.Context, cmd *command, fields []pgproto3.Fiel
 			traceColumn(&cols[i], outs[i])
 		}
 	}
-	plan := c.profile().Plan(cols, c.be.params)
+	plan := c.profile().Plan(cols, c.maskParams())
 	cmd.run.plan = plan
 	if c.proofs != nil && plan.Active() {
 		id := cmd.id

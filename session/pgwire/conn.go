@@ -53,9 +53,13 @@ type conn struct {
 	// prof masks results (nil: they are not masked). It may change to
 	// another profile when the policy changes (readmit), from the next
 	// result on; a result is masked by the one profile it started with.
-	prof   atomic.Pointer[mask.Profile]
-	cat    *catalog
-	proofs *proof.Collector // nil: no masking proof (no profile, or no auditor key); backend-owned
+	prof atomic.Pointer[mask.Profile]
+	// subjects are the resource's subject columns (date-shift per
+	// person), as of the latest snapshot: set at login and by readmit,
+	// read by the backend when it plans a result.
+	subjects atomic.Pointer[mask.Subjects]
+	cat      *catalog
+	proofs   *proof.Collector // nil: no masking proof (no profile, or no auditor key); backend-owned
 
 	keyPID    uint32
 	keySecret [4]byte
@@ -330,6 +334,14 @@ func (c *conn) revoke(err error) {
 // session rather than switch masking on or off).
 func (c *conn) profile() *mask.Profile { return c.prof.Load() }
 
+// maskParams is what a result's masking plan takes from the session: the
+// server's DateStyle and the resource's subject columns. Backend only.
+func (c *conn) maskParams() mask.Params {
+	p := c.be.params
+	p.Subjects = c.subjects.Load()
+	return p
+}
+
 // errTokenExpired ends a session whose credential expired.
 var errTokenExpired = fmt.Errorf("%w: the token expired", session.ErrRevoked)
 
@@ -349,6 +361,9 @@ func (c *conn) readmit() error {
 		return err
 	}
 	c.fe.revision, c.grant = snap.Revision, a.Grant
+	if r := snap.Resources[c.res.Name]; r != nil {
+		c.subjects.Store(r.Subjects) // Readmit checked it is the same target
+	}
 	if a.Profile != c.profile() {
 		c.log.Info("masking profile changed: results from now on are masked by its new revision", "profile", a.Grant.Masking)
 		c.prof.Store(a.Profile)

@@ -370,7 +370,7 @@ func traceColumn(col *mask.Column, out lineage.Output) {
 		}
 	}
 	if out.Plain && len(out.Sources) == 1 {
-		col.Source = out.Sources[0].String()
+		col.Source, col.Scan = out.Sources[0].String(), out.Scan
 		return
 	}
 	for _, s := range out.Sources {

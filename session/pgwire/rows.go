@@ -18,6 +18,9 @@ func appendMaskedDataRow(dst, body []byte, plan *mask.Plan) ([]byte, error) {
 		return dst, errMalformedRow
 	}
 	n := int(binary.BigEndian.Uint16(body))
+	if subj := plan.SubjectColumns(); len(subj) > 0 {
+		setRowSubjects(plan, subj, body[2:], n)
+	}
 	dst, start := beginMsg(dst, 'D')
 	dst = append(dst, body[:2]...)
 	p := body[2:]
@@ -55,6 +58,31 @@ func appendMaskedDataRow(dst, body []byte, plan *mask.Plan) ([]byte, error) {
 		return dst[:start], errMalformedRow
 	}
 	return finishMsg(dst, start), nil
+}
+
+// setRowSubjects starts a row of plan: the raw values of its subject
+// columns (ascending), read from the n fields of a DataRow body, decide
+// how its dates shift. Before the masking pass, since a subject column may
+// come after the dates it decides; a malformed row gives no subject and
+// fails in that pass.
+func setRowSubjects(plan *mask.Plan, subj []int, p []byte, n int) {
+	plan.BeginRow()
+	k := 0
+	for i := 0; i < n && k < len(subj) && len(p) >= 4; i++ {
+		l := int32(binary.BigEndian.Uint32(p))
+		p = p[4:]
+		var v []byte
+		if l >= 0 {
+			if int(l) > len(p) {
+				return
+			}
+			v, p = p[:l], p[l:]
+		}
+		if i == subj[k] {
+			plan.SetRowSubject(i, v)
+			k++
+		}
+	}
 }
 
 // copyPlan masks the rows of a COPY ... TO STDOUT in text or CSV format.
@@ -108,6 +136,9 @@ func (cp *copyPlan) appendRow(dst, row []byte) ([]byte, error) {
 	case len(row) >= 1 && row[len(row)-1] == '\n':
 		row, eol = row[:len(row)-1], row[len(row)-1:]
 	}
+	if subj := cp.plan.SubjectColumns(); len(subj) > 0 {
+		cp.setRowSubjects(subj, row)
+	}
 	col := 0
 	for {
 		var field []byte
@@ -131,6 +162,33 @@ func (cp *copyPlan) appendRow(dst, row []byte) ([]byte, error) {
 		}
 	}
 	return append(dst, eol...), nil
+}
+
+// setRowSubjects starts a row: the decoded values of its subject columns
+// (ascending) decide how its dates shift (see setRowSubjects for DataRow).
+func (cp *copyPlan) setRowSubjects(subj []int, row []byte) {
+	cp.plan.BeginRow()
+	k := 0
+	for col := 0; k < len(subj); col++ {
+		field, quoted, rest, err := cp.nextField(row)
+		if err != nil {
+			return
+		}
+		if col == subj[k] {
+			var v []byte // NULL
+			if quoted || string(field) != string(cp.null) {
+				if v = cp.decode(field, quoted); v == nil {
+					v = []byte{}
+				}
+			}
+			cp.plan.SetRowSubject(col, v)
+			k++
+		}
+		if rest == nil {
+			return
+		}
+		row = rest
+	}
 }
 
 // nextField splits off one raw (still escaped) field; rest is nil after the

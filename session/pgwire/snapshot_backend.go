@@ -406,12 +406,13 @@ func (c *conn) readColumns(ctx context.Context, r *snapRead, fields []pgproto3.F
 			c.log.Error("snapshot: cannot resolve columns for masking", "err", err)
 			return nil
 		}
-		cols[i] = mask.Column{Name: r.columns[i], Source: src, TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier}
+		// One scan of the target: a row's columns are one table row's.
+		cols[i] = mask.Column{Name: r.columns[i], Source: src, Scan: 1, TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier}
 		if src == "" {
 			cols[i].Withhold = true
 		}
 	}
-	r.plan = c.profile().Plan(cols, c.be.params)
+	r.plan = c.profile().Plan(cols, c.maskParams())
 	if c.proofs != nil && r.plan.Active() {
 		id := r.cmd
 		r.plan.SetProofSink(func(p *mask.Proof) { c.proofs.Add(id, p) })
@@ -457,6 +458,14 @@ func (c *conn) readRow(r *snapRead, body []byte) error {
 		c.proofs.Statement, c.proofs.Phase, c.proofs.Row = r.stmt, r.phase, int64(r.n)
 	}
 	row := make([]*string, len(vals))
+	if r.plan != nil {
+		r.plan.BeginRow()
+		for _, j := range r.plan.SubjectColumns() {
+			if j < len(vals) {
+				r.plan.SetRowSubject(j, vals[j])
+			}
+		}
+	}
 	for i, v := range vals {
 		if r.plan != nil && r.plan.Masked(i) {
 			out, null := r.plan.AppendValue(nil, i, v)

@@ -330,6 +330,7 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 	c.fe.revision = snap.Revision
 	c.res, c.grant = res, adm.Grant
 	c.prof.Store(adm.Profile)
+	c.subjects.Store(res.Subjects)
 	c.cat = s.catalogFor(res)
 	if err := c.startRecording(); err != nil {
 		return err
