@@ -64,7 +64,9 @@
 // network types NULL), keep-last-4, hash (keyed HMAC-SHA256,
 // deterministic, shape-preserving so joins still work), null, pseudonym
 // (hash, but names become other names), date-shift (dates move back a keyed
-// number of days per subject, see [Plan.SetSubject]), generalize (dates keep
+// number of days per subject: the person a row is about, named per table by
+// [Subjects] and given row by row with [Plan.SetRowSubject]; a date whose
+// subject the row does not give is NULL), generalize (dates keep
 // the year, ZIP codes three digits, ages over 89 become 90) and detect.
 // Types the package does not know become NULL under every action but
 // detect, which passes a value it finds nothing in.
