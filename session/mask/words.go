@@ -46,6 +46,11 @@ func (s *Scanner) word(i int) int {
 				return n
 			}
 		}
+		if f&fPlaceKind != 0 {
+			if n := s.placeBeforeKind(i); n > i {
+				return n
+			}
+		}
 		if f&(fTitle|fNameCtx) != 0 {
 			if n := s.lowerNameAfter(i); n > i {
 				return n
@@ -90,6 +95,11 @@ func (s *Scanner) word(i int) int {
 	}
 	if f&fNameSuffix != 0 && (s.allCaps(i) || s.isPunct(i-1, ',')) {
 		if n := s.signature(i); n > i {
+			return n
+		}
+	}
+	if f&fPlaceKind != 0 && s.allCaps(i) {
+		if n := s.placeBeforeKind(i); n > i {
 			return n
 		}
 	}
@@ -797,10 +807,19 @@ func (s *Scanner) place(i int) int {
 	if suffix <= i && j > s.noOrgUntil {
 		s.noOrgUntil = j
 	}
+	if suffix > i && (s.allCaps(suffix) || s.mostlyCaps()) && !s.capsOrg(i, suffix) {
+		suffix = -1
+	}
 	if suffix > i {
 		end := suffix
 		for end+1 < len(s.toks) && s.capitalized(end+1) && s.toks[end+1].gap == gapSpace && s.flags(end+1)&fOrgSuffix != 0 {
 			end++
+		}
+		// Holy Cross Hospital: the kind of place says nothing of which
+		// one, and annotators leave it out.
+		if end == suffix && s.flags(end)&fPlaceKind != 0 && end-1 >= i {
+			s.emitToks(i, end-1, TypeLocation, "organisation")
+			return end + 1
 		}
 		s.emitToks(i, end, TypeLocation, "organisation")
 		return end + 1
@@ -1093,6 +1112,103 @@ func (s *Scanner) town(i int, f wflag) int {
 		}
 	}
 	return i
+}
+
+// capsOrg reports whether tokens i..suffix-1, in capitals, may name the
+// organisation that suffix ends: capitals say nothing there, so the
+// suffix must be a kind of place (not CO, NURSING, HEALTH) and the words
+// before it no function or everyday clinical words ("A:TIRED OF BEING IN
+// HOSPITAL", "HEMODYNAMICS FICK CO").
+func (s *Scanner) capsOrg(i, suffix int) bool {
+	if s.flags(suffix)&fPlaceKind == 0 && !s.equalFold(suffix, "memorial") && !s.equalFold(suffix, "regional") {
+		return false
+	}
+	for k := i; k < suffix; k++ {
+		if !s.isWord(k) {
+			continue
+		}
+		if s.tokLen(k) < 2 || !s.placeWord(s.tokText(k), s.flags(k)) {
+			return false
+		}
+	}
+	return true
+}
+
+// placeWord reports whether word w (flags f) may be part of a place's
+// name before its kind ("kernan hosp", "UNION HOSPITAL"): anything but
+// function words and the words that say which hospital without naming
+// it (outside, previous, psych).
+func (s *Scanner) placeWord(w []byte, f wflag) bool {
+	return len(w) >= 2 && !foldIn(w, functionWords) && !foldIn(w, notPlaceWords) && f&(fNameSuffix|fMonth|fWeekday|fDose|fNameCtx|fTitle) == 0
+}
+
+var notPlaceWords = []string{"the", "this", "that", "his", "her", "their", "its", "our", "my", "your", "outside", "previous", "prior",
+	"other", "another", "local", "nearby", "different", "same", "current", "new", "old", "home", "psych", "psychiatric", "rehab", "nursing",
+	"acute", "chronic", "care", "long", "term", "day", "any", "some", "each", "which", "what", "into", "out", "back", "admitted", "transferred",
+	"sent", "went", "go", "going", "return", "returned", "discharged", "d/c", "dc", "left", "leave", "remain", "remains", "stay", "stayed",
+	"while", "during", "since", "before", "after", "then", "now", "still", "being", "been", "be", "in-house", "house", "inpatient", "outpatient",
+	"level", "floor", "unit", "ward", "bed", "teaching", "referring", "receiving", "accepting", "transferring", "sending", "osh", "area", "city", "county", "state"}
+
+// placeBeforeKind detects the place before a kind of place in text not
+// written in mixed case: "taken to kernan hosp", "UNION HOSPITAL",
+// "franklin square hosp", "to sacred heart hospital". Token c is the kind
+// (hospital, hosp, rehab); the words before it count unless they are
+// function words or say which place without naming it.
+func (s *Scanner) placeBeforeKind(c int) int {
+	if c == 0 || s.capitalized(c) && !s.allCaps(c) && !s.mostlyCaps() {
+		return c // mixed case: place() reads the capitals
+	}
+	// In mixed case, a lower-case word before the kind must be one the
+	// allowlist does not know ("the basic hospital", "cardiac rehab");
+	// before "rehab", which mostly names a therapy, always.
+	strict := !s.caseless() || s.equalFold(c, "rehab") || s.equalFold(c, "rehabilitation")
+	ok := func(w []byte, f wflag, titled bool) bool {
+		return s.placeWord(w, f) && f&fPlaceKind == 0 && (!strict || titled || f&fKnown == 0 && !s.nearKnown(w) || f&(fCity|fTownPrefix) != 0)
+	}
+	start, end := -1, -1
+	words := 0
+	for k := c - 1; k >= 0 && words < 3; k-- {
+		t := s.toks[k]
+		if t.cls&cPlain != 0 {
+			w := s.text[t.start:t.end]
+			e := len(w)
+			for words < 3 {
+				sp := bytes.LastIndexByte(w[:e], ' ') + 1
+				if !ok(w[sp:e], s.d.lookup(w[sp:e]), false) {
+					break
+				}
+				start = int(t.start) + sp
+				if end < 0 {
+					end = int(t.start) + e
+				}
+				words++
+				if sp == 0 {
+					break
+				}
+				e = sp - 1
+			}
+			break
+		}
+		if s.isPunct(k, '-') && s.adjacent(k) && s.adjacent(k+1) && words > 0 { // kessler-adventist
+			continue
+		}
+		if !s.isWord(k) || t.cls&cDigit != 0 || !ok(s.tokText(k), s.flags(k), s.capitalized(k) && !s.caseless()) {
+			break
+		}
+		start = int(t.start)
+		if end < 0 {
+			end = int(t.end)
+		}
+		words++
+		if t.gap == gapNewline {
+			break
+		}
+	}
+	if words == 0 {
+		return c
+	}
+	s.emit(start, end, TypeLocation, "place-kind")
+	return c + 1
 }
 
 // employer detects the organisation after "works at", "employed by":
@@ -1528,6 +1644,15 @@ func (s *Scanner) mostlyCaps() bool {
 	s.caps = 2
 	if up > low {
 		s.caps = 1
+	} else if up*33 < low {
+		s.caps = 3 // lower case: fewer than one letter in 34 is a capital
 	}
 	return s.caps == 1
+}
+
+// caseless reports whether the text being scanned is written in one
+// case, capitals or lower case: then case says nothing about names.
+func (s *Scanner) caseless() bool {
+	s.mostlyCaps()
+	return s.caps != 2
 }
