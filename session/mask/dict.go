@@ -139,7 +139,7 @@ func loadDict() *dictionary {
 				d.setTrigger([]byte(w))
 			}
 		}
-		for _, w := range []string{"http", "https", "ftp", "www"} {
+		for _, w := range []string{"http", "https", "ftp", "www", "to", "from", "at"} {
 			d.setTrigger([]byte(w))
 		}
 		for w, f := range d.words {

@@ -32,6 +32,16 @@ func (s *Scanner) word(i int) int {
 		}
 	}
 	if t.cls&(cUpper1|cUpper) == 0 { // lower case
+		if l := t.end - t.start; l == 2 || l == 4 {
+			// "transfer to quartermain 2", "sent to gh": places after a
+			// verb of moving, in lower case
+			if j := i + 1; j < len(s.toks) && s.toks[j].gap == gapSpace && s.toks[j].cls&(cUpper1|cUpper|cPlain|cDigit) == 0 &&
+				(s.equalFold(i, "to") || s.equalFold(i, "from") || s.equalFold(i, "at")) {
+				if n := s.placeAfterMove(j); n > j {
+					return n
+				}
+			}
+		}
 		if !s.d.trigger.hasWord(s.text[t.start:t.end]) {
 			return i + 1
 		}
@@ -67,7 +77,7 @@ func (s *Scanner) word(i int) int {
 	// A word in capitals (BP, NDC, BID) starts nothing unless it is a
 	// month, a state, a title, a name context or a frequent first name;
 	// placeBeforeState needs a capitalized first word.
-	if f&(fMonth|fMonthAbbr|fStateAbbr|fTitle|fNameCtx|fFirstTop) == 0 && s.allCaps(i) && !s.equalFold(i, "po") {
+	if f&(fMonth|fMonthAbbr|fStateAbbr|fTitle|fNameCtx|fFirstTop|fNameSuffix|fPlaceKind) == 0 && s.allCaps(i) && !s.equalFold(i, "po") {
 		return i + 1
 	}
 	// An ordinary word that happens to be capitalized ("Plan", "Recheck")
@@ -935,7 +945,9 @@ func (s *Scanner) place(i int) int {
 var moveVerbs = []string{"transferred", "transfer", "transferring", "admitted", "admit", "discharged", "discharge",
 	"sent", "returned", "returning", "came", "went", "going", "go", "moved", "brought", "transported", "taken",
 	"arrived", "readmitted", "referred", "received", "receive", "dc'd", "d/c'd", "d/c", "dc", "back", "home", "rehab",
-	"placement"}
+	"placement", "transfered", "tranferred", "trans", "tx", "txd", "tx'd", "presented", "presents", "flown", "medflighted", "adm",
+	"arrive", "arriving", "return", "rtn", "accepted", "go", "goes", "gone", "sending", "transport", "taking", "bring", "bringing", "coming",
+	"visit", "visits", "evaluated", "seen", "screened"}
 
 // residenceWords, with moveVerbs, say that "to"/"from" after them leads to
 // a place: "is from Florence", "moved to Sydney".
@@ -996,10 +1008,20 @@ func (s *Scanner) placeAfterMove(i int) int {
 	f := s.flags(i)
 	caps := s.allCaps(i) && s.mostlyCaps()
 	if s.allCaps(i) && !caps {
-		// an acronym (MGH, BIDMC) in text that is not written in capitals
-		if n := s.tokLen(i); n < 3 || n > 6 || f&^fLooked != 0 {
+		// an acronym (MGH, BIDMC, GH) in text that is not written in capitals
+		if n := s.tokLen(i); n < 2 || n > 6 || f&^(fLooked|fFirst|fLast) != 0 || s.toks[i].cls&cDigit != 0 {
 			return i
 		}
+		s.emitToks(i, i, TypeLocation, "place-after-move")
+		return i + 1
+	}
+	if s.caseless() || !s.capitalized(i) && !caps {
+		return s.caselessPlace(i)
+	}
+	// Quartermain 3: a word no list knows, after a verb of moving, and
+	// the ward's number
+	if s.capitalized(i) && f&(fFirst|fLast|fCity|keywordFlags|fKnown|fMedStop) == 0 && s.tokLen(i) > 2 && !s.nearKnown(s.tokText(i)) &&
+		!hasSuffixFold(s.tokText(i), serviceSuffixes) && !hasSuffixFold(s.tokText(i), medicalSuffixes) {
 		s.emitToks(i, i, TypeLocation, "place-after-move")
 		return i + 1
 	}
@@ -1023,6 +1045,37 @@ func (s *Scanner) placeAfterMove(i int) int {
 		(s.capitalized(last+1) || s.allCaps(last+1)) && s.flags(last+1)&(fMonth|fWeekday|fTitle|fNameCtx) == 0 &&
 		!(caps && s.flags(last+1)&^(placeish|fOrgSuffix) != 0) {
 		last++
+	}
+	s.emitToks(i, last, TypeLocation, "place-after-move")
+	return last + 1
+}
+
+// caselessPlace is placeAfterMove in text written in one case, where
+// capitals say nothing: "TRANSFERRED TO QUARTERMAIN 2", "REFERRED TO GH",
+// "taken to kernan hosp". The words after the verb of moving count when
+// the allowlist does not know them (GH, QUARTERMAIN, KERNAN), or they are
+// listed places (a ward's number after them is left, as annotators do).
+func (s *Scanner) caselessPlace(i int) int {
+	ok := func(k int) bool {
+		if !s.isWord(k) || s.toks[k].cls&(cDigit|cPlain) != 0 {
+			return false
+		}
+		f := s.flags(k)
+		w := s.tokText(k)
+		if f&(keywordFlags|fMedStop|fNameSuffix|fStateAbbr|fPlaceKind|fState) != 0 && f&fCity == 0 {
+			return false
+		}
+		if f&(fCity|fCountry) != 0 && f&(fKnown|fState) == 0 {
+			return true
+		}
+		return f&fKnown == 0 && len(w) >= 2 && !s.nearKnown(w) && !hasSuffixFold(w, medicalSuffixes) && !hasSuffixFold(w, serviceSuffixes)
+	}
+	if !ok(i) {
+		return i
+	}
+	last := i
+	for k := i + 1; k < len(s.toks) && k-i < 3 && s.toks[k].gap == gapSpace && ok(k); k++ {
+		last = k
 	}
 	s.emitToks(i, last, TypeLocation, "place-after-move")
 	return last + 1
