@@ -39,7 +39,7 @@ type maskOutput struct {
 const maxMaskLine = 64 << 20
 
 func newMaskCommand() *cobra.Command {
-	var policy string
+	var policy, mode string
 	cmd := &cobra.Command{
 		Use:   "mask",
 		Short: "Find and mask PHI in JSON Lines read from stdin",
@@ -52,36 +52,44 @@ D names the rule that found it (as in the masking proof).
 
 With --policy FILE, the detect section of the masking profile in FILE (YAML,
 as under masking.profiles.NAME in the node configuration) configures the
-detectors; without it the default HIPAA profile is used.`,
+detectors; without it the default HIPAA profile is used. --mode recall-first (the
+default) or precision sets the detectors' trade-off (see docs/masking.md) and
+overrides the profile's detect.mode.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			det := mask.DefaultDetector()
-			if policy != "" {
-				var err error
-				if det, err = loadMaskPolicy(policy); err != nil {
-					return err
-				}
+			det, err := loadMaskPolicy(policy, mode)
+			if err != nil {
+				return err
 			}
 			return runMask(det, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&policy, "policy", "", "masking profile (YAML) whose detect section configures the detectors")
+	cmd.Flags().StringVar(&mode, "mode", "", "detection mode: recall-first (default) or precision")
 	return cmd
 }
 
-func loadMaskPolicy(path string) (*mask.Detector, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("mask: %w", err)
+// loadMaskPolicy compiles the detect section of the profile in path (none:
+// the default profile's), with mode, when set, in place of its mode.
+func loadMaskPolicy(path, mode string) (*mask.Detector, error) {
+	var cfg mask.DetectConfig
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("mask: %w", err)
+		}
+		var pc mask.ProfileConfig
+		if err := yaml.Unmarshal(b, &pc); err != nil {
+			return nil, fmt.Errorf("mask: %s: %w", path, err)
+		}
+		if pc.Detect != nil {
+			cfg = *pc.Detect
+		}
 	}
-	var pc mask.ProfileConfig
-	if err := yaml.Unmarshal(b, &pc); err != nil {
-		return nil, fmt.Errorf("mask: %s: %w", path, err)
+	if mode != "" {
+		cfg.Mode = mode
 	}
-	if pc.Detect == nil {
-		return mask.DefaultDetector(), nil
-	}
-	return mask.NewDetector(*pc.Detect)
+	return mask.NewDetector(cfg)
 }
 
 // runMask masks each line of in to out. A line that is not a JSON object

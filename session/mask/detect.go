@@ -85,6 +85,14 @@ type Finding struct {
 type DetectConfig struct {
 	// Types limits detection to these types (NAME, DATE, ...). Default: all.
 	Types []string `yaml:"types"`
+	// Mode trades recall for precision in free text: "recall-first" (the
+	// default) masks a word the allowlist does not know wherever a name or
+	// a place may stand (after a verb of moving, before "hospital"), a
+	// slash pair that may be a date unless a measurement names it, month
+	// and two-digit year, and weekdays; "precision" masks those only with
+	// a listed name or place or a date word. See docs/masking.md for the
+	// measured figures of each.
+	Mode string `yaml:"mode"`
 	// BareYear treats a year standing alone ("in 2019") as a date. Default
 	// false: HIPAA Safe Harbor lets years stay.
 	BareYear bool `yaml:"bare_year"`
@@ -121,6 +129,12 @@ type DetectConfig struct {
 	DateShiftDays int `yaml:"date_shift_days"`
 }
 
+// The detection modes (DetectConfig.Mode).
+const (
+	ModeRecallFirst = "recall-first"
+	ModePrecision   = "precision"
+)
+
 // Detector is a compiled content detector. It is immutable and safe for
 // concurrent use; scanning goes through a per-goroutine [Scanner].
 type Detector struct {
@@ -128,6 +142,7 @@ type Detector struct {
 	d        *dictionary
 	enabled  [numTypes]bool
 	bareYear bool
+	recall   bool // Mode recall-first
 	formats  []idFormat
 }
 
@@ -139,6 +154,13 @@ type idFormat struct {
 // NewDetector compiles cfg.
 func NewDetector(cfg DetectConfig) (*Detector, error) {
 	det := &Detector{d: loadDict(), bareYear: cfg.BareYear}
+	switch cfg.Mode {
+	case "", ModeRecallFirst:
+		det.recall = true
+	case ModePrecision:
+	default:
+		return nil, fmt.Errorf("mask: detect mode %q: want %s or %s", cfg.Mode, ModeRecallFirst, ModePrecision)
+	}
 	if len(cfg.Types) == 0 {
 		for t := TypeName; t < numTypes; t++ {
 			det.enabled[t] = true

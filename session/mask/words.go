@@ -99,7 +99,7 @@ func (s *Scanner) word(i int) int {
 	}
 	// Monday ... Sunday, written out: annotators of clinical notes count
 	// the day of a visit as part of its date.
-	if f&fWeekday != 0 && s.capitalized(i) && s.tokLen(i) >= 6 {
+	if f&fWeekday != 0 && s.capitalized(i) && s.tokLen(i) >= 6 && s.det.recall {
 		s.emitToks(i, i, TypeDate, "date-weekday")
 		return i + 1
 	}
@@ -186,8 +186,8 @@ func (s *Scanner) nameScore(i int) int {
 	}
 	f := s.flags(i)
 	if f&(fFirst|fLast) == 0 {
-		if f&(ambiguousName|fKnown) != 0 || f&fCity != 0 || hasSuffixFold(s.tokText(i), medicalSuffixes) {
-			return 0
+		if f&(ambiguousName|fKnown) != 0 || f&fCity != 0 || hasSuffixFold(s.tokText(i), medicalSuffixes) || !s.det.recall {
+			return 0 // precision: a name must be listed
 		}
 		return 1
 	}
@@ -1016,6 +1016,9 @@ func (s *Scanner) placeAfterMove(i int) int {
 		return i + 1
 	}
 	if s.caseless() || !s.capitalized(i) && !caps {
+		if !s.det.recall {
+			return i
+		}
 		return s.caselessPlace(i)
 	}
 	// Quartermain 3: a word no list knows, after a verb of moving, and
@@ -1214,7 +1217,7 @@ func (s *Scanner) placeBeforeKind(c int) int {
 	// In mixed case, a lower-case word before the kind must be one the
 	// allowlist does not know ("the basic hospital", "cardiac rehab");
 	// before "rehab", which mostly names a therapy, always.
-	strict := !s.caseless() || s.equalFold(c, "rehab") || s.equalFold(c, "rehabilitation")
+	strict := !s.caseless() || s.equalFold(c, "rehab") || s.equalFold(c, "rehabilitation") || !s.det.recall
 	ok := func(w []byte, f wflag, titled bool) bool {
 		return s.placeWord(w, f) && f&fPlaceKind == 0 && (!strict || titled || f&fKnown == 0 && !s.nearKnown(w) || f&(fCity|fTownPrefix) != 0)
 	}
