@@ -135,7 +135,9 @@ func loadDict() *dictionary {
 		d.loadList("data/world_cities.txt", fCity, fCityTop, worldCitiesTop)
 		d.loadKeywords("data/keywords.txt")
 		for w, f := range d.words {
-			if f&triggerFlags != 0 {
+			// census first names that are no word start a name in lower
+			// case ("patty hoeller")
+			if f&triggerFlags != 0 || f&fFirstTop != 0 && f&(fKnown|fCommonName) == 0 {
 				d.setTrigger([]byte(w))
 			}
 		}

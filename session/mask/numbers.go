@@ -890,6 +890,18 @@ func (s *Scanner) contextFlags(i int) wflag {
 	return f
 }
 
+// pagerBefore reports a pager word just before token i ("Pager: #",
+// "PG", "pgr").
+func (s *Scanner) pagerBefore(i int) bool {
+	for j := i - 1; j >= 0 && j >= i-3; j-- {
+		if s.isPunct(j, ':') || s.isPunct(j, '#') {
+			continue
+		}
+		return s.isWord(j) && (s.equalFold(j, "pager") || s.equalFold(j, "pgr") || s.equalFold(j, "pg") || s.equalFold(j, "beeper") || s.equalFold(j, "pager#"))
+	}
+	return false
+}
+
 // age detects ages over 89: "92 yo", "aged 95", "93-year-old".
 func (s *Scanner) age(i, nd int) int {
 	if nd < 2 || nd > 3 {
@@ -1150,6 +1162,11 @@ func (s *Scanner) identifier(i int) int {
 		return last + 1
 	}
 	if digits < 4 && !(digits >= 3 && chars >= 6) {
+		return last + 1
+	}
+	// Pager 83554, PG 33445, pgr #54321: hospital pagers have 4 to 6 digits.
+	if digits == chars && digits <= 6 && last == i && s.pagerBefore(i) {
+		s.emit(start, end, TypePhone, "pager")
 		return last + 1
 	}
 	// "after 1800", "at 0230": a clock time.

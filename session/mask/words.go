@@ -61,6 +61,11 @@ func (s *Scanner) word(i int) int {
 				return n
 			}
 		}
+		if f&fFirstTop != 0 {
+			if n := s.allCapsName(i); n > i {
+				return n
+			}
+		}
 		if f&(fTitle|fNameCtx) != 0 {
 			if n := s.lowerNameAfter(i); n > i {
 				return n
@@ -577,11 +582,16 @@ func (s *Scanner) titledName(j int) int {
 		if s.isWord(k) && s.tokLen(k) == 1 && s.isPunct(k+1, '\'') && s.adjacent(k+1) && s.adjacent(k+2) && s.isWord(k+2) && s.tokLen(k+2) > 2 {
 			last = k + 2
 			k += 3
-		} else if s.nameWord(k) || k == j && s.flags(k)&(fFirst|fLast) != 0 && s.flags(k)&(keywordFlags|fNameSuffix) == 0 {
+		} else if s.nameWord(k) || k == j && s.isWord(k) && s.tokLen(k) > 1 && s.toks[k].cls&(cDigit|cPlain) == 0 &&
+			(s.flags(k)&(fFirst|fLast) != 0 || s.flags(k)&fKnown == 0) && s.flags(k)&(keywordFlags|fNameSuffix) == 0 {
 			// the first word after a title is a name even when it is a
-			// word too (dr small, Dr. White)
+			// word too or ends like a disease (dr small, Dr. White,
+			// DR. BAKAITIS)
 			last = k
 			k++
+		} else if k == j && s.isWord(k) && s.tokLen(k) == 1 && s.lowerWord(k) && s.isWord(k+1) && s.toks[k+1].gap == gapSpace && s.nameWord(k+1) {
+			last = k + 1 // Dr. o rourke
+			k += 2
 		} else {
 			break
 		}
@@ -704,7 +714,8 @@ func (s *Scanner) signature(c int) int {
 		case (s.isPunct(k, '-') || s.isPunct(k, '\'')) && s.adjacent(k) && s.adjacent(k+1) && words > 0 && s.isWord(k-1):
 			k--
 			continue // FORMAN-LYONS, O'BRIEN
-		case s.isWord(k) && t.cls&cDigit == 0 && s.tokLen(k) >= 2 && (s.nameWord(k) || s.flags(k)&fMedStop != 0 && s.flags(k)&(fFirst|fLast) != 0 && s.flags(k)&(keywordFlags&^fMedStop) == 0):
+		case s.isWord(k) && t.cls&cDigit == 0 && s.tokLen(k) >= 2 && (s.nameWord(k) || s.flags(k)&fMedStop != 0 && s.flags(k)&(fFirst|fLast) != 0 && s.flags(k)&(keywordFlags&^fMedStop) == 0 ||
+			words > 0 && s.flags(k)&fFirst != 0 && s.flags(k)&keywordFlags == 0 && !foldIn(s.tokText(k), functionWords)):
 			start = int(t.start)
 			words++
 		default:
@@ -753,7 +764,11 @@ func (s *Scanner) initialName(i int) int {
 		}
 	}
 	f := s.d.lookup(w)
-	if len(w) < 3 || !s.nameBytes(w, f, false) {
+	// Q. LANDER RRT: before a credential an initial and any word that is
+	// not a function word is a name.
+	signed := t.cls&cPlain == 0 && f&keywordFlags == 0 && !foldIn(w, functionWords) &&
+		(s.isWord(j+1) && foldIn(s.tokText(j+1), signCredentials) || s.isPunct(j+1, ',') && s.isWord(j+2) && foldIn(s.tokText(j+2), signCredentials))
+	if len(w) < 3 || !s.nameBytes(w, f, false) && !signed {
 		// o'brien
 		if !(len(w) == 1 && s.isPunct(j+1, '\'') && s.adjacent(j+1) && s.adjacent(j+2) && s.isWord(j+2)) {
 			return i
@@ -1656,26 +1671,38 @@ func (s *Scanner) domain(i int) int {
 	return s.tokenAt(i, end)
 }
 
-// allCapsName detects a name written in capitals, "MARY O'TOOLE": a census
-// first name followed by a surname, in text that is not all capitals.
+// allCapsName detects a name written in one case, "MARY O'TOOLE",
+// "LEONA LABOWICH", "patty hoeller": a census first name that is no word
+// followed by a surname; in text written in one case, where capitals say
+// nothing, the surname must be one the allowlist does not know.
 func (s *Scanner) allCapsName(i int) int {
 	f := s.flags(i)
-	if f&fFirstTop == 0 || f&(fCommonName|keywordFlags|fStateAbbr) != 0 || s.tokLen(i) < 3 {
+	if f&fFirstTop == 0 || f&(fCommonName|keywordFlags|fStateAbbr|fKnown) != 0 || s.tokLen(i) < 3 {
 		return i
 	}
 	j := i + 1
-	if j >= len(s.toks) || s.toks[j].gap != gapSpace {
+	if j < len(s.toks) && s.toks[j].gap == gapSpace && s.flags(j)&fFirst != 0 && s.flags(j)&(fKnown|keywordFlags) == 0 && s.caseless() {
+		j++ // KAREN ANN YANULIS
+	}
+	if j >= len(s.toks) || s.toks[j].gap != gapSpace || s.lowerWord(j) != s.lowerWord(i) {
 		return i
 	}
 	last := -1
 	switch {
-	case s.isWord(j) && s.tokLen(j) == 1 && s.isPunct(j+1, '\'') && s.adjacent(j+1) && s.adjacent(j+2) && s.allCaps(j+2):
+	case s.isWord(j) && s.tokLen(j) == 1 && s.isPunct(j+1, '\'') && s.adjacent(j+1) && s.adjacent(j+2) && s.isWord(j+2):
 		last = j + 2 // O'TOOLE
+	case s.caseless() && s.det.recall:
+		if s.nameWord(j) && s.tokLen(j) >= 3 {
+			last = j
+		}
 	case s.allCaps(j) && s.flags(j)&fLast != 0 && s.flags(j)&(keywordFlags|fMedStop) == 0 && s.tokLen(j) >= 3:
 		last = j
 	}
-	if last < 0 || s.mostlyCaps() {
+	if last < 0 {
 		return i
+	}
+	for s.isPunct(last+1, '-') && s.adjacent(last+1) && s.adjacent(last+2) && s.isWord(last+2) && s.toks[last+2].cls&cPlain == 0 {
+		last += 2
 	}
 	s.emitToks(i, last, TypeName, "name-caps")
 	return last + 1
