@@ -21,6 +21,11 @@ const ambiguousName = fCommon | fMedStop | fMonth | fMonthAbbr | fWeekday | fStr
 
 func (s *Scanner) word(i int) int {
 	t := &s.toks[i]
+	if l := t.end - t.start; (l == 2 || l == 5) && s.det.recall && (s.equalFold(i, "st") || s.equalFold(i, "saint")) {
+		if n := s.saintPlace(i); n > i {
+			return n
+		}
+	}
 	if t.end-t.start == 1 && s.isPunct(i+1, '.') && s.adjacent(i+1) {
 		if n := s.initialName(i); n > i {
 			return n
@@ -36,7 +41,7 @@ func (s *Scanner) word(i int) int {
 			// "transfer to quartermain 2", "sent to gh": places after a
 			// verb of moving, in lower case
 			if j := i + 1; j < len(s.toks) && s.toks[j].gap == gapSpace && s.toks[j].cls&(cUpper1|cUpper|cPlain|cDigit) == 0 &&
-				(s.equalFold(i, "to") || s.equalFold(i, "from") || s.equalFold(i, "at")) {
+				(s.equalFold(i, "to") || s.equalFold(i, "from") || s.equalFold(i, "at") || s.equalFold(i, "into")) {
 				if n := s.placeAfterMove(j); n > j {
 					return n
 				}
@@ -74,7 +79,7 @@ func (s *Scanner) word(i int) int {
 		return i + 1
 	}
 	f := s.flags(i)
-	if s.allCaps(i) && (s.equalFold(i-1, "at") || s.equalFold(i-1, "to") || s.equalFold(i-1, "from")) {
+	if s.allCaps(i) && (s.equalFold(i-1, "at") || s.equalFold(i-1, "to") || s.equalFold(i-1, "from") || s.equalFold(i-1, "into")) {
 		if n := s.placeAfterMove(i); n > i {
 			return n
 		}
@@ -537,17 +542,26 @@ func (s *Scanner) nameBytes(w []byte, f wflag, titled bool) bool {
 	return f&fKnown == 0 && !hasSuffixFold(w, medicalSuffixes) && !s.nearKnown(w)
 }
 
-// nearKnown reports whether token k, a word the allowlist does not know,
-// is one letter dropped, doubled or swapped away from a known word of six
-// letters or more: a misspelling ("visisted", "socaial", "recieved"), not
-// a name. Only words in a name's position are asked, so the look-ups cost
-// little.
+// nearKnown reports whether w, a word the allowlist does not know, is one
+// letter added, dropped or swapped away from a known word: a misspelling
+// ("visisted", "socaial", "begining", "basess"), not a name. Only words in
+// a name's or a place's position are asked, so the look-ups cost little.
 func (s *Scanner) nearKnown(w []byte) bool {
 	n := len(w)
-	if n < 7 || n > 24 {
+	if n < 5 || n > 24 {
 		return false
 	}
-	var buf [24]byte
+	var buf [25]byte
+	for i := 0; i <= n; i++ { // one letter missing
+		copy(buf[:], w[:i])
+		copy(buf[i+1:], w[i:])
+		for c := byte('a'); c <= 'z'; c++ {
+			buf[i] = c
+			if s.d.lookup(buf[:n+1])&fKnown != 0 {
+				return true
+			}
+		}
+	}
 	for i := range n { // one letter too many
 		m := copy(buf[:], w[:i])
 		m += copy(buf[m:], w[i+1:])
@@ -962,7 +976,7 @@ var moveVerbs = []string{"transferred", "transfer", "transferring", "admitted", 
 	"arrived", "readmitted", "referred", "received", "receive", "dc'd", "d/c'd", "d/c", "dc", "back", "home", "rehab",
 	"placement", "transfered", "tranferred", "trans", "tx", "txd", "tx'd", "presented", "presents", "flown", "medflighted", "adm",
 	"arrive", "arriving", "return", "rtn", "accepted", "go", "goes", "gone", "sending", "transport", "taking", "bring", "bringing", "coming",
-	"visit", "visits", "evaluated", "seen", "screened"}
+	"visit", "visits", "evaluated", "seen", "screened", "arrival", "medflight", "enroute", "come", "admission", "readmission", "flight"}
 
 // residenceWords, with moveVerbs, say that "to"/"from" after them leads to
 // a place: "is from Florence", "moved to Sydney".
@@ -1000,7 +1014,7 @@ func (s *Scanner) placeAfterMove(i int) int {
 		if k := j - 1; s.isWord(k) && s.toks[k].cls&cPlain == 0 && foldIn(s.tokText(k), atNotPlace) {
 			return i
 		}
-	case s.equalFold(j, "to") || s.equalFold(j, "from"):
+	case s.equalFold(j, "to") || s.equalFold(j, "from") || s.equalFold(j, "into"):
 		k := j - 1
 		if s.isPunct(k, '\'') || s.isPunct(k, '/') { // d/c'd to
 			return i
@@ -1068,6 +1082,39 @@ func (s *Scanner) placeAfterMove(i int) int {
 	return last + 1
 }
 
+// saintPlace detects a place named after a saint: "St. Mary's", "ST.
+// AGNES", "Saint Joseph Memorial". Token i is St or Saint; after a
+// number or a street's name St is a street ("34 St", "Main St").
+func (s *Scanner) saintPlace(i int) int {
+	if i > 0 && (s.toks[i-1].cls&cDigit != 0 || s.isWord(i-1) && s.toks[i-1].cls&cPlain == 0 && (s.capitalized(i-1) && !s.caseless() || s.allCaps(i-1) && s.flags(i-1)&fKnown == 0) &&
+		!foldIn(s.tokText(i-1), functionWords) && !foldIn(s.tokText(i-1), moveVerbs)) {
+		return i
+	}
+	j := i + 1
+	if s.isPunct(j, '.') && s.adjacent(j) {
+		j++
+	}
+	if j >= len(s.toks) || s.toks[j].gap != gapSpace || !s.isWord(j) || s.toks[j].cls&(cDigit|cPlain) != 0 || s.tokLen(j) < 2 {
+		return i
+	}
+	f := s.flags(j)
+	// ST is also sinus tachycardia ("SR TO ST. HIGH PRESSURES"): the
+	// saint's name must be a listed name or a word no list knows.
+	if foldIn(s.tokText(j), functionWords) || f&(fMonth|fWeekday|fDose|fNameSuffix|fStreet|keywordFlags) != 0 ||
+		!(s.capitalized(j) || s.caseless()) || f&fKnown != 0 && f&fFirstTop == 0 || s.nearKnown(s.tokText(j)) {
+		return i
+	}
+	last := j
+	if s.isPunct(last+1, '\'') && s.adjacent(last+1) && s.equalFold(last+2, "s") {
+		last += 2 // St. Mary's
+	}
+	for k := last + 1; k < len(s.toks) && s.toks[k].gap == gapSpace && s.isWord(k) && (s.equalFold(k, "memorial") || s.equalFold(k, "regional")); k++ {
+		last = k
+	}
+	s.emitToks(i, last, TypeLocation, "place-saint")
+	return last + 1
+}
+
 // caselessPlace is placeAfterMove in text written in one case, where
 // capitals say nothing: "TRANSFERRED TO QUARTERMAIN 2", "REFERRED TO GH",
 // "taken to kernan hosp". The words after the verb of moving count when
@@ -1080,13 +1127,16 @@ func (s *Scanner) caselessPlace(i int) int {
 		}
 		f := s.flags(k)
 		w := s.tokText(k)
-		if f&(keywordFlags|fMedStop|fNameSuffix|fStateAbbr|fPlaceKind|fState) != 0 && f&fCity == 0 {
+		if f&(keywordFlags|fMedStop|fNameSuffix|fStateAbbr|fPlaceKind|fState) != 0 && (f&fCity == 0 || f&fMedStop != 0) {
 			return false
 		}
 		if f&(fCity|fCountry) != 0 && f&(fKnown|fState) == 0 {
 			return true
 		}
 		return f&fKnown == 0 && len(w) >= 2 && !s.nearKnown(w) && !hasSuffixFold(w, medicalSuffixes) && !hasSuffixFold(w, serviceSuffixes)
+	}
+	if s.equalFold(i, "the") && i+1 < len(s.toks) && s.toks[i+1].gap == gapSpace && ok(i+1) && s.tokLen(i+1) <= 5 {
+		i++ // ADM TO THE GH
 	}
 	if !ok(i) {
 		return i
