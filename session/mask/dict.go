@@ -67,7 +67,8 @@ const (
 	// a word that is not known is taken for one (recall first); a known
 	// word needs a name list or context.
 	fKnown
-	fPlaceKind // hospital, hosp, rehab: the kind of place after its name
+	fPlaceKind  // hospital, hosp, rehab: the kind of place after its name
+	fStreetType // calle, rua, rue, via: the type of a street before its name
 
 	fLooked // the token's flags have been looked up
 )
@@ -80,13 +81,13 @@ var keywordCategories = map[string]wflag{
 	"locctx": fLocCtx, "orgsuffix": fOrgSuffix, "phonectx": fPhoneCtx, "faxctx": fFaxCtx,
 	"ssnctx": fSSNCtx, "mrnctx": fMRNCtx, "planctx": fPlanCtx, "accountctx": fAccountCtx,
 	"licensectx": fLicenseCtx, "vehiclectx": fVehicleCtx, "devicectx": fDeviceCtx,
-	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop, "commonname": fCommonName, "relation": fRelation, "expiry": fExpiry, "personverb": fPersonVerb, "townprefix": fTownPrefix, "placekind": fPlaceKind,
+	"idctx": fIDCtx, "agectx": fAgeCtx, "zipctx": fZipCtx, "dosewords": fDose, "medstop": fMedStop, "commonname": fCommonName, "relation": fRelation, "expiry": fExpiry, "personverb": fPersonVerb, "townprefix": fTownPrefix, "placekind": fPlaceKind, "streettype": fStreetType,
 }
 
 // triggerFlags are the flags of lower-case words that can start a
 // detection; only those words are looked up during the scan (through a
 // bit filter), the rest only when a detector asks about a neighbour.
-const triggerFlags = fTitle | fNameCtx | fMonth | fMonthAbbr | fNameSuffix | fPlaceKind
+const triggerFlags = fTitle | fNameCtx | fMonth | fMonthAbbr | fNameSuffix | fPlaceKind | fStreetType
 
 // dictionary is the loaded word lists: single words and multi-word phrases
 // (cities, states), all lower case.

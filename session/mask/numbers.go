@@ -201,7 +201,7 @@ simple:
 	// Numbers in other countries' layouts (020 7946 0958, 0412 345 678,
 	// 01 23 45 67 89) and local ones (555 0134) after a phone word.
 	if nd <= 8 && (after == ' ' || after == '-' || after == '.') && isDigit(after2) {
-		if end, ok := s.matchGroupedPhone(p); ok && s.contextFlags(i)&(fPhoneCtx|fFaxCtx) != 0 {
+		if end, ok := s.matchGroupedPhone(p); ok && (s.contextFlags(i)&(fPhoneCtx|fFaxCtx) != 0 || s.det.recall && s.trunkNumber(p, end) && !(s.isWord(i-1) && foldIn(s.tokText(i-1), notPhoneBefore))) {
 			s.emitPhone(i, p, end)
 			return s.tokenAt(i, end)
 		}
@@ -231,6 +231,11 @@ simple:
 	}
 	if nd <= 6 {
 		if n := s.address(i); n > i {
+			return n
+		}
+	}
+	if nd >= 3 && nd <= 6 {
+		if n := s.postcodeTown(i); n > i {
 			return n
 		}
 	}
@@ -350,7 +355,9 @@ func (s *Scanner) matchDate(i, p int) (end int, ok, emit bool) {
 			return 0, false, false
 		}
 		if te, ts := s.timestampTail(end); ts {
-			return te, true, false
+			// A timestamp in prose dates an event of a person; in
+			// precision mode machine timestamps are left alone.
+			return te, true, s.det.recall
 		}
 		return end, true, true
 	}
@@ -890,6 +897,24 @@ func (s *Scanner) contextFlags(i int) wflag {
 	return f
 }
 
+// trunkNumber reports a national number written in groups with its trunk
+// prefix 0, 9 to 12 digits: 022 2345 6789, 0412 345 678, 020 7946 0958.
+func (s *Scanner) trunkNumber(start, end int) bool {
+	if s.text[start] != '0' {
+		return false
+	}
+	n := 0
+	for _, c := range s.text[start:end] {
+		if isDigit(c) {
+			n++
+		}
+	}
+	return n >= 9 && n <= 12
+}
+
+// notPhoneBefore name numbers that are no phone: "Lot 020 7946 0958".
+var notPhoneBefore = []string{"lot", "batch", "serial", "model", "ref", "reference", "order", "invoice", "code", "id", "no", "part", "catalog", "sku", "version"}
+
 // pagerBefore reports a pager word just before token i ("Pager: #",
 // "PG", "pgr").
 func (s *Scanner) pagerBefore(i int) bool {
@@ -1298,6 +1323,11 @@ func (s *Scanner) formatType(start, end int) (EntityType, bool) {
 func (s *Scanner) alnum(i int) int {
 	t := s.toks[i]
 	p := int(t.start)
+	if l := t.end - t.start; l >= 2 && l <= 4 && 'A' <= s.text[p] && s.text[p] <= 'Z' {
+		if n := s.ukPostcode(i); n > i {
+			return n
+		}
+	}
 	if end, ok := s.matchUUIDorHex(p); ok {
 		return s.tokenAt(i, end)
 	}

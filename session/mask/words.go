@@ -26,6 +26,11 @@ func (s *Scanner) word(i int) int {
 			return n
 		}
 	}
+	if s.det.recall && (s.flags(i)&fStreetType != 0 || t.cls&(cUpper1|cUpper) != 0 && i+1 < len(s.toks) && s.toks[i+1].cls&cDigit != 0 && t.end-t.start > 5) {
+		if n := s.intlStreet(i); n > i {
+			return n
+		}
+	}
 	if t.end-t.start == 1 && s.isPunct(i+1, '.') && s.adjacent(i+1) {
 		if n := s.initialName(i); n > i {
 			return n
@@ -37,6 +42,11 @@ func (s *Scanner) word(i int) int {
 		}
 	}
 	if t.cls&(cUpper1|cUpper) == 0 { // lower case
+		if s.flags(i)&fStreetType != 0 && s.det.recall {
+			if n := s.intlStreet(i); n > i {
+				return n
+			}
+		}
 		if l := t.end - t.start; l == 2 || l == 4 {
 			// "transfer to quartermain 2", "sent to gh": places after a
 			// verb of moving, in lower case
@@ -878,9 +888,11 @@ func (s *Scanner) place(i int) int {
 			return i + 3
 		}
 	}
-	// "Guadalajara, Mexico": a country after a place and a comma.
+	// "Guadalajara, Mexico": a country after a place and a comma (in
+	// recall-first mode after any part of an address, or a town read as
+	// a name: "Madrid, Spain").
 	if s.flags(i)&fCountry != 0 && s.capitalized(i) && s.isPunct(i-1, ',') && i >= 2 && len(s.found) > 0 &&
-		s.found[len(s.found)-1].Type == TypeLocation && s.found[len(s.found)-1].End == int(s.toks[i-2].end) {
+		(s.found[len(s.found)-1].Type == TypeLocation || s.det.recall && s.found[len(s.found)-1].Type&^0 != TypeNone) && s.found[len(s.found)-1].End == int(s.toks[i-2].end) {
 		s.emitToks(i, i, TypeLocation, "place-dict")
 		return i + 1
 	}
