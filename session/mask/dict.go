@@ -131,7 +131,7 @@ func loadDict() *dictionary {
 		d.loadList("data/last_names_faker.txt", fLast, 0, 0)
 		d.loadList("data/common_words.txt", fCommon|fKnown, 0, 0)
 		d.loadList("data/known_words.txt", fKnown, 0, 0)
-		d.loadList("data/clinical_words.txt", fKnown|fCommon, 0, 0)
+		d.loadList("data/clinical_words.txt", fKnown|fCommon|fMedStop, 0, 0)
 		d.loadList("data/us_cities.txt", fCity, fCityTop, 3000)
 		d.loadList("data/world_cities.txt", fCity, fCityTop, worldCitiesTop)
 		d.loadKeywords("data/keywords.txt")

@@ -428,7 +428,10 @@ func (s *Scanner) name(i int) int {
 		}
 	}
 	firstLast := last > first && s.flags(first)&fFirstTop != 0 && s.flags(last)&fLastTop != 0 && last-first <= 2
-	ok := strong >= 1 || firstLast ||
+	// Siddharth Venkataraman: two or three capitalized words the
+	// allowlist does not know, in mixed case (recall-first).
+	unknownPair := s.det.recall && unknown >= 2 && unknown == last-first+1 && common == 0 && last-first <= 2 && !s.caseless()
+	ok := strong >= 1 || firstLast || unknownPair ||
 		(ctx == 2 || s.suffixAfter(last)) && weak+unknown >= 1 ||
 		ctx == 1 && (weak >= 1 || unknown >= 2) ||
 		weak >= 1 && weak+unknown >= 2 && common <= 1 ||
