@@ -556,23 +556,26 @@ func (s *Scanner) nameBytes(w []byte, f wflag, titled bool) bool {
 }
 
 // nearKnown reports whether w, a word the allowlist does not know, is one
-// letter added, dropped or swapped away from a known word: a misspelling
-// ("visisted", "socaial", "begining", "basess"), not a name. Only words in
-// a name's or a place's position are asked, so the look-ups cost little.
+// letter added, dropped, swapped or left single away from a known word: a
+// misspelling ("visisted", "socaial", "begining", "basess"), not a name.
+// Only words in a name's or a place's position are asked, and each costs
+// about 3n look-ups.
 func (s *Scanner) nearKnown(w []byte) bool {
 	n := len(w)
 	if n < 5 || n > 24 {
 		return false
 	}
 	var buf [25]byte
-	for i := 0; i <= n; i++ { // one letter missing
-		copy(buf[:], w[:i])
-		copy(buf[i+1:], w[i:])
-		for c := byte('a'); c <= 'z'; c++ {
-			buf[i] = c
-			if s.d.lookup(buf[:n+1])&fKnown != 0 {
-				return true
-			}
+	for i := 0; i < n; i++ { // a letter written once that is doubled
+		if i+1 < n && lower(w[i+1]) == lower(w[i]) {
+			continue // the same word as doubling the next one
+		}
+		m := copy(buf[:], w[:i+1])
+		buf[m] = w[i]
+		m++
+		m += copy(buf[m:], w[i+1:])
+		if s.d.lookup(buf[:m])&fKnown != 0 {
+			return true
 		}
 	}
 	for i := range n { // one letter too many
@@ -1067,8 +1070,8 @@ func (s *Scanner) placeAfterMove(i int) int {
 	}
 	// Quartermain 3: a word no list knows, after a verb of moving, and
 	// the ward's number
-	if s.capitalized(i) && f&(fFirst|fLast|fCity|keywordFlags|fKnown|fMedStop) == 0 && s.tokLen(i) > 2 && !s.nearKnown(s.tokText(i)) &&
-		!hasSuffixFold(s.tokText(i), serviceSuffixes) && !hasSuffixFold(s.tokText(i), medicalSuffixes) {
+	if s.capitalized(i) && f&(fFirst|fLast|fCity|keywordFlags|fKnown|fMedStop) == 0 && s.tokLen(i) > 2 &&
+		!hasSuffixFold(s.tokText(i), serviceSuffixes) && !hasSuffixFold(s.tokText(i), medicalSuffixes) && !s.nearKnown(s.tokText(i)) {
 		s.emitToks(i, i, TypeLocation, "place-after-move")
 		return i + 1
 	}
@@ -1148,7 +1151,7 @@ func (s *Scanner) caselessPlace(i int) int {
 		if f&(fCity|fCountry) != 0 && f&(fKnown|fState) == 0 {
 			return true
 		}
-		return f&fKnown == 0 && len(w) >= 2 && !s.nearKnown(w) && !hasSuffixFold(w, medicalSuffixes) && !hasSuffixFold(w, serviceSuffixes)
+		return f&fKnown == 0 && len(w) >= 2 && !hasSuffixFold(w, medicalSuffixes) && !hasSuffixFold(w, serviceSuffixes) && !s.nearKnown(w)
 	}
 	if s.equalFold(i, "the") && i+1 < len(s.toks) && s.toks[i+1].gap == gapSpace && ok(i+1) && s.tokLen(i+1) <= 5 {
 		i++ // ADM TO THE GH
