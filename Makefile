@@ -67,9 +67,14 @@ test-clients: deps build
 demo: deps build
 	$(GO) run ./examples/demo --phigate $(BIN)
 
+# MASK_CORPORA are labelled corpora (JSON Lines, as ../shared/eval/score_mask.py
+# reads) that bench/mask scores both detection modes on; the development
+# half of the deid nursing notes when it is beside the project.
+MASK_CORPORA ?= $(wildcard ../shared/corpora/deid-dev.jsonl)
+
 bench: bench-deps build minio
 	$(GO) run ./bench/pg --phigate $(CURDIR)/$(BIN) --results bench/results
-	$(GO) run ./bench/mask --results bench/results
+	$(GO) run ./bench/mask --results bench/results $(addprefix --corpus ,$(MASK_CORPORA))
 	$(GO) run ./bench/cluster --phigate $(CURDIR)/$(BIN) --results bench/results
 	$(GO) run ./bench/recording --phigate $(CURDIR)/$(BIN) --results bench/results
 

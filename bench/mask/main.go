@@ -31,6 +31,7 @@ func main() {
 
 type config struct {
 	devset   string
+	corpora  []string
 	out      string
 	patients int
 	minTime  time.Duration
@@ -43,8 +44,17 @@ func run(args []string) error {
 	fs.IntVar(&c.patients, "patients", 2000, "synthetic patients to build the rows and notes from")
 	fs.DurationVar(&c.minTime, "time", 2*time.Second, "minimum measuring time per system")
 	fs.StringVar(&c.devset, "devset", "session/mask/testdata/devset", "hand-written notes for the second free-text corpus")
+	fs.Func("corpus", "a labelled corpus (JSON Lines, as shared/eval/score_mask.py reads) to score both detection modes on; repeatable", func(v string) error {
+		c.corpora = append(c.corpora, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	for _, p := range c.corpora {
+		if err := accuracy(p, c.out, c.minTime); err != nil {
+			return err
+		}
 	}
 	// One core: the figures are per core.
 	runtime.GOMAXPROCS(1)
@@ -172,13 +182,17 @@ func run(args []string) error {
 		if err := bench.Write(c.out, r); err != nil {
 			return err
 		}
-		fmt.Printf("%-16s %-14s", r.Name, r.Unit)
-		for _, k := range sortedKeys(r.Values) {
-			fmt.Printf("  %s=%.2f", k, r.Values[k])
-		}
-		fmt.Println()
+		printResult(r)
 	}
 	return nil
+}
+
+func printResult(r bench.Result) {
+	fmt.Printf("%-16s %-14s", r.Name, r.Unit)
+	for _, k := range sortedKeys(r.Values) {
+		fmt.Printf("  %s=%.3f", k, r.Values[k])
+	}
+	fmt.Println()
 }
 
 type figure struct {

@@ -1783,15 +1783,13 @@ func (s *Scanner) mostlyCaps() bool {
 	if s.caps != 0 {
 		return s.caps == 1
 	}
-	up, low := 0, 0
+	// One table look-up and one add per byte: upper-case letters count in
+	// the low half of n, lower-case ones in the high half.
+	var n uint64
 	for _, c := range s.text[s.from:min(len(s.text), s.from+1024)] {
-		switch {
-		case 'A' <= c && c <= 'Z':
-			up++
-		case 'a' <= c && c <= 'z':
-			low++
-		}
+		n += caseCount[c]
 	}
+	up, low := n&0xffffffff, n>>32
 	s.caps = 2
 	if up > low {
 		s.caps = 1
@@ -1800,6 +1798,15 @@ func (s *Scanner) mostlyCaps() bool {
 	}
 	return s.caps == 1
 }
+
+// caseCount is 1 for A-Z and 1<<32 for a-z.
+var caseCount = func() (t [256]uint64) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = 1
+		t[c+32] = 1 << 32
+	}
+	return t
+}()
 
 // caseless reports whether the text being scanned is written in one
 // case, capitals or lower case: then case says nothing about names.
