@@ -542,6 +542,8 @@ func (s *Scanner) scanPart(text []byte, from int) {
 		case t.cls&cPlain != 0:
 			i++
 			continue
+		case t.cls == cLower && t.end-t.start == 1 && i+1 < len(toks) && text[t.end] == '.':
+			next = s.word(i) // an initial: "per b. sandoval"
 		case t.cls == cLower: // most words: skip unless a trigger
 			if t.end < int32(len(text)) && text[t.end] == ':' && t.end-t.start <= 4 {
 				// caee:5acb::1 starts with letters

@@ -2,7 +2,7 @@ package mask
 
 import "bytes"
 
-// Layouts of other countries (recall-first mode): streets whose type
+// Layouts of other countries: streets whose type
 // comes first and whose number comes last (Calle Mayor 12, Rua Augusta 45,
 // Piazza del Duomo 3, Av. Paulista 1578, 18 rue de Rivoli), compound
 // street names (Hauptstraße 5, Storgatan 7, Keizersgracht 12), military
@@ -24,7 +24,7 @@ var streetEndings = []string{"straße", "strasse", "str", "gasse", "weg", "platz
 // intlStreet detects a street of another country's layout that starts at
 // token i, and returns the index after it.
 func (s *Scanner) intlStreet(i int) int {
-	if !s.det.recall || !s.isWord(i) || s.toks[i].cls&cPlain != 0 {
+	if !s.isWord(i) || s.toks[i].cls&cPlain != 0 {
 		return i
 	}
 	w := s.tokText(i)
@@ -109,7 +109,7 @@ func (s *Scanner) intlStreet(i int) int {
 // after a comma or an address: "28013 Madrid", "1100-048 Lisboa", "114 51
 // Stockholm", "01310-200". Token i is the postcode's first digits.
 func (s *Scanner) postcodeTown(i int) int {
-	if !s.det.recall || i == 0 {
+	if i == 0 {
 		return i
 	}
 	prevFound := len(s.found) > 0 && s.found[len(s.found)-1].End >= int(s.toks[i-1].start)
@@ -158,7 +158,7 @@ func (s *Scanner) postcodeTown(i int) int {
 // 1AA) and Canada (M5X 1A9): letters and digits in fixed places, no
 // context needed. Token i is the outward part.
 func (s *Scanner) ukPostcode(i int) int {
-	if !s.det.recall || i+1 >= len(s.toks) || s.toks[i+1].gap != gapSpace {
+	if i+1 >= len(s.toks) || s.toks[i+1].gap != gapSpace {
 		return i
 	}
 	a, b := s.tokText(i), s.tokText(i+1)

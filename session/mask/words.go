@@ -26,7 +26,7 @@ func (s *Scanner) word(i int) int {
 			return n
 		}
 	}
-	if s.det.recall && (s.flags(i)&fStreetType != 0 || t.cls&(cUpper1|cUpper) != 0 && i+1 < len(s.toks) && s.toks[i+1].cls&cDigit != 0 && t.end-t.start > 5) {
+	if s.flags(i)&fStreetType != 0 || t.cls&(cUpper1|cUpper) != 0 && i+1 < len(s.toks) && s.toks[i+1].cls&cDigit != 0 && t.end-t.start > 5 {
 		if n := s.intlStreet(i); n > i {
 			return n
 		}
@@ -42,7 +42,7 @@ func (s *Scanner) word(i int) int {
 		}
 	}
 	if t.cls&(cUpper1|cUpper) == 0 { // lower case
-		if s.flags(i)&fStreetType != 0 && s.det.recall {
+		if s.flags(i)&fStreetType != 0 {
 			if n := s.intlStreet(i); n > i {
 				return n
 			}
@@ -229,7 +229,8 @@ func (s *Scanner) nameScore(i int) int {
 // isParticle reports name particles written in lower case: van, de, der.
 func isParticle(w []byte) bool {
 	switch string(w) {
-	case "van", "von", "de", "der", "den", "da", "di", "del", "della", "dos", "das", "du", "la", "le", "ter", "ten", "bin", "ibn", "al", "el", "y":
+	case "van", "von", "de", "der", "den", "da", "di", "del", "della", "dos", "das", "du", "la", "le", "ter", "ten", "bin", "ibn", "al", "el", "y",
+		"des", "dei", "degli", "delle", "las", "los", "les":
 		return true
 	}
 	return false
@@ -1041,6 +1042,10 @@ func (s *Scanner) placeAfterMove(i int) int {
 			return i
 		}
 		w := s.tokText(k)
+		// tx'd, d/c'd: the verb is the tokens written together before "to"
+		for b := k; b > 0 && b > k-4 && s.adjacent(b) && (s.isPunct(b-1, '\'') || s.isPunct(b-1, '/') || s.isWord(b-1)); b-- {
+			w = s.text[s.toks[b-1].start:s.toks[k].end]
+		}
 		if s.toks[k].cls&cPlain != 0 { // the last word of a merged run
 			if sp := bytes.LastIndexByte(w, ' '); sp >= 0 {
 				w = w[sp+1:]
@@ -1070,8 +1075,9 @@ func (s *Scanner) placeAfterMove(i int) int {
 	}
 	// Quartermain 3: a word no list knows, after a verb of moving, and
 	// the ward's number
-	if s.capitalized(i) && f&(fFirst|fLast|fCity|keywordFlags|fKnown|fMedStop) == 0 && s.tokLen(i) > 2 &&
-		!hasSuffixFold(s.tokText(i), serviceSuffixes) && !hasSuffixFold(s.tokText(i), medicalSuffixes) && !s.nearKnown(s.tokText(i)) {
+	ward := i+1 < len(s.toks) && s.toks[i+1].cls == cDigit && s.tokLen(i+1) <= 2 && s.toks[i+1].gap == gapSpace
+	if s.capitalized(i) && f&(fFirst|fLast|fCity|keywordFlags|fMedStop) == 0 && (f&fKnown == 0 || ward && f&fCommon == 0) && s.tokLen(i) > 2 &&
+		!hasSuffixFold(s.tokText(i), serviceSuffixes) && !hasSuffixFold(s.tokText(i), medicalSuffixes) && (f&fKnown != 0 || !s.nearKnown(s.tokText(i))) {
 		s.emitToks(i, i, TypeLocation, "place-after-move")
 		return i + 1
 	}
@@ -1119,7 +1125,7 @@ func (s *Scanner) saintPlace(i int) int {
 	// ST is also sinus tachycardia ("SR TO ST. HIGH PRESSURES"): the
 	// saint's name must be a listed name or a word no list knows.
 	if foldIn(s.tokText(j), functionWords) || f&(fMonth|fWeekday|fDose|fNameSuffix|fStreet|keywordFlags) != 0 ||
-		!(s.capitalized(j) || s.caseless()) || f&fKnown != 0 && f&fFirstTop == 0 || s.nearKnown(s.tokText(j)) {
+		!(s.capitalized(j) || s.caseless()) || f&fKnown != 0 && f&fFirstTop == 0 && !(s.isWord(j+1) && s.flags(j+1)&(fPlaceKind|fOrgSuffix) != 0) || f&fKnown == 0 && s.nearKnown(s.tokText(j)) {
 		return i
 	}
 	last := j
