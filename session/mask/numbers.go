@@ -1,6 +1,8 @@
 package mask
 
 import (
+	"bytes"
+
 	"github.com/nyaruka/phonenumbers"
 )
 
@@ -897,6 +899,33 @@ func (s *Scanner) contextFlags(i int) wflag {
 	return f
 }
 
+// measuredBefore reports a measurement word (SVR, TV, voiding, glucose @)
+// or a clinical abbreviation within the two words before token i.
+func (s *Scanner) measuredBefore(i int) bool {
+	for j, n := i-1, 0; j >= 0 && n < 2; j-- {
+		if s.isPunct(j, '@') {
+			return true
+		}
+		if !s.isWord(j) {
+			continue
+		}
+		n++
+		w := s.tokText(j)
+		if s.toks[j].cls&cPlain != 0 {
+			if sp := bytes.LastIndexByte(w, ' '); sp >= 0 {
+				w = w[sp+1:]
+			}
+		}
+		if len(w) < 2 {
+			continue
+		}
+		if foldIn(w, measureWords) || s.toks[j].cls&cPlain == 0 && s.flags(j)&(fMedStop|fDose) != 0 && s.flags(j)&(identifierCtx|fPhoneCtx) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // trunkNumber reports a national number written in groups with its trunk
 // prefix 0, 9 to 12 digits: 022 2345 6789, 0412 345 678, 020 7946 0958.
 func (s *Scanner) trunkNumber(start, end int) bool {
@@ -1028,15 +1057,15 @@ func (s *Scanner) address(i int) int {
 	// a number of two digits or more and words that are not function
 	// words ("3 WAY FOLEY IN PLACE", "MAP>60 AS WELL AS").
 	caps := s.mostlyCaps()
-	if caps && s.tokLen(i) < 2 {
+	if caps && (s.tokLen(i) < 2 || s.toks[i].cls != cDigit) {
 		return i
 	}
 	for k := 0; k < 4 && j < len(s.toks); k++ {
 		if s.toks[j].gap == gapNewline {
 			break
 		}
-		if s.isWord(j) && foldIn(s.tokText(j), functionWords) {
-			break
+		if s.isWord(j) && (foldIn(s.tokText(j), functionWords) || s.flags(j)&fDose != 0 || caps && s.flags(j)&fMedStop != 0) {
+			break // 10 MG VIA NGT, 15 SEC RUN
 		}
 		w := s.isWord(j) && (s.capitalized(j) || s.allCaps(j) || s.lowerWord(j) && k > 0) ||
 			s.toks[j].cls&cDigit != 0 && s.toks[j].cls&cLower != 0 // 5th
@@ -1282,6 +1311,11 @@ func (s *Scanner) identifier(i int) int {
 	// and ranges are runs of at most three digits; identifiers have a
 	// longer run somewhere.
 	if (det == "id-context" || det == "long-number" || det == "alnum-id") && maxDigitRun(s.text[start:end]) <= 3 {
+		return last + 1
+	}
+	// SVR 954-1183, TV 900-1000, BP 116-1456/50, glucose @ 0600-281: a
+	// range or a timed value after the measurement it belongs to.
+	if (det == "id-context" || det == "long-number" || det == "alnum-id" || det == "phone-local") && s.isPunct(i+1, '-') && s.measuredBefore(i) {
 		return last + 1
 	}
 	if typ == TypeID && (s.isWord(i-1) && s.equalFold(i-1, "npi")) {

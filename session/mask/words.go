@@ -774,8 +774,8 @@ var signCredentials = []string{"rn", "rrt", "crt", "np", "lpn", "cna", "msw", "l
 // initialName detects a name that starts with an initial: "W. MAROTTA",
 // "d. renna", "L. Ruuska". Token i is the letter, followed by '.'.
 func (s *Scanner) initialName(i int) int {
-	if i > 0 && s.isPunct(i-1, '.') && s.adjacent(i) || s.toks[i].cls&cDigit != 0 {
-		return i // the end of e.g., U.S.
+	if s.adjacent(i) && !(s.isPunct(i-1, '(') || s.isPunct(i-1, '"') || s.isPunct(i-1, '[')) || s.toks[i].cls&cDigit != 0 {
+		return i // the end of e.g., U.S., N/V., d/c'd.
 	}
 	j := i + 2
 	if j >= len(s.toks) || s.toks[j].gap != gapSpace || !s.isWord(j) || s.toks[j].cls&cDigit != 0 {
