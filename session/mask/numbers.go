@@ -391,8 +391,9 @@ func (s *Scanner) matchDate(i, p int) (end int, ok, emit bool) {
 		}
 		return r, true, true
 	}
-	// Partial date M/D (M-D only after a date word: "on 3-14").
-	if sep == '.' || !s.boundaryAfter(r) || a < 1 || a > 12 || b < 1 || b > 31 {
+	// Partial date M/D (M-D only after a date word: "on 3-14"); not a
+	// link of a chain of values (ABG 84/41/7.54/10/36).
+	if sep == '.' || !s.boundaryAfter(r) || a < 1 || a > 12 || b < 1 || b > 31 || p > 0 && s.text[p-1] == '/' {
 		return 0, false, false
 	}
 	if sep == '-' && !(s.isWord(i-1) && s.toks[i].gap == gapSpace && s.flags(i-1)&fDateCtx != 0) {
@@ -478,6 +479,9 @@ func (s *Scanner) partialDateExcluded(i, a, b, end int) bool {
 			continue
 		}
 		n++
+		if s.toks[j].cls&cPlain == 0 && s.flags(j)&fDateCtx != 0 {
+			break // (PLACED 8/14) after MECH VENT VIA TRACH
+		}
 		if s.toks[j].cls&cPlain == 0 && foldIn(s.tokText(j), ventWords) {
 			return true
 		}
@@ -492,11 +496,69 @@ func (s *Scanner) partialDateExcluded(i, a, b, end int) bool {
 	if s.dateContext(i) {
 		return false
 	}
+	// 8/2 - 8/10, 8/9 or 8/10: the second end of a range of dates
+	if n := len(s.found); n > 0 && s.found[n-1].Type == TypeDate && int(s.toks[i].start)-s.found[n-1].End <= 5 {
+		return false
+	}
+	if b == 10 && s.det.recall && !s.painNear(i, end) {
+		return false // "OR 6/10": a date unless pain is rated
+	}
 	if b == 10 || a == b && a <= 5 {
 		return true
 	}
 	if (a == 1 && b <= 4) || (a == 2 && b == 3) || (a == 3 && b == 4) {
 		return true
+	}
+	return false
+}
+
+// painNear reports a word of pain or rating within three words before
+// token i or two after the value ending at end: "pain 5/10", "5/10 pain",
+// "rates it 6/10".
+func (s *Scanner) painNear(i, end int) bool {
+	for j, n := i-1, 0; j >= 0 && n < 3; j-- {
+		if !s.isWord(j) {
+			continue
+		}
+		n++
+		w := s.tokText(j)
+		if s.toks[j].cls&cPlain != 0 {
+			if foldContains(w, painWords) {
+				return true
+			}
+			continue
+		}
+		if foldIn(w, painWords) {
+			return true
+		}
+	}
+	for j, n := s.tokenAt(i, end), 0; j < len(s.toks) && n < 2; j++ {
+		if !s.isWord(j) {
+			continue
+		}
+		n++
+		if foldIn(s.tokText(j), painWords) || s.toks[j].cls&cPlain != 0 && foldContains(s.tokText(j), painWords) {
+			return true
+		}
+	}
+	return false
+}
+
+var painWords = []string{"pain", "cp", "angina", "painful", "discomfort", "ha", "headache", "rates", "rated", "rating", "scale", "score", "sore",
+	"ache", "aching", "cramping", "cramps", "intensity", "level", "pain:", "incisional", "chest", "abd", "back"}
+
+// foldContains reports whether one of the space-separated words of w is in
+// list.
+func foldContains(w []byte, list []string) bool {
+	for len(w) > 0 {
+		sp := bytes.IndexByte(w, ' ')
+		if sp < 0 {
+			return foldIn(w, list)
+		}
+		if foldIn(w[:sp], list) {
+			return true
+		}
+		w = w[sp+1:]
 	}
 	return false
 }
@@ -511,7 +573,8 @@ var measureWords = []string{"bp", "nbp", "abp", "sbp", "map", "pap", "pa", "pas"
 var ventWords = []string{"ps", "psv", "cpap", "bipap", "peep", "vent", "settings", "simv", "imv", "ac", "fio2"}
 
 // measureAfter follow a value written as two numbers with a slash.
-var measureAfter = []string{"strength", "of", "up", "peep", "ns", "hrs", "hr", "hour", "hours", "tab", "tabs", "pain", "scale"}
+var measureAfter = []string{"strength", "of", "up", "peep", "ns", "hrs", "hr", "hour", "hours", "tab", "tabs", "pain", "scale",
+	"sem", "hsm", "murmur", "sm", "cp"}
 
 // dateContext reports a date-announcing word shortly before token i.
 func (s *Scanner) dateContext(i int) bool { return s.dateContextN(i, 3) }

@@ -264,7 +264,7 @@ func (s *Scanner) nameRun(i int, title bool) (last, best, names int) {
 		// O'Brien, D'Angelo
 		// (not I'M, D/C'D, X'S: the part after the apostrophe is a word)
 		if s.isWord(j) && s.tokLen(j) == 1 && s.toks[j].cls&cUpper1 != 0 && s.isPunct(j+1, '\'') && s.adjacent(j+1) &&
-			s.adjacent(j+2) && s.capitalized(j+2) && s.tokLen(j+2) >= 3 && !(s.isPunct(j-1, '/') && s.adjacent(j)) {
+			s.adjacent(j+2) && (s.capitalized(j+2) || title && k == 0 && s.lowerWord(j+2)) && s.tokLen(j+2) >= 3 && !(s.isPunct(j-1, '/') && s.adjacent(j)) {
 			best = 2
 			last = j + 2
 			j += 3
@@ -504,7 +504,7 @@ func (s *Scanner) nameAfterTitle(i int) int {
 		if last < j {
 			return i
 		}
-		for plural && (s.equalFold(last+1, "and") || s.isPunct(last+1, '&')) {
+		for (s.equalFold(last+1, "and") || s.isPunct(last+1, '&')) && (plural || s.nameWord(last+2)) {
 			l2 := s.titledName(last + 2)
 			if l2 < last+2 {
 				break
@@ -521,6 +521,11 @@ func (s *Scanner) nameAfterTitle(i int) int {
 	last, _, _ := s.nameRun(j, true)
 	if last < j {
 		last = j
+	}
+	// Dr Ferdinand Halfpenny: a surname that is also a word
+	if last == j && s.flags(j)&fFirst != 0 && s.capitalized(last+1) && !s.allCaps(last+1) && s.toks[last+1].gap == gapSpace &&
+		s.flags(last+1)&(keywordFlags|fNameSuffix) == 0 {
+		last++
 	}
 	s.emitToks(j, last, TypeName, "name-title")
 	return last + 1
@@ -774,7 +779,7 @@ var signCredentials = []string{"rn", "rrt", "crt", "np", "lpn", "cna", "msw", "l
 // initialName detects a name that starts with an initial: "W. MAROTTA",
 // "d. renna", "L. Ruuska". Token i is the letter, followed by '.'.
 func (s *Scanner) initialName(i int) int {
-	if s.adjacent(i) && !(s.isPunct(i-1, '(') || s.isPunct(i-1, '"') || s.isPunct(i-1, '[')) || s.toks[i].cls&cDigit != 0 {
+	if s.adjacent(i) && !(s.isPunct(i-1, '(') || s.isPunct(i-1, '"') || s.isPunct(i-1, '[') || s.isPunct(i-1, '-') && !s.adjacent(i-1)) && !(s.isPunct(i-1, '-') && s.allCaps(i) && s.isWord(i-2)) || s.toks[i].cls&cDigit != 0 {
 		return i // the end of e.g., U.S., N/V., d/c'd.
 	}
 	j := i + 2
@@ -1751,14 +1756,29 @@ func (s *Scanner) domain(i int) int {
 // nothing, the surname must be one the allowlist does not know.
 func (s *Scanner) allCapsName(i int) int {
 	f := s.flags(i)
-	if f&fFirstTop == 0 || f&(fCommonName|keywordFlags|fStateAbbr|fKnown) != 0 || s.tokLen(i) < 3 {
+	// martin carey: in one case, a census first name that is also a word
+	// counts before a surname the allowlist does not know.
+	knownFirst := f&fKnown != 0 && s.caseless() && s.det.recall
+	if f&fFirstTop == 0 || f&(fCommonName|keywordFlags|fStateAbbr) != 0 || f&fKnown != 0 && !knownFirst || s.tokLen(i) < 3 {
 		return i
 	}
 	j := i + 1
 	if j < len(s.toks) && s.toks[j].gap == gapSpace && s.flags(j)&fFirst != 0 && s.flags(j)&(fKnown|keywordFlags) == 0 && s.caseless() {
 		j++ // KAREN ANN YANULIS
 	}
+	alone := func() int {
+		// DAVID, suzette, helen: in one case, a census first name that is
+		// no word is a name on its own (recall-first)
+		if !knownFirst && s.caseless() && s.det.recall && f&fCity == 0 && s.tokLen(i) >= 4 {
+			s.emitToks(i, i, TypeName, "name-caps")
+			return i + 1
+		}
+		return i
+	}
 	if j >= len(s.toks) || s.toks[j].gap != gapSpace || s.lowerWord(j) != s.lowerWord(i) {
+		return alone()
+	}
+	if knownFirst && !(s.nameWord(j) && s.flags(j)&fLast != 0) {
 		return i
 	}
 	last := -1
@@ -1773,7 +1793,7 @@ func (s *Scanner) allCapsName(i int) int {
 		last = j
 	}
 	if last < 0 {
-		return i
+		return alone()
 	}
 	for s.isPunct(last+1, '-') && s.adjacent(last+1) && s.adjacent(last+2) && s.isWord(last+2) && s.toks[last+2].cls&cPlain == 0 {
 		last += 2
