@@ -142,7 +142,7 @@ func loadDict() *dictionary {
 				d.setTrigger([]byte(w))
 			}
 		}
-		for _, w := range []string{"http", "https", "ftp", "www", "to", "from", "at"} {
+		for _, w := range []string{"http", "https", "ftp", "www", "to", "from", "at", "in", "of", "into"} {
 			d.setTrigger([]byte(w))
 		}
 		for w, f := range d.words {

@@ -50,9 +50,14 @@ func (s *Scanner) word(i int) int {
 		if l := t.end - t.start; l == 2 || l == 4 {
 			// "transfer to quartermain 2", "sent to gh": places after a
 			// verb of moving, in lower case
-			if j := i + 1; j < len(s.toks) && s.toks[j].gap == gapSpace && s.toks[j].cls&(cUpper1|cUpper|cPlain|cDigit) == 0 &&
+			if j := i + 1; j < len(s.toks) && s.toks[j].gap == gapSpace && s.toks[j].cls&(cUpper1|cUpper|cDigit) == 0 &&
 				(s.equalFold(i, "to") || s.equalFold(i, "from") || s.equalFold(i, "at") || s.equalFold(i, "into")) {
 				if n := s.placeAfterMove(j); n > j {
+					return n
+				}
+			}
+			if j := i + 1; j < len(s.toks) && s.toks[j].gap == gapSpace && (s.equalFold(i, "in") || s.equalFold(i, "of")) {
+				if n := s.residence(j); n > j {
 					return n
 				}
 			}
@@ -89,6 +94,16 @@ func (s *Scanner) word(i int) int {
 		return i + 1
 	}
 	f := s.flags(i)
+	if (s.capitalized(i) || s.allCaps(i)) && (s.equalFold(i-1, "in") || s.equalFold(i-1, "of")) && s.det.recall {
+		if n := s.residence(i); n > i {
+			return n
+		}
+	}
+	if s.allCaps(i) && s.tokLen(i) <= 5 && i+1 < len(s.toks) && s.tokLen(i+1) == 2 {
+		if n := s.placeBeforeED(i); n > i {
+			return n
+		}
+	}
 	if s.allCaps(i) && (s.equalFold(i-1, "at") || s.equalFold(i-1, "to") || s.equalFold(i-1, "from") || s.equalFold(i-1, "into")) {
 		if n := s.placeAfterMove(i); n > i {
 			return n
@@ -1144,6 +1159,97 @@ func (s *Scanner) saintPlace(i int) int {
 	return last + 1
 }
 
+// residence detects the town where someone lives or comes from, after
+// "in" or "of" (recall-first): "lives in catonsville", "LIVES WITH SON
+// AND FAMILY IN ROCKVILLE", "daughter Grace of Reisterstown". Token j is the
+// word after the preposition: a word the allowlist does not know, or a
+// listed town; capitalized in mixed case.
+func (s *Scanner) residence(j int) int {
+	if !s.det.recall || j < 2 {
+		return j
+	}
+	prep := j - 1
+	if s.equalFold(prep, "of") {
+		// after a name just found: "Neil Meitz of Towson"
+		n := len(s.found)
+		if n == 0 || s.found[n-1].Type != TypeName || s.found[n-1].End != int(s.toks[prep-1].end) {
+			return j
+		}
+	} else if !s.livesBefore(prep) {
+		return j
+	}
+	ok := func(k int) bool {
+		if !s.isWord(k) || s.toks[k].cls&(cDigit|cPlain) != 0 || s.tokLen(k) < 3 {
+			return false
+		}
+		f := s.flags(k)
+		if f&(keywordFlags|fMedStop|fNameSuffix|fStateAbbr|fState|fCountry) != 0 || !s.caseless() && !s.capitalized(k) {
+			return false
+		}
+		if f&fCity != 0 && f&fCommon == 0 {
+			return true
+		}
+		w := s.tokText(k)
+		return f&fKnown == 0 && !hasSuffixFold(w, medicalSuffixes) && !s.nearKnown(w)
+	}
+	if !ok(j) {
+		return j
+	}
+	last := j
+	if k := j + 1; k < len(s.toks) && s.toks[k].gap == gapSpace && ok(k) && s.lowerWord(k) == s.lowerWord(j) {
+		last = k
+	}
+	s.emitToks(j, last, TypeLocation, "place-residence")
+	return last + 1
+}
+
+// livesBefore reports a word of living somewhere within the four words
+// before token prep (an "in").
+func (s *Scanner) livesBefore(prep int) bool {
+	for k, n := prep-1, 0; k >= 0 && n < 4; k-- {
+		if s.toks[k+1].gap == gapNewline || s.isPunct(k, '.') || s.isPunct(k, ';') {
+			return false
+		}
+		if !s.isWord(k) {
+			continue
+		}
+		n++
+		w := s.tokText(k)
+		if s.toks[k].cls&cPlain != 0 {
+			if foldContains(w, livesWords) {
+				return true
+			}
+			continue
+		}
+		if foldIn(w, livesWords) {
+			return true
+		}
+	}
+	return false
+}
+
+var determiners = []string{"the", "a", "an", "his", "her", "their", "this", "that", "our", "my", "your"}
+
+var livesWords = []string{"lives", "live", "living", "lived", "resides", "reside", "residing", "resident", "moved", "relocated",
+	"nearby", "located", "shelter", "grew", "raised", "vacation", "vacationing", "visiting", "stays", "staying"}
+
+// placeBeforeED detects the hospital named by an acronym before its
+// emergency department: "GH EW", "GH ER" (recall-first). Token i is the
+// acronym.
+func (s *Scanner) placeBeforeED(i int) int {
+	k := i + 1
+	if !s.det.recall || k >= len(s.toks) || s.toks[k].gap != gapSpace || !s.isWord(k) || s.tokLen(k) != 2 ||
+		!(s.equalFold(k, "er") || s.equalFold(k, "ew") || s.equalFold(k, "ed")) {
+		return i
+	}
+	f := s.flags(i)
+	if n := s.tokLen(i); n < 2 || n > 5 || f&(fKnown|fMedStop|keywordFlags|fStateAbbr|fNameSuffix) != 0 {
+		return i
+	}
+	s.emitToks(i, i, TypeLocation, "place-ed")
+	return i + 1
+}
+
 // caselessPlace is placeAfterMove in text written in one case, where
 // capitals say nothing: "TRANSFERRED TO QUARTERMAIN 2", "REFERRED TO GH",
 // "taken to kernan hosp". The words after the verb of moving count when
@@ -1312,6 +1418,19 @@ func (s *Scanner) placeBeforeKind(c int) int {
 	// allowlist does not know ("the basic hospital", "cardiac rehab");
 	// before "rehab", which mostly names a therapy, always.
 	strict := !s.caseless() || s.equalFold(c, "rehab") || s.equalFold(c, "rehabilitation") || !s.det.recall
+	// "presented to holy cross hospital": after to, from or at, the
+	// words before the kind name the place whatever they are
+	if strict && s.det.recall && !s.equalFold(c, "rehab") && !s.equalFold(c, "rehabilitation") {
+		for k := c - 1; k >= 0 && k >= c-4; k-- {
+			if s.isWord(k) && s.toks[k].cls&cPlain == 0 && (s.equalFold(k, "to") || s.equalFold(k, "from") || s.equalFold(k, "at")) {
+				strict = k == c-1
+				break
+			}
+			if !s.isWord(k) && !s.isPunct(k, '-') || s.toks[k].cls&cPlain != 0 {
+				break
+			}
+		}
+	}
 	ok := func(w []byte, f wflag, titled bool) bool {
 		return s.placeWord(w, f) && f&fPlaceKind == 0 && (!strict || titled || f&fKnown == 0 && !s.nearKnown(w) || f&(fCity|fTownPrefix) != 0)
 	}
@@ -1356,6 +1475,18 @@ func (s *Scanner) placeBeforeKind(c int) int {
 	}
 	if words == 0 {
 		return c
+	}
+	// "back to the basic hospital": after a determiner, words the
+	// allowlist knows describe the hospital rather than name it.
+	if !strict {
+		k := s.tokenAt(0, start) - 1
+		if k >= 0 && s.isWord(k) && foldIn(s.tokText(k), determiners) {
+			for t := s.tokenAt(0, start); t < c; t++ {
+				if s.isWord(t) && s.flags(t)&fKnown != 0 {
+					return c
+				}
+			}
+		}
 	}
 	s.emit(start, end, TypeLocation, "place-kind")
 	return c + 1
