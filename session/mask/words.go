@@ -104,6 +104,11 @@ func (s *Scanner) word(i int) int {
 			return n
 		}
 	}
+	if s.det.recall && i+1 < len(s.toks) && s.toks[i+1].cls == cDigit && s.tokLen(i+1) == 1 && s.toks[i+1].gap == gapSpace && s.tokLen(i) >= 6 {
+		if n := s.ward(i); n > i {
+			return n
+		}
+	}
 	if s.allCaps(i) && (s.equalFold(i-1, "at") || s.equalFold(i-1, "to") || s.equalFold(i-1, "from") || s.equalFold(i-1, "into")) {
 		if n := s.placeAfterMove(i); n > i {
 			return n
@@ -1247,6 +1252,30 @@ func (s *Scanner) placeBeforeED(i int) int {
 		return i
 	}
 	s.emitToks(i, i, TypeLocation, "place-ed")
+	return i + 1
+}
+
+// ward detects a ward named by a word no list knows and its number, in
+// any position: "ON QUARTERMAIN 2 WITH", "Per Fenwick 3 RN" (recall-first).
+// Token i is the word, the number after it has one digit and no unit
+// follows.
+func (s *Scanner) ward(i int) int {
+	f := s.flags(i)
+	w := s.tokText(i)
+	if f&(fKnown|fMedStop|keywordFlags|fFirst|fLast|fNameSuffix) != 0 || s.toks[i].cls&cDigit != 0 || hasSuffixFold(w, medicalSuffixes) || hasSuffixFold(w, serviceSuffixes) {
+		return i
+	}
+	if e := int(s.toks[i].end); e >= len(s.text) || s.text[e] != ' ' {
+		return i // NSTEMI,2 stents
+	}
+	if k := i + 2; k < len(s.toks) && s.isWord(k) && s.toks[k].gap <= gapSpace && (s.flags(k)&fDose != 0 || s.isPunct(k, '%')) ||
+		k < len(s.toks) && s.adjacent(k) && (s.isPunct(k, '.') || s.isPunct(k, '-') || s.isPunct(k, '/') || s.isPunct(k, ',') || s.toks[k].cls&cLower != 0) {
+		return i // LOPRESSOR 2 MG, values 2.5MG, 2-4, 2/3
+	}
+	if s.nearKnown(w) {
+		return i
+	}
+	s.emitToks(i, i, TypeLocation, "place-ward")
 	return i + 1
 }
 
