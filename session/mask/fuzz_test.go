@@ -107,17 +107,27 @@ func FuzzScan(f *testing.F) {
 	}
 	f.Add([]byte("(617) 555-1234 x12 +44 20 7946 0958 1.2.3.4 ::1 fe80::1%eth0 00:1A:2B:3C:4D:5E"))
 	f.Add([]byte("O'Brien, Sean; van der Berg, Leah. 14-Mar-05 March 14th '05 2024-01-05T10:00:00Z"))
-	sc := DefaultDetector().NewScanner()
+	for _, ex := range append(loadMarked(f, "styles6.txt", "styles"), loadMarked(f, "negatives3.txt", "neg3")...) {
+		f.Add([]byte(ex.text))
+	}
+	f.Add([]byte("DR'S X AND ST. Y, TX'D TO Q 2 W. Z RRT 12 rue d 1100-048 L PSC 1 NW1 6XE 0 ST."))
+	precise, err := NewDetector(DetectConfig{Mode: ModePrecision})
+	if err != nil {
+		f.Fatal(err)
+	}
+	scanners := []*Scanner{DefaultDetector().NewScanner(), precise.NewScanner()}
 	f.Fuzz(func(t *testing.T, text []byte) {
-		found := sc.Scan(text)
-		prev := 0
-		for _, x := range found {
-			if x.Start < prev || x.End <= x.Start || x.End > len(text) || x.Type == TypeNone || x.Type >= numTypes {
-				t.Fatalf("bad finding %+v (prev end %d, len %d)", x, prev, len(text))
+		for _, sc := range scanners {
+			found := sc.Scan(text)
+			prev := 0
+			for _, x := range found {
+				if x.Start < prev || x.End <= x.Start || x.End > len(text) || x.Type == TypeNone || x.Type >= numTypes {
+					t.Fatalf("bad finding %+v (prev end %d, len %d)", x, prev, len(text))
+				}
+				prev = x.End
 			}
-			prev = x.End
+			AppendTagged(nil, text, found)
 		}
-		AppendTagged(nil, text, found)
 	})
 }
 
