@@ -898,7 +898,7 @@ func (s *Scanner) place(i int) int {
 		}
 		// Holy Cross Hospital: the kind of place says nothing of which
 		// one, and annotators leave it out.
-		if end == suffix && s.flags(end)&fPlaceKind != 0 && end-1 >= i {
+		if end == suffix && s.flags(end)&fPlaceKind != 0 && end-1 >= i && !s.equalFold(end, "memorial") && !s.equalFold(end, "regional") {
 			s.emitToks(i, end-1, TypeLocation, "organisation")
 			return end + 1
 		}
@@ -1201,17 +1201,18 @@ func (s *Scanner) residence(j int) int {
 		return j
 	}
 	last := j
-	if k := j + 1; k < len(s.toks) && s.toks[k].gap == gapSpace && ok(k) && s.lowerWord(k) == s.lowerWord(j) {
-		last = k
+	for k := j + 1; k < len(s.toks) && k-j < 3 && s.toks[k].gap == gapSpace && (ok(k) && s.lowerWord(k) == s.lowerWord(j) ||
+		!s.caseless() && s.capitalized(k) && !s.allCaps(k) && s.flags(k)&(keywordFlags&^fStreet) == 0); k++ {
+		last = k // Daytona Beach
 	}
 	s.emitToks(j, last, TypeLocation, "place-residence")
 	return last + 1
 }
 
-// livesBefore reports a word of living somewhere within the four words
-// before token prep (an "in").
+// livesBefore reports a word of living somewhere within the six words
+// before token prep (an "in"): "LIVES WITH SON AND FAMILY IN".
 func (s *Scanner) livesBefore(prep int) bool {
-	for k, n := prep-1, 0; k >= 0 && n < 4; k-- {
+	for k, n := prep-1, 0; k >= 0 && n < 6; k-- {
 		if s.toks[k+1].gap == gapNewline || s.isPunct(k, '.') || s.isPunct(k, ';') {
 			return false
 		}
@@ -1516,6 +1517,9 @@ func (s *Scanner) placeBeforeKind(c int) int {
 				}
 			}
 		}
+	}
+	if s.equalFold(c, "memorial") || s.equalFold(c, "regional") {
+		end = int(s.toks[c].end) // LAUREL REGIONAL: part of the name
 	}
 	s.emit(start, end, TypeLocation, "place-kind")
 	return c + 1
