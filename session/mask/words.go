@@ -578,7 +578,22 @@ func (s *Scanner) nameBytes(w []byte, f wflag, titled bool) bool {
 	if f&(fFirst|fLast) != 0 {
 		return f&fKnown == 0 || titled
 	}
-	return f&fKnown == 0 && !hasSuffixFold(w, medicalSuffixes) && !s.nearKnown(w)
+	return f&fKnown == 0 && hasVowel(w) && !hasSuffixFold(w, medicalSuffixes) && !s.nearKnown(w)
+}
+
+// hasVowel reports whether w has a vowel (a, e, i, o, u, y): names do,
+// abbreviations often do not (RPP, LSC, NGT).
+func hasVowel(w []byte) bool {
+	for _, c := range w {
+		switch c | 0x20 {
+		case 'a', 'e', 'i', 'o', 'u', 'y':
+			return true
+		}
+		if c >= 0x80 {
+			return true // accented letters
+		}
+	}
+	return false
 }
 
 // nearKnown reports whether w, a word the allowlist does not know, is one
@@ -1927,13 +1942,14 @@ func (s *Scanner) allCapsName(i int) int {
 		return i
 	}
 	j := i + 1
-	if j < len(s.toks) && s.toks[j].gap == gapSpace && s.flags(j)&fFirst != 0 && s.flags(j)&(fKnown|keywordFlags) == 0 && s.caseless() {
+	if j < len(s.toks) && s.toks[j].gap == gapSpace && s.flags(j)&fFirst != 0 && s.flags(j)&keywordFlags == 0 && s.caseless() &&
+		(s.flags(j)&fKnown == 0 || s.flags(j)&fFirstTop != 0 && s.isWord(j+1) && s.toks[j+1].gap == gapSpace && s.nameWord(j+1)) {
 		j++ // KAREN ANN YANULIS
 	}
 	alone := func() int {
 		// DAVID, suzette, helen: in one case, a census first name that is
 		// no word is a name on its own (recall-first)
-		if !knownFirst && s.caseless() && s.det.recall && f&fCity == 0 && s.tokLen(i) >= 4 {
+		if !knownFirst && s.caseless() && s.det.recall && f&fCityTop == 0 && s.tokLen(i) >= 4 {
 			s.emitToks(i, i, TypeName, "name-caps")
 			return i + 1
 		}
@@ -1942,7 +1958,7 @@ func (s *Scanner) allCapsName(i int) int {
 	if j >= len(s.toks) || s.toks[j].gap != gapSpace || s.lowerWord(j) != s.lowerWord(i) {
 		return alone()
 	}
-	if knownFirst && !(s.nameWord(j) && s.flags(j)&fLast != 0) {
+	if knownFirst && !s.nameWord(j) {
 		return i
 	}
 	last := -1
