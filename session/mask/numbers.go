@@ -989,23 +989,27 @@ func (s *Scanner) measuredBefore(i int) bool {
 	return false
 }
 
-// trunkNumber reports a national number written in groups with its trunk
-// prefix 0, 9 to 12 digits: 022 2345 6789, 0412 345 678, 020 7946 0958.
+// trunkNumber reports a national number written in groups separated by
+// spaces with its trunk prefix 0, 9 to 12 digits: 022 2345 6789, 0412 345
+// 678, 020 7946 0958 (not codes with hyphens: NDC 0093-7180-56).
 func (s *Scanner) trunkNumber(start, end int) bool {
 	if s.text[start] != '0' {
 		return false
 	}
 	n := 0
 	for _, c := range s.text[start:end] {
-		if isDigit(c) {
+		switch {
+		case isDigit(c):
 			n++
+		case c != ' ':
+			return false
 		}
 	}
 	return n >= 9 && n <= 12
 }
 
 // notPhoneBefore name numbers that are no phone: "Lot 020 7946 0958".
-var notPhoneBefore = []string{"lot", "batch", "serial", "model", "ref", "reference", "order", "invoice", "code", "id", "no", "part", "catalog", "sku", "version"}
+var notPhoneBefore = []string{"ndc", "lot", "batch", "serial", "model", "ref", "reference", "order", "invoice", "code", "id", "no", "part", "catalog", "sku", "version"}
 
 // pagerBefore reports a pager word just before token i ("Pager: #",
 // "PG", "pgr").
