@@ -405,6 +405,12 @@ func (s *Scanner) tokenize(text []byte, from int) {
 	// word (a title, "wife", a month), and then (hold) punctuation between
 	// does not end the count: "dr. lindqvist", "wife, mary smith".
 	keepN, hold := 0, false
+	// In text written in lower case, first names and "in"/"of" start
+	// detections too (see dictionary.triggerLower).
+	trigger, keep := &d.trigger, &d.keep
+	if s.caps == 3 {
+		trigger, keep = &d.triggerLower, &d.keepLower
+	}
 	for i := from; i < n; {
 		c := text[i]
 		k := byteClass[c]
@@ -454,9 +460,9 @@ func (s *Scanner) tokenize(text []byte, from int) {
 		}
 		h := shapeHash(text[start:i])
 		if cls == cLower {
-			if i-start <= 2 || d.keep.has(h) || i < n && text[i] == ':' {
+			if i-start <= 2 || keep.has(h) || i < n && text[i] == ':' {
 				keepN, hold = 1, false
-				if d.trigger.has(h) {
+				if trigger.has(h) {
 					cls |= cTrig
 					keepN, hold = 2, true
 				}
@@ -473,7 +479,7 @@ func (s *Scanner) tokenize(text []byte, from int) {
 				keepN--
 				hold = hold && keepN > 0
 			}
-		} else if cls&cUpper1 != 0 && d.trigger.has(h) {
+		} else if cls&cUpper1 != 0 && trigger.has(h) {
 			keepN, hold = 2, true
 		} else {
 			keepN, hold = int(cls&cUpper1), false // cUpper1 is 1
@@ -528,6 +534,7 @@ func (s *Scanner) scanPart(text []byte, from int) {
 	s.from = from
 	s.caps = 0
 	s.noOrgUntil, s.noStateUntil = 0, 0
+	s.mostlyCaps() // the tokenizer asks whether the text is in lower case
 	s.tokenize(text, from)
 	toks := s.toks
 	if cap(s.fl) < len(toks) {
@@ -542,9 +549,11 @@ func (s *Scanner) scanPart(text []byte, from int) {
 		case t.cls&cPlain != 0:
 			i++
 			continue
-		case t.cls == cLower && t.end-t.start == 1 && i+1 < len(toks) && text[t.end] == '.':
-			next = s.word(i) // an initial: "per b. sandoval"
 		case t.cls == cLower: // most words: skip unless a trigger
+			if t.end-t.start == 1 && i+1 < len(toks) && text[t.end] == '.' {
+				next = s.word(i) // an initial: "per b. sandoval"
+				break
+			}
 			if t.end < int32(len(text)) && text[t.end] == ':' && t.end-t.start <= 4 {
 				// caee:5acb::1 starts with letters
 				if end, ok := s.matchIPv6(int(t.start)); ok {

@@ -108,6 +108,11 @@ type dictionary struct {
 	// lower-case words with triggerFlags; other lower-case words are skipped
 	// without a lookup.
 	trigger bloom
+	// triggerLower is trigger plus what starts a detection only in text
+	// written in lower case: census first names that are no word ("patty
+	// hoeller") and "in"/"of" before a town ("lives in catonsville").
+	triggerLower bloom
+	keepLower    bloom // keep plus the words of triggerLower
 	// keep has a bit for every lower-case word a detector may look at; the
 	// tokenizer merges runs of other lower-case words into one token.
 	keep bloom
@@ -138,12 +143,18 @@ func loadDict() *dictionary {
 		for w, f := range d.words {
 			// census first names that are no word start a name in lower
 			// case ("patty hoeller")
-			if f&triggerFlags != 0 || f&fFirstTop != 0 && f&(fKnown|fCommonName) == 0 {
+			if f&triggerFlags != 0 {
 				d.setTrigger([]byte(w))
 			}
+			if f&fFirstTop != 0 && f&(fKnown|fCommonName) == 0 {
+				d.triggerLower.addWord([]byte(w))
+			}
 		}
-		for _, w := range []string{"http", "https", "ftp", "www", "to", "from", "at", "in", "of", "into"} {
+		for _, w := range []string{"http", "https", "ftp", "www", "to", "from", "at", "into"} {
 			d.setTrigger([]byte(w))
+		}
+		for _, w := range []string{"in", "of"} {
+			d.triggerLower.addWord([]byte(w))
 		}
 		for w, f := range d.words {
 			if f&^(fFirst|fFirstTop|fLast|fLastTop|fCommon|fKnown|fCity|fCityTop|fCityStart|fStateStart|fCommonName) != 0 || f&(fCityStart|fStateStart) != 0 {
@@ -155,6 +166,10 @@ func loadDict() *dictionary {
 		}
 		for w := range tlds {
 			d.setKeep([]byte(w))
+		}
+		for i := range d.triggerLower {
+			d.keepLower[i] = d.keep[i] | d.triggerLower[i]
+			d.triggerLower[i] |= d.trigger[i]
 		}
 		d.buildTable()
 		d.words = nil // the table has them

@@ -62,7 +62,7 @@ func (s *Scanner) word(i int) int {
 				}
 			}
 		}
-		if !s.d.trigger.hasWord(s.text[t.start:t.end]) {
+		if t.cls&cTrig == 0 {
 			return i + 1
 		}
 		f := s.flags(i)
@@ -94,7 +94,7 @@ func (s *Scanner) word(i int) int {
 		return i + 1
 	}
 	f := s.flags(i)
-	if (s.capitalized(i) || s.allCaps(i)) && (s.equalFold(i-1, "in") || s.equalFold(i-1, "of")) && s.det.recall {
+	if s.det.recall && i > 0 && s.tokLen(i-1) == 2 && (s.equalFold(i-1, "in") || s.equalFold(i-1, "of")) && (s.capitalized(i) || s.allCaps(i)) {
 		if n := s.residence(i); n > i {
 			return n
 		}
