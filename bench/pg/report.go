@@ -281,8 +281,10 @@ streaming at least 0.7x direct with a peak RSS that does not grow with the
 result size.
 
 Two other programs of ` + "`make bench`" + ` write here too, and their files are not in
-the table below: ` + "`mask_*.json`" + ` (bench/mask: masking throughput beside memmove)
-and ` + "`cluster-*.json`" + ` (bench/cluster: policy propagation to every node,
+the table below: ` + "`mask_*.json`" + ` (bench/mask: masking throughput beside memmove
+and a naive regexp; with ` + "`--corpus`" + `, the precision and recall of both detection
+modes on a labelled corpus, ` + "`mask_accuracy_<corpus>.json`" + `, and the throughput on its
+notes) and ` + "`cluster-*.json`" + ` (bench/cluster: policy propagation to every node,
 join-to-ready, pgbench over three nodes against one and direct). Their
 ` + "`notes`" + ` say exactly what ran.
 
