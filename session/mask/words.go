@@ -109,7 +109,8 @@ func (s *Scanner) word(i int) int {
 			return n
 		}
 	}
-	if s.allCaps(i) && (s.equalFold(i-1, "at") || s.equalFold(i-1, "to") || s.equalFold(i-1, "from") || s.equalFold(i-1, "into")) {
+	if i > 0 && (s.tokLen(i-1) == 2 || s.tokLen(i-1) == 4) && s.allCaps(i) &&
+		(s.equalFold(i-1, "at") || s.equalFold(i-1, "to") || s.equalFold(i-1, "from") || s.equalFold(i-1, "into")) {
 		if n := s.placeAfterMove(i); n > i {
 			return n
 		}
