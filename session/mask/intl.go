@@ -35,7 +35,8 @@ func (s *Scanner) intlStreet(i int) int {
 		// street's name must be words no list knows.
 		caseless := s.caseless()
 		numFirst := i > 0 && s.toks[i-1].cls == cDigit && s.toks[i].gap == gapSpace && s.tokLen(i-1) <= 4
-		if !numFirst && (!s.capitalized(i) || s.allCaps(i) && s.tokLen(i) > 1 && !caseless) {
+		abbrev := s.isPunct(i+1, '.') && s.adjacent(i+1) && s.tokLen(i) <= 4 // ul. Długa, av. Paulista
+		if !numFirst && !(abbrev && s.lowerWord(i) && !caseless) && (!s.capitalized(i) || s.allCaps(i) && s.tokLen(i) > 1 && !caseless) {
 			return i
 		}
 		j := i + 1
@@ -123,6 +124,12 @@ func (s *Scanner) postcodeTown(i int) int {
 		if s.isPunct(i+1, '-') && s.adjacent(i+1) && i+2 < len(s.toks) && s.toks[i+2].cls == cDigit && s.tokLen(i+2) <= 4 {
 			last = i + 2 // 1100-048, 01310-200
 		}
+	case n == 2:
+		if s.isPunct(i+1, '-') && s.adjacent(i+1) && i+2 < len(s.toks) && s.toks[i+2].cls == cDigit && s.tokLen(i+2) == 3 {
+			last = i + 2 // 00-238 (Poland)
+		} else {
+			return i
+		}
 	case n == 3:
 		if i+1 < len(s.toks) && s.toks[i+1].cls == cDigit && s.tokLen(i+1) == 2 && s.toks[i+1].gap == gapSpace {
 			last = i + 1 // 114 51
@@ -147,12 +154,30 @@ func (s *Scanner) postcodeTown(i int) int {
 		s.emitToks(town, end, TypeLocation, "postcode-town")
 		return end + 1
 	}
-	if s.isPunct(last+1, ',') || s.isPunct(last+1, '.') || last+1 >= len(s.toks) {
+	// a postcode without its town only right after an address or a town:
+	// "São Paulo - SP, 01310-200, Brazil" (not "low, 56-100," nor "2100, 0500")
+	if prevFound && n >= 4 && (s.isPunct(last+1, ',') || s.isPunct(last+1, '.') || last+1 >= len(s.toks)) {
 		s.emitToks(i, last, TypeZip, "postcode")
 		return last + 1
 	}
 	return i
 }
+
+// auPostcode detects an Australian postcode after its state: "NSW 2000",
+// "VIC 3052". Token i is the state.
+func (s *Scanner) auPostcode(i int) int {
+	if !s.allCaps(i) || !foldIn(s.tokText(i), auStates) {
+		return i
+	}
+	k := i + 1
+	if k >= len(s.toks) || s.toks[k].gap != gapSpace || s.toks[k].cls != cDigit || s.tokLen(k) != 4 {
+		return i
+	}
+	s.emitToks(k, k, TypeZip, "postcode-au")
+	return k + 1
+}
+
+var auStates = []string{"nsw", "vic", "qld", "tas", "act", "nt", "wa", "sa"}
 
 // ukPostcode detects the postcodes of the United Kingdom (NW1 6XE, SW1A
 // 1AA) and Canada (M5X 1A9): letters and digits in fixed places, no

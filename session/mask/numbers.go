@@ -236,7 +236,7 @@ simple:
 			return n
 		}
 	}
-	if nd >= 3 && nd <= 6 {
+	if nd >= 2 && nd <= 6 {
 		if n := s.postcodeTown(i); n > i {
 			return n
 		}

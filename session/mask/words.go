@@ -104,6 +104,11 @@ func (s *Scanner) word(i int) int {
 			return n
 		}
 	}
+	if s.allCaps(i) && s.tokLen(i) <= 3 && i+1 < len(s.toks) && s.toks[i+1].cls == cDigit {
+		if n := s.auPostcode(i); n > i {
+			return n
+		}
+	}
 	if s.det.recall && i+1 < len(s.toks) && s.toks[i+1].cls == cDigit && s.tokLen(i+1) == 1 && s.toks[i+1].gap == gapSpace && s.tokLen(i) >= 6 {
 		if n := s.ward(i); n > i {
 			return n
@@ -936,6 +941,14 @@ func (s *Scanner) place(i int) int {
 			return i + 3
 		}
 	}
+	// "Clinique des Alpes, Genève": a town after a place and a comma
+	// (recall-first): a listed city or a capitalized word no list knows.
+	if s.det.recall && s.isPunct(i-1, ',') && i >= 2 && len(s.found) > 0 && s.capitalized(i) && !s.allCaps(i) &&
+		(s.found[len(s.found)-1].Type == TypeLocation || s.found[len(s.found)-1].Type == TypeAddress) && s.found[len(s.found)-1].End == int(s.toks[i-2].end) &&
+		s.flags(i)&(keywordFlags&^(fCountry|fState)) == 0 && (s.flags(i)&fCity != 0 || s.flags(i)&fKnown == 0 && !s.nearKnown(s.tokText(i))) && s.flags(i)&(fCountry|fState) == 0 {
+		s.emitToks(i, i, TypeLocation, "town-after-place")
+		return i + 1
+	}
 	// "Guadalajara, Mexico": a country after a place and a comma (in
 	// recall-first mode after any part of an address, or a town read as
 	// a name: "Madrid, Spain").
@@ -1119,8 +1132,18 @@ func (s *Scanner) placeAfterMove(i int) int {
 	ward := i+1 < len(s.toks) && s.toks[i+1].cls == cDigit && s.tokLen(i+1) <= 2 && s.toks[i+1].gap == gapSpace
 	if s.capitalized(i) && f&(fFirst|fLast|fCity|keywordFlags|fMedStop) == 0 && (f&fKnown == 0 || ward && f&fCommon == 0) && s.tokLen(i) > 2 &&
 		!hasSuffixFold(s.tokText(i), serviceSuffixes) && !hasSuffixFold(s.tokText(i), medicalSuffixes) && (f&fKnown != 0 || !s.nearKnown(s.tokText(i))) {
-		s.emitToks(i, i, TypeLocation, "place-after-move")
-		return i + 1
+		last := i
+		for k := i + 1; k < len(s.toks) && k-i < 4 && s.toks[k].gap == gapSpace; k++ {
+			if s.lowerWord(k) && isParticle(s.tokText(k)) && s.isWord(k+1) && s.capitalized(k+1) {
+				continue // Clinique des Alpes
+			}
+			if !s.capitalized(k) || s.allCaps(k) || s.flags(k)&(keywordFlags|fMonth|fWeekday) != 0 {
+				break
+			}
+			last = k
+		}
+		s.emitToks(i, last, TypeLocation, "place-after-move")
+		return last + 1
 	}
 	// only words that may name a place or nothing else we know
 	const placeish = fFirst | fFirstTop | fLast | fLastTop | fCity | fCityTop | fCityStart | fState | fStateStart | fCountry | fTownPrefix | fCommonName | fLooked
