@@ -202,3 +202,52 @@ func TestMaskCommandPolicy(t *testing.T) {
 		t.Error("a missing policy file must fail")
 	}
 }
+
+// TestMaskCommandMode checks --mode: recall-first (the default) masks what
+// only its position says is PHI (a ward named by an unknown word after a
+// verb of moving, in capitals), precision does not; a profile's
+// detect.mode is overridden by the flag; an unknown mode is an error. Each
+// finding names its detector.
+func TestMaskCommandMode(t *testing.T) {
+	in := `{"id":"1","text":"PT TRANSFERRED TO BRINDLEWOOD 4 ON MONDAY. DR HALVORSEN AWARE."}` + "\n"
+	masked := func(args ...string) maskLine {
+		t.Helper()
+		out, _, err := runMaskCommand(t, in, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := decodeMaskLines(t, out)
+		if len(lines) != 1 {
+			t.Fatalf("%d lines", len(lines))
+		}
+		return lines[0]
+	}
+	def, recall, precise := masked(), masked("--mode", "recall-first"), masked("--mode", "precision")
+	if def.Masked != recall.Masked {
+		t.Errorf("default %q, recall-first %q", def.Masked, recall.Masked)
+	}
+	if strings.Contains(recall.Masked, "BRINDLEWOOD") || strings.Contains(recall.Masked, "HALVORSEN") || !strings.Contains(recall.Masked, "MONDAY") {
+		t.Errorf("recall-first: %q", recall.Masked)
+	}
+	if !strings.Contains(precise.Masked, "BRINDLEWOOD") || strings.Contains(precise.Masked, "HALVORSEN") {
+		t.Errorf("precision: %q", precise.Masked)
+	}
+	for _, f := range recall.Findings {
+		if f.Detector == "" {
+			t.Errorf("finding without a detector: %+v", f)
+		}
+	}
+	policy := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(policy, []byte("detect:\n  mode: precision\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := masked("--policy", policy); got.Masked != precise.Masked {
+		t.Errorf("profile mode precision: %q", got.Masked)
+	}
+	if got := masked("--policy", policy, "--mode", "recall-first"); got.Masked != recall.Masked {
+		t.Errorf("--mode over the profile: %q", got.Masked)
+	}
+	if _, _, err := runMaskCommand(t, in, "--mode", "loose"); err == nil || !strings.Contains(err.Error(), "recall-first or precision") {
+		t.Errorf("unknown mode: %v", err)
+	}
+}

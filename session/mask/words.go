@@ -143,12 +143,9 @@ func (s *Scanner) word(i int) int {
 		s.emitToks(i, i, TypeDate, "date-holiday")
 		return i + 1
 	}
-	// Monday ... Sunday, written out: annotators of clinical notes count
-	// the day of a visit as part of its date.
-	if f&fWeekday != 0 && s.capitalized(i) && s.tokLen(i) >= 6 && s.det.recall {
-		s.emitToks(i, i, TypeDate, "date-weekday")
-		return i + 1
-	}
+	// Monday ... Sunday are not masked: a weekday names no calendar date,
+	// Safe Harbor does not list it, and the annotators of real clinical
+	// notes do not label it (docs/masking.md).
 	if f&fNameSuffix != 0 && (s.allCaps(i) || s.isPunct(i-1, ',')) {
 		if n := s.signature(i); n > i {
 			return n
