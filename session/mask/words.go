@@ -950,7 +950,7 @@ func (s *Scanner) place(i int) int {
 	// recall-first mode after any part of an address, or a town read as
 	// a name: "Madrid, Spain").
 	if s.flags(i)&fCountry != 0 && s.capitalized(i) && s.isPunct(i-1, ',') && i >= 2 && len(s.found) > 0 &&
-		(s.found[len(s.found)-1].Type == TypeLocation || s.det.recall && s.found[len(s.found)-1].Type&^0 != TypeNone) && s.found[len(s.found)-1].End == int(s.toks[i-2].end) {
+		(s.found[len(s.found)-1].Type == TypeLocation || s.det.recall) && s.found[len(s.found)-1].End == int(s.toks[i-2].end) {
 		s.emitToks(i, i, TypeLocation, "place-dict")
 		return i + 1
 	}
