@@ -38,6 +38,7 @@ func graphOf(lines ...string) *Graph {
 // which a test adds the lines under test.
 func pureGraph(extra ...string) *Graph {
 	lines := []string{
+		"session/approval: std:crypto/sha256 std:time",
 		"session/identity: std:fmt std:log/slog",
 		"session/lineage: session/sqlclass",
 		"session/mask: std:embed std:time example.org/phonenumbers",

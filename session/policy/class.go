@@ -55,6 +55,16 @@ type Action struct {
 	// Refused, when set, says why no grant may run it (the classifier
 	// could not vouch for it).
 	Refused string
+	// Risks are what approval rules can gate beyond the class (approval.go).
+	Risks []Risk
+	// Writes are the relations the action writes rows of (INSERT, UPDATE,
+	// DELETE, MERGE, TRUNCATE, COPY FROM), Reads those it reads rows
+	// from, as written: "schema.name" or "name".
+	Writes, Reads []string
+	// Rows bounds the rows a read returns: 0 unbounded (no LIMIT, or one
+	// phigate cannot read), n > 0 at most n (LIMIT n; 1 for an aggregate
+	// without GROUP BY).
+	Rows int64
 }
 
 // Level is how much a session's login to a resource may do. A resource can

@@ -10,8 +10,8 @@
 // the first grant that matches the identity and the resource admits the
 // session and decides which classes it may run and which masking profile
 // applies to its results. A new policy revision is judged again for live
-// sessions (session.Snapshot.Readmit); approval-required rules will extend
-// Decision.
+// sessions (session.Snapshot.Readmit). A grant's approval rules
+// (approval.go) make some of what it allows wait for people's approval.
 package policy
 
 import (
@@ -45,6 +45,9 @@ type Grant struct {
 	// (resolved by the server through search_path), and pg_catalog.name
 	// and name are the same.
 	Functions []string
+	// Approvals are the rules under which some of what the grant allows
+	// waits for people's approval (the first matching rule applies).
+	Approvals []ApprovalRule
 }
 
 func (g *Grant) matches(id identity.Identity, resource string) bool {
@@ -86,6 +89,7 @@ type Policy struct {
 // New validates grants against the known resources and masking profiles.
 func New(grants []Grant, resources, profiles []string) (*Policy, error) {
 	seen := map[string]bool{}
+	grants = slices.Clone(grants)
 	for i, g := range grants {
 		if g.Name == "" {
 			return nil, fmt.Errorf("policy: grant %d has no name", i)
@@ -108,8 +112,21 @@ func New(grants []Grant, resources, profiles []string) (*Policy, error) {
 		if g.Masking != "" && !slices.Contains(profiles, g.Masking) {
 			return nil, fmt.Errorf("policy: grant %q: unknown masking profile %q", g.Name, g.Masking)
 		}
+		rules := map[string]bool{}
+		g.Approvals = slices.Clone(g.Approvals)
+		for j := range g.Approvals {
+			r := &g.Approvals[j]
+			if err := r.validate(g.Name); err != nil {
+				return nil, err
+			}
+			if rules[r.Name] {
+				return nil, fmt.Errorf("policy: grant %q: approval rule %q defined twice", g.Name, r.Name)
+			}
+			rules[r.Name] = true
+		}
+		grants[i] = g
 	}
-	return &Policy{grants: slices.Clone(grants)}, nil
+	return &Policy{grants: grants}, nil
 }
 
 // Grants returns a copy of the grants, in order.
