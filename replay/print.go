@@ -103,6 +103,37 @@ func (p *printer) field(label, value string) {
 	}
 }
 
+// approvalHead is one line of an approval step: which request, for which
+// command, what happened, by whom and why.
+func approvalHead(a *record.Approval) string {
+	head := fmt.Sprintf("approval · %s · request %s · command %d", clean(a.Step), clean(a.Request), a.Command)
+	if a.Rule != "" {
+		head += " · rule " + clean(a.Rule)
+	}
+	if len(a.Matched) > 0 {
+		head += " (" + clean(strings.Join(a.Matched, ", ")) + ")"
+	}
+	if a.Step == record.ApprovalRequested {
+		head += fmt.Sprintf(" · %d of %s · %s", a.Required, clean(strings.Join(a.Approvers, ", ")), clean(a.Mode))
+	}
+	if len(a.By) > 0 {
+		head += " · by " + clean(strings.Join(a.By, ", "))
+	}
+	if a.Scope != "" {
+		head += " · " + clean(a.Scope)
+		if a.Until != "" {
+			head += " until " + clean(a.Until)
+		}
+	}
+	if a.Node != "" {
+		head += " · on " + clean(a.Node)
+	}
+	if a.Reason != "" {
+		head += " · reason: " + clean(a.Reason)
+	}
+	return head
+}
+
 func (p *printer) event(ev *record.Event) {
 	head := string(ev.Kind)
 	switch {
@@ -130,6 +161,8 @@ func (p *printer) event(ev *record.Event) {
 		head = changeHead(ev.Change)
 	case ev.Outcome != nil:
 		head = fmt.Sprintf("change.outcome · %s", clean(ev.Outcome.Outcome))
+	case ev.Approval != nil:
+		head = approvalHead(ev.Approval)
 	case ev.Policy != nil:
 		head = fmt.Sprintf("policy · revision %d stored · by %s · sha256 %s", ev.Policy.Revision, clean(ev.Policy.AppliedBy), clean(ev.Policy.SHA256))
 		if ev.Policy.Base != 0 {

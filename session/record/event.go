@@ -43,6 +43,12 @@ const (
 	// ended: committed, rolled back (to a savepoint, by an error, with the
 	// session), or prepared for two-phase commit.
 	KindChangeOutcome Kind = "change.outcome"
+	// KindApproval records a step of a just-in-time approval of one of the
+	// session's commands: the request filed, each vote, the decision
+	// (approved, denied, expired, withdrawn, abandoned), a command run under
+	// an earlier approval, or a gated command refused because approvals
+	// could not be reached.
+	KindApproval Kind = "approval"
 	// KindSessionEnd closes every recording that ended cleanly or was recovered.
 	KindSessionEnd Kind = "session.end"
 )
@@ -65,21 +71,22 @@ type Event struct {
 	Identity string `json:"identity,omitempty"` // identity name; empty before authentication
 	Resource string `json:"resource,omitempty"`
 
-	Start   *SessionStart  `json:"start,omitempty"`
-	Auth    *AuthFailure   `json:"auth,omitempty"`
-	Denied  *Denial        `json:"denied,omitempty"`
-	Command *Command       `json:"command,omitempty"`
-	Result  *Result        `json:"result,omitempty"`
-	Change  *Change        `json:"change,omitempty"`
-	Outcome *ChangeOutcome `json:"outcome,omitempty"`
-	Copy    *CopyData      `json:"copy,omitempty"`
-	Error   *ProtocolError `json:"error,omitempty"`
-	Cancel  *Cancel        `json:"cancel,omitempty"`
-	Key     *MaskKey       `json:"key,omitempty"`
-	Proof   *MaskProof     `json:"proof,omitempty"`
-	Unseal  *Unseal        `json:"unseal,omitempty"`
-	Policy  *PolicyChange  `json:"policy,omitempty"`
-	End     *SessionEnd    `json:"end,omitempty"`
+	Start    *SessionStart  `json:"start,omitempty"`
+	Auth     *AuthFailure   `json:"auth,omitempty"`
+	Denied   *Denial        `json:"denied,omitempty"`
+	Command  *Command       `json:"command,omitempty"`
+	Result   *Result        `json:"result,omitempty"`
+	Change   *Change        `json:"change,omitempty"`
+	Outcome  *ChangeOutcome `json:"outcome,omitempty"`
+	Copy     *CopyData      `json:"copy,omitempty"`
+	Error    *ProtocolError `json:"error,omitempty"`
+	Cancel   *Cancel        `json:"cancel,omitempty"`
+	Key      *MaskKey       `json:"key,omitempty"`
+	Proof    *MaskProof     `json:"proof,omitempty"`
+	Unseal   *Unseal        `json:"unseal,omitempty"`
+	Policy   *PolicyChange  `json:"policy,omitempty"`
+	Approval *Approval      `json:"approval,omitempty"`
+	End      *SessionEnd    `json:"end,omitempty"`
 }
 
 // LogValue keeps event contents (which may hold PHI) out of logs.
@@ -303,6 +310,40 @@ type PolicyChange struct {
 // Cancel records why phigate asked the target to cancel a running command.
 type Cancel struct {
 	Reason string `json:"reason"` // client cancel request | client disconnected
+}
+
+// Steps of an approval (Approval.Step).
+const (
+	ApprovalRequested   = "requested"   // a request filed; the command waits (hold) or was refused (fail-fast)
+	ApprovalVote        = "vote"        // an approver's vote that did not decide
+	ApprovalApproved    = "approved"    // decided: the command runs next
+	ApprovalDenied      = "denied"      // decided: the command was refused
+	ApprovalExpired     = "expired"     // nobody decided in time: refused
+	ApprovalWithdrawn   = "withdrawn"   // the agent left or cancelled while it waited
+	ApprovalAbandoned   = "abandoned"   // the request was abandoned: the node holding it lost it
+	ApprovalPreapproved = "preapproved" // run under an earlier approval (a fail-fast request, or a time-boxed grant)
+	ApprovalUnavailable = "unavailable" // refused: the cluster's approvals could not be reached
+)
+
+// Approval is one step of the approval of a command (Command, the id of
+// the command event it is for). By names the approvers whose votes it
+// records, Reason is theirs (or, for requested, the agent's stated
+// reason); Scope and Until say what an approval grants.
+type Approval struct {
+	Request   string   `json:"request"`
+	Step      string   `json:"step"`
+	Command   uint64   `json:"command"`
+	Rule      string   `json:"rule,omitempty"`
+	Matched   []string `json:"matched,omitempty"`
+	Approvers []string `json:"approvers,omitempty"` // groups that may decide
+	Required  int      `json:"required,omitempty"`
+	Mode      string   `json:"mode,omitempty"`
+	By        []string `json:"by,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Scope     string   `json:"scope,omitempty"`
+	Until     string   `json:"until,omitempty"` // RFC 3339
+	At        string   `json:"at,omitempty"`    // when it was decided, on the deciding node (RFC 3339)
+	Node      string   `json:"node,omitempty"`  // the deciding node
 }
 
 // SessionEnd closes a recording.

@@ -106,6 +106,10 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 		b = append(b, `,"policy":`...)
 		b = e.Policy.appendJSON(b)
 	}
+	if e.Approval != nil {
+		b = append(b, `,"approval":`...)
+		b = e.Approval.appendJSON(b)
+	}
 	if e.End != nil {
 		b = append(b, `,"end":`...)
 		b = e.End.appendJSON(b)
@@ -407,6 +411,39 @@ func (p *PolicyChange) appendJSON(b []byte) []byte {
 	b = appendJSONString(b, p.SHA256)
 	b = append(b, `,"applied_by":`...)
 	b = appendJSONString(b, p.AppliedBy)
+	return append(b, '}')
+}
+
+func (a *Approval) appendJSON(b []byte) []byte {
+	b = append(b, `{"request":`...)
+	b = appendJSONString(b, a.Request)
+	b = append(b, `,"step":`...)
+	b = appendJSONString(b, a.Step)
+	b = append(b, `,"command":`...)
+	b = strconv.AppendUint(b, a.Command, 10)
+	b = appendOptString(b, `,"rule":`, a.Rule)
+	if len(a.Matched) > 0 {
+		b = append(b, `,"matched":`...)
+		b = appendJSONStrings(b, a.Matched)
+	}
+	if len(a.Approvers) > 0 {
+		b = append(b, `,"approvers":`...)
+		b = appendJSONStrings(b, a.Approvers)
+	}
+	if a.Required != 0 {
+		b = append(b, `,"required":`...)
+		b = strconv.AppendInt(b, int64(a.Required), 10)
+	}
+	b = appendOptString(b, `,"mode":`, a.Mode)
+	if len(a.By) > 0 {
+		b = append(b, `,"by":`...)
+		b = appendJSONStrings(b, a.By)
+	}
+	b = appendOptString(b, `,"reason":`, a.Reason)
+	b = appendOptString(b, `,"scope":`, a.Scope)
+	b = appendOptString(b, `,"until":`, a.Until)
+	b = appendOptString(b, `,"at":`, a.At)
+	b = appendOptString(b, `,"node":`, a.Node)
 	return append(b, '}')
 }
 

@@ -166,8 +166,13 @@ func kindEvents() map[string]*Event {
 			e.Policy = &PolicyChange{Revision: math.MaxUint64, Base: 7, SHA256: "ab\u2028cd", AppliedBy: "root \"admin\""}
 		}),
 		"policy empty": with(full(KindPolicy), func(e *Event) { e.Policy = &PolicyChange{} }),
-		"cancel":       with(full(KindCancel), func(e *Event) { e.Cancel = &Cancel{Reason: "client cancel request"} }),
-		"cancel empty": with(full(KindCancel), func(e *Event) { e.Cancel = &Cancel{} }),
+		"approval": with(full(KindApproval), func(e *Event) {
+			e.Approval = &Approval{Request: "01J", Step: ApprovalApproved, Command: math.MaxUint64, Rule: "bulk", Matched: []string{"unbounded-write", "table-write a.b"},
+				Approvers: []string{"dba"}, Required: -2, Mode: "hold", By: []string{"ann", "bo\u2028"}, Reason: "ticket <42>", Scope: "window", Until: "2026-11-30T18:00:00Z", At: "x", Node: "n2"}
+		}),
+		"approval empty": with(full(KindApproval), func(e *Event) { e.Approval = &Approval{Matched: []string{}, By: []string{}} }),
+		"cancel":         with(full(KindCancel), func(e *Event) { e.Cancel = &Cancel{Reason: "client cancel request"} }),
+		"cancel empty":   with(full(KindCancel), func(e *Event) { e.Cancel = &Cancel{} }),
 		"session.end": with(full(KindSessionEnd), func(e *Event) {
 			e.End = &SessionEnd{Reason: "terminate", Commands: math.MaxUint64, DurationUS: math.MinInt64}
 		}),
@@ -239,7 +244,7 @@ func TestAppendJSONCoversEveryField(t *testing.T) {
 			}
 			checkAppendJSON(t, &one)
 		}
-		if len(parts) != 15 || len(got) < 1000 {
+		if len(parts) != 16 || len(got) < 1000 {
 			t.Fatalf("filled %d parts (%v) into %d bytes", len(parts), parts, len(got))
 		}
 	}
@@ -372,6 +377,16 @@ func normalizeEmpty(ev *Event) *Event {
 			cmd.Postgres = &pg
 		}
 		c.Command = &cmd
+	}
+	if c.Approval != nil {
+		a := *c.Approval
+		if len(a.Matched) == 0 {
+			a.Matched = nil
+		}
+		if len(a.By) == 0 {
+			a.By = nil
+		}
+		c.Approval = &a
 	}
 	if c.Result != nil && len(c.Result.Masked) == 0 {
 		r := *c.Result
