@@ -45,7 +45,11 @@
 // as numbered revisions that are never rewritten (Apply, applied only on
 // top of the revision the caller based its change on; Get; History;
 // Watch, which delivers the current revision and then each new one, in
-// order), and the session index and node numbers (sessions.go).
+// order), the session index and node numbers (sessions.go), and Approvals
+// (approvals.go), the requests of just-in-time approval: each change a
+// transaction that compares the request's revision, so one of two racing
+// votes wins; held requests tied to their node's lease; expired and
+// abandoned ones swept by every node.
 //
 // The data path never waits on etcd: a node applies each revision to its
 // in-memory state when Watch delivers it. This package never logs a join
