@@ -9,6 +9,11 @@
 // needs a class of its own (Statement.Calls). Anything it does not recognise
 // is classed admin, so unknown statements fall on the strict side.
 //
+// For approval rules it also marks each statement's risks (a write without
+// a restricting WHERE, TRUNCATE, schema and privilege changes, reaching
+// outside the database, code it cannot see), the relations it writes and
+// reads, and the most rows it returns (risk.go).
+//
 // It parses as PostgreSQL does only under the lexer settings phigate keeps
 // fixed for every session: standard_conforming_strings on and a client
 // encoding whose multi-byte characters never contain ASCII bytes (UTF8,
@@ -72,12 +77,23 @@ type Statement struct {
 	// Inner is the query a PREPARE prepares or a DECLARE opens a cursor
 	// for: what later runs under that name.
 	Inner *Statement
+	// Risks are what approval rules may gate beyond the class (risk.go);
+	// Writes and Reads the relations whose rows the statement writes and
+	// reads, as written ("schema.name" or "name"); Rows the most rows it
+	// returns (0: no bound phigate can read). A PREPARE and an EXPLAIN
+	// without ANALYZE run nothing and have none of them; a PREPARE's Inner
+	// has them.
+	Risks         []policy.Risk
+	Writes, Reads []string
+	Rows          int64
 }
 
 // Action is the statement as policy judges it: its class, the calls inside
-// it that need a class of their own, and why no grant may run it.
+// it that need a class of their own, why no grant may run it, and what
+// approval rules judge (risks, relations, row bound).
 func (s *Statement) Action() policy.Action {
-	return policy.Action{Class: s.Class, Calls: s.Calls, Refused: s.Refused}
+	return policy.Action{Class: s.Class, Calls: s.Calls, Refused: s.Refused,
+		Risks: s.Risks, Writes: s.Writes, Reads: s.Reads, Rows: s.Rows}
 }
 
 // Actions appends the actions of stmts to dst, for policy.Command.
@@ -173,6 +189,7 @@ func classifyTree(sql string) ([]Statement, *pg_query.ParseResult, error) {
 		st := classify(tree.GetVersion(), raw.GetStmt(), sc.dml)
 		st.Text = stmtText(sql, raw)
 		st.Calls, st.Builtins, st.Operators = sc.calls, sc.builtins, sc.operators
+		assess(&st, raw.GetStmt(), &sc.risk, len(sc.calls) > 0)
 		if st.Inner != nil {
 			st.Inner.Text, st.Inner.Calls, st.Inner.Builtins, st.Inner.Operators = st.Text, st.Calls, st.Builtins, st.Operators
 		}
@@ -202,12 +219,14 @@ type scanned struct {
 	// dml: a data-modifying statement or a row lock appears somewhere
 	// (without one, no SELECT in the statement can write).
 	dml bool
+	// risk is what the walk found for approval rules (risk.go).
+	risk riskScan
 }
 
 // scan walks a statement once: the function calls (and explicitly
 // qualified operators) that are not on the allowlist, with the class each
-// needs; the unqualified allowlisted calls and operators; and whether
-// anything in it writes.
+// needs; the unqualified allowlisted calls and operators; whether
+// anything in it writes; and what approval rules judge (riskScan).
 func scan(n *pg_query.Node) scanned {
 	var sc scanned
 	addCall := func(c policy.Call) {
@@ -230,7 +249,9 @@ func scan(n *pg_query.Node) scanned {
 		}
 	}
 	walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
-		switch x := m.Interface().(type) {
+		v := m.Interface()
+		sc.risk.visit(v)
+		switch x := v.(type) {
 		case *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt, *pg_query.MergeStmt:
 			sc.dml = true
 		case *pg_query.SelectStmt:
