@@ -50,6 +50,7 @@ func (n *Node) startAPI() error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/keys", n.keysHandler)
 	n.adminRoutes(mux)
+	n.approvalRoutes(mux)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

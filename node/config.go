@@ -396,6 +396,41 @@ type GrantConfig struct {
 	// same). Names are folded to lower case, as PostgreSQL folds unquoted
 	// identifiers. Empty: only the built-in side-effect-free functions.
 	Functions []string `yaml:"functions"`
+	// Approvals are rules under which some of what the grant allows waits
+	// for people's approval (docs/approvals.md). The first matching rule
+	// applies. Empty: nothing waits.
+	Approvals []ApprovalConfig `yaml:"approvals"`
+}
+
+// ApprovalConfig is one approval rule of a grant (policy.ApprovalRule).
+type ApprovalConfig struct {
+	Name string `yaml:"name"`
+	// When lists what needs approval: statement classes (read, write,
+	// ddl, admin, export, import) or risks (ddl, unbounded-write,
+	// truncate, bulk-export, table-write, privilege, dangerous-function,
+	// unclassified).
+	When []string `yaml:"when"`
+	// Tables are the tables of table-write and bulk-export (schema.name,
+	// or name for any schema; folded to lower case unless double-quoted).
+	// Empty for bulk-export: every table.
+	Tables []string `yaml:"tables"`
+	// MaxRows: a SELECT with a LIMIT of at most this many rows is not a
+	// bulk export. 0: any LIMIT will do.
+	MaxRows int64 `yaml:"max_rows"`
+	// Approvers are the groups whose members may decide; Required how
+	// many distinct members must approve (default 1). The requester never
+	// counts.
+	Approvers []string `yaml:"approvers"`
+	Required  int      `yaml:"required"`
+	// TTL: how long a request stays open (default 1h). Mode: hold (the
+	// default: the command waits up to Hold, default 5m, and runs when
+	// approved) or fail-fast (refused at once with the request id; the
+	// same statement sent again after approval runs). MaxWindow: the
+	// longest time-boxed grant an approver may give (0: one-time runs only).
+	TTL       time.Duration `yaml:"ttl"`
+	Mode      string        `yaml:"mode"`
+	Hold      time.Duration `yaml:"hold"`
+	MaxWindow time.Duration `yaml:"max_window"`
 }
 
 // LoadConfig reads and parses a YAML configuration file. Unknown fields are

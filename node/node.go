@@ -73,10 +73,14 @@ type Node struct {
 	index     *cluster.Sessions
 	stopIndex context.CancelFunc
 	indexDone chan struct{}
-	peers     peerNames
-	policies  *cluster.Policies
-	sealer    Sealer
-	stopWatch context.CancelFunc
+
+	approvals     *cluster.Approvals
+	stopApprovals context.CancelFunc
+	approvalsDone chan struct{}
+	peers         peerNames
+	policies      *cluster.Policies
+	sealer        Sealer
+	stopWatch     context.CancelFunc
 
 	ready chan struct{}
 	errc  chan error // background failures, buffered
@@ -368,6 +372,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.index, err = n.startIndex(); err != nil {
 		return err
 	}
+	n.approvals = n.startApprovals()
 	srv, err := pgwire.New(pgwire.Config{
 		NodeID:                 n.id,
 		NodeNumber:             num,
@@ -378,6 +383,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		Recorder:               recorder,
 		Observer:               n.metrics,
 		Index:                  sessionIndex{n.index},
+		Approvals:              n.approvals,
 		DisableChangeSnapshots: n.cfg.Recording.DisableChangeSnapshots,
 		ChangeSnapshotRows:     n.cfg.Recording.ChangeSnapshotRows,
 		Logger:                 n.baseLog, // pgwire names the node itself
@@ -532,6 +538,11 @@ func (n *Node) shutdown() {
 		// After the sessions: their ends are written first.
 		n.stopIndex()
 		<-n.indexDone
+	}
+	if n.stopApprovals != nil {
+		// After the sessions: their held requests are closed first.
+		n.stopApprovals()
+		<-n.approvalsDone
 	}
 	if n.stopWatch != nil {
 		n.stopWatch()

@@ -300,9 +300,32 @@ func buildGrants(p *Policy) ([]policy.Grant, error) {
 				g.Functions = append(g.Functions, name)
 			}
 		}
+		for _, ac := range gc.Approvals {
+			r := policy.ApprovalRule{Name: ac.Name, When: ac.When, MaxRows: ac.MaxRows, Approvers: ac.Approvers,
+				Required: ac.Required, TTL: ac.TTL, Mode: policy.ApprovalMode(ac.Mode), Hold: ac.Hold, MaxWindow: ac.MaxWindow}
+			for _, t := range ac.Tables {
+				r.Tables = append(r.Tables, foldRelation(t))
+			}
+			g.Approvals = append(g.Approvals, r)
+		}
 		grants = append(grants, g)
 	}
 	return grants, nil
+}
+
+// foldRelation folds a configured relation name as PostgreSQL folds an
+// identifier: parts in double quotes keep their case, others go to lower
+// case.
+func foldRelation(s string) string {
+	var parts []string
+	for _, p := range strings.Split(s, ".") {
+		if len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' {
+			parts = append(parts, strings.ReplaceAll(p[1:len(p)-1], `""`, `"`))
+		} else {
+			parts = append(parts, strings.ToLower(p))
+		}
+	}
+	return strings.Join(parts, ".")
 }
 
 // functionName is an unquoted, optionally schema-qualified function name.

@@ -27,7 +27,7 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	node.Version = Version
-	root.AddCommand(newNodeCommand(), newReplayCommand(), newVersionCommand(), newTokenCommand(), newMaskCommand(), newKeysCommand(), newUnsealCommand(), newResourceCommand(), newPolicyCommand(), newClusterCommand(), newRecoverCommand(), newAuditCommand())
+	root.AddCommand(newNodeCommand(), newReplayCommand(), newVersionCommand(), newTokenCommand(), newMaskCommand(), newKeysCommand(), newUnsealCommand(), newResourceCommand(), newPolicyCommand(), newClusterCommand(), newApprovalsCommand(), newRecoverCommand(), newAuditCommand())
 	return root
 }
 

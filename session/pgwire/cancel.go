@@ -190,6 +190,9 @@ func (s *Server) Cancel(ctx context.Context, key []byte, from string) (matched b
 func (c *conn) cancelUpstream(ctx context.Context, why string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if c.cancelHold() {
+		why += "; the command waiting for approval is withdrawn"
+	}
 	if !c.recordCancel(ctx, why) {
 		return
 	}

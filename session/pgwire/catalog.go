@@ -31,6 +31,10 @@ type catalog struct {
 	relNames  map[string]relEntry
 	funcNames map[string]funcEntry
 	lineages  map[string]lineageEntry
+	// rewrites are the relations the server rewrites writes to (views,
+	// foreign tables, tables with rules); nil until fetched, and again
+	// after DDL or ttl.
+	rewrites *rewritten
 	// keys are tables' key columns (attnums), by OID, for snapshots.
 	keys map[uint32]keyEntry
 }
@@ -255,6 +259,40 @@ func (c *catalog) lookalikesOf(ctx context.Context) (*lookalikes, error) {
 	return l, nil
 }
 
+// rewritten are the relations whose writes the server rewrites, by
+// "schema.name" and by bare name (an unqualified name in a statement may
+// resolve to any of them).
+type rewritten struct {
+	names   map[string]bool
+	fetched time.Time
+}
+
+const rewrittenQuery = `SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('v', 'f') OR c.relhasrules`
+
+// rewrittenOf returns the relations whose writes the server rewrites,
+// fetched at most once per ttl (and again after DDL).
+func (c *catalog) rewrittenOf(ctx context.Context) (map[string]bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rewrites != nil && time.Since(c.rewrites.fetched) <= c.ttl {
+		return c.rewrites.names, nil
+	}
+	var r *rewritten
+	err := c.query(ctx, rewrittenQuery, nil, nil, func() {
+		r = &rewritten{names: map[string]bool{}, fetched: time.Now()}
+	}, func(v [][]byte) {
+		r.names[string(v[0])+"."+string(v[1])] = true
+		r.names[string(v[1])] = true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: look up views and rules: %w", err)
+	}
+	c.rewrites = r
+	return r.names, nil
+}
+
 // invalidate forgets every cached relation and look-alike, after DDL went
 // through.
 func (c *catalog) invalidate() {
@@ -264,7 +302,7 @@ func (c *catalog) invalidate() {
 	clear(c.funcNames)
 	clear(c.lineages)
 	clear(c.keys)
-	c.looks = nil
+	c.looks, c.rewrites = nil, nil
 	c.mu.Unlock()
 }
 
@@ -285,7 +323,7 @@ func (c *catalog) retarget(r *resource.Resource) {
 	}
 	c.closeConn()
 	c.res = r
-	c.rels, c.looks = map[uint32]*relation{}, nil
+	c.rels, c.looks, c.rewrites = map[uint32]*relation{}, nil, nil
 	c.relNames, c.funcNames, c.lineages = map[string]relEntry{}, map[string]funcEntry{}, map[string]lineageEntry{}
 	c.keys = map[uint32]keyEntry{}
 }

@@ -61,6 +61,10 @@ type conn struct {
 	cat      *catalog
 	proofs   *proof.Collector // nil: no masking proof (no profile, or no auditor key); backend-owned
 
+	// approvalWait is set while the frontend waits for a command's
+	// approval (approval.go): a cancel request ends the wait.
+	approvalWait atomic.Pointer[holdMark]
+
 	keyPID    uint32
 	keySecret [4]byte
 

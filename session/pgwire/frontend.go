@@ -52,6 +52,11 @@ type frontendState struct {
 	// names of its own statements.
 	wrap    *wrap
 	snapSeq int
+	// gate is the approval rule the command decide judged last matched
+	// (nil: none); reason is what the agent said with SET phigate.reason
+	// (approval.go).
+	gate   *gate
+	reason string
 }
 
 // frontend relays agent -> upstream until the agent leaves or the session
@@ -105,7 +110,7 @@ func (c *conn) frontend(ctx context.Context) error {
 		case 'H':
 			err = fe.uout.write(fe.cin.raw)
 		case 'F':
-			err = c.onFunctionCall(body)
+			err = c.onFunctionCall(ctx, body)
 		case 'd':
 			err = c.onCopyData(body)
 		case 'c', 'f':
@@ -246,6 +251,7 @@ func (c *conn) decide(stmts []sqlclass.Statement, rc *record.Command) *pgproto3.
 	for _, s := range stmts {
 		rc.Classes = append(rc.Classes, string(s.Class))
 	}
+	c.fe.gate = nil
 	c.fe.actions = sqlclass.Actions(c.fe.actions[:0], stmts)
 	d := policy.Command(c.grant, c.fe.actions)
 	rc.Rule = d.Rule()
@@ -254,6 +260,7 @@ func (c *conn) decide(stmts []sqlclass.Statement, rc *record.Command) *pgproto3.
 		return pgError("ERROR", codeInsufficientPriv, "permission denied by phigate: "+d.Reason)
 	}
 	rc.Decision = "allow"
+	c.fe.gate = c.gateOf(c.fe.actions, rc)
 	return nil
 }
 
@@ -261,6 +268,7 @@ func (c *conn) decide(stmts []sqlclass.Statement, rc *record.Command) *pgproto3.
 // it must not run; resolved are the statements as judged (EXECUTEs
 // resolved, look-alike calls added).
 func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (stmts, resolved []sqlclass.Statement, deny *pgproto3.ErrorResponse, err error) {
+	c.fe.gate = nil
 	stmts, tree, perr := c.srv.classes.ClassifyTree(text)
 	setSQL(rc, []byte(text))
 	if perr != nil {
@@ -271,7 +279,11 @@ func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (s
 		return nil, nil, nil, err
 	}
 	resolved, deny = c.withLookalikes(ctx, resolved, rc)
+	if deny == nil {
+		resolved, deny = c.withRewrites(ctx, resolved, rc)
+	}
 	if deny != nil {
+		c.fe.gate = nil
 		return nil, nil, deny, nil
 	}
 	if deny = c.decide(resolved, rc); deny != nil {
@@ -374,6 +386,14 @@ func (c *conn) onQuery(ctx context.Context, body []byte) error {
 	}
 	if err := c.appendCommand(rc); err != nil {
 		return err
+	}
+	if g := c.fe.gate; deny == nil && g != nil {
+		if deny, err = c.approve(ctx, cmd.id, g, q.String, nil, rc.Classes); err != nil {
+			return err
+		}
+	}
+	if deny == nil {
+		c.noteReason(stmts)
 	}
 	if deny != nil {
 		cmd.errored = true
@@ -484,6 +504,10 @@ func (c *conn) onParse(ctx context.Context, body []byte) error {
 	stmts, _, deny, err := c.classify(ctx, p.Query, rc)
 	if err != nil {
 		return err
+	}
+	if c.fe.gate != nil {
+		// Preparing runs nothing: each Execute of it is judged.
+		rc.Decision, rc.Reason = "allow", rc.Reason+" when executed"
 	}
 	if err := c.appendCommand(rc); err != nil {
 		return err
@@ -619,15 +643,25 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 	}
 	resolved, deny := c.withLookalikes(ctx, resolved, rc)
 	if deny == nil {
+		resolved, deny = c.withRewrites(ctx, resolved, rc)
+	}
+	c.fe.gate = nil
+	if deny == nil {
 		deny = c.decide(resolved, rc)
 	}
 	if err := c.appendCommand(rc); err != nil {
 		return err
 	}
+	if g := c.fe.gate; deny == nil && g != nil {
+		if deny, err = c.approve(ctx, cmd.id, g, p.sql, paramsOf(p.params), rc.Classes); err != nil {
+			return err
+		}
+	}
 	if deny != nil {
 		cmd.errored = true
 		return c.refuseExtended(&expect{kind: expExecute, cmd: cmd}, deny)
 	}
+	c.noteReason(p.stmts)
 	cmd.stmts, cmd.defs = p.stmts, defsOf(p.stmts)
 	e := &expect{kind: expExecute, portal: p, cmd: cmd}
 	forward := func(*wrap) error {
@@ -694,7 +728,7 @@ func (c *conn) onClose(body []byte) error {
 
 // onFunctionCall handles the fast-path function call (libpq's large-object
 // API uses it). It runs arbitrary functions by OID, so it is an admin act.
-func (c *conn) onFunctionCall(body []byte) error {
+func (c *conn) onFunctionCall(ctx context.Context, body []byte) error {
 	var f pgproto3.FunctionCall
 	if err := f.Decode(body); err != nil {
 		return c.protocolError("invalid FunctionCall message")
@@ -702,7 +736,7 @@ func (c *conn) onFunctionCall(body []byte) error {
 	if c.fe.skipping {
 		return nil
 	}
-	stmts := []sqlclass.Statement{{Class: policy.Admin, Kind: "function_call"}}
+	stmts := []sqlclass.Statement{{Class: policy.Admin, Kind: "function_call", Risks: []policy.Risk{policy.RiskUnclassified}}}
 	cmd := c.newCommand(stmts)
 	rc := &record.Command{ID: cmd.id, Protocol: record.ProtocolPostgres,
 		Postgres: &record.PostgresCommand{Flow: record.FlowFunction, SQL: fmt.Sprintf("-- fast-path call of function %d", f.Function)}}
@@ -722,6 +756,16 @@ func (c *conn) onFunctionCall(body []byte) error {
 	}
 	if err := c.appendCommand(rc); err != nil {
 		return err
+	}
+	if g := c.fe.gate; deny == nil && g != nil {
+		var params [][]byte
+		for _, a := range f.Arguments {
+			params = append(params, a)
+		}
+		var err error
+		if deny, err = c.approve(ctx, cmd.id, g, rc.Postgres.SQL, params, rc.Classes); err != nil {
+			return err
+		}
 	}
 	defer func() { c.fe.batch++ }()
 	if deny != nil {

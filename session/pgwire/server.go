@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/approval"
 	"github.com/phigate/phigate/session/change"
 	"github.com/phigate/phigate/session/resource"
 	"github.com/phigate/phigate/session/sqlclass"
@@ -66,6 +67,11 @@ type Config struct {
 	// records; the statement's command tag still gives the true count.
 	// Zero means 100; at most change.MaxBound.
 	ChangeSnapshotRows int
+
+	// Approvals files and decides approval requests for commands that a
+	// grant's approval rules gate (the cluster's, in a node). Nil: such
+	// commands are refused.
+	Approvals approval.Service
 
 	Recorder *session.Recorder // required
 	Logger   *slog.Logger      // nil: slog.Default()

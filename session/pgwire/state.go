@@ -3,6 +3,7 @@ package pgwire
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -521,14 +522,21 @@ func (c *conn) resolveExecutes(ctx context.Context, stmts []sqlclass.Statement) 
 				target = &info.stmts[0]
 			}
 		}
-		if target == nil {
-			continue
-		}
 		if &resolved[0] == &stmts[0] {
 			resolved = append([]sqlclass.Statement(nil), stmts...) // the classified slice is shared through the cache
 		}
+		if target == nil {
+			// What it runs is unknown: no grant without admin runs it,
+			// and no approval rule lets it pass unseen.
+			resolved[i].Risks = append(slices.Clone(s.Risks), policy.RiskUnclassified)
+			continue
+		}
 		resolved[i].Class, resolved[i].Refused = target.Class, target.Refused
 		resolved[i].Calls = append(append([]policy.Call(nil), s.Calls...), target.Calls...)
+		resolved[i].Risks = append(slices.Clone(s.Risks), target.Risks...)
+		resolved[i].Writes = append(slices.Clone(s.Writes), target.Writes...)
+		resolved[i].Reads = append(slices.Clone(s.Reads), target.Reads...)
+		resolved[i].Rows = target.Rows
 	}
 	return resolved, nil
 }

@@ -240,14 +240,16 @@ func (r *ApprovalRule) gatesEffects() bool {
 	return false
 }
 
-// bulk reports whether a is a bulk export under r: any COPY ... TO, or a
-// read of r's tables (any table when r names none) that returns more rows
-// than r allows.
+// bulk reports whether a is a bulk export under r: any COPY ... TO, or
+// any action that reads rows of r's tables (any table when r names none)
+// with no bound at or under r's. Not only reads: SELECT ... FOR UPDATE, a
+// SELECT with a writing CTE and INSERT ... SELECT ... RETURNING hand rows
+// back too, and INSERT ... SELECT copies them where the rule does not look.
 func (r *ApprovalRule) bulk(a Action) bool {
 	if a.Class == Export {
 		return true
 	}
-	if a.Class != Read || len(a.Reads) == 0 {
+	if len(a.Reads) == 0 {
 		return false
 	}
 	if a.Rows > 0 && (r.MaxRows == 0 || a.Rows <= r.MaxRows) {

@@ -167,7 +167,8 @@ func TestNeedsApproval(t *testing.T) {
 		{"read without limit", []ApprovalRule{bulk}, []Action{{Class: Read, Reads: []string{"x"}}}, "b", []string{"bulk-export"}},
 		{"read with a limit", []ApprovalRule{bulk}, []Action{{Class: Read, Reads: []string{"x"}, Rows: 1_000_000}}, "", nil},
 		{"read of nothing", []ApprovalRule{bulk}, []Action{{Class: Read}}, "", nil},
-		{"write reading a table", []ApprovalRule{bulk}, []Action{{Class: Write, Reads: []string{"x"}}}, "", nil},
+		// A write that reads rows can hand them back (RETURNING, FOR UPDATE) or copy them where the rule does not look.
+		{"write reading a table", []ApprovalRule{bulk}, []Action{{Class: Write, Reads: []string{"x"}}}, "b", []string{"bulk-export"}},
 	}...)
 	// Bulk export of named tables with a row bound.
 	pat := ApprovalRule{Name: "p", When: []string{"bulk-export"}, Tables: []string{"clinic.patients"}, MaxRows: 100, Approvers: []string{"dba"}}

@@ -5,9 +5,9 @@ import "testing"
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
 		"DELETE FROM patients WHERE ssn = '123-45-6789' -- John Smith": "DELETE FROM patients WHERE ssn = $1",
-		"/* Jane Doe */ UPDATE notes SET body = $$Jane's chart$$":        "UPDATE notes SET body = $1",
+		"/* Jane Doe */ UPDATE notes SET body = $$Jane's chart$$":      "UPDATE notes SET body = $1",
 		"SELECT * FROM patients WHERE name = E'O\\'Brien' LIMIT 5":     "SELECT * FROM patients WHERE name = $1 LIMIT $2",
-		"DELETE FROM t WHERE":                                            "",
+		"DELETE FROM t WHERE": "",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
