@@ -77,6 +77,7 @@ bench: bench-deps build minio
 	$(GO) run ./bench/mask --results bench/results $(addprefix --corpus ,$(MASK_CORPORA))
 	$(GO) run ./bench/cluster --phigate $(CURDIR)/$(BIN) --results bench/results
 	$(GO) run ./bench/recording --phigate $(CURDIR)/$(BIN) --results bench/results
+	$(GO) run ./bench/approval --results bench/results
 
 # fuzz runs every fuzz target for FUZZTIME each (crashers land in testdata/fuzz).
 fuzz:

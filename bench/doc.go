@@ -27,6 +27,15 @@
 //     -tags phigate_bench) against direct PostgreSQL, compression, drain
 //     time, CPU per part, upload and `phigate audit verify` speed
 //     (recording-*.json).
+//   - bench/approval: just-in-time approvals on three nodes (in its own
+//     process, so that it can probe the cluster state through the nodes'
+//     etcd clients): the round trip from an approver's POST on one node
+//     until the agent's held command returns on another, cut into its
+//     steps, beside the cluster state's own transaction-to-watch time
+//     between the same members; and pgbench through a grant without
+//     approval rules against the same grant with rules that match nothing
+//     it sends, and direct (approval.json). Target: round trip p99 under
+//     10 ms.
 //
 // What bench/pg and bench/cluster share (children that never outlive the
 // run, PostgreSQL loaded with pgbench's tables, pgbench runs and their

@@ -49,7 +49,10 @@
 // (approvals.go), the requests of just-in-time approval: each change a
 // transaction that compares the request's revision, so one of two racing
 // votes wins; held requests tied to their node's lease; expired and
-// abandoned ones swept by every node.
+// abandoned ones swept by every node. Approvals.TxnToWatch (probe.go)
+// times the cluster state alone, a write on one member until another's
+// watch sees it, for bench/approval (which reaches it through
+// node.Node.Approvals); a node never calls it.
 //
 // The data path never waits on etcd: a node applies each revision to its
 // in-memory state when Watch delivers it. This package never logs a join
