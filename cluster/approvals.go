@@ -111,6 +111,9 @@ type Approvals struct {
 	// retentionGranted and shared for retentionBucket.
 	retention        clientv3.LeaseID
 	retentionGranted time.Time
+	// watched is what Watch last delivered of each request it follows,
+	// with its revision: Use tries that first, without reading it again.
+	watched map[string]*stored
 }
 
 // NewApprovals is the store of approval requests through c, on the node
@@ -126,7 +129,7 @@ func NewApprovals(c *clientv3.Client, node string, lease time.Duration, availabl
 		kv: c.KV, lease: c.Lease, watcher: c.Watcher, node: node, ttl: lease, available: available,
 		log: slog.Default().With("node", node, "part", "approvals"),
 		now: time.Now, callTimeout: approvalCallTimeout, sweepEvery: approvalSweepEvery,
-		leaseChanged: make(chan struct{}),
+		leaseChanged: make(chan struct{}), watched: map[string]*stored{},
 	}
 }
 
@@ -769,7 +772,23 @@ func (a *Approvals) Watch(ctx context.Context, id string) (<-chan *approval.Requ
 
 func (a *Approvals) follow(ctx context.Context, id string, s *stored, out chan<- *approval.Request) {
 	defer close(out)
+	seen, from := s.rev, s.header+1
+	var last *stored
+	defer func() {
+		// An approved request is kept until Use takes it; any other will
+		// not be used.
+		if last != nil && last.req.State != approval.Approved {
+			a.forget(id)
+		}
+	}()
 	send := func(r *approval.Request) bool {
+		last = &stored{req: r, rev: seen}
+		a.mu.Lock()
+		if len(a.watched) >= maxWatched {
+			clear(a.watched) // approvals never used (their sessions ended): Use reads again
+		}
+		a.watched[id] = last
+		a.mu.Unlock()
 		select {
 		case out <- r:
 			return r.State == approval.Pending
@@ -780,7 +799,6 @@ func (a *Approvals) follow(ctx context.Context, id string, s *stored, out chan<-
 	if !send(s.req) {
 		return
 	}
-	seen, from := s.rev, s.header+1
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		for wr := range a.watcher.Watch(wctx, approvalReqKey+id, clientv3.WithRev(from)) {
@@ -836,12 +854,30 @@ func (a *Approvals) Use(ctx context.Context, id, session string) (bool, error) {
 	return r != nil, err
 }
 
-// use is Use, returning the request as used (nil: not usable).
+// maxWatched bounds what Approvals keeps of watched requests.
+const maxWatched = 4096
+
+// forget drops what Watch delivered of request id.
+func (a *Approvals) forget(id string) {
+	a.mu.Lock()
+	delete(a.watched, id)
+	a.mu.Unlock()
+}
+
+// use is Use, returning the request as used (nil: not usable). A request
+// this node watched is tried first as the watch delivered it (one
+// transaction that compares its revision); a stale one is read again.
 func (a *Approvals) use(ctx context.Context, id, session string) (*approval.Request, error) {
+	a.mu.Lock()
+	s := a.watched[id]
+	delete(a.watched, id)
+	a.mu.Unlock()
 	for {
-		s, err := a.read(ctx, id)
-		if err != nil {
-			return nil, err
+		if s == nil {
+			var err error
+			if s, err = a.read(ctx, id); err != nil {
+				return nil, err
+			}
 		}
 		now := a.now()
 		d := s.req.Decision
@@ -875,6 +911,7 @@ func (a *Approvals) use(ctx context.Context, id, session string) (*approval.Requ
 		if ok {
 			return r, nil
 		}
+		s = nil // changed since: read it again
 	}
 }
 

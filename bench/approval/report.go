@@ -90,6 +90,21 @@ func (rt *roundTrips) column(f func(roundTrip) time.Duration) []time.Duration {
 	return out
 }
 
+// decisionToReturn is from the decision being written on n2 (the vote's
+// transaction next) to the agent's DELETE returning on n1.
+func decisionToReturn(r roundTrip) time.Duration { return r.toApproved + r.toUse + r.toReturn }
+
+// resumed estimates when the held command was forwarded: the decision to
+// its return, less the median of the same DELETE run unheld through n1.
+func (rt *roundTrips) resumed() []time.Duration {
+	run := time.Duration(pct(rt.bounded, 50) * float64(time.Millisecond))
+	out := rt.column(decisionToReturn)
+	for i := range out {
+		out[i] -= run
+	}
+	return out
+}
+
 // steps are the round trip's parts, in order, with what each holds.
 var steps = []struct {
 	key, label string
@@ -113,6 +128,8 @@ func (r *report) print(w io.Writer) {
 		row("POST sent -> DELETE returned", rt.column(func(r roundTrip) time.Duration { return r.postToReturn }))
 		row("POST answered -> DELETE returned", rt.column(func(r roundTrip) time.Duration { return r.respToReturn }))
 		row("POST sent -> POST answered", rt.column(func(r roundTrip) time.Duration { return r.postToResp }))
+		row("decision written on n2 -> DELETE returned on n1", rt.column(decisionToReturn))
+		row("decision written on n2 -> resumed on n1 (less unheld DELETE)", rt.resumed())
 		fmt.Fprintln(w, "  steps:")
 		for _, s := range steps {
 			row("  "+s.label, rt.column(s.of))
@@ -163,6 +180,8 @@ func (r *report) write(dir string) error {
 		put4("roundtrip", rt.column(func(r roundTrip) time.Duration { return r.postToReturn }))
 		put4("after-answer", rt.column(func(r roundTrip) time.Duration { return r.respToReturn }))
 		put2("post-answer", rt.column(func(r roundTrip) time.Duration { return r.postToResp }))
+		put4("decision-to-return", rt.column(decisionToReturn))
+		put4("decision-to-resume", rt.resumed())
 		for _, s := range steps {
 			put2(s.key, rt.column(s.of))
 		}
@@ -176,7 +195,8 @@ func (r *report) write(dir string) error {
 		notes = append(notes, fmt.Sprintf("Approval round trip (ms): %d times after 5 not counted, an agent's DELETE FROM %s (one row; pgx, simple protocol) through n1 under a grant whose rule "+
 			"{when: [unbounded-write], approvers: [dba], mode: hold} holds it; %v after the agent's notice names the request, the approver's POST /v1/approvals/{id}/approve "+
 			"(HTTPS, kept-alive connection) through n2. roundtrip-: POST sent -> the agent's DELETE returned (target p99 < 10 ms); after-answer-: POST answered -> DELETE returned "+
-			"(negative: the DELETE returned first); post-answer-: the POST's own round trip. step-*: the round trip cut by the request's own times and a watch through n1's member: "+
+			"(negative: the DELETE returned first); post-answer-: the POST's own round trip. decision-to-return-: the vote's transaction about to be written on n2 -> DELETE returned on n1; "+
+			"decision-to-resume-: the same less the median of the DELETE unheld through n1 (delete-bounded-through-n1-p50): when the held command went on. step-*: the round trip cut by the request's own times and a watch through n1's member: "+
 			"step-to-vote: POST sent -> the vote's read done (Votes[0].At); step-vote-to-seen: -> the decision seen by the watch on n1; step-seen-to-use: -> the session's Use read done "+
 			"(Decision.UsedAt); step-use-to-return: -> DELETE returned. delete-bounded-through-n1: the same DELETE with WHERE id = 1 (no rule) through n1; delete-direct: on PostgreSQL. disk-fdatasync-: 4 KiB write + fdatasync in the working directory, 100 times before and 100 after the round trips. "+
 			"fsyncs-per-approval-nX and fsync-mean-nX: the node's recording journal fdatasyncs during the round trips (its /metrics), per approval, and their mean in ms. etcd leader %s",

@@ -314,28 +314,41 @@ func (c *conn) endHold(ctx context.Context, req *approval.Request, state approva
 	return refusal(r), nil
 }
 
-// decided acts on a request that left pending: an approved one runs (a
-// one-time approval spent first, exactly once); any other is refused.
+// decided acts on a request that left pending: an approved one runs once
+// its one-time approval is spent (exactly once, in the cluster state; at
+// the same time as its decision is made durable here); any other is
+// refused.
 func (c *conn) decided(ctx context.Context, r *approval.Request, step func(*record.Approval) error) (*pgproto3.ErrorResponse, error) {
-	if r.State == approval.Approved {
+	if r.State != approval.Approved {
+		if err := step(decisionStep(string(r.State), r)); err != nil {
+			return nil, err
+		}
+		return refusal(r), nil
+	}
+	type spent struct {
+		ok  bool
+		err error
+	}
+	done := make(chan spent, 1)
+	go func() {
 		cctx, cancel := context.WithTimeout(ctx, approvalCallTimeout)
 		ok, err := c.srv.cfg.Approvals.Use(cctx, r.ID, c.id)
 		cancel()
-		if err != nil || !ok {
-			if err != nil {
-				c.log.Warn("approvals: cannot mark a request used", "request", r.ID, "err", err)
-			}
-			if err := step(&record.Approval{Request: r.ID, Step: record.ApprovalUnavailable, Reason: "approved, but the approval could not be spent; the command was not run"}); err != nil {
-				return nil, err
-			}
-			return pgError("ERROR", codeCannotConnectNow, fmt.Sprintf("phigate: request %s was approved, but the approval could not be recorded as used; the command was not run", r.ID)), nil
-		}
-	}
-	if err := step(decisionStep(string(r.State), r)); err != nil {
+		done <- spent{ok, err}
+	}()
+	err := step(decisionStep(string(r.State), r))
+	use := <-done
+	if err != nil {
 		return nil, err
 	}
-	if r.State != approval.Approved {
-		return refusal(r), nil
+	if use.err != nil || !use.ok {
+		if use.err != nil {
+			c.log.Warn("approvals: cannot mark a request used", "request", r.ID, "err", use.err)
+		}
+		if err := step(&record.Approval{Request: r.ID, Step: record.ApprovalUnavailable, Reason: "approved, but the approval could not be spent; the command was not run"}); err != nil {
+			return nil, err
+		}
+		return pgError("ERROR", codeCannotConnectNow, fmt.Sprintf("phigate: request %s was approved, but the approval could not be recorded as used; the command was not run", r.ID)), nil
 	}
 	return nil, nil
 }
