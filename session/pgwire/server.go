@@ -232,16 +232,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// Drain stops every listener (Serve returns ErrServerClosed) and waits
-// until every session has ended by itself, or ctx ends (its error is
-// returned then). Sessions go on meanwhile; Shutdown ends those left.
-func (s *Server) Drain(ctx context.Context) error {
+// StopAccepting closes every listener (Serve returns ErrServerClosed);
+// open sessions go on. Drain starts with it.
+func (s *Server) StopAccepting() {
 	s.mu.Lock()
 	s.draining = true
 	for ln := range s.listeners {
 		ln.Close()
 	}
 	s.mu.Unlock()
+}
+
+// Drain stops every listener (Serve returns ErrServerClosed) and waits
+// until every session has ended by itself, or ctx ends (its error is
+// returned then). Sessions go on meanwhile; Shutdown ends those left.
+func (s *Server) Drain(ctx context.Context) error {
+	s.StopAccepting()
 	if err := s.waitSessions(ctx); err != nil {
 		return fmt.Errorf("pgwire: drain: sessions still open: %w", err)
 	}

@@ -783,6 +783,8 @@ type checkpointJob struct {
 func (s *Spool) applier(work <-chan applyItem, jobs chan<- checkpointJob) {
 	defer close(jobs)
 	var dirty []*Log
+	var runs []applyRun
+	at := map[*Log]int{}
 	epoch := uint64(1)
 	broken := false
 	for item := range work {
@@ -800,19 +802,29 @@ func (s *Spool) applier(work <-chan applyItem, jobs chan<- checkpointJob) {
 			continue
 		}
 		b := item.batch
-		for _, r := range b.refs {
+		runs = gatherRuns(runs[:0], at, b)
+		for i := range runs {
+			r := &runs[i]
 			l := r.log
-			if _, err := l.f.WriteAt(b.data[r.start:r.end], r.off); err != nil {
+			if _, err := l.f.WriteAt(r.data, r.off); err != nil {
 				s.fail(fmt.Errorf("write session %s: %w", l.id, err))
 				broken = true
 				break
 			}
-			l.applied.Store(r.off + int64(r.end-r.start))
+			l.applied.Store(r.off + int64(len(r.data)))
 			if l.dirtyEpoch != epoch {
 				l.dirtyEpoch = epoch
 				dirty = append(dirty, l)
 			}
 		}
+		for i := range runs {
+			data := runs[i].data[:0] // keep the buffer, not the Log
+			if cap(data) > 1<<20 {
+				data = nil // a huge batch: don't keep its buffer
+			}
+			runs[i] = applyRun{data: data}
+		}
+		clear(at)
 		if broken {
 			continue
 		}
@@ -825,6 +837,41 @@ func (s *Spool) applier(work <-chan applyItem, jobs chan<- checkpointJob) {
 		s.free = append(s.free, b)
 		s.mu.Unlock()
 	}
+}
+
+// applyRun is what one session file gets of a batch: its frames, in
+// journal order, at consecutive offsets from off.
+type applyRun struct {
+	log  *Log
+	off  int64
+	data []byte
+}
+
+// gatherRuns groups the frames of b by session file, so that each file
+// gets one write per batch however its frames interleave with other
+// sessions' in the journal (one pwrite per session and commit, not one per
+// event). runs keeps its buffers from the previous batch; at maps a Log to
+// its run and is empty on entry.
+func gatherRuns(runs []applyRun, at map[*Log]int, b *batch) []applyRun {
+	for _, r := range b.refs {
+		frame := b.data[r.start:r.end]
+		if i, ok := at[r.log]; ok && runs[i].off+int64(len(runs[i].data)) == r.off {
+			runs[i].data = append(runs[i].data, frame...)
+			continue
+		}
+		// A session's first frame in the batch (a gap cannot happen: its
+		// frames are appended at consecutive offsets; if one did, the frame
+		// would start a run of its own, written after the earlier one).
+		at[r.log] = len(runs)
+		if len(runs) < cap(runs) {
+			runs = runs[:len(runs)+1]
+			runs[len(runs)-1].log, runs[len(runs)-1].off = r.log, r.off
+			runs[len(runs)-1].data = append(runs[len(runs)-1].data[:0], frame...)
+		} else {
+			runs = append(runs, applyRun{log: r.log, off: r.off, data: append([]byte(nil), frame...)})
+		}
+	}
+	return runs
 }
 
 // checkpointer syncs session files and recycles segments behind the

@@ -817,3 +817,35 @@ func TestClosedSessionsStayClosedAcrossRolls(t *testing.T) {
 		}
 	}
 }
+
+// Frames of sessions interleaved in a batch reach each session's file as
+// one write of that session's frames, in order, at the first one's offset.
+func TestGatherRunsGroupsBySession(t *testing.T) {
+	a, b := &Log{id: "a"}, &Log{id: "b"}
+	data := []byte("hdr|a1|hdr|b1|hdr|a22|hdr|b22|hdr|a333")
+	ref := func(l *Log, off int64, frame string) applyRef {
+		i := bytes.Index(data, []byte(frame))
+		return applyRef{log: l, off: off, start: i, end: i + len(frame)}
+	}
+	bt := &batch{data: data, refs: []applyRef{
+		ref(a, 100, "a1"), ref(b, 7, "b1"), ref(a, 102, "a22"), ref(b, 9, "b22"), ref(a, 105, "a333"),
+	}}
+	at := map[*Log]int{}
+	runs := gatherRuns(nil, at, bt)
+	if len(runs) != 2 {
+		t.Fatalf("%d runs, want 2", len(runs))
+	}
+	for _, want := range []applyRun{{a, 100, []byte("a1a22a333")}, {b, 7, []byte("b1b22")}} {
+		r := runs[at[want.log]]
+		if r.log != want.log || r.off != want.off || !bytes.Equal(r.data, want.data) {
+			t.Fatalf("run of %s: off %d %q, want off %d %q", want.log.id, r.off, r.data, want.off, want.data)
+		}
+	}
+	// A gap (never made by the spool) starts a run of its own, after.
+	clear(at)
+	bt.refs = []applyRef{ref(a, 100, "a1"), ref(a, 200, "a22")}
+	runs = gatherRuns(runs[:0], at, bt)
+	if len(runs) != 2 || runs[0].off != 100 || runs[1].off != 200 || string(runs[1].data) != "a22" {
+		t.Fatalf("gap: %+v", runs)
+	}
+}
