@@ -85,6 +85,7 @@ bench: bench-deps build bench-build minio
 	$(GO) run ./bench/cluster --phigate $(CURDIR)/$(BIN) --results bench/results
 	$(GO) run ./bench/recording --phigate $(CURDIR)/$(BIN) --results bench/results
 	$(GO) run ./bench/approval --results bench/results
+	$(GO) run ./bench/sessions --phigate $(CURDIR)/$(BIN) --results bench/results
 
 # fuzz runs every fuzz target for FUZZTIME each (crashers land in testdata/fuzz).
 fuzz:

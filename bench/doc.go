@@ -36,6 +36,16 @@
 //     approval rules against the same grant with rules that match nothing
 //     it sends, and direct (approval.json). Target: round trip p99 under
 //     10 ms.
+//   - bench/sessions: many sessions on one node (issue 13): TLS sessions
+//     held in steps up to 10,000 (most idle, some running SELECT 1) through
+//     phigate (upstream through a PgBouncer pool, and straight to
+//     PostgreSQL) and PgBouncer: RSS, memory and goroutines per session,
+//     open files and what stopped each; storms of new TLS sessions (up to
+//     1,000/s: achieved rate, errors, login latency, accept queue, CPU per
+//     session); and, from a node built with bench/sessions/nodeprof, a
+//     session's heap by part and a storm's CPU profile (sessions-*.json;
+//     analysis in docs/sessions.md). Targets: 10,000 sessions within 2 GiB,
+//     1,000 new TLS sessions/s without errors.
 //
 // What bench/pg and bench/cluster share (children that never outlive the
 // run, PostgreSQL loaded with pgbench's tables, pgbench runs and their

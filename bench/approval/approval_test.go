@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/bench"
+	"github.com/phigate/phigate/bench/harness"
 )
 
 // TestBenchmarkEndToEnd runs the benchmark small: a few approvals and
@@ -57,7 +58,7 @@ func TestBenchmarkEndToEnd(t *testing.T) {
 		t.Fatalf("README.md:\n%s", readme)
 	}
 	// A second run replaces its section.
-	if err := writeReadmeSection(out, readmeBegin+"\nagain\n"+readmeEnd+"\n"); err != nil {
+	if err := harness.WriteReadmeSection(out, readmeBegin, readmeEnd, readmeBegin+"\nagain\n"+readmeEnd+"\n"); err != nil {
 		t.Fatal(err)
 	}
 	if readme, _ = os.ReadFile(filepath.Join(out, "README.md")); strings.Count(string(readme), readmeBegin) != 1 || !strings.Contains(string(readme), "again") {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -242,7 +241,7 @@ func (r *report) write(dir string) error {
 		Notes: strings.Join(notes, ". "), Time: time.Now().UTC()}); err != nil {
 		return err
 	}
-	return writeReadmeSection(dir, r.readmeSection())
+	return harness.WriteReadmeSection(dir, readmeBegin, readmeEnd, r.readmeSection())
 }
 
 // The markers of this program's section in bench/results/README.md, which
@@ -273,25 +272,4 @@ Target: round trip p99 under 10 ms; ruled/plain TPS at 1.
 	fmt.Fprintf(&b, "Last run: %s, %s/%s, %d CPUs, %v.\n", r.started.UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), r.elapsed.Round(time.Second))
 	b.WriteString(readmeEnd + "\n")
 	return b.String()
-}
-
-// writeReadmeSection puts section into dir/README.md in place of an
-// earlier one, or at the end.
-func writeReadmeSection(dir, section string) error {
-	path := filepath.Join(dir, "README.md")
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	doc := string(b)
-	i, j := strings.Index(doc, readmeBegin), strings.Index(doc, readmeEnd)
-	switch {
-	case i >= 0 && j > i:
-		doc = doc[:i] + section + strings.TrimPrefix(doc[j+len(readmeEnd):], "\n")
-	case doc == "":
-		doc = section
-	default:
-		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
-	}
-	return os.WriteFile(path, []byte(doc), 0o644)
 }

@@ -2,8 +2,9 @@
 // share: children that never outlive the benchmark ([Process]), a real
 // PostgreSQL loaded with pgbench's tables ([StartPostgres]), pgbench runs
 // read from their summary and their per-transaction logs ([RunPgbench]),
-// and the start of a program: signals, working directory ([Main],
-// [WorkDir]).
+// the start of a program: signals, working directory ([Main],
+// [WorkDir]), and its own section of a README.md that several programs
+// write ([WriteReadmeSection]).
 //
 // It measures and decides nothing itself: what a benchmark runs, in what
 // order, and what it reports stay in its program, and results are written

@@ -225,21 +225,6 @@ func TestParseVerifyJSON(t *testing.T) {
 	}
 }
 
-func TestReplaceSection(t *testing.T) {
-	section := readmeBegin + "\nnew\n" + readmeEnd + "\n"
-	for _, tc := range []struct{ doc, want string }{
-		{"", section},
-		{"# bench/results\n\ntable\n", "# bench/results\n\ntable\n\n" + section},
-		{"# t\nno newline", "# t\nno newline\n\n" + section},
-		{"# t\n\n" + readmeBegin + "\nold\nold\n" + readmeEnd + "\n", "# t\n\n" + section},
-		{"# t\n\n" + readmeBegin + "\nold\n" + readmeEnd + "\nafter\n", "# t\n\n" + section + "after\n"},
-	} {
-		if got := replaceSection(tc.doc, section); got != tc.want {
-			t.Errorf("replaceSection(%q) =\n%q\nwant\n%q", tc.doc, got, tc.want)
-		}
-	}
-}
-
 func TestParseFlags(t *testing.T) {
 	c, err := parseFlags([]string{"-copy-with", "psql", "-workloads", "read-write", "-rounds", "2"})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/bench"
+	"github.com/phigate/phigate/bench/harness"
 	"github.com/phigate/phigate/internal/synth"
 )
 
@@ -650,7 +651,7 @@ func (r *report) write(dir string) error {
 		"where the CPU goes while recording COPY data: per part and system"); err != nil {
 		return err
 	}
-	return writeReadmeSection(dir, r.readmeSection(docs))
+	return harness.WriteReadmeSection(dir, readmeBegin, readmeEnd, r.readmeSection(docs))
 }
 
 // The markers of this program's section in bench/results/README.md, which
@@ -691,35 +692,4 @@ stored recordings at most a quarter of the traffic; verification at least
 	}
 	b.WriteString(readmeEnd + "\n")
 	return b.String()
-}
-
-// writeReadmeSection puts section into dir/README.md in place of an
-// earlier one, or at the end.
-func writeReadmeSection(dir, section string) error {
-	path := filepath.Join(dir, "README.md")
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return os.WriteFile(path, []byte(replaceSection(string(b), section)), 0o644)
-}
-
-// replaceSection returns doc with the text between readmeBegin and
-// readmeEnd (markers included) replaced by section, or with section
-// appended after a blank line when doc has no such markers.
-func replaceSection(doc, section string) string {
-	i := strings.Index(doc, readmeBegin)
-	j := strings.Index(doc, readmeEnd)
-	if i >= 0 && j > i {
-		rest := doc[j+len(readmeEnd):]
-		rest = strings.TrimPrefix(rest, "\n")
-		return doc[:i] + section + rest
-	}
-	if doc != "" && !strings.HasSuffix(doc, "\n") {
-		doc += "\n"
-	}
-	if doc != "" {
-		doc += "\n"
-	}
-	return doc + section
 }

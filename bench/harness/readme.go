@@ -1,0 +1,40 @@
+package harness
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// WriteReadmeSection puts section into dir/README.md in place of an
+// earlier one, or at the end. The section is one program's part of a file
+// several programs write: it starts with the line begin and ends with the
+// line end, markers of that program's own (see ReplaceSection).
+func WriteReadmeSection(dir, begin, end, section string) error {
+	path := filepath.Join(dir, "README.md")
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return os.WriteFile(path, []byte(ReplaceSection(string(b), begin, end, section)), 0o644)
+}
+
+// ReplaceSection returns doc with the text from begin to end (markers
+// included, and the newline after end) replaced by section, or with
+// section appended after a blank line when doc has no such markers.
+func ReplaceSection(doc, begin, end, section string) string {
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
+	if i >= 0 && j > i {
+		rest := doc[j+len(end):]
+		rest = strings.TrimPrefix(rest, "\n")
+		return doc[:i] + section + rest
+	}
+	if doc != "" && !strings.HasSuffix(doc, "\n") {
+		doc += "\n"
+	}
+	if doc != "" {
+		doc += "\n"
+	}
+	return doc + section
+}
