@@ -19,7 +19,7 @@ PHIGATE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/phigate
 MINIO_BIN := $(PHIGATE_CACHE)/minio-$(MINIO_VERSION)/minio
 export PHIGATE_MINIO := $(MINIO_BIN)
 
-.PHONY: all build bench-build test test-race test-clients vet demo bench fuzz deps minio bench-deps clean
+.PHONY: all build bench-build test test-race test-clients vet demo bench bench-ci fuzz deps minio bench-deps clean
 
 all: build
 
@@ -86,6 +86,27 @@ bench: bench-deps build bench-build minio
 	$(GO) run ./bench/recording --phigate $(CURDIR)/$(BIN) --results bench/results
 	$(GO) run ./bench/approval --results bench/results
 	$(GO) run ./bench/sessions --phigate $(CURDIR)/$(BIN) --results bench/results
+
+# bench-ci is the short side-by-side benchmark CI runs (about 5 minutes on
+# two cores): BENCH_CI_ROUNDS runs of bench/pg, each on a fresh PostgreSQL,
+# PgBouncer and phigate, into bench/results/ci/round-N, then bench/gate,
+# which fails only when a ratio of phigate to a peer from the same run
+# (throughput to PgBouncer's, p50 to direct's; median over the rounds)
+# leaves the band in bench/gate/baseline.json, or when a figure is missing;
+# never on an absolute time. The limits were measured with these flags:
+# change them and the baseline together.
+BENCH_CI_ROUNDS ?= 3
+BENCH_CI_FLAGS := -clients 16 -modes simple,prepared -workloads select-only,read-write \
+	-duration 5s -warmup 2s -scale 5 -stream ""
+bench-ci: bench-deps build
+	@rm -rf bench/results/ci; status=0; \
+	for i in $$(seq 1 $(BENCH_CI_ROUNDS)); do \
+	  echo "== bench-ci round $$i of $(BENCH_CI_ROUNDS)"; \
+	  $(GO) run ./bench/pg --phigate $(CURDIR)/$(BIN) --results bench/results/ci/round-$$i $(BENCH_CI_FLAGS) || status=1; \
+	done; \
+	$(GO) run ./bench/gate --baseline bench/gate/baseline.json --out bench/results/ci/gate.json \
+	  $$(for i in $$(seq 1 $(BENCH_CI_ROUNDS)); do echo bench/results/ci/round-$$i; done) || status=1; \
+	exit $$status
 
 # fuzz runs every fuzz target for FUZZTIME each (crashers land in testdata/fuzz).
 fuzz:

@@ -46,6 +46,12 @@
 //     session's heap by part and a storm's CPU profile (sessions-*.json;
 //     analysis in docs/sessions.md). Targets: 10,000 sessions within 2 GiB,
 //     1,000 new TLS sessions/s without errors.
+//   - bench/gate: not a benchmark but CI's check of one (`make bench-ci`):
+//     it reads short bench/pg runs (bench/results/ci/round-N) and fails
+//     when the median over the rounds of a ratio of phigate to a peer of
+//     the same run (throughput to PgBouncer's, p50 to direct's) leaves the
+//     band in bench/gate/baseline.json, or a figure is missing; it never
+//     judges an absolute time.
 //
 // What bench/pg and bench/cluster share (children that never outlive the
 // run, PostgreSQL loaded with pgbench's tables, pgbench runs and their
