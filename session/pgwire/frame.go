@@ -129,8 +129,12 @@ type outBuf struct {
 	before func() error
 }
 
+// outBufStart is an outBuf's first capacity: an idle session holds this
+// much, not size; appends grow it up to size as output needs.
+const outBufStart = 4 << 10
+
 func newOutBuf(peer string, w io.Writer, size int, before func() error) *outBuf {
-	return &outBuf{peer: peer, w: w, buf: make([]byte, 0, size), size: size, before: before}
+	return &outBuf{peer: peer, w: w, buf: make([]byte, 0, min(size, outBufStart)), size: size, before: before}
 }
 
 func (o *outBuf) write(p []byte) error {
