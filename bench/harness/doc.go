@@ -2,8 +2,9 @@
 // share: children that never outlive the benchmark ([Process]), a real
 // PostgreSQL loaded with pgbench's tables ([StartPostgres]), pgbench runs
 // read from their summary and their per-transaction logs ([RunPgbench]),
-// the start of a program: signals, working directory ([Main],
-// [WorkDir]), and its own section of a README.md that several programs
+// the start of a program: signals, working directory, progress log and
+// list flags ([Main], [WorkDir], [Logf], [SplitList]), the check that a
+// run left no process behind ([ProcessesUnder]), and its own section of a README.md that several programs
 // write ([WriteReadmeSection]).
 //
 // It measures and decides nothing itself: what a benchmark runs, in what

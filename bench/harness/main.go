@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // Main is a benchmark program's main: it reads the command line with parse
@@ -57,4 +59,22 @@ func WorkDir(dir, pattern string, keep bool, logf func(string, ...any)) (work st
 		logf("working directory %s (kept)", dir)
 	}
 	return dir, cleanup, nil
+}
+
+// Logf is the benchmark programs' progress log: one line on stderr, after
+// the time of day. It is the logf the harness's starters take.
+func Logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// SplitList reads a comma-separated flag value: its items trimmed, empty
+// ones dropped.
+func SplitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

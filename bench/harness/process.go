@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -116,4 +118,22 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ProcessesUnder lists the live processes whose command line mentions dir,
+// as "pid: command line": a test's proof that a run stopped every child it
+// started in its working directory.
+func ProcessesUnder(dir string) []string {
+	var found []string
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if cmd := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(cmd, dir) {
+			found = append(found, filepath.Base(filepath.Dir(f))+": "+cmd)
+		}
+	}
+	return found
 }

@@ -113,7 +113,7 @@ func startSystem(ctx context.Context, cfg config, dir, name string, pg *harness.
 // that breaks during the hold is started again for the storm.
 func runLeg(ctx context.Context, cfg config, work, name string, pg *harness.Postgres, c *certs) (*leg, error) {
 	dir := filepath.Join(work, name)
-	logf("%s: starting", name)
+	harness.Logf("%s: starting", name)
 	n, upstream, err := startSystem(ctx, cfg, dir, name, pg, c, nil)
 	if err != nil {
 		return nil, err
@@ -133,7 +133,7 @@ func runLeg(ctx context.Context, cfg config, work, name string, pg *harness.Post
 			why = n.exitNote()
 		}
 		l.restart = "a fresh " + name + " took the storms (" + why + ")"
-		logf("%s: %s", name, l.restart)
+		harness.Logf("%s: %s", name, l.restart)
 		n.stop()
 		if n, _, err = startSystem(ctx, cfg, filepath.Join(work, name+"-storm"), name, pg, c, nil); err != nil {
 			return l, err
@@ -188,7 +188,7 @@ func hold(ctx context.Context, cfg config, n *node, l *leg, pg *harness.Postgres
 				l.stopped += "; then " + n.exitNote()
 				l.lost = true
 			}
-			logf("%s: step %d: %s", l.system, want, l.stopped)
+			harness.Logf("%s: step %d: %s", l.system, want, l.stopped)
 		}
 		if !l.lost && !sleep(ctx, cfg.hold) {
 			return ctx.Err()
@@ -204,7 +204,7 @@ func hold(ctx context.Context, cfg config, n *node, l *leg, pg *harness.Postgres
 		if l.lost {
 			break
 		}
-		logf("%-14s %6d sessions (+%d in %s, login p50 %.1f ms p99 %.1f ms): RSS %s (%s/session), %d fds, %s; active SELECT 1 p99 %.1f ms, %d errors",
+		harness.Logf("%-14s %6d sessions (+%d in %s, login p50 %.1f ms p99 %.1f ms): RSS %s (%s/session), %d fds, %s; active SELECT 1 p99 %.1f ms, %d errors",
 			l.system, s.held, s.held-before, o.elapsed.Round(time.Millisecond), pct(o.login, 50), pct(o.login, 99),
 			mib(s.use.rss), kib(perSession(s.use.rss-l.baseline.rss, s.held)), s.use.fds, s.use.goRuntime(l.baseline, s.held),
 			pct(s.active, 99), s.activeErrs)
@@ -246,7 +246,7 @@ func churn(ctx context.Context, cfg config, n *node, l *leg, pg *harness.Postgre
 		s.active, s.activeErrs, s.activeFirst = act.take()
 	}
 	l.churn = s
-	logf("%-14s %6d sessions again after closing %d: RSS %s (%s/session), %s", l.system, s.held, closed, mib(s.use.rss),
+	harness.Logf("%-14s %6d sessions again after closing %d: RSS %s (%s/session), %s", l.system, s.held, closed, mib(s.use.rss),
 		kib(perSession(s.use.rss-l.baseline.rss, s.held)), s.use.goRuntime(l.baseline, s.held))
 	if o.errors > 0 {
 		return fmt.Errorf("reopening: %s", strings.Join(o.first, "; "))
@@ -265,7 +265,7 @@ func measure(ctx context.Context, n *node, pg *harness.Postgres) usage {
 		if m, err := n.scrape(ctx); err == nil {
 			u.metrics = m
 		} else {
-			logf("%s: %v", n.name, err)
+			harness.Logf("%s: %v", n.name, err)
 		}
 	}
 	if n.pool != nil {

@@ -60,7 +60,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/phigate/phigate/bench/harness"
@@ -125,7 +124,7 @@ func parseFlags(args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	c.systems = splitList(*systems)
+	c.systems = harness.SplitList(*systems)
 	for _, s := range c.systems {
 		if s != sysPhigate && s != sysPhigateDirect && s != sysPgBouncer {
 			return c, fmt.Errorf("-systems: unknown system %q", s)
@@ -153,21 +152,11 @@ func parseFlags(args []string) (config, error) {
 	return c, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 // positives reads a comma-separated list of positive numbers, sorted and
 // without repeats.
 func positives(list string) ([]int, error) {
 	var out []int
-	for _, s := range splitList(list) {
+	for _, s := range harness.SplitList(list) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
 			return nil, fmt.Errorf("bad number %q", s)
@@ -179,10 +168,6 @@ func positives(list string) ([]int, error) {
 }
 
 func main() { harness.Main("bench/sessions", parseFlags, run) }
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
 
 func (c config) has(system string) bool { return slices.Contains(c.systems, system) }
 
@@ -226,8 +211,8 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	logf("limits: %s", limits)
-	work, cleanup, err := harness.WorkDir(cfg.workdir, "phigate-sessions-", cfg.keep, logf)
+	harness.Logf("limits: %s", limits)
+	work, cleanup, err := harness.WorkDir(cfg.workdir, "phigate-sessions-", cfg.keep, harness.Logf)
 	if err != nil {
 		return err
 	}
@@ -253,7 +238,7 @@ func run(ctx context.Context, cfg config) error {
 			rep.legs[name] = l
 		}
 		if err != nil {
-			logf("FAILED: %s: %v", name, err)
+			harness.Logf("FAILED: %s: %v", name, err)
 			failures = append(failures, fmt.Errorf("%s: %w", name, err))
 		}
 	}
@@ -264,7 +249,7 @@ func run(ctx context.Context, cfg config) error {
 		}
 		rep.profile = p
 		if err != nil {
-			logf("FAILED: profile: %v", err)
+			harness.Logf("FAILED: profile: %v", err)
 			failures = append(failures, fmt.Errorf("profile: %w", err))
 		}
 	}
@@ -273,7 +258,7 @@ func run(ctx context.Context, cfg config) error {
 	if err := rep.write(cfg.out); err != nil {
 		return err
 	}
-	logf("results written to %s", cfg.out)
+	harness.Logf("results written to %s", cfg.out)
 	return errors.Join(failures...)
 }
 

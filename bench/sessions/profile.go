@@ -115,7 +115,7 @@ func runProfile(ctx context.Context, cfg config, work string, pg *harness.Postgr
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	logf("profile: building phigate with bench/sessions/nodeprof (go build -overlay)")
+	harness.Logf("profile: building phigate with bench/sessions/nodeprof (go build -overlay)")
 	bin := filepath.Join(dir, "phigate-nodeprof")
 	if err := buildProfiled(ctx, dir, bin); err != nil {
 		return nil, err
@@ -180,7 +180,7 @@ func runProfile(ctx context.Context, cfg config, work string, pg *harness.Postgr
 	p.rss = per(float64(at.rss - base.rss))
 	p.perSession[partRest] = p.rss - per(live+stacks)
 	p.goroutines = per(at.metrics[mGoroutines] - base.metrics[mGoroutines])
-	logf("profile: %d sessions, per session: RSS %s = %s", o.opened, kib(int64(p.rss)), p.split())
+	harness.Logf("profile: %d sessions, per session: RSS %s = %s", o.opened, kib(int64(p.rss)), p.split())
 
 	if cfg.stormRate() == 0 {
 		return p, nil
@@ -208,7 +208,7 @@ func runProfile(ctx context.Context, cfg config, work string, pg *harness.Postgr
 	if err := os.WriteFile(filepath.Join(dir, "storm.cpu.txt"), []byte(p.cpuTop), 0o644); err != nil {
 		return p, err
 	}
-	logf("profile: storm CPU: %s (go tool pprof -top: %s)", p.cpuSplit(), filepath.Join(dir, "storm.cpu.txt"))
+	harness.Logf("profile: storm CPU: %s (go tool pprof -top: %s)", p.cpuSplit(), filepath.Join(dir, "storm.cpu.txt"))
 	return p, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/phigate/phigate/bench"
+	"github.com/phigate/phigate/bench/harness"
 	"github.com/phigate/phigate/bench/sessions/nodeprof"
 )
 
@@ -48,7 +49,7 @@ func TestSessionsEndToEnd(t *testing.T) {
 	if err := run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	if left := processesUnder(cfg.workdir); len(left) > 0 {
+	if left := harness.ProcessesUnder(cfg.workdir); len(left) > 0 {
 		t.Fatalf("processes left running: %v", left)
 	}
 	readme, err := os.ReadFile(filepath.Join(cfg.out, "README.md"))
@@ -96,22 +97,6 @@ func TestSessionsEndToEnd(t *testing.T) {
 			t.Errorf("%s: %v goroutines per session", s, g)
 		}
 	}
-}
-
-// processesUnder lists live processes whose command line mentions dir.
-func processesUnder(dir string) []string {
-	var found []string
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range cmdlines {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if cmd := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(cmd, dir) {
-			found = append(found, filepath.Base(filepath.Dir(f))+": "+cmd)
-		}
-	}
-	return found
 }
 
 func TestHeapByPart(t *testing.T) {

@@ -42,7 +42,7 @@ func (s *stormResult) log(system string) {
 	if s.ok > 0 {
 		cpu = fmt.Sprintf("%.2f", msPer(s.cpu.node, s.ok))
 	}
-	logf("%-14s storm of %.0f/s: %d/%d sessions in %s, %.0f/s, %d errors, login p50 %.1f ms p99 %.1f ms, accept queue max %d (backlog %d), ListenOverflows +%d, CPU %s ms/session",
+	harness.Logf("%-14s storm of %.0f/s: %d/%d sessions in %s, %.0f/s, %d errors, login p50 %.1f ms p99 %.1f ms, accept queue max %d (backlog %d), ListenOverflows +%d, CPU %s ms/session",
 		system, s.rate, s.ok, s.attempted, s.elapsed.Round(time.Millisecond), s.achieved(), s.errors, pct(s.login, 50), pct(s.login, 99),
 		s.maxQueue, s.backlog, s.overflows, cpu)
 }

@@ -37,7 +37,7 @@ type certs struct {
 // with the benchmarks' roles and database and maxConns connections.
 func startPostgres(ctx context.Context, dir string, maxConns int) (*harness.Postgres, error) {
 	directPW, gatewayPW := harness.RandomSecret(), harness.RandomSecret()
-	logf("PostgreSQL with max_connections %d", maxConns)
+	harness.Logf("PostgreSQL with max_connections %d", maxConns)
 	srv, err := pgtest.Start(ctx, dir, pgtest.Options{
 		SSL: true,
 		Users: []pgtest.User{
