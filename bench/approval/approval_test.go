@@ -41,11 +41,16 @@ func TestBenchmarkEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"roundtrip-p99", "after-answer-p50", "step-use-to-return-p50", "etcd-txn-to-watch-p99",
+	for _, k := range []string{"roundtrip-p99", "step-use-to-return-p50", "etcd-txn-to-watch-p99",
 		"select-only-ruled/plain-tps", "select-only-direct-tps", "fsyncs-per-approval-n2"} {
 		if v, ok := r.Values[k]; !ok || v <= 0 {
 			t.Errorf("%s: %v (present %v)", k, v, ok)
 		}
+	}
+	// The DELETE may return before the POST's answer does: negative is a
+	// measurement, not a fault.
+	if _, ok := r.Values["after-answer-p50"]; !ok {
+		t.Errorf("after-answer-p50 missing")
 	}
 	if r.Values["approvals"] != 3 || r.Values["probes"] != 3 {
 		t.Errorf("counts: %v approvals, %v probes", r.Values["approvals"], r.Values["probes"])
