@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,13 +27,18 @@ type Summary struct {
 	Transactions int64   // processed
 	Failed       int64   // failed transactions (pgbench 15+)
 	LatencyAvgMS float64
+	// ConnectMS is pgbench's "initial connection time": from the start of
+	// its -T clock to the moment its clients, all connected, begin; the
+	// part of -T that measured nothing.
+	ConnectMS float64
 }
 
 var (
-	tpsRE    = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
-	txRE     = regexp.MustCompile(`(?m)^number of transactions actually processed: (\d+)`)
-	failedRE = regexp.MustCompile(`(?m)^number of failed transactions: (\d+)`)
-	avgRE    = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
+	tpsRE     = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
+	txRE      = regexp.MustCompile(`(?m)^number of transactions actually processed: (\d+)`)
+	failedRE  = regexp.MustCompile(`(?m)^number of failed transactions: (\d+)`)
+	avgRE     = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
+	connectRE = regexp.MustCompile(`(?m)^initial connection time = ([0-9.]+) ms`)
 )
 
 // ErrNoTPS is returned for pgbench output without a tps line.
@@ -67,6 +73,9 @@ func ParseSummary(out []byte) (Summary, error) {
 	}
 	if m := avgRE.FindSubmatch(out); m != nil {
 		s.LatencyAvgMS, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	if m := connectRE.FindSubmatch(out); m != nil {
+		s.ConnectMS, _ = strconv.ParseFloat(string(m[1]), 64)
 	}
 	return s, nil
 }
@@ -139,28 +148,75 @@ type PgbenchRun struct {
 	Summary
 	Latencies []int64 // of the successful transactions, µs, from --log, sorted
 	LogFailed int64   // transactions the logs show failed or skipped
+	// Attempts is how many times pgbench ran: 2 when the first run
+	// measured too little for its clients' connecting (see RunPgbench).
+	Attempts int
+	// Duration is the -T of the run these figures come from: the spec's,
+	// or longer on a second attempt.
+	Duration time.Duration
 }
+
+// ErrNothingMeasured is returned when pgbench ran and exited cleanly but
+// completed no transaction, even after a second attempt: its clients
+// connected no sooner than -T ran out, or were blocked all along.
+var ErrNothingMeasured = errors.New("pgbench completed no transaction")
 
 // RunPgbench runs pgbench against ep with per-transaction logs under logDir
 // (removed once read: they are large), and reads its summary and the
 // latencies from the logs. pgbench's own vacuum is off (-n): a benchmark
 // that needs one does it itself, the same for every system.
+//
+// pgbench starts its -T clock before its clients connect, one after
+// another in each thread (-j), and begins measuring only once every
+// client is connected. On a loaded machine, through a proxy that
+// authenticates each session, connecting can take most of -T or all of
+// it: pgbench then exits 0 having measured nothing ("number of
+// transactions actually processed: 0", no tps line, empty logs). So when
+// connecting took more than half of -T, or no transaction completed,
+// RunPgbench runs pgbench once more with -T lengthened by the time the
+// first attempt lost, and reports that second run.
 func RunPgbench(ctx context.Context, bin string, ep Endpoint, spec PgbenchSpec, logDir string) (PgbenchRun, error) {
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
+	first, lost, err := runPgbenchOnce(ctx, bin, ep, spec, spec.Duration, logDir)
+	switch {
+	case err != nil && !errors.Is(err, ErrNothingMeasured):
 		return PgbenchRun{}, err
+	case err == nil && lost <= spec.Duration/2:
+		return first, nil
 	}
-	prefix := filepath.Join(logDir, "tx")
-	old, _ := filepath.Glob(prefix + ".*") // an earlier run's, in a kept working directory
-	for _, f := range old {
-		os.Remove(f)
+	// Whole seconds (-T), rounded up, so the second run measures at least
+	// what the spec asked for if connecting is no slower than the first time.
+	longer := spec.Duration + lost.Truncate(time.Second) + time.Second
+	run, _, err := runPgbenchOnce(ctx, bin, ep, spec, longer, logDir)
+	if err != nil {
+		if ctx.Err() != nil {
+			return PgbenchRun{}, err
+		}
+		return PgbenchRun{}, fmt.Errorf("%w (a first attempt with -T %d spent %s before measuring, and measured %d transactions)",
+			err, int(spec.Duration.Seconds()), lost.Round(time.Millisecond), first.Transactions)
 	}
+	run.Attempts = 2
+	return run, nil
+}
+
+// runPgbenchOnce is one pgbench process of RunPgbench, with -T d. lost is
+// how much of d measured nothing: pgbench's initial connection time, or
+// all of the run when it completed no transaction, in which case the
+// error is ErrNothingMeasured and run has its summary only.
+func runPgbenchOnce(ctx context.Context, bin string, ep Endpoint, spec PgbenchSpec, d time.Duration, logDir string) (run PgbenchRun, lost time.Duration, err error) {
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return PgbenchRun{}, 0, err
+	}
+	const logPrefix = "tx"
+	seconds := max(1, int(d.Round(time.Second).Seconds()))
+	removeLogs(logDir, logPrefix) // an earlier run's, in a kept working directory
 	args := []string{
 		"-h", ep.Host, "-p", strconv.Itoa(ep.Port), "-U", ep.User,
 		"-n",
 		"-c", strconv.Itoa(spec.Clients), "-j", strconv.Itoa(max(1, min(spec.Jobs, spec.Clients))),
-		"-T", strconv.Itoa(int(spec.Duration.Round(time.Second).Seconds())),
+		"-T", strconv.Itoa(seconds),
 		"-M", spec.Mode,
-		"--log", "--log-prefix=" + prefix,
+		// One file per thread: logPrefix.<pid> and logPrefix.<pid>.<thread>.
+		"--log", "--log-prefix=" + filepath.Join(logDir, logPrefix),
 	}
 	switch spec.Workload {
 	case "select-only":
@@ -168,7 +224,7 @@ func RunPgbench(ctx context.Context, bin string, ep Endpoint, spec PgbenchSpec, 
 	case "read-write":
 		// the default TPC-B-like script
 	default:
-		return PgbenchRun{}, fmt.Errorf("unknown workload %q", spec.Workload)
+		return PgbenchRun{}, 0, fmt.Errorf("unknown workload %q", spec.Workload)
 	}
 	args = append(args, ep.DB)
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -178,36 +234,103 @@ func RunPgbench(ctx context.Context, bin string, ep Endpoint, spec PgbenchSpec, 
 	cmd.WaitDelay = 10 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	started := time.Now()
 	if err := pgtest.Spawn(cmd, syscall.SIGKILL); err != nil {
-		return PgbenchRun{}, fmt.Errorf("pgbench: %w", err)
+		return PgbenchRun{}, 0, fmt.Errorf("pgbench: %w", err)
 	}
 	werr := cmd.Wait()
+	elapsed := time.Since(started)
 	if ctx.Err() != nil {
-		return PgbenchRun{}, ctx.Err()
+		return PgbenchRun{}, 0, ctx.Err()
 	}
+	// Why a run failed, for the log of a CI run that cannot be repeated:
+	// how pgbench ended, the log files it left, and the end of its output
+	// (stdout and stderr, interleaved).
+	explain := func(what error) error {
+		status := "exited 0"
+		if werr != nil {
+			status = werr.Error()
+		}
+		return fmt.Errorf("pgbench %s -T %d at %s:%d: %w; pgbench %s after %s; log files: %s; its output ends:\n%s",
+			spec, seconds, ep.Host, ep.Port, what, status, elapsed.Round(time.Millisecond),
+			listLogs(logDir, logPrefix), Tail(out.Bytes(), 2000))
+	}
+	defer removeLogs(logDir, logPrefix)
 	sum, perr := ParseSummary(out.Bytes())
-	if werr != nil || perr != nil {
-		return PgbenchRun{}, fmt.Errorf("pgbench %s at %s:%d: %v %v\n%s", spec, ep.Host, ep.Port, werr, perr, Tail(out.Bytes(), 2000))
+	switch {
+	case werr != nil && perr != nil:
+		return PgbenchRun{}, 0, explain(perr)
+	case werr != nil:
+		return PgbenchRun{}, 0, explain(errors.New("pgbench failed"))
+	case perr != nil:
+		return PgbenchRun{}, 0, explain(perr)
+	case sum.Transactions == 0 && sum.TPS == 0:
+		return PgbenchRun{Summary: sum}, max(d, elapsed), explain(ErrNothingMeasured)
 	}
-	run := PgbenchRun{Summary: sum}
-	files, _ := filepath.Glob(prefix + ".*")
-	for _, f := range files {
+	run = PgbenchRun{Summary: sum, Attempts: 1, Duration: d}
+	names, err := logFiles(logDir, logPrefix)
+	if err != nil {
+		return PgbenchRun{}, 0, err
+	}
+	for _, name := range names {
+		f := filepath.Join(logDir, name)
 		fh, err := os.Open(f)
 		if err != nil {
-			return PgbenchRun{}, err
+			return PgbenchRun{}, 0, err
 		}
 		var failed int64
 		run.Latencies, failed, err = ReadTxLog(fh, run.Latencies)
 		fh.Close()
 		if err != nil {
-			return PgbenchRun{}, fmt.Errorf("%s: %w", f, err)
+			return PgbenchRun{}, 0, fmt.Errorf("%s: %w", f, err)
 		}
 		run.LogFailed += failed
-		os.Remove(f)
 	}
 	if len(run.Latencies) == 0 {
-		return PgbenchRun{}, fmt.Errorf("pgbench %s at %s:%d: no per-transaction log lines", spec, ep.Host, ep.Port)
+		return PgbenchRun{}, 0, explain(errors.New("no per-transaction log lines"))
 	}
 	slices.Sort(run.Latencies)
-	return run, nil
+	return run, time.Duration(sum.ConnectMS * float64(time.Millisecond)), nil
+}
+
+// logFiles lists the per-transaction logs pgbench wrote under dir with
+// --log-prefix dir/prefix (read as a directory, not a glob: dir may hold
+// glob metacharacters).
+func logFiles(dir, prefix string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix+".") && e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// listLogs names the log files under dir with their sizes, for an error.
+func listLogs(dir, prefix string) string {
+	names, err := logFiles(dir, prefix)
+	if err != nil {
+		return err.Error()
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, n := range names {
+		if fi, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			parts = append(parts, fmt.Sprintf("%s (%d bytes)", n, fi.Size()))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func removeLogs(dir, prefix string) {
+	names, _ := logFiles(dir, prefix)
+	for _, n := range names {
+		os.Remove(filepath.Join(dir, n))
+	}
 }

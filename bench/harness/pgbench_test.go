@@ -31,9 +31,9 @@ func TestParseSummary(t *testing.T) {
 		want Summary
 		err  error
 	}{
-		{"pgbench 15", pgbench15Output, Summary{TPS: 262.485004, Transactions: 263, LatencyAvgMS: 7.619}, nil},
+		{"pgbench 15", pgbench15Output, Summary{TPS: 262.485004, Transactions: 263, LatencyAvgMS: 7.619, ConnectMS: 3.449}, nil},
 		{"failures", strings.Replace(pgbench15Output, "failed transactions: 0 (0.000%)", "failed transactions: 12 (4.5%)", 1),
-			Summary{TPS: 262.485004, Transactions: 263, Failed: 12, LatencyAvgMS: 7.619}, nil},
+			Summary{TPS: 262.485004, Transactions: 263, Failed: 12, LatencyAvgMS: 7.619, ConnectMS: 3.449}, nil},
 		{"older pgbench, tps only", "tps = 10.5 (without initial connection time)\n", Summary{TPS: 10.5}, nil},
 		{"aborted run", "pgbench: error: connection to server failed\n", Summary{}, ErrNoTPS},
 		{"no transaction completed", "duration: 1 s\nnumber of transactions actually processed: 0\nnumber of failed transactions: 0 (NaN%)\n", Summary{}, nil},
