@@ -9,7 +9,9 @@ import (
 // WriteReadmeSection puts section into dir/README.md in place of an
 // earlier one, or at the end. The section is one program's part of a file
 // several programs write: it starts with the line begin and ends with the
-// line end, markers of that program's own (see ReplaceSection).
+// line end, markers of that program's own (see ReplaceSection). A begin
+// marker is an HTML comment line, "<!-- <program>: begin ...", which is
+// how WriteReadmeTop tells the sections from the top.
 func WriteReadmeSection(dir, begin, end, section string) error {
 	path := filepath.Join(dir, "README.md")
 	b, err := os.ReadFile(path)
@@ -37,4 +39,39 @@ func ReplaceSection(doc, begin, end, section string) string {
 		doc += "\n"
 	}
 	return doc + section
+}
+
+// WriteReadmeTop puts top into dir/README.md in place of everything before
+// the first program's section (see ReplaceTop): the part of the file that
+// bench/pg writes, above the sections other programs write.
+func WriteReadmeTop(dir, top string) error {
+	path := filepath.Join(dir, "README.md")
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(ReplaceTop(string(b), top)), 0o644)
+}
+
+// ReplaceTop returns doc with the text before its first section begin
+// marker (a line that starts with "<!-- " and holds ": begin") replaced by
+// top, a blank line between; or top alone when doc has no section.
+func ReplaceTop(doc, top string) string {
+	rest := ""
+	for off := 0; off < len(doc); {
+		line, _, _ := strings.Cut(doc[off:], "\n")
+		if strings.HasPrefix(line, "<!-- ") && strings.Contains(line, ": begin") {
+			rest = doc[off:]
+			break
+		}
+		off += len(line) + 1
+	}
+	if rest == "" {
+		return top
+	}
+	top = strings.TrimRight(top, "\n")
+	return top + "\n\n" + rest
 }

@@ -43,3 +43,20 @@ func TestWriteReadmeSection(t *testing.T) {
 		t.Fatalf("README.md:\n%s", got)
 	}
 }
+
+func TestReplaceTop(t *testing.T) {
+	y := "<!-- bench/y: begin (written by go run ./bench/y) -->\ny\n<!-- bench/y: end -->\n"
+	for _, tc := range []struct{ doc, want string }{
+		{"", "# new\n"},
+		{"# old\ntable\n", "# new\n"},
+		{"# old\n\n" + y, "# new\n\n" + y},
+		{"# old\n\n" + y + "\n" + testBegin + "\nx\n" + testEnd + "\n", "# new\n\n" + y + "\n" + testBegin + "\nx\n" + testEnd + "\n"},
+		{y, "# new\n\n" + y},
+		// A marker quoted inside a line is not a section.
+		{"# old: `<!-- bench/y: begin -->`\n", "# new\n"},
+	} {
+		if got := ReplaceTop(tc.doc, "# new\n"); got != tc.want {
+			t.Errorf("ReplaceTop(%q) =\n%q\nwant\n%q", tc.doc, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/phigate/phigate/bench"
+	"github.com/phigate/phigate/bench/harness"
 )
 
 // shortConfig is a benchmark small enough for a test: every code path, a
@@ -42,34 +43,26 @@ func shortConfig(t *testing.T) config {
 	return c
 }
 
-// processesUnder lists live processes whose command line mentions dir.
-func processesUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	var found []string
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range cmdlines {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if cmd := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(cmd, dir) {
-			found = append(found, filepath.Base(filepath.Dir(f))+": "+cmd)
-		}
-	}
-	return found
-}
-
 func TestBenchmarkEndToEnd(t *testing.T) {
 	cfg := shortConfig(t)
+	// Another program's section, which the README's new top must keep.
+	other := "<!-- bench/other: begin (written by go run ./bench/other) -->\nkept\n<!-- bench/other: end -->\n"
+	if err := os.WriteFile(filepath.Join(cfg.out, "README.md"), []byte("# old top\n\n"+other), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	if left := processesUnder(t, cfg.workdir); len(left) > 0 {
+	if left := harness.ProcessesUnder(cfg.workdir); len(left) > 0 {
 		t.Fatalf("processes left running: %v", left)
 	}
 	readme, err := os.ReadFile(filepath.Join(cfg.out, "README.md"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(readme), "\n\n"+other) || strings.Contains(string(readme), "old top") ||
+		!strings.Contains(string(readme), "`ci/` (not committed) is written by `make bench-ci`") {
+		t.Errorf("README.md lost another program's section, kept the old top or lost the ci/ sentence:\n%s", readme)
 	}
 	files, _ := filepath.Glob(filepath.Join(cfg.out, "*.json"))
 	// 2 workloads x 2 client counts x (tps, p50, p99) + 2 stream sizes (+ RSS with phigate)
@@ -143,7 +136,7 @@ func TestInterruptLeavesNothingRunning(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("run did not return within two minutes of the interrupt")
 	}
-	if left := processesUnder(t, cfg.workdir); len(left) > 0 {
+	if left := harness.ProcessesUnder(cfg.workdir); len(left) > 0 {
 		t.Fatalf("processes left running: %v", left)
 	}
 }

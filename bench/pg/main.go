@@ -10,9 +10,12 @@
 //   - result streaming: a SELECT of 256 MiB and of 1 GiB read by a pgx client,
 //     throughput per system and phigate's peak RSS for each size.
 //
-// It prints a table and writes one JSON file per figure (bench.Result) and a
-// README.md under -out. Nothing it starts outlives it: children are stopped
-// in order on exit or Ctrl-C, and die with it if it is killed.
+// It prints a table and writes one JSON file per figure (bench.Result) and
+// the top of a README.md under -out; with -rounds N it does all of it N
+// times, each round on servers started afresh, into -out/round-1 to
+// -out/round-N (what `make bench-ci` hands to bench/gate). Nothing it
+// starts outlives it: children are stopped in order on exit or Ctrl-C, and
+// die with it if it is killed.
 //
 //	go run ./bench/pg -phigate ./bin/phigate
 package main
@@ -27,7 +30,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/phigate/phigate/bench/harness"
@@ -51,6 +53,7 @@ type config struct {
 	out        string
 	workdir    string
 	keep       bool
+	rounds     int
 }
 
 func parseFlags(args []string) (config, error) {
@@ -72,35 +75,36 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.out, "out", "bench/results", "same as -results")
 	fs.StringVar(&c.workdir, "workdir", "", "working directory for the servers, kept (default: a new temp dir, removed at the end)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, recordings)")
+	fs.IntVar(&c.rounds, "rounds", 1, "complete runs, each on servers started afresh; more than 1 writes each into -results/round-N (make bench-ci, for bench/gate)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	for _, s := range splitList(*clients) {
+	for _, s := range harness.SplitList(*clients) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
 			return c, fmt.Errorf("-clients: bad count %q", s)
 		}
 		c.clients = append(c.clients, n)
 	}
-	c.modes = splitList(*modes)
+	c.modes = harness.SplitList(*modes)
 	for _, m := range c.modes {
 		if m != "simple" && m != "extended" && m != "prepared" {
 			return c, fmt.Errorf("-modes: unknown mode %q", m)
 		}
 	}
-	c.workloads = splitList(*workloads)
+	c.workloads = harness.SplitList(*workloads)
 	for _, w := range c.workloads {
 		if w != "select-only" && w != "read-write" {
 			return c, fmt.Errorf("-workloads: unknown workload %q", w)
 		}
 	}
-	c.systems = splitList(*systems)
+	c.systems = harness.SplitList(*systems)
 	for _, s := range c.systems {
 		if s != "direct" && s != "pgbouncer" && s != "phigate" {
 			return c, fmt.Errorf("-systems: unknown system %q", s)
 		}
 	}
-	for _, s := range splitList(*stream) {
+	for _, s := range harness.SplitList(*stream) {
 		n, err := ParseSize(s)
 		if err != nil {
 			return c, fmt.Errorf("-stream: %w", err)
@@ -114,23 +118,40 @@ func parseFlags(args []string) (config, error) {
 	if c.duration < time.Second {
 		return c, errors.New("-duration: at least 1s")
 	}
+	if c.rounds < 1 {
+		return c, errors.New("-rounds: at least 1")
+	}
 	return c, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
+func main() { harness.Main("bench/pg", parseFlags, runRounds) }
+
+// runRounds runs the whole benchmark cfg.rounds times, each round on
+// servers of its own started afresh, its results in -results/round-N
+// (-results itself for a single round). A round that fails does not stop
+// the next: bench/gate, reading the rounds, decides whether enough of
+// them hold each figure.
+func runRounds(ctx context.Context, cfg config) error {
+	if cfg.rounds == 1 {
+		return run(ctx, cfg)
+	}
+	var failed []error
+	for i := 1; i <= cfg.rounds; i++ {
+		rc := cfg
+		rc.out = filepath.Join(cfg.out, "round-"+strconv.Itoa(i))
+		if cfg.workdir != "" {
+			rc.workdir = filepath.Join(cfg.workdir, "round-"+strconv.Itoa(i))
+		}
+		harness.Logf("round %d of %d, results in %s", i, cfg.rounds, rc.out)
+		if err := run(ctx, rc); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			harness.Logf("round %d of %d FAILED: %v", i, cfg.rounds, err)
+			failed = append(failed, fmt.Errorf("round %d: %w", i, err))
 		}
 	}
-	return out
-}
-
-func main() { harness.Main("bench/pg", parseFlags, run) }
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	return errors.Join(failed...)
 }
 
 // system is one way of reaching the database.
@@ -140,24 +161,24 @@ type system struct {
 }
 
 func run(ctx context.Context, cfg config) (err error) {
-	work, cleanup, err := harness.WorkDir(cfg.workdir, "phigate-bench-", cfg.keep, logf)
+	work, cleanup, err := harness.WorkDir(cfg.workdir, "phigate-bench-", cfg.keep, harness.Logf)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 	runs := len(cfg.workloads) * len(cfg.modes) * len(cfg.clients) * len(cfg.systems)
-	logf("%d pgbench runs of %s each, about %s in all", runs, cfg.duration,
+	harness.Logf("%d pgbench runs of %s each, about %s in all", runs, cfg.duration,
 		(time.Duration(runs)*(cfg.duration+2*time.Second) + time.Duration(len(cfg.systems))*cfg.warmup).Round(time.Second))
 
 	rep := &report{cfg: cfg, pgbench: map[string]map[string]Run{}, stream: map[string]map[string]StreamRun{}, rss: map[string]float64{}}
 	if p50, p99, err := fsyncLatency(work, 500); err == nil {
 		rep.fsyncP50, rep.fsyncP99 = p50, p99
-		logf("disk: 4 KiB write+fsync p50 %.3f ms, p99 %.3f ms", p50, p99)
+		harness.Logf("disk: 4 KiB write+fsync p50 %.3f ms, p99 %.3f ms", p50, p99)
 	} else {
-		logf("disk: fsync probe failed: %v", err)
+		harness.Logf("disk: fsync probe failed: %v", err)
 	}
 
-	pg, err := harness.StartPostgres(ctx, filepath.Join(work, "postgres"), cfg.scale, logf)
+	pg, err := harness.StartPostgres(ctx, filepath.Join(work, "postgres"), cfg.scale, harness.Logf)
 	if err != nil {
 		return err
 	}
@@ -189,13 +210,13 @@ func run(ctx context.Context, cfg config) (err error) {
 
 	var failures []error
 	fail := func(err error) {
-		logf("FAILED: %v", err)
+		harness.Logf("FAILED: %v", err)
 		failures = append(failures, err)
 	}
 
 	if cfg.warmup > 0 {
 		for _, s := range systems {
-			logf("warm-up %s", s.name)
+			harness.Logf("warm-up %s", s.name)
 			spec := harness.PgbenchSpec{Workload: "select-only", Mode: "simple", Clients: 4, Jobs: cfg.jobs, Duration: cfg.warmup}
 			if _, err := runPgbench(ctx, pg.Pgbench, s.ep, spec, filepath.Join(work, "logs", "warmup-"+s.name)); err != nil {
 				if ctx.Err() != nil {
@@ -230,8 +251,12 @@ func run(ctx context.Context, cfg config) (err error) {
 						fail(fmt.Errorf("%s %s: %w", spec, s.name, err))
 						continue
 					}
-					logf("%-28s %-9s tps %9.1f  p50 %7.3f ms  p99 %7.3f ms  (%d tx, %d failed)",
-						spec, s.name, r.TPS, r.P50MS, r.P99MS, r.Samples, r.Failed+r.LogFailed)
+					again := ""
+					if r.Attempts > 1 {
+						again = fmt.Sprintf(", second attempt with -T %d: the first lost over half its -T to connecting", int(r.Duration.Seconds()))
+					}
+					harness.Logf("%-28s %-9s tps %9.1f  p50 %7.3f ms  p99 %7.3f ms  (%d tx, %d failed%s)",
+						spec, s.name, r.TPS, r.P50MS, r.P99MS, r.Samples, r.Failed+r.LogFailed, again)
 					rep.addPgbench(spec, s.name, r)
 				}
 				round++
@@ -296,7 +321,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 				slices.SortFunc(reps, func(a, b StreamRun) int { return cmp.Compare(a.Elapsed, b.Elapsed) })
 				r := reps[len(reps)/2]
-				logf("stream %-8s %-14s %8.1f MB/s  (%d MB in %s)", label, name, r.MBps(), r.Bytes/1e6, r.Elapsed.Round(time.Millisecond))
+				harness.Logf("stream %-8s %-14s %8.1f MB/s  (%d MB in %s)", label, name, r.MBps(), r.Bytes/1e6, r.Elapsed.Round(time.Millisecond))
 				rep.addStream(label, name, r)
 			}
 			if s.name == "phigate" && measured {
@@ -306,7 +331,7 @@ func run(ctx context.Context, cfg config) (err error) {
 					continue
 				}
 				rep.rss["stream-"+label] = float64(hwm) / (1 << 20)
-				logf("phigate peak RSS during the %s stream: %.1f MiB", label, float64(hwm)/(1<<20))
+				harness.Logf("phigate peak RSS during the %s stream: %.1f MiB", label, float64(hwm)/(1<<20))
 			}
 		}
 	}
@@ -315,7 +340,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err := rep.write(cfg.out); err != nil {
 		return err
 	}
-	logf("results written to %s", cfg.out)
+	harness.Logf("results written to %s", cfg.out)
 	return errors.Join(failures...)
 }
 

@@ -76,3 +76,16 @@ func FuzzParseSize(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRounds(t *testing.T) {
+	c, err := parseFlags(nil)
+	if err != nil || c.rounds != 1 {
+		t.Fatalf("default: rounds %d, %v", c.rounds, err)
+	}
+	if c, err := parseFlags([]string{"-rounds", "3"}); err != nil || c.rounds != 3 {
+		t.Fatalf("-rounds 3: %d, %v", c.rounds, err)
+	}
+	if _, err := parseFlags([]string{"-rounds", "0"}); err == nil {
+		t.Fatal("-rounds 0 accepted")
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/phigate/phigate/bench/harness"
 )
@@ -12,6 +13,8 @@ type Run struct {
 	P50MS, P99MS float64 // from the per-transaction logs
 	Samples      int
 	LogFailed    int64
+	Attempts     int           // pgbench processes run (harness.PgbenchRun)
+	Duration     time.Duration // -T of the run measured
 }
 
 // runPgbench runs pgbench against ep (harness.RunPgbench) and keeps the
@@ -27,5 +30,7 @@ func runPgbench(ctx context.Context, bin string, ep harness.Endpoint, spec harne
 		P99MS:     float64(harness.Percentile(r.Latencies, 99)) / 1000,
 		Samples:   len(r.Latencies),
 		LogFailed: r.LogFailed,
+		Attempts:  r.Attempts,
+		Duration:  r.Duration,
 	}, nil
 }

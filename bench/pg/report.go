@@ -252,6 +252,8 @@ func mustSize(label string) int64 {
 	return n
 }
 
+// writeReadme writes the top of dir/README.md, above the sections the
+// other programs write (harness.WriteReadmeTop keeps those).
 func writeReadme(dir string, cfg config, docs []fileDoc) error {
 	sort.Slice(docs, func(i, j int) bool { return docs[i].name < docs[j].name })
 	var b strings.Builder
@@ -286,7 +288,13 @@ and a naive regexp; with ` + "`--corpus`" + `, the precision and recall of both 
 modes on a labelled corpus, ` + "`mask_accuracy_<corpus>.json`" + `, and the throughput on its
 notes) and ` + "`cluster-*.json`" + ` (bench/cluster: policy propagation to every node,
 join-to-ready, pgbench over three nodes against one and direct). Their
-` + "`notes`" + ` say exactly what ran.
+` + "`notes`" + ` say exactly what ran. The sections after the table are other
+programs' own, each rewritten by its program; bench/pg rewrites only this top.
+
+` + "`ci/`" + ` (not committed) is written by ` + "`make bench-ci`" + `: its short runs
+(` + "`go run ./bench/pg -rounds N`" + `, one directory per round, ` + "`ci/round-1`" + ` to
+` + "`ci/round-N`" + `, each on servers started afresh) and ` + "`gate.json`" + `, bench/gate's
+verdict on them.
 
 `)
 	fmt.Fprintf(&b, "Last run: %s, %s/%s, %d CPUs; scale %d, %s per pgbench run, clients %v, modes %v.\n\n",
@@ -296,8 +304,5 @@ join-to-ready, pgbench over three nodes against one and direct). Their
 	for _, d := range docs {
 		fmt.Fprintf(&b, "| `%s` | %s |\n", d.name, d.doc)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(b.String()), 0o644)
+	return harness.WriteReadmeTop(dir, b.String())
 }
