@@ -88,25 +88,25 @@ bench: bench-deps build bench-build minio
 	$(GO) run ./bench/sessions --phigate $(CURDIR)/$(BIN) --results bench/results
 
 # bench-ci is the short side-by-side benchmark CI runs (about 5 minutes on
-# two cores): BENCH_CI_ROUNDS runs of bench/pg, each on a fresh PostgreSQL,
-# PgBouncer and phigate, into bench/results/ci/round-N, then bench/gate,
-# which fails only when a ratio of phigate to a peer from the same run
-# (throughput to PgBouncer's, p50 to direct's; median over the rounds)
-# leaves the band in bench/gate/baseline.json, or when a figure is missing;
-# never on an absolute time. The limits were measured with these flags:
-# change them and the baseline together.
+# two cores): bench/pg -rounds BENCH_CI_ROUNDS, each round on a fresh
+# PostgreSQL, PgBouncer and phigate, into bench/results/ci/round-N, then
+# bench/gate, which fails only when a ratio of phigate to a peer from the
+# same run (throughput to PgBouncer's, p50 to direct's; median over the
+# rounds that have it) leaves the band in bench/gate/baseline.json, or when
+# fewer than 2 rounds have a figure; never on an absolute time. A round
+# that lost a figure (its FAILED lines say why) is left out of that
+# figure's median, and the gate's report names the rounds used: so
+# BENCH_CI_ROUNDS is at least 2. The limits were measured with these
+# flags: change them and the baseline together.
 BENCH_CI_ROUNDS ?= 3
 BENCH_CI_FLAGS := -clients 16 -modes simple,prepared -workloads select-only,read-write \
 	-duration 5s -warmup 2s -scale 5 -stream ""
 bench-ci: bench-deps build
-	@rm -rf bench/results/ci; status=0; \
-	for i in $$(seq 1 $(BENCH_CI_ROUNDS)); do \
-	  echo "== bench-ci round $$i of $(BENCH_CI_ROUNDS)"; \
-	  $(GO) run ./bench/pg --phigate $(CURDIR)/$(BIN) --results bench/results/ci/round-$$i $(BENCH_CI_FLAGS) || status=1; \
-	done; \
-	$(GO) run ./bench/gate --baseline bench/gate/baseline.json --out bench/results/ci/gate.json \
-	  $$(for i in $$(seq 1 $(BENCH_CI_ROUNDS)); do echo bench/results/ci/round-$$i; done) || status=1; \
-	exit $$status
+	@rm -rf bench/results/ci
+	@$(GO) run ./bench/pg --phigate $(CURDIR)/$(BIN) --results bench/results/ci -rounds $(BENCH_CI_ROUNDS) $(BENCH_CI_FLAGS) || \
+	  echo "bench-ci: bench/pg reported failures (FAILED above); bench/gate judges the figures the rounds hold"
+	$(GO) run ./bench/gate --baseline bench/gate/baseline.json --out bench/results/ci/gate.json -min-rounds 2 \
+	  $$(for i in $$(seq 1 $(BENCH_CI_ROUNDS)); do echo bench/results/ci/round-$$i; done)
 
 # fuzz runs every fuzz target for FUZZTIME each (crashers land in testdata/fuzz).
 fuzz:

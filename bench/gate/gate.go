@@ -100,8 +100,11 @@ type Outcome struct {
 	// Rounds is the ratio in each run directory, in the order given; NaN
 	// where it is missing (JSON: null).
 	Rounds []float64 `json:"-"`
-	// Now is the median of Rounds: one run disturbed by the machine moves
-	// it less than it moves a mean.
+	// Used names the run directories the ratio was found in, those Now is
+	// taken over.
+	Used []string `json:"used"`
+	// Now is the median of the rounds that have the ratio: one run
+	// disturbed by the machine moves it less than it moves a mean.
 	Now    float64 `json:"-"`
 	Status Status  `json:"status"`
 	// Problems says why a figure is missing, per run.
@@ -134,16 +137,23 @@ type Report struct {
 	Baseline string    `json:"baseline"`
 	Run      string    `json:"run"`
 	Dirs     []string  `json:"dirs"`
-	Outcomes []Outcome `json:"checks"`
-	Pass     bool      `json:"pass"`
+	// MinRounds is how many runs must have a figure for its check to be
+	// judged.
+	MinRounds int       `json:"min_rounds"`
+	Outcomes  []Outcome `json:"checks"`
+	Pass      bool      `json:"pass"`
 }
 
 // Evaluate checks every ratio of b in the runs under dirs (one directory
-// of bench/pg results per run). A figure or ratio missing from any run
-// makes its check Missing: the benchmark broke, and a median over fewer
-// runs than asked for would hide it.
-func Evaluate(b Baseline, dirs []string) Report {
-	rep := Report{Run: b.Run, Dirs: dirs, Pass: true}
+// of bench/pg results per run), on the median over the runs that have it.
+// A run that lost a figure (a pgbench run that failed on a machine
+// overloaded for a moment) leaves the others to judge it; but a figure
+// found in fewer than minRounds runs makes its check Missing: the
+// benchmark broke, and a median of one run is not one to trust. Either
+// way the report names the runs used and says why the others are missing.
+func Evaluate(b Baseline, dirs []string, minRounds int) Report {
+	minRounds = max(minRounds, 1)
+	rep := Report{Run: b.Run, Dirs: dirs, MinRounds: minRounds, Pass: true}
 	for _, c := range b.Checks {
 		o := Outcome{Check: c, Status: Pass, Now: math.NaN()}
 		var got []float64
@@ -154,20 +164,18 @@ func Evaluate(b Baseline, dirs []string) Report {
 				v = math.NaN()
 			} else {
 				got = append(got, v)
+				o.Used = append(o.Used, dir)
 			}
 			o.Rounds = append(o.Rounds, v)
 		}
-		switch {
-		case len(dirs) == 0 || len(o.Problems) > 0:
-			o.Status = Missing
-			if len(got) > 0 {
-				o.Now = median(got)
-			}
-		default:
+		if len(got) > 0 {
 			o.Now = median(got)
-			if (c.Floor > 0 && o.Now < c.Floor) || (c.Ceiling > 0 && o.Now > c.Ceiling) {
-				o.Status = Regressed
-			}
+		}
+		switch {
+		case len(got) < minRounds:
+			o.Status = Missing
+		case (c.Floor > 0 && o.Now < c.Floor) || (c.Ceiling > 0 && o.Now > c.Ceiling):
+			o.Status = Regressed
 		}
 		if o.Status != Pass {
 			rep.Pass = false
@@ -223,9 +231,11 @@ func median(v []float64) float64 {
 }
 
 // Print writes the table: one row per check, every run's ratio, the
-// median, the limit, and the verdict; then what went missing, and why.
+// median, the limit, and the verdict; then the checks judged on fewer
+// runs than given, and which; then what went missing, and why.
 func (r Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "bench gate: %d round(s); ratios of phigate to a peer measured in the same round, never an absolute time\n", len(r.Dirs))
+	fmt.Fprintf(w, "bench gate: %d round(s), each check judged on the median of the rounds that have its figure, at least %d; ratios of phigate to a peer measured in the same round, never an absolute time\n",
+		len(r.Dirs), r.MinRounds)
 	if r.Run != "" {
 		fmt.Fprintf(w, "limits measured with: %s\n", r.Run)
 	}
@@ -242,6 +252,13 @@ func (r Report) Print(w io.Writer) {
 	}
 	tw.Flush()
 	for _, o := range r.Outcomes {
+		if len(o.Used) < len(r.Dirs) {
+			used := "none"
+			if len(o.Used) > 0 {
+				used = strings.Join(o.Used, ", ")
+			}
+			fmt.Fprintf(w, "%s %s %s: %d of %d rounds have it: %s\n", o.Status, o.Figure, o.Ratio, len(o.Used), len(r.Dirs), used)
+		}
 		for _, p := range o.Problems {
 			fmt.Fprintf(w, "%s %s %s: %s\n", o.Status, o.Figure, o.Ratio, p)
 		}
@@ -253,7 +270,8 @@ func (r Report) Print(w io.Writer) {
 	case n > 0:
 		fmt.Fprintf(w, "bench gate: FAIL: %d ratio(s) regressed beyond the noise band, %d figure(s) missing\n", n, r.count(Missing))
 	default:
-		fmt.Fprintf(w, "bench gate: FAIL: %d figure(s) missing: the benchmark did not produce them\n", r.count(Missing))
+		fmt.Fprintf(w, "bench gate: FAIL: %d figure(s) missing from more than %d round(s): the benchmark did not produce them\n",
+			r.count(Missing), len(r.Dirs)-r.MinRounds)
 	}
 }
 

@@ -51,7 +51,7 @@ const (
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func TestEvaluatePassOnTheMedian(t *testing.T) {
-	rep := Evaluate(testBaseline(t), rounds("pass", 3))
+	rep := Evaluate(testBaseline(t), rounds("pass", 3), 2)
 	if !rep.Pass {
 		t.Fatalf("want pass, got %+v", rep.Outcomes)
 	}
@@ -69,7 +69,7 @@ func TestEvaluatePassOnTheMedian(t *testing.T) {
 }
 
 func TestEvaluateRegression(t *testing.T) {
-	rep := Evaluate(testBaseline(t), rounds("regressed", 3))
+	rep := Evaluate(testBaseline(t), rounds("regressed", 3), 2)
 	if rep.Pass {
 		t.Fatal("a throughput ratio of 0.07 against a floor of 0.10 passed")
 	}
@@ -80,14 +80,14 @@ func TestEvaluateRegression(t *testing.T) {
 		t.Errorf("latency: %+v", o)
 	}
 
-	rep = Evaluate(testBaseline(t), rounds("slower", 1))
+	rep = Evaluate(testBaseline(t), rounds("slower", 1), 1)
 	if o := outcome(t, rep, p50Figure); rep.Pass || o.Status != Regressed || !near(o.Now, 24) {
 		t.Errorf("a latency ratio of 24 against a ceiling of 20: %+v", o)
 	}
 }
 
 func TestEvaluateMissingFigure(t *testing.T) {
-	rep := Evaluate(testBaseline(t), rounds("missing", 2))
+	rep := Evaluate(testBaseline(t), rounds("missing", 2), 2)
 	if rep.Pass {
 		t.Fatal("a figure missing from one run passed")
 	}
@@ -99,7 +99,7 @@ func TestEvaluateMissingFigure(t *testing.T) {
 		t.Errorf("throughput: %+v", o)
 	}
 	// A directory with nothing in it (bench/pg failed before writing).
-	rep = Evaluate(testBaseline(t), []string{t.TempDir()})
+	rep = Evaluate(testBaseline(t), []string{t.TempDir()}, 1)
 	for _, o := range rep.Outcomes {
 		if o.Status != Missing {
 			t.Errorf("%s in an empty directory: %s", o.Figure, o.Status)
@@ -107,10 +107,65 @@ func TestEvaluateMissingFigure(t *testing.T) {
 	}
 }
 
+// TestEvaluateOneBadRound: a round that lost figures (pgbench failed in it)
+// leaves the others to judge them, and the report says which rounds were
+// used; a regression in the rounds left still fails, and so does a figure
+// left in fewer rounds than required.
+func TestEvaluateOneBadRound(t *testing.T) {
+	// Round 2 has its throughput figure but lost its latency figure.
+	partial := t.TempDir()
+	raw, err := os.ReadFile(filepath.Join("testdata", "pass", "round-2", tpsFigure+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(partial, tpsFigure+".json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dirs := rounds("pass", 3)
+	dirs[1] = partial
+	rep := Evaluate(testBaseline(t), dirs, 2)
+	if !rep.Pass {
+		t.Fatalf("one round without a latency figure failed the gate: %+v", rep.Outcomes)
+	}
+	if o := outcome(t, rep, tpsFigure); o.Status != Pass || len(o.Used) != 3 || !near(o.Now, 0.14) {
+		t.Errorf("throughput, in every round: %+v", o)
+	}
+	// The latency ratio over rounds 1 and 3: 8 and 10.
+	p50 := outcome(t, rep, p50Figure)
+	if p50.Status != Pass || !near(p50.Now, 9) || len(p50.Used) != 2 || p50.Used[0] != dirs[0] || p50.Used[1] != dirs[2] ||
+		!math.IsNaN(p50.Rounds[1]) || len(p50.Problems) != 1 || !strings.Contains(p50.Problems[0], partial) {
+		t.Errorf("latency, missing from round 2: %+v", p50)
+	}
+	var out bytes.Buffer
+	rep.Print(&out)
+	if !strings.Contains(out.String(), "2 of 3 rounds have it: "+dirs[0]+", "+dirs[2]) || !strings.Contains(out.String(), "bench gate: pass") {
+		t.Errorf("the report does not say which rounds were used:\n%s", out.String())
+	}
+
+	// A round with nothing in it beside two that regressed.
+	dirs = rounds("regressed", 2)
+	dirs = append(dirs, t.TempDir())
+	rep = Evaluate(testBaseline(t), dirs, 2)
+	if o := outcome(t, rep, tpsFigure); rep.Pass || o.Status != Regressed || !near(o.Now, 0.065) || len(o.Used) != 2 {
+		t.Errorf("a regression beside an empty round: %+v", o)
+	}
+
+	// Two empty rounds of three: one left is not enough.
+	rep = Evaluate(testBaseline(t), []string{dirs[0], t.TempDir(), t.TempDir()}, 2)
+	for _, o := range rep.Outcomes {
+		if o.Status != Missing || len(o.Used) != 1 || math.IsNaN(o.Now) {
+			t.Errorf("%s in one round of three: %+v", o.Figure, o)
+		}
+	}
+	if rep.Pass {
+		t.Error("figures in one round of three passed")
+	}
+}
+
 func TestEvaluateLimitAgainstDirection(t *testing.T) {
 	b := testBaseline(t)
 	b.Checks[1].Floor, b.Checks[1].Ceiling = 5, 0 // a floor on a latency
-	rep := Evaluate(b, rounds("pass", 3))
+	rep := Evaluate(b, rounds("pass", 3), 2)
 	if o := outcome(t, rep, p50Figure); rep.Pass || o.Status == Pass || !strings.Contains(o.Problems[0], "higher_is_better") {
 		t.Errorf("a floor on a lower-is-better figure: %+v", o)
 	}
@@ -124,7 +179,9 @@ func TestRunExitStatus(t *testing.T) {
 	}{
 		{rounds("pass", 3), 0, "bench gate: pass"},
 		{rounds("regressed", 3), 1, "REGRESSED"},
-		{rounds("slower", 1), 1, "REGRESSED"},
+		{append([]string{"-min-rounds", "1"}, rounds("slower", 1)...), 1, "REGRESSED"},
+		{rounds("slower", 1), 1, "figure(s) missing"}, // one round is not enough by default
+		{append([]string{"-min-rounds", "0"}, rounds("pass", 3)...), 2, "usage"},
 		{rounds("missing", 2), 1, "figure(s) missing"},
 		{nil, 2, "usage"},
 		{[]string{"-baseline", "testdata/nonexistent.json", "testdata/pass/round-1"}, 2, "baseline"},
