@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/phigate/phigate/session/record"
@@ -623,6 +624,10 @@ func (s *Shipper) read(t *tracked, st *sessionState, seal func(bool) error) erro
 	f, err := os.Open(s.cfg.Spool.SessionFile(st.ID))
 	if errors.Is(err, os.ErrNotExist) {
 		t.gone = true
+		return nil
+	}
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		// Out of descriptors (sessions hold them): read it next tick.
 		return nil
 	}
 	if err != nil {
