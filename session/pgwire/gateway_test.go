@@ -91,6 +91,7 @@ type gatewayOptions struct {
 	stopTimeout       time.Duration // stop fails the test after this long if a session never ends; zero: waits for ever
 	disableSnapshots  bool          // pgwire.Config.DisableChangeSnapshots
 	snapshotRows      int           // pgwire.Config.ChangeSnapshotRows
+	maxSessions       int           // pgwire.Config.MaxSessions
 }
 
 func startGateway(t *testing.T, opts gatewayOptions) *gateway {
@@ -190,6 +191,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		MaxMessageBytes:        opts.maxMessageBytes,
 		DisableChangeSnapshots: opts.disableSnapshots,
 		ChangeSnapshotRows:     opts.snapshotRows,
+		MaxSessions:            opts.maxSessions,
 		Recorder:               session.NewRecorder(sp, "test-node"),
 		Logger:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/phigate/phigate/session"
@@ -68,6 +70,15 @@ type Config struct {
 	// Zero means 100; at most change.MaxBound.
 	ChangeSnapshotRows int
 
+	// MaxSessions caps the sessions the server holds at once, counted
+	// from the agent's startup message to the session's end. A
+	// connection beyond it is refused with 53300 (too_many_connections),
+	// as PostgreSQL refuses one over max_connections: before its token
+	// is read, nothing recorded, no upstream dialled. Cancel requests
+	// are served regardless. Zero: no cap (a node sets one from its
+	// open-file limit, see node.Config's limits.max_sessions).
+	MaxSessions int
+
 	// Approvals files and decides approval requests for commands that a
 	// grant's approval rules gate (the cluster's, in a node). Nil: such
 	// commands are refused.
@@ -90,6 +101,11 @@ type Server struct {
 	keys    *cancelKeys
 	// unknownCancel limits how often cancels with unknown keys are logged.
 	unknownCancel logLimiter
+	// acceptErrs and overCap limit how often failed accepts and
+	// connections refused over MaxSessions are logged.
+	acceptErrs, overCap logLimiter
+	// sessions counts the sessions MaxSessions caps.
+	sessions atomic.Int64
 
 	// base is the context sessions run under; ended by Shutdown, so that
 	// every wait of every session returns.
@@ -133,6 +149,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxSessions < 0 {
+		return nil, fmt.Errorf("pgwire: MaxSessions %d is negative", cfg.MaxSessions)
+	}
 	if cfg.ChangeSnapshotRows == 0 {
 		cfg.ChangeSnapshotRows = 100
 	}
@@ -163,6 +182,13 @@ func New(cfg Config) (*Server, error) {
 // Shutdown or Close it returns ErrServerClosed. Sessions outlive the Serve
 // call that accepted them: Shutdown ends them. Serve may be called for
 // several listeners at once.
+//
+// An accept that fails for want of resources (out of file descriptors,
+// buffers or memory: EMFILE, ENFILE, ENOBUFS, ENOMEM) or because the
+// client gave up (ECONNABORTED) does not end Serve: it waits, from 5 ms
+// doubling to 1 s as net/http does, and accepts again, logging at most a
+// few lines a second. Meanwhile the kernel's accept queue holds new
+// connections; sessions already open go on.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed || s.draining {
@@ -178,6 +204,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		ln.Close()
 	}()
+	var delay time.Duration // after a temporary accept error
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -188,8 +215,19 @@ func (s *Server) Serve(ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			return fmt.Errorf("pgwire: accept: %w", err)
+			if !temporaryAcceptError(err) {
+				return fmt.Errorf("pgwire: accept: %w", err)
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.acceptErrs.log(s.log, "pgwire: accept failed; retrying", "err", err, "retry_in", delay,
+				"sessions", s.sessions.Load())
+			select {
+			case <-time.After(delay):
+			case <-s.base.Done():
+			}
+			continue
 		}
+		delay = 0
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -197,6 +235,39 @@ func (s *Server) Serve(ln net.Listener) error {
 		}()
 	}
 }
+
+// codeTooManyConnections is PostgreSQL's too_many_connections, for a
+// connection over Config.MaxSessions.
+const codeTooManyConnections = "53300"
+
+// temporaryAcceptError reports whether an accept failed for a reason
+// that passes: resources that sessions ending give back, or a client
+// that left before it was accepted.
+func temporaryAcceptError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit takes one of MaxSessions' places, if one is free; leave gives it
+// back.
+func (s *Server) admit() bool {
+	n := s.sessions.Add(1)
+	if max := s.cfg.MaxSessions; max > 0 && n > int64(max) {
+		s.sessions.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *Server) leave() { s.sessions.Add(-1) }
+
+// Sessions is how many sessions the server holds (those MaxSessions
+// counts).
+func (s *Server) Sessions() int { return int(s.sessions.Load()) }
 
 func (s *Server) shuttingDown() bool {
 	s.mu.Lock()

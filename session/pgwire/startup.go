@@ -125,6 +125,11 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		}
 		return
 	}
+	if !s.admit() {
+		s.refuseOverCap(tc)
+		return
+	}
+	defer s.leave()
 	c = &conn{srv: s, client: tc, started: time.Now()}
 	c.id = session.NewID(c.started)
 	c.log = s.log.With("session", c.id)
@@ -141,6 +146,19 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	defer s.unregister(c)
 	c.serve(ctx, st)
+}
+
+// refuseOverCap refuses a connection over Config.MaxSessions with
+// PostgreSQL's own error for a server over max_connections. Nothing is
+// recorded (a recording would take a file, which is what the cap saves)
+// and nothing is dialled.
+func (s *Server) refuseOverCap(nc net.Conn) {
+	s.overCap.log(s.log, "pgwire: too many sessions; refusing a connection", "max_sessions", s.cfg.MaxSessions,
+		"remote", nc.RemoteAddr().String())
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.SessionRefused()
+	}
+	_ = writeRaw(nc, pgError("FATAL", codeTooManyConnections, "sorry, too many clients already"))
 }
 
 var errHandled = errors.New("handled")
