@@ -97,6 +97,28 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// Object is one object of a PutMany.
+type Object struct {
+	Key  string
+	Data []byte
+	Opts PutOptions
+}
+
+// Batcher is a Store that stores several objects together for less than a
+// Put each. FS implements it: a batch's files are written first, then each
+// is fdatasynced and each directory it touched fsynced once, where a Put
+// pays for its own directory syncs. S3 does not: there each Put is durable
+// on return and costs a round trip of its own, so callers overlap Puts
+// instead.
+type Batcher interface {
+	Store
+	// PutMany stores each object as Put would, and returns one error per
+	// object, in order: nil means that object is confirmed (durable, its
+	// size and SHA-256 read back), exactly as from Put. Objects succeed or
+	// fail alone; a failed one may be given to Put or PutMany again.
+	PutMany(ctx context.Context, objs []Object) []error
+}
+
 // Sum returns data's SHA-256 as Info.SHA256 spells it.
 func Sum(data []byte) string {
 	s := sha256.Sum256(data)

@@ -2,6 +2,9 @@ package blob
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,16 +12,20 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // FS is a Store in a local directory: dir/data/<key> holds an object's
 // bytes (read-only files), dir/meta/<key>.json its size, SHA-256 and
 // retention, and dir/tmp what is being written. An object appears whole or
-// not at all: it is written to dir/tmp, fsynced, hard-linked to its name
-// (a link never replaces an existing file, which is what makes it
-// write-once) and its directory fsynced.
+// not at all: it is written to dir/tmp, fdatasynced, hard-linked to its
+// name (a link never replaces an existing file, which is what makes it
+// write-once) and its directory fsynced. PutMany does this for many objects
+// with one fsync per directory.
 //
 // A key cannot name an object and also be a directory of other keys ("a"
 // and "a/b"): the second Put fails.
@@ -29,9 +36,15 @@ import (
 type FS struct {
 	dir string
 	now func() time.Time
+
+	tmpPrefix string        // names this FS's temporary files apart from other processes'
+	tmpSeq    atomic.Uint64 // and from each other
+	// syncFault, when set (tests), is asked before each fdatasync and
+	// directory fsync; an error makes that sync fail.
+	syncFault func(path string) error
 }
 
-var _ Store = (*FS)(nil)
+var _ Batcher = (*FS)(nil)
 
 // NewFS opens (creating it if needed) a store in dir.
 func NewFS(dir string) (*FS, error) {
@@ -44,7 +57,11 @@ func NewFS(dir string) (*FS, error) {
 			return nil, fmt.Errorf("blob: fs: %w", err)
 		}
 	}
-	return &FS{dir: dir, now: time.Now}, nil
+	var r [6]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return nil, fmt.Errorf("blob: fs: %w", err)
+	}
+	return &FS{dir: dir, now: time.Now, tmpPrefix: hex.EncodeToString(r[:]) + "-"}, nil
 }
 
 // Dir returns the store's directory.
@@ -64,139 +81,427 @@ func (s *FS) metaPath(key string) string {
 	return filepath.Join(s.dir, "meta", filepath.FromSlash(key)+".json")
 }
 
-// Put implements Store.
+// Put implements Store: a PutMany of one object.
 func (s *FS) Put(ctx context.Context, key string, data []byte, opts PutOptions) error {
-	if err := ValidKey(key); err != nil {
-		return err
-	}
-	if err := opts.validate(); err != nil {
-		return err
-	}
+	return s.PutMany(ctx, []Object{{Key: key, Data: data, Opts: opts}})[0]
+}
+
+// putState is one object of a PutMany on its way.
+type putState struct {
+	Object
+	sum     string
+	meta    fsMeta
+	path    string // the data file
+	tmp     string // the temporary data file, until its name is removed
+	fd      int    // tmp's descriptor, -1 once closed
+	exists  bool   // the key held a file already
+	created bool   // linked by this batch
+	err     error
+}
+
+// PutMany implements Batcher. Each object goes Put's way (it appears whole
+// or not at all, and never replaces another), step by step over the whole
+// batch:
+//
+//  1. its bytes into a temporary file, created read-only;
+//  2. each temporary file fdatasynced;
+//  3. each linked to its name (a link never replaces a file: write-once);
+//  4. each directory that got a link or a new subdirectory fsynced, once;
+//  5. the meta files written to temporary files, fdatasynced, renamed into
+//     place, and their directories fsynced, once each;
+//  6. each object read back through its file and its SHA-256 compared.
+//
+// An object is confirmed only when every step it went through succeeded.
+// Keys that held a file already take Put's path for them, after the rest:
+// the same content is a success once it is durable, other content
+// ErrExists.
+func (s *FS) PutMany(ctx context.Context, objs []Object) []error {
+	errs := make([]error, len(objs))
 	if err := ctx.Err(); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	ps := make([]putState, len(objs))
+	defer func() {
+		for i := range ps {
+			ps[i].release()
+		}
+	}()
+	dirs := newDirBatch(s)
+	for i, o := range objs {
+		p := &ps[i]
+		p.Object, p.fd = o, -1
+		if err := ValidKey(o.Key); err != nil {
+			p.err = err
+			continue
+		}
+		if err := o.Opts.validate(); err != nil {
+			p.err = err
+			continue
+		}
+		p.sum = Sum(o.Data)
+		p.meta = fsMeta{Size: int64(len(o.Data)), SHA256: p.sum}
+		if !o.Opts.RetainUntil.IsZero() {
+			p.meta.RetainUntil, p.meta.Mode = o.Opts.RetainUntil.UTC(), o.Opts.mode()
+		}
+		p.path = s.dataPath(o.Key)
+		if err := dirs.mkdirAll(filepath.Dir(p.path)); err != nil {
+			p.fail("", err)
+			continue
+		}
+		var err error
+		if p.tmp, p.fd, err = s.createTemp("put-", 0o400); err == nil {
+			err = writeAll(p.fd, p.tmp, o.Data)
+		}
+		p.fail("", err)
+	}
+	for i := range ps {
+		if p := &ps[i]; p.err == nil {
+			p.fail("", s.datasync(p.fd, p.tmp))
+		}
+	}
+	for i := range ps {
+		p := &ps[i]
+		if p.err != nil {
+			continue
+		}
+		switch err := link(p.tmp, p.path); {
+		case errors.Is(err, fs.ErrExist):
+			p.exists = true
+		case err != nil:
+			p.fail("", err)
+		default:
+			p.created = true
+			dirs.touch(filepath.Dir(p.path), p)
+		}
+	}
+	dirs.sync("")
+	var fresh []*putState
+	for i := range ps {
+		if p := &ps[i]; p.err == nil && p.created {
+			fresh = append(fresh, p)
+		}
+	}
+	s.writeMetas(fresh)
+	for _, p := range fresh {
+		if p.err == nil {
+			p.fail("read back: ", readBack(p.fd, p.tmp, p.sum))
+		}
+	}
+	for i := range ps {
+		if p := &ps[i]; p.err == nil && p.exists {
+			p.fail("", s.putExisting(p))
+		}
+	}
+	for i := range ps {
+		errs[i] = ps[i].err
+	}
+	return errs
+}
+
+// fail records err as the object's error unless it has one already; nil
+// changes nothing.
+func (p *putState) fail(what string, err error) {
+	if err == nil || p.err != nil {
+		return
+	}
+	p.err = fmt.Errorf("blob: fs: put %s: %s%w", p.Key, what, err)
+}
+
+// release closes the temporary data file and removes its name (an object
+// linked keeps its own).
+func (p *putState) release() {
+	if p.fd >= 0 {
+		syscall.Close(p.fd)
+		p.fd = -1
+	}
+	if p.tmp != "" {
+		syscall.Unlink(p.tmp)
+		p.tmp = ""
+	}
+}
+
+// putExisting is Put for a key that holds a file: the same content is a
+// success, other content is refused. The file may be the link of an
+// earlier attempt whose syncs failed, so it is made durable again before
+// it counts; a meta file lost to a crash between the data link and the
+// meta write is written now.
+func (s *FS) putExisting(p *putState) error {
+	fd, err := openFile(p.path, syscall.O_RDONLY, 0)
+	if err != nil {
 		return err
 	}
-	sum := Sum(data)
-	meta := fsMeta{Size: int64(len(data)), SHA256: sum}
-	if !opts.RetainUntil.IsZero() {
-		meta.RetainUntil, meta.Mode = opts.RetainUntil.UTC(), opts.mode()
+	defer syscall.Close(fd)
+	if err := readBack(fd, p.path, p.sum); errors.Is(err, ErrChecksum) {
+		return ErrExists
+	} else if err != nil {
+		return err
 	}
-	path := s.dataPath(key)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("blob: fs: put %s: %w", key, err)
+	if err := s.datasync(fd, p.path); err != nil {
+		return err
 	}
-	created, err := s.linkNew(path, data)
-	if err != nil {
-		return fmt.Errorf("blob: fs: put %s: %w", key, err)
+	if err := s.syncDir(filepath.Dir(p.path)); err != nil {
+		return err
 	}
-	if !created {
-		// The key exists: the same content is a success, other content is
-		// refused. A meta file lost to a crash between the data link and
-		// the meta write is written now.
-		held, err := os.ReadFile(path)
+	if _, err := s.readMeta(p.Key); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	q := &putState{Object: p.Object, meta: p.meta, fd: -1}
+	s.writeMetas([]*putState{q})
+	return errors.Unwrap(q.err) // p.fail wraps it again
+}
+
+// writeMetas writes the meta files of ps (a temporary file each,
+// fdatasynced, renamed into place, then one fsync per directory). A meta
+// file may be replaced: the data is ours (just linked, or the same
+// content), and a stale meta file can be left by a Delete that crashed
+// between its two removals.
+func (s *FS) writeMetas(ps []*putState) {
+	tmps := make([]string, len(ps))
+	defer func() {
+		for _, tmp := range tmps {
+			if tmp != "" {
+				syscall.Unlink(tmp)
+			}
+		}
+	}()
+	dirs := newDirBatch(s)
+	for i, p := range ps {
+		mb, err := json.Marshal(p.meta)
+		if err == nil {
+			err = dirs.mkdirAll(filepath.Dir(s.metaPath(p.Key)))
+		}
+		var fd int
+		if err == nil {
+			tmps[i], fd, err = s.createTemp("meta-", 0o600)
+		}
+		if err == nil {
+			err = writeAll(fd, tmps[i], mb)
+			if err == nil {
+				err = s.datasync(fd, tmps[i])
+			}
+			syscall.Close(fd)
+		}
+		p.fail("meta: ", err)
+	}
+	for i, p := range ps {
+		if p.err != nil {
+			continue
+		}
+		path := s.metaPath(p.Key)
+		if err := rename(tmps[i], path); err != nil {
+			p.fail("meta: ", err)
+			continue
+		}
+		tmps[i] = ""
+		dirs.touch(filepath.Dir(path), p)
+	}
+	dirs.sync("meta: ")
+}
+
+// dirBatch is the directories a batch changed: each is fsynced once, and a
+// failure fails every object whose name depends on it.
+type dirBatch struct {
+	s       *FS
+	made    map[string]bool // known to exist (made or found) in this batch
+	parents map[string]string
+	objs    map[string][]*putState // directory -> objects whose names it holds
+	order   []string
+}
+
+func newDirBatch(s *FS) *dirBatch {
+	return &dirBatch{s: s, made: map[string]bool{}, parents: map[string]string{}, objs: map[string][]*putState{}}
+}
+
+// mkdirAll makes dir and its missing parents (once per batch), and
+// remembers which directories it created: their parents get a new entry
+// that must be made durable too.
+func (b *dirBatch) mkdirAll(dir string) error {
+	if b.made[dir] {
+		return nil
+	}
+	var st syscall.Stat_t
+	err := syscall.Stat(dir, &st)
+	switch {
+	case err == nil:
+		if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+	case err == syscall.ENOENT:
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: err}
+		}
+		if err := b.mkdirAll(parent); err != nil {
+			return err
+		}
+		if err := syscall.Mkdir(dir, 0o700); err != nil && err != syscall.EEXIST {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: err}
+		}
+		b.parents[dir] = parent
+	default:
+		return &fs.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	b.made[dir] = true
+	return nil
+}
+
+// touch says that p's name is in dir: dir, and every parent that got a
+// directory made by this batch on the way to it, is synced before p counts.
+func (b *dirBatch) touch(dir string, p *putState) {
+	for {
+		if _, ok := b.objs[dir]; !ok {
+			b.order = append(b.order, dir)
+		}
+		b.objs[dir] = append(b.objs[dir], p)
+		parent, made := b.parents[dir]
+		if !made {
+			return
+		}
+		dir = parent
+	}
+}
+
+// sync fsyncs each directory touched, once.
+func (b *dirBatch) sync(what string) {
+	for _, dir := range b.order {
+		if err := b.s.syncDir(dir); err != nil {
+			for _, p := range b.objs[dir] {
+				p.fail(what, err)
+			}
+		}
+	}
+}
+
+// Files are opened with open(2) and used through their descriptors:
+// os.OpenFile also tries to add every regular file to the network poller
+// (four fcntl and an epoll_ctl that fails, on each open), which was most
+// of the system calls a small object cost.
+
+func openFile(path string, flag int, perm uint32) (int, error) {
+	for {
+		fd, err := syscall.Open(path, flag|syscall.O_CLOEXEC, perm)
+		if err == nil {
+			return fd, nil
+		}
+		if err != syscall.EINTR {
+			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+	}
+}
+
+// createTemp creates a new file in the store's tmp directory, read-write
+// whatever perm says (open(2) gives the creator the access it asks for).
+func (s *FS) createTemp(prefix string, perm uint32) (string, int, error) {
+	for {
+		path := filepath.Join(s.dir, "tmp", prefix+s.tmpPrefix+strconv.FormatUint(s.tmpSeq.Add(1), 36))
+		fd, err := openFile(path, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL, perm)
+		if errors.Is(err, fs.ErrExist) {
+			continue // left by an earlier process
+		}
+		return path, fd, err
+	}
+}
+
+func writeAll(fd int, path string, b []byte) error {
+	for len(b) > 0 {
+		n, err := syscall.Write(fd, b)
+		if err == syscall.EINTR {
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("blob: fs: put %s: %w", key, err)
+			return &fs.PathError{Op: "write", Path: path, Err: err}
 		}
-		if Sum(held) != sum {
-			return fmt.Errorf("blob: fs: put %s: %w", key, ErrExists)
-		}
-		if _, err := s.readMeta(key); err == nil {
-			return nil
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("blob: fs: put %s: %w", key, err)
-		}
-	}
-	mb, err := json.Marshal(meta)
-	if err != nil {
-		return fmt.Errorf("blob: fs: put %s: %w", key, err)
-	}
-	mpath := s.metaPath(key)
-	if err := os.MkdirAll(filepath.Dir(mpath), 0o700); err != nil {
-		return fmt.Errorf("blob: fs: put %s: %w", key, err)
-	}
-	// The meta file may be replaced: the data is ours (just linked, or
-	// the same content), and a stale meta file can be left by a Delete
-	// that crashed between its two removals.
-	if err := s.replaceFile(mpath, mb); err != nil {
-		return fmt.Errorf("blob: fs: put %s: meta: %w", key, err)
-	}
-	// Read back what the file system holds before calling it stored.
-	held, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("blob: fs: put %s: read back: %w", key, err)
-	}
-	if Sum(held) != sum {
-		return fmt.Errorf("blob: fs: put %s: read back: %w", key, ErrChecksum)
+		b = b[n:]
 	}
 	return nil
 }
 
-// linkNew writes data to a temporary file, fsyncs it, links it to path
-// unless path exists (created false, nil error), and fsyncs path's
-// directory. The file is read-only.
-func (s *FS) linkNew(path string, data []byte) (created bool, err error) {
-	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "put-")
-	if err != nil {
-		return false, err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return false, err
-	}
-	if err := f.Chmod(0o400); err != nil {
-		f.Close()
-		return false, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return false, err
-	}
-	if err := f.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
+// datasync is fdatasync(2): the data and what is needed to read it back.
+func (s *FS) datasync(fd int, path string) error {
+	if s.syncFault != nil {
+		if err := s.syncFault(path); err != nil {
+			return &fs.PathError{Op: "fdatasync", Path: path, Err: err}
 		}
-		return false, err
 	}
-	return true, syncDir(filepath.Dir(path))
+	for {
+		err := syscall.Fdatasync(fd)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &fs.PathError{Op: "fdatasync", Path: path, Err: err}
+		}
+		return nil
+	}
 }
 
-// replaceFile atomically writes data to path (temporary file, fsync,
-// rename, fsync of the directory).
-func (s *FS) replaceFile(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "meta-")
+// syncDir makes dir's entries durable.
+func (s *FS) syncDir(dir string) error {
+	if s.syncFault != nil {
+		if err := s.syncFault(dir); err != nil {
+			return &fs.PathError{Op: "fsync", Path: dir, Err: err}
+		}
+	}
+	fd, err := openFile(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	defer syscall.Close(fd)
+	for {
+		err := syscall.Fsync(fd)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &fs.PathError{Op: "fsync", Path: dir, Err: err}
+		}
+		return nil
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+// readBack reads the file behind fd from its start and compares its
+// SHA-256 with sum (ErrChecksum if they differ).
+func readBack(fd int, path, sum string) error {
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	var off int64
+	for {
+		n, err := syscall.Pread(fd, buf, off)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			break
+		}
+		h.Write(buf[:n])
+		off += int64(n)
 	}
-	defer d.Close()
-	return d.Sync()
+	if hex.EncodeToString(h.Sum(nil)) != sum {
+		return ErrChecksum
+	}
+	return nil
+}
+
+func link(oldpath, newpath string) error {
+	if err := syscall.Link(oldpath, newpath); err != nil {
+		return &os.LinkError{Op: "link", Old: oldpath, New: newpath, Err: err}
+	}
+	return nil
+}
+
+func rename(oldpath, newpath string) error {
+	if err := syscall.Rename(oldpath, newpath); err != nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	}
+	return nil
 }
 
 func (s *FS) readMeta(key string) (fsMeta, error) {
@@ -318,5 +623,5 @@ func (s *FS) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(s.metaPath(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("blob: fs: delete %s: %w", key, err)
 	}
-	return syncDir(filepath.Dir(s.dataPath(key)))
+	return s.syncDir(filepath.Dir(s.dataPath(key)))
 }
