@@ -53,6 +53,12 @@ type Config struct {
 		// open sessions finish before it ends them, each recorded. Zero:
 		// 30s; negative: none (end them at once).
 		DrainTimeout time.Duration `yaml:"drain_timeout"`
+		// MaxSessions caps the PostgreSQL sessions the node holds at
+		// once; a login beyond it is refused with 53300 (too many
+		// connections), before its token is read. Zero: what the
+		// process's open-file limit allows, (RLIMIT_NOFILE - 1024) / 3
+		// (see sessionCap). Set above that, the node warns at start.
+		MaxSessions int `yaml:"max_sessions"`
 	} `yaml:"limits"`
 
 	Keys struct {

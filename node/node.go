@@ -136,6 +136,9 @@ func New(cfg *Config, logger *slog.Logger) (*Node, error) {
 	if err := checkStoreConfig(cfg.Store); err != nil {
 		return nil, err
 	}
+	if cfg.Limits.MaxSessions < 0 {
+		return nil, fmt.Errorf("node: limits.max_sessions %d: want 0 (from the open-file limit) or more", cfg.Limits.MaxSessions)
+	}
 	if r := cfg.Recording.ChangeSnapshotRows; r < 0 || r > 10000 {
 		return nil, fmt.Errorf("node: recording.change_snapshot_rows %d: want 0 (100) up to 10000", r)
 	}
@@ -384,6 +387,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		State:                  n.state,
 		AllowCleartextLoopback: n.cfg.Listen.CleartextLoopback,
 		MaxMessageBytes:        n.cfg.Limits.MaxMessageBytes,
+		MaxSessions:            n.sessionCap(),
 		Recorder:               recorder,
 		Observer:               n.metrics,
 		Index:                  sessionIndex{n.index},
