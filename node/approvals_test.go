@@ -507,6 +507,40 @@ func TestApprovals(t *testing.T) {
 		}
 	})
 
+	t.Run("a statement's template never holds what its own text would not", func(t *testing.T) {
+		a, _ := f.connect(t, 1, "a")
+		simple := pgx.QueryExecModeSimpleProtocol
+		// LIMIT 0 reads as no bound: a bulk export under the rule. Its
+		// template, SELECT id FROM patients LIMIT $1, is now known.
+		if _, err := a.Exec(ctx, "SELECT id FROM patients LIMIT 0", simple); !hasCode(err, "42501") {
+			t.Fatalf("LIMIT 0: %v", err)
+		}
+		// Answered from that template, LIMIT 5 would be held too: the
+		// proxy judges the text itself.
+		rows, err := a.Query(ctx, "SELECT id FROM patients LIMIT 5", simple)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if rows.Err() != nil || n != 5 {
+			t.Fatalf("LIMIT 5: %d rows, %v", n, rows.Err())
+		}
+		// And the template never lets through what the text would not.
+		rows, err = a.Query(ctx, "SELECT id FROM patients LIMIT 500", simple)
+		if err == nil {
+			for rows.Next() {
+				t.Fatal("a row of a bulk export left before approval")
+			}
+			err = rows.Err()
+		}
+		if !hasCode(err, "42501") {
+			t.Fatalf("LIMIT 500: %v", err)
+		}
+	})
+
 	t.Run("a time-boxed grant", func(t *testing.T) {
 		// Requests the fail-fast subtest left pending are not this one.
 		code, b := f.call(t, 0, http.MethodGet, "/v1/approvals?state=pending&identity=a", "d1", nil)

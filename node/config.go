@@ -406,6 +406,16 @@ type GrantConfig struct {
 	// for people's approval (docs/approvals.md). The first matching rule
 	// applies. Empty: nothing waits.
 	Approvals []ApprovalConfig `yaml:"approvals"`
+	// ReadAhead lets a proven read (a SELECT classed read that calls no
+	// function off the allowlist and reads no view, foreign table or table
+	// with rules) run while its event is being made durable, in a session
+	// whose grant may write; its output still leaves only once the event
+	// is durable, and the session's start event says read-ahead. A crash
+	// in between can lose the record of a read whose rows nobody saw.
+	// Off by default: every command is durable before it runs. (A
+	// read-only grant's sessions always run this way, made read-only by
+	// the database.)
+	ReadAhead bool `yaml:"read_ahead"`
 }
 
 // ApprovalConfig is one approval rule of a grant (policy.ApprovalRule).

@@ -279,7 +279,8 @@ func loadPassword(file, env string) (resource.Secret, error) {
 func buildGrants(p *Policy) ([]policy.Grant, error) {
 	var grants []policy.Grant
 	for _, gc := range p.Grants {
-		g := policy.Grant{Name: gc.Name, Identities: gc.Identities, Groups: gc.Groups, Resources: gc.Resources, Masking: gc.Masking}
+		g := policy.Grant{Name: gc.Name, Identities: gc.Identities, Groups: gc.Groups, Resources: gc.Resources, Masking: gc.Masking,
+			ReadAhead: gc.ReadAhead}
 		for _, k := range gc.Kinds {
 			kind, err := identity.ParseKind(k)
 			if err != nil {

@@ -75,6 +75,9 @@ type conn struct {
 	// because nothing it does can change data and none of its output
 	// leaves before the event is durable.
 	writeAhead bool
+	// readAhead: in a write-ahead session, proven reads are the exception
+	// (frontend.go, forwarding); the grant's read_ahead.
+	readAhead bool
 	// cmdPos is the recording position of the latest command (or COPY data)
 	// event: no output goes to the agent before it is durable.
 	cmdPos atomic.Uint64
@@ -256,7 +259,14 @@ func (c *conn) relay(ctx context.Context) {
 	// and at the latest before the session's next command is forwarded.
 	toUpstream := func() error { return nil }
 	if c.writeAhead {
-		toUpstream = func() error { return c.rec.Sync(ctx) }
+		toUpstream = func() error {
+			if !c.fe.effects {
+				return nil // proven reads only (readAhead)
+			}
+			c.fe.effects = false
+			c.srv.writeAheadSyncs.Add(1)
+			return c.rec.Sync(ctx)
+		}
 	}
 	toClient := func() error { return c.rec.Wait(ctx, session.Position(c.cmdPos.Load())) }
 	c.fe.uout = newOutBuf("upstream", c.up.conn, bufSize, toUpstream)

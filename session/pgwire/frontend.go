@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -30,6 +32,12 @@ const refusedStmt = "phigate_refused"
 type frontendState struct {
 	cin  *frameReader
 	uout *outBuf
+	// effects: what is buffered for the upstream may change something, so
+	// the recording must be durable before it is sent (write-ahead
+	// sessions); effectsBefore is effects before the message in hand.
+	// Only a proven read leaves it as it was (forwarding); defined: the
+	// session may have made objects the catalog cannot see.
+	effects, effectsBefore, defined bool
 	// batch numbers the messages between two Syncs (a Query or FunctionCall
 	// is a batch of its own); every expect carries the batch it was sent in.
 	batch uint64
@@ -79,6 +87,11 @@ func (c *conn) frontend(ctx context.Context) error {
 		if err := c.readmit(); err != nil {
 			return err
 		}
+		fe.effectsBefore = fe.effects
+		if !effectFree[typ] {
+			fe.effects = true
+		}
+		fe.defined = fe.defined || typ == 'F'
 		switch typ {
 		case 'Q':
 			err = c.onQuery(ctx, body)
@@ -268,8 +281,27 @@ func (c *conn) decide(stmts []sqlclass.Statement, rc *record.Command) *pgproto3.
 // it must not run; resolved are the statements as judged (EXECUTEs
 // resolved, look-alike calls added).
 func (c *conn) classify(ctx context.Context, text string, rc *record.Command) (stmts, resolved []sqlclass.Statement, deny *pgproto3.ErrorResponse, err error) {
-	c.fe.gate = nil
 	stmts, tree, perr := c.srv.classes.ClassifyTree(text)
+	if perr != nil || len(stmts) == 0 || stmts[0].Template == "" {
+		return c.judge(ctx, text, stmts, tree, perr, rc)
+	}
+	// Answered from the statement's template, which is never more
+	// permissive than the text's own answer but may be stricter: what it
+	// would refuse or hold is judged again on the text itself.
+	before := *rc
+	stmts, resolved, deny, err = c.judge(ctx, text, stmts, nil, nil, rc)
+	if err != nil || (deny == nil && c.fe.gate == nil) {
+		return stmts, resolved, deny, err
+	}
+	*rc = before
+	stmts, tree, perr = sqlclass.ClassifyTree(text)
+	return c.judge(ctx, text, stmts, tree, perr, rc)
+}
+
+// judge is classify for a text classified as stmts (from tree, when it was
+// parsed now) or refused by the parser with perr.
+func (c *conn) judge(ctx context.Context, text string, stmts []sqlclass.Statement, tree *pg_query.ParseResult, perr error, rc *record.Command) (_, resolved []sqlclass.Statement, deny *pgproto3.ErrorResponse, err error) {
+	c.fe.gate = nil
 	setSQL(rc, []byte(text))
 	if perr != nil {
 		return nil, nil, refuseUnparsable(perr, rc), nil
@@ -418,6 +450,7 @@ func (c *conn) onQuery(ctx context.Context, body []byte) error {
 		c.fe.batch++
 		return c.fe.uout.write(c.fe.cin.raw)
 	}
+	c.forwarding(ctx, resolved)
 	if c.snapshotsOn() {
 		plan, at, err := c.recordVerdicts(cmd, c.changeVerdicts(stmts, resolved))
 		if err != nil {
@@ -683,6 +716,7 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 		c.push(e)
 		return c.fe.uout.write(c.fe.cin.raw)
 	}
+	c.forwarding(ctx, resolved)
 	if c.snapshotsOn() && !p.executed {
 		plan, at, err := c.recordVerdicts(cmd, c.changeVerdicts(p.stmts, resolved))
 		if err != nil {
@@ -694,6 +728,63 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 	}
 	return forward(nil)
 }
+
+// effectFree are the frontend messages that change nothing on the server
+// by themselves: parsing, binding, describing, closing a statement or
+// portal, and the ends of a pipeline. Query and Execute run statements;
+// every other message (COPY data, function calls...) may have effects.
+var effectFree = map[byte]bool{'P': true, 'B': true, 'D': true, 'C': true, 'S': true, 'H': true}
+
+// forwarding is told of each command about to be forwarded, as judged.
+// In a session whose grant says read_ahead, it lets a proven read
+// (provenRead) go to the upstream before its event is durable: nothing it
+// does can change data, and its output still waits for the event. A read
+// of a view, a foreign table or a table with rules is not proven (a view
+// may call a function with effects), nor is any read once the session has
+// run a statement that could define objects the catalog cannot see (a
+// temporary view): DDL, admin, or any call of a function off the
+// allowlist.
+func (c *conn) forwarding(ctx context.Context, stmts []sqlclass.Statement) {
+	if !c.readAhead {
+		return
+	}
+	for i := range stmts {
+		s := &stmts[i]
+		if len(s.Calls) > 0 || (s.Class != policy.Read && s.Class != policy.Write && !s.Class.AlwaysAllowed()) {
+			c.fe.defined = true
+		}
+	}
+	if c.fe.defined || !provenRead(stmts) {
+		return
+	}
+	rw, err := c.cat.rewrittenOf(ctx)
+	if err != nil {
+		return
+	}
+	for i := range stmts {
+		if slices.ContainsFunc(stmts[i].Reads, func(r string) bool { return rw[r] }) {
+			return
+		}
+	}
+	c.fe.effects = c.fe.effectsBefore
+}
+
+// provenRead reports whether stmts only read: SELECTs classed read, calling
+// no function outside the side-effect-free allowlist, writing nothing and
+// locking no rows.
+func provenRead(stmts []sqlclass.Statement) bool {
+	for i := range stmts {
+		s := &stmts[i]
+		if s.Kind != "select_stmt" || s.Class != policy.Read || len(s.Calls) > 0 || len(s.Writes) > 0 ||
+			s.Refused != "" || s.Effect != sqlclass.EffectNone || s.Inner != nil || slices.ContainsFunc(s.Risks, notBulk) {
+			return false
+		}
+	}
+	return len(stmts) > 0
+}
+
+// notBulk: any risk but a bulk export is a risk of an effect.
+func notBulk(r policy.Risk) bool { return r != policy.RiskBulkExport }
 
 // describedInBatch reports whether the backend will know p's columns when
 // its rows arrive: described already, or a Describe of it (or of its

@@ -92,6 +92,7 @@ type gatewayOptions struct {
 	disableSnapshots  bool          // pgwire.Config.DisableChangeSnapshots
 	snapshotRows      int           // pgwire.Config.ChangeSnapshotRows
 	maxSessions       int           // pgwire.Config.MaxSessions
+	readAhead         bool          // the writers' and owners' grants say read_ahead
 }
 
 func startGateway(t *testing.T, opts gatewayOptions) *gateway {
@@ -147,6 +148,13 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		// owners write without a masking profile.
 		{Name: "owners", Groups: []string{"owners"}, Resources: []string{"clinic"}, Allow: []policy.Class{policy.Read, policy.Write, policy.Import, policy.Export, policy.DDL}, Functions: []string{"note"}},
 	}, []string{"clinic"}, []string{"hipaa"})
+	if err == nil && opts.readAhead {
+		grants := pol.Grants()
+		for i := range grants {
+			grants[i].ReadAhead = grants[i].Name != "readers"
+		}
+		pol, err = policy.New(grants, []string{"clinic"}, []string{"hipaa"})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,7 +113,8 @@ func (v lineageView) Functions(schema, name string) ([]*lineage.Function, error)
 	return v.cat.lineageFunctions(v.ctx, schema, name)
 }
 
-// lineageOf returns the lineage of one statement's text, analysed once per
+// lineageOf returns the lineage of one statement by its Key (its text, or
+// the template it was judged by), analysed once per
 // ttl and resource; tree is the statement parsed already, or nil.
 func (c *catalog) lineageOf(ctx context.Context, text string, tree *pg_query.Node) (*lineage.Result, error) {
 	c.mu.Lock()
@@ -249,11 +250,11 @@ func (c *conn) traceable(ctx context.Context, stmts []sqlclass.Statement, tree *
 			c.fe.mayDefine = true
 		}
 		why := ""
-		res, err := c.cat.lineageOf(ctx, s.Text, node)
+		res, err := c.cat.lineageOf(ctx, s.Key(), node)
 		if err == nil && res.Undefined != "" {
 			// The catalog's answers may predate the name: read it afresh.
 			c.cat.invalidate()
-			res, err = c.cat.lineageOf(ctx, s.Text, node)
+			res, err = c.cat.lineageOf(ctx, s.Key(), node)
 		}
 		switch {
 		case err != nil && isCatalogFailure(err):
@@ -313,7 +314,7 @@ func (c *conn) rowsLineage(ctx context.Context, cmd *command) (outs []lineage.Ou
 	if c.profile() == nil || cmd.index >= len(cmd.stmts) {
 		return nil, false, nil
 	}
-	text := cmd.stmts[cmd.index].Text
+	text := cmd.stmts[cmd.index].Key()
 	for range 2 { // a FETCH or EXECUTE names a statement that names nothing
 		res, err := c.cat.lineageOf(ctx, text, nil)
 		if err != nil {
@@ -328,10 +329,10 @@ func (c *conn) rowsLineage(ctx context.Context, cmd *command) (outs []lineage.Ou
 		c.mu.Lock()
 		text = ""
 		if p := c.server.portals[res.Cursor]; res.Cursor != "" && p != nil && len(p.stmts) == 1 {
-			text = p.stmts[0].Text
+			text = p.stmts[0].Key()
 		}
 		if s := c.server.stmts[res.Prepared]; res.Prepared != "" && s != nil && len(s.stmts) == 1 {
-			text = s.stmts[0].Text
+			text = s.stmts[0].Key()
 		}
 		c.mu.Unlock()
 		if text == "" {

@@ -106,6 +106,9 @@ type Server struct {
 	acceptErrs, overCap logLimiter
 	// sessions counts the sessions MaxSessions caps.
 	sessions atomic.Int64
+	// writeAheadSyncs counts the waits for a recording to be durable
+	// before bytes went to an upstream (WriteAheadSyncs).
+	writeAheadSyncs atomic.Uint64
 
 	// base is the context sessions run under; ended by Shutdown, so that
 	// every wait of every session returns.
@@ -268,6 +271,11 @@ func (s *Server) leave() { s.sessions.Add(-1) }
 // Sessions is how many sessions the server holds (those MaxSessions
 // counts).
 func (s *Server) Sessions() int { return int(s.sessions.Load()) }
+
+// WriteAheadSyncs is how many times a session waited for its recording to
+// be durable before it sent a command to the upstream: the commands of
+// write-ahead sessions, less the proven reads of read_ahead grants.
+func (s *Server) WriteAheadSyncs() uint64 { return s.writeAheadSyncs.Load() }
 
 func (s *Server) shuttingDown() bool {
 	s.mu.Lock()

@@ -123,7 +123,7 @@ func (c *conn) readsMasked(ctx context.Context, e *expect) bool {
 	if index >= len(stmts) {
 		return true
 	}
-	res, err := c.cat.lineageOf(ctx, stmts[index].Text, nil)
+	res, err := c.cat.lineageOf(ctx, stmts[index].Key(), nil)
 	if err != nil || res.Opaque != "" || res.Cursor != "" || res.Prepared != "" {
 		return true
 	}

@@ -374,6 +374,7 @@ func (c *conn) login(ctx context.Context, st *startup) error {
 			perr.Code, perr.Message)
 	}
 	c.writeAhead = !c.grant.ReadOnly()
+	c.readAhead = c.writeAhead && c.grant.ReadAhead
 	if !c.writeAhead {
 		runtime["default_transaction_read_only"] = "on"
 	}
@@ -571,6 +572,7 @@ func (c *conn) startRecording() error {
 		resource = c.res.Name
 		start.Upstream = c.res.Address + "/" + c.res.Database
 		start.Grant = c.grant.Name
+		start.Durability = durabilityOf(c.grant)
 		if c.profile() != nil {
 			start.Masking = c.grant.Masking
 		}
@@ -582,6 +584,18 @@ func (c *conn) startRecording() error {
 		return err
 	}
 	return nil
+}
+
+// durabilityOf says in the session's start event when its commands are
+// durable (record.SessionStart.Durability).
+func durabilityOf(g *policy.Grant) string {
+	switch {
+	case g.ReadOnly():
+		return record.DurabilityOutput
+	case g.ReadAhead:
+		return record.DurabilityReadAhead
+	}
+	return record.DurabilityCommand
 }
 
 // refuse records why a login was refused (if ev is set), makes that durable,

@@ -48,6 +48,10 @@ type Grant struct {
 	// Approvals are the rules under which some of what the grant allows
 	// waits for people's approval (the first matching rule applies).
 	Approvals []ApprovalRule
+	// ReadAhead lets proven reads of a grant that may write run while
+	// their event is being made durable; their output still waits for it.
+	// Off by default: every command is durable before it runs.
+	ReadAhead bool
 }
 
 func (g *Grant) matches(id identity.Identity, resource string) bool {

@@ -112,7 +112,20 @@ type SessionStart struct {
 	Grant        string   `json:"grant,omitempty"` // policy grant that admitted the session
 	Masking      string   `json:"masking,omitempty"`
 	Upstream     string   `json:"upstream,omitempty"` // target address (never its credential)
+	// Durability says when the session's commands were durable: before
+	// they ran (DurabilityCommand), before their output left (a read-only
+	// grant, DurabilityOutput), or before they ran except for proven
+	// reads, which ran while their event synced (DurabilityReadAhead).
+	// Empty in recordings made before it was recorded: command.
+	Durability string `json:"durability,omitempty"`
 }
+
+// The values of SessionStart.Durability.
+const (
+	DurabilityCommand   = "command"
+	DurabilityOutput    = "output"
+	DurabilityReadAhead = "read-ahead"
+)
 
 // AuthFailure records why a presented token was rejected.
 type AuthFailure struct {

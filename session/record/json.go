@@ -136,6 +136,7 @@ func (s *SessionStart) appendJSON(b []byte) []byte {
 	b = appendOptString(b, `,"grant":`, s.Grant)
 	b = appendOptString(b, `,"masking":`, s.Masking)
 	b = appendOptString(b, `,"upstream":`, s.Upstream)
+	b = appendOptString(b, `,"durability":`, s.Durability)
 	return append(b, '}')
 }
 

@@ -129,7 +129,7 @@ func kindEvents() map[string]*Event {
 		"zero": {},
 		"session.start": with(full(KindSessionStart), func(e *Event) {
 			e.Start = &SessionStart{Protocol: "postgres", Client: "10.0.0.1:5000", TLS: true, TLSVersion: "TLS 1.3", IdentityKind: "agent",
-				Groups: []string{"billing", "claims"}, User: "agent", Database: "patients", Application: "psql", Grant: "agents-read", Masking: "strict", Upstream: "db:5432"}
+				Groups: []string{"billing", "claims"}, User: "agent", Database: "patients", Application: "psql", Grant: "agents-read", Masking: "strict", Upstream: "db:5432", Durability: DurabilityReadAhead}
 		}),
 		"session.start empty": with(full(KindSessionStart), func(e *Event) { e.Start = &SessionStart{Groups: []string{}} }),
 		"auth.failed":         with(full(KindAuthFailed), func(e *Event) { e.Auth = &AuthFailure{User: "mallory", Reason: "bad token"} }),
@@ -566,7 +566,7 @@ func (s *eventSource) event(sec, nsec int64, zone int) *Event {
 	has := func(bit int) bool { return parts&(1<<bit) != 0 }
 	if has(0) {
 		ev.Start = &SessionStart{Protocol: s.str(), Client: s.str(), TLS: s.bool(), TLSVersion: s.str(), IdentityKind: s.str(),
-			Groups: s.strings(), User: s.str(), Database: s.str(), Application: s.str(), Grant: s.str(), Masking: s.str(), Upstream: s.str()}
+			Groups: s.strings(), User: s.str(), Database: s.str(), Application: s.str(), Grant: s.str(), Masking: s.str(), Upstream: s.str(), Durability: s.str()}
 	}
 	if has(1) {
 		ev.Auth = &AuthFailure{User: s.str(), Reason: s.str()}

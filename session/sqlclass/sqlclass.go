@@ -86,6 +86,20 @@ type Statement struct {
 	Risks         []policy.Risk
 	Writes, Reads []string
 	Rows          int64
+	// Template is set when the statement was classified through its
+	// template (Cache): its text with the literals as parameters, which is
+	// what was parsed and judged. Analyses that, like classification, hold
+	// for every value of a parameter may key on it (Key).
+	Template string
+}
+
+// Key is the text the statement was judged by: its Template when it has
+// one, else its Text.
+func (s *Statement) Key() string {
+	if s.Template != "" {
+		return s.Template
+	}
+	return s.Text
 }
 
 // Action is the statement as policy judges it: its class, the calls inside
@@ -888,13 +902,11 @@ func defString(d *pg_query.DefElem) string {
 }
 
 // Cache memoises Classify for repeated query texts (prepared statements,
-// ORMs, pgbench). It is safe for concurrent use.
+// ORMs, pgbench), by their exact text and by their template (template.go).
+// It is safe for concurrent use.
 type Cache struct {
-	mu      sync.Mutex
-	max     int
-	entries map[string]cached
-	order   []string // insertion ring for eviction
-	next    int
+	exact *ring[cached]
+	tmpl  *ring[*template] // nil: a template that cannot stand for its texts
 }
 
 type cached struct {
@@ -906,18 +918,16 @@ type cached struct {
 // statements cannot pin memory.
 const maxCachedSQL = 8 << 10
 
-// NewCache holds up to n query texts (n <= 0 means 4096).
+// NewCache holds up to n query texts and n templates (n <= 0 means 4096).
 func NewCache(n int) *Cache {
 	if n <= 0 {
 		n = 4096
 	}
-	return &Cache{max: n, entries: make(map[string]cached, n), order: make([]string, n)}
+	return &Cache{exact: newRing[cached](n), tmpl: newRing[*template](n)}
 }
 
-// Classify is Classify with memoisation, keyed by the exact query text: a
-// cached answer is always the one a full parse of the same bytes gives (the
-// lexer settings it depends on are fixed for every session, see the package
-// doc). The returned slice is shared: callers must not modify it.
+// Classify is Classify with memoisation. The returned slice is shared:
+// callers must not modify it.
 func (c *Cache) Classify(sql string) ([]Statement, error) {
 	stmts, _, err := c.ClassifyTree(sql)
 	return stmts, err
@@ -928,35 +938,77 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 // i-th Statement, for a caller with more to read from it than classes
 // (package lineage), so that it does not parse the same text again. Trees
 // are not cached: they are many times the size of their text.
+//
+// An answer from the exact text is always the one a full parse of the same
+// bytes gives (the lexer settings it depends on are fixed for every
+// session, see the package doc). An answer from the template has Template
+// set and is the template's: at least as strict as the text's own (see
+// template.go); a caller that would refuse or hold the statement on it asks
+// ClassifyTree (the package function) for the text's own answer.
 func (c *Cache) ClassifyTree(sql string) ([]Statement, *pg_query.ParseResult, error) {
 	if sql == "" || len(sql) > maxCachedSQL {
 		return classifyTree(sql)
 	}
-	if e, ok := c.lookup(sql); ok {
+	if e, ok := c.exact.get(sql); ok {
 		return e.stmts, nil, e.err
 	}
+	if !utf8.ValidString(sql) {
+		return classifyTree(sql)
+	}
+	key, err := pg_query.Normalize(sql)
+	if err != nil {
+		key = ""
+	}
+	if key != "" {
+		if stmts, ok := c.applyTemplate(key, sql); ok {
+			return stmts, nil, nil
+		}
+	}
 	stmts, tree, err := classifyTree(sql)
-	c.store(sql, cached{stmts, err})
+	if key != "" && err == nil {
+		c.learnTemplate(key, sql, stmts, tree)
+	}
+	c.exact.put(sql, cached{stmts, err})
 	return stmts, tree, err
 }
 
-func (c *Cache) lookup(key string) (cached, bool) {
-	c.mu.Lock()
-	e, ok := c.entries[key]
-	c.mu.Unlock()
-	return e, ok
+// ClassifyTree is Classify, also returning the parse tree (see
+// Cache.ClassifyTree); it never answers from a cache.
+func ClassifyTree(sql string) ([]Statement, *pg_query.ParseResult, error) {
+	return classifyTree(sql)
 }
 
-func (c *Cache) store(key string, e cached) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.entries[key]; ok {
+// ring is a map of at most max entries that forgets the oldest first. It
+// is safe for concurrent use.
+type ring[V any] struct {
+	mu      sync.Mutex
+	entries map[string]V
+	order   []string // insertion ring for eviction
+	next    int
+}
+
+func newRing[V any](n int) *ring[V] {
+	return &ring[V]{entries: make(map[string]V, n), order: make([]string, n)}
+}
+
+func (r *ring[V]) get(key string) (V, bool) {
+	r.mu.Lock()
+	v, ok := r.entries[key]
+	r.mu.Unlock()
+	return v, ok
+}
+
+// put adds key unless it is there already.
+func (r *ring[V]) put(key string, v V) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.entries[key]; ok {
 		return
 	}
-	if old := c.order[c.next]; old != "" {
-		delete(c.entries, old)
+	if old := r.order[r.next]; old != "" {
+		delete(r.entries, old)
 	}
-	c.order[c.next] = key
-	c.next = (c.next + 1) % c.max
-	c.entries[key] = e
+	r.order[r.next] = key
+	r.next = (r.next + 1) % len(r.order)
+	r.entries[key] = v
 }

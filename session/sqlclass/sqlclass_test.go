@@ -315,8 +315,8 @@ func TestCache(t *testing.T) {
 			t.Fatalf("cache %q: %v %v", q, got, err)
 		}
 	}
-	if len(c.entries) > 2 {
-		t.Fatalf("cache holds %d entries, max 2", len(c.entries))
+	if len(c.exact.entries) > 2 {
+		t.Fatalf("cache holds %d entries, max 2", len(c.exact.entries))
 	}
 	if _, err := c.Classify("SELEC"); !errors.Is(err, ErrSyntax) {
 		t.Fatalf("cached syntax error lost: %v", err)
