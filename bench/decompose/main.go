@@ -8,6 +8,8 @@
 //	nofsync    + every command recorded, the spool never syncing
 //	fsync      + fsync: the product, its grant without a masking profile
 //	product    + the masking profile: the product as bench/pg measures it
+//	readahead  the product with read_ahead on its grant (proven reads run
+//	           while their event syncs; off by default)
 //
 // relay, classify and nofsync need a phigate_bench build (make
 // bench-build: bin/phigate-bench; the stage is its PHIGATE_BENCH_STAGE);
@@ -44,6 +46,7 @@ var stages = []stage{
 	{name: "nofsync", env: "nofsync", bench: true, unmasked: true},
 	{name: "fsync", unmasked: true},
 	{name: "product"},
+	{name: "readahead", readAhead: true},
 }
 
 // stage is one way of reaching the database.
@@ -52,8 +55,10 @@ type stage struct {
 	env      string // PHIGATE_BENCH_STAGE
 	bench    bool   // needs the phigate_bench build
 	unmasked bool
-	ep       harness.Endpoint
-	proc     *harness.Process // nil: direct (PostgreSQL's own processes are not ours to count)
+	// readAhead: the grant's read_ahead.
+	readAhead bool
+	ep        harness.Endpoint
+	proc      *harness.Process // nil: direct (PostgreSQL's own processes are not ours to count)
 }
 
 type config struct {
@@ -160,7 +165,7 @@ func run(ctx context.Context, cfg config) error {
 			defer p.Stop()
 			s.ep, s.proc = ep, p
 		default:
-			spec := harness.Phigate{Bin: cfg.phigate, Dir: filepath.Join(work, s.name), Unmasked: s.unmasked}
+			spec := harness.Phigate{Bin: cfg.phigate, Dir: filepath.Join(work, s.name), Unmasked: s.unmasked, ReadAhead: s.readAhead}
 			if s.bench {
 				spec.Bin = cfg.phigateBench
 				spec.Env = []string{"PHIGATE_BENCH_STAGE=" + s.env}

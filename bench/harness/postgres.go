@@ -124,14 +124,16 @@ func StartPostgres(ctx context.Context, dir string, scale int, logf func(string,
 // caller's); and the masking profile it applies, which redacts
 // pgbench_accounts.filler and pgbench_history.filler and any column named
 // masked_*.
-func PolicySections(upstream, pwFile string) string { return policySections(upstream, pwFile, true) }
+func PolicySections(upstream, pwFile string) string { return policySections(upstream, pwFile, Grant{}) }
 
-// policySections is PolicySections, the grant without its masking profile
-// unless masked.
-func policySections(upstream, pwFile string, masked bool) string {
+// policySections is PolicySections with g.
+func policySections(upstream, pwFile string, g Grant) string {
 	profile := ""
-	if masked {
+	if !g.Unmasked {
 		profile = "    masking: bench-profile\n"
+	}
+	if g.ReadAhead {
+		profile += "    read_ahead: true\n"
 	}
 	return fmt.Sprintf(`resources:
   - name: %s

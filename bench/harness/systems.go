@@ -127,16 +127,23 @@ log_disconnections = 0
 type Phigate struct {
 	Bin string // the binary (make build's bin/phigate)
 	Dir string // its working directory: configuration, data, log
-	// Unmasked leaves the grant without its masking profile.
-	Unmasked bool
+	// Unmasked leaves the grant without its masking profile; ReadAhead
+	// sets its read_ahead (proven reads run while their event syncs).
+	Unmasked, ReadAhead bool
 	// Env is added to the node's environment (a phigate_bench build's
 	// PHIGATE_BENCH_STAGE, say).
 	Env []string
 }
 
+// Grant is what the benchmarks' grant has beyond PolicySections' defaults.
+type Grant struct {
+	Unmasked  bool // no masking profile
+	ReadAhead bool // read_ahead: true
+}
+
 // PhigateConfig is the node configuration of the benchmarks: recording on
-// (the default, fsync) and the policy of PolicySections.
-func PhigateConfig(dataDir string, port int, upstream, pwFile, tokenHash string, masked bool) string {
+// (the default, fsync) and the policy of PolicySections, with g.
+func PhigateConfig(dataDir string, port int, upstream, pwFile, tokenHash string, g Grant) string {
 	return fmt.Sprintf(`# written by bench/harness
 node:
   id: bench-1
@@ -150,7 +157,7 @@ identities:
       kind: agent
       groups: [bench]
       token_sha256: "%s"
-`, dataDir, port, AgentName, tokenHash) + policySections(upstream, pwFile, masked)
+`, dataDir, port, AgentName, tokenHash) + policySections(upstream, pwFile, g)
 }
 
 // StartPhigate runs a phigate node in front of pg, its agent's token random.
@@ -178,7 +185,8 @@ func StartPhigate(ctx context.Context, spec Phigate, pg *Postgres) (*Process, En
 		return nil, Endpoint{}, err
 	}
 	cfg := filepath.Join(dir, "phigate.yaml")
-	conf := PhigateConfig(filepath.Join(dir, "data"), port, pg.Addr(), pwFile, hex.EncodeToString(sum[:]), !spec.Unmasked)
+	conf := PhigateConfig(filepath.Join(dir, "data"), port, pg.Addr(), pwFile, hex.EncodeToString(sum[:]),
+		Grant{Unmasked: spec.Unmasked, ReadAhead: spec.ReadAhead})
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		return nil, Endpoint{}, err
 	}
