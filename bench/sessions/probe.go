@@ -35,21 +35,32 @@ func (l limits) String() string {
 		l.nofileSoft, l.nofileHard, hard, l.nrOpen, l.somaxconn, l.synBacklog, l.portLow, l.portHigh, l.portHigh-l.portLow+1)
 }
 
-// raiseLimits sets RLIMIT_NOFILE's soft limit to its hard limit. Setting
-// it explicitly (rather than relying on Go's own raise at start) makes the
-// children (PostgreSQL, PgBouncer, phigate) inherit it.
+// raiseLimits raises RLIMIT_NOFILE: the hard limit to fs.nr_open when
+// the process may (CAP_SYS_RESOURCE; a phigate session holds three
+// descriptors, so 10,000 sessions need more than 30,000), and the soft
+// limit to the hard one. Setting it explicitly (rather than relying on
+// Go's own raise at start) makes the children (PostgreSQL, PgBouncer,
+// phigate) inherit it.
 func raiseLimits() (limits, error) {
 	var l limits
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return l, err
 	}
+	l.nrOpen = sysctlInt("fs/nr_open")
+	if want := uint64(l.nrOpen); want > r.Max {
+		up := syscall.Rlimit{Cur: want, Max: want}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up); err == nil {
+			r = up
+		} else {
+			fmt.Fprintf(os.Stderr, "cannot raise the hard RLIMIT_NOFILE from %d to fs.nr_open %d: %v\n", r.Max, want, err)
+		}
+	}
 	r.Cur = r.Max
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return l, fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", r.Max, err)
 	}
 	l.nofileSoft, l.nofileHard = r.Cur, r.Max
-	l.nrOpen = sysctlInt("fs/nr_open")
 	l.somaxconn = somaxconn()
 	l.synBacklog = sysctlInt("net/ipv4/tcp_max_syn_backlog")
 	if f := strings.Fields(sysctl("net/ipv4/ip_local_port_range")); len(f) == 2 {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,8 +28,8 @@ var heapParts = []struct {
 	name  string
 	match func(fn string) bool
 }{
-	{"read buffers (bufio)", funcIs("github.com/phigate/phigate/session/pgwire.newFrameReader")},
-	{"write buffers (outBuf)", funcIs("github.com/phigate/phigate/session/pgwire.newOutBuf")},
+	{"read buffers (frameReader)", funcIs("github.com/phigate/phigate/session/pgwire.newFrameReader", "github.com/phigate/phigate/session/pgwire.(*frameReader).makeRoom")},
+	{"write buffers (outBuf)", funcIs("github.com/phigate/phigate/session/pgwire.newOutBuf", "github.com/phigate/phigate/session/pgwire.(*outBuf).takeBig")},
 	{"TLS (crypto/tls)", funcPrefix("crypto/tls.")},
 	{"upstream login (pgconn)", funcPrefix("github.com/jackc/pgx/")},
 	{"recording (session, spool)", funcPrefix("github.com/phigate/phigate/session.", "github.com/phigate/phigate/storage/spool.", "github.com/phigate/phigate/session/record.")},
@@ -36,7 +37,9 @@ var heapParts = []struct {
 	{"other heap", func(string) bool { return true }},
 }
 
-func funcIs(name string) func(string) bool { return func(fn string) bool { return fn == name } }
+func funcIs(names ...string) func(string) bool {
+	return func(fn string) bool { return slices.Contains(names, fn) }
+}
 
 func funcPrefix(prefixes ...string) func(string) bool {
 	return func(fn string) bool {

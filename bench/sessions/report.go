@@ -295,7 +295,7 @@ func (r *report) write(dir string) error {
 			v[name] = b / 1024
 		}
 		if err := put(bench.Result{Name: "sessions-phigate-memory-split", Unit: "KiB per session", Values: v,
-			Notes: fmt.Sprintf("phigate (upstream pool) holding %d sessions, against the same node before them: the live heap by allocation stack (nodeprof heap profile, after two GCs; a record goes to the first part one of its functions belongs to: pgwire.newFrameReader, pgwire.newOutBuf, crypto/tls, pgx, session/spool/record, pgwire, other), go_memstats_stack_inuse_bytes for goroutine stacks, and what RSS grew beyond them (heap not yet returned, fragmentation); %.2f goroutines per session", p.sessions, p.goroutines)},
+			Notes: fmt.Sprintf("phigate (upstream pool) holding %d sessions, against the same node before them: the live heap by allocation stack (nodeprof heap profile, after two GCs; a record goes to the first part one of its functions belongs to: pgwire.newFrameReader and its pooled buffers, pgwire.newOutBuf and its pooled buffers, crypto/tls, pgx, session/spool/record, pgwire, other), go_memstats_stack_inuse_bytes for goroutine stacks, and what RSS grew beyond them (heap not yet returned, fragmentation); %.2f goroutines per session", p.sessions, p.goroutines)},
 			"what one phigate session holds, by part (heap profile)"); err != nil {
 			return err
 		}

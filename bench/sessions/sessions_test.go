@@ -111,7 +111,7 @@ func TestHeapByPart(t *testing.T) {
 	}
 	got := heapByPart(recs)
 	for part, want := range map[string]float64{
-		"read buffers (bufio)": 65536, "write buffers (outBuf)": 65536, "TLS (crypto/tls)": 1000, "upstream login (pgconn)": 300,
+		"read buffers (frameReader)": 65536, "write buffers (outBuf)": 65536, "TLS (crypto/tls)": 1000, "upstream login (pgconn)": 300,
 		"recording (session, spool)": 200, "other proxy state (pgwire)": 100, "other heap": 10,
 	} {
 		if got[part] != want {
