@@ -446,17 +446,16 @@ func (c *conn) tellAgent(m pgproto3.BackendMessage) {
 func (c *conn) watchAgent() (gone <-chan struct{}, stop func()) {
 	ch := make(chan struct{})
 	done := make(chan struct{})
-	r := c.fe.cin.r
+	r := c.fe.cin
 	go func() {
 		defer close(done)
 		for {
-			n := r.Buffered() + 1
-			if n > r.Size() {
-				return // nothing more can be read ahead
-			}
-			_, err := r.Peek(n)
+			err := r.readAhead()
 			if err == nil {
 				continue
+			}
+			if errors.Is(err, errAheadFull) {
+				return // nothing more can be read ahead
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
