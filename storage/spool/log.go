@@ -30,7 +30,9 @@ type Log struct {
 	dirtyEpoch uint64       // owned by the applier: the checkpoint epoch it was last written in
 	applied    atomic.Int64 // bytes written to the file
 
-	fmu sync.Mutex
+	// fmu guards f: reads and syncs hold it shared (ReadOpen never waits
+	// for a checkpoint's fdatasync), closing it exclusive.
+	fmu sync.RWMutex
 	f   file // nil once closed
 }
 
@@ -98,8 +100,8 @@ func (l *Log) Last() ([]byte, error) {
 	if last < 0 {
 		return nil, nil
 	}
-	l.fmu.Lock()
-	defer l.fmu.Unlock()
+	l.fmu.RLock()
+	defer l.fmu.RUnlock()
 	if l.f == nil {
 		return nil, fmt.Errorf("%w: session %s", ErrClosed, l.id)
 	}
@@ -147,13 +149,13 @@ func (l *Log) Close(ctx context.Context) error {
 	if err := s.waitApplied(ctx, last); err != nil {
 		return err
 	}
-	l.fmu.Lock()
+	l.fmu.RLock()
 	var err error
 	if l.f != nil {
 		err = l.f.Datasync()
 		s.sessionSyncs.Add(1)
 	}
-	l.fmu.Unlock()
+	l.fmu.RUnlock()
 	if err != nil {
 		err = fmt.Errorf("sync session %s: %w", l.id, err)
 		s.fail(err)

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 )
 
@@ -23,17 +25,52 @@ type OpenSession struct {
 // each one's file can be read. It is what a shipper reads of sessions that
 // are not final, to seal their chunks as they grow.
 func (s *Spool) OpenSessions() []OpenSession {
-	s.mu.Lock()
-	out := make([]OpenSession, 0, len(s.logs)+len(s.recovered))
-	for id, l := range s.logs {
-		out = append(out, OpenSession{ID: id, Applied: l.applied.Load()})
-	}
-	for id, st := range s.recovered {
-		out = append(out, OpenSession{ID: id, Applied: st.size})
-	}
-	s.mu.Unlock()
+	out := s.AppendOpenSessions(nil)
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// AppendOpenSessions appends what OpenSessions lists to dst, in no
+// particular order: for a caller that asks every tick and keeps its slice
+// (no allocation, no sort).
+func (s *Spool) AppendOpenSessions(dst []OpenSession) []OpenSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dst = slices.Grow(dst, len(s.logs)+len(s.recovered))
+	for id, l := range s.logs {
+		dst = append(dst, OpenSession{ID: id, Applied: l.applied.Load()})
+	}
+	for id, st := range s.recovered {
+		dst = append(dst, OpenSession{ID: id, Applied: st.size})
+	}
+	return dst
+}
+
+// ReadOpen reads the file of a session being recorded in this run (made
+// by Create or Reopen, not closed yet) at off, through the descriptor the
+// spool writes it with, so that a reader of live sessions needs no
+// descriptor, open or close of its own: one pread. The first Applied bytes
+// (OpenSessions) hold whole durable frames; read no further. It returns
+// ErrNotFound for every other session (closed, recovered and not reopened,
+// unknown), whose file is read through SessionFile. It never waits for a
+// commit or for a sync of the file.
+func (s *Spool) ReadOpen(id string, p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	l := s.logs[id]
+	s.mu.Unlock()
+	if l == nil {
+		return 0, fmt.Errorf("%w: %s is not open", ErrNotFound, id)
+	}
+	l.fmu.RLock()
+	defer l.fmu.RUnlock()
+	if l.f == nil {
+		return 0, fmt.Errorf("%w: %s is not open", ErrNotFound, id)
+	}
+	n, err := l.f.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, fmt.Errorf("spool: read %s: %w", id, err)
+	}
+	return n, err
 }
 
 // SessionFile is the path of a session's recording file, for reading.

@@ -903,13 +903,13 @@ func (s *Spool) checkpoint(old *segment, dirty []*Log) (err error) {
 		}
 	}()
 	for _, l := range dirty {
-		l.fmu.Lock()
+		l.fmu.RLock()
 		var err error
 		if l.f != nil { // Close synced and closed it already
 			err = l.f.Datasync()
 			s.sessionSyncs.Add(1)
 		}
-		l.fmu.Unlock()
+		l.fmu.RUnlock()
 		if err != nil {
 			return fmt.Errorf("sync session %s: %w", l.id, err)
 		}
