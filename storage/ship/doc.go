@@ -6,12 +6,23 @@
 //
 // A Shipper reads the spool's session files every tick (200 ms): open
 // sessions up to what the spool has made durable and applied
-// (spool.OpenSessions), closed ones to their end (spool.ClosedFeed,
+// (spool.AppendOpenSessions), closed ones to their end (spool.ClosedFeed,
 // ClosedSessions). Whole frames go into a chunk.Builder per session, which
 // is sealed when it holds MaxBytes or its first event is MaxDuration old,
 // and as the closing chunk once the recording is final. A session.end frame
 // of a session that is not final yet is held back for the closing chunk.
 // Each sealed chunk gets a manifest signed with the node's Ed25519 key.
+//
+// Reading costs as little as the spool allows. How far each live file
+// holds durable frames comes from the spool's memory, so an idle session
+// costs no system call. A live session is read when a chunk may be due
+// (about once per MaxDuration, not every tick: the frames wait in the page
+// cache, not in the builder) through the spool's own descriptor
+// (spool.ReadOpen): one pread, and no descriptor of the shipper's. Final
+// and recovered files are read through files of the shipper's own, kept
+// open across ticks, at most 64 (least recently used closed first), and
+// closed once the closing chunk is sealed. Such a file removed while open
+// is read to its end all the same: it holds what the spool wrote.
 //
 // # Durability before upload
 //
@@ -28,13 +39,19 @@
 //
 // # Upload
 //
-// The uploader puts the objects of each segment (8 at a time), retrying
-// with exponential backoff and jitter (100 ms to 30 s) for as long as it
-// takes; an object counts only when blob.Store.Put confirmed it (read back
-// size and SHA-256). A segment is deleted only when every object in it is
-// confirmed. Once a session's closing chunk is confirmed, its index entry
-// is written (one per UTC day the session touched), then its spool file is
-// removed (spool.RemoveFinal) and the ledger forgets it. Errors no retry
+// The uploader puts the objects of each segment, retrying with exponential
+// backoff and jitter (100 ms to 30 s) for as long as it takes; an object
+// counts only when the store confirmed it (read back size and SHA-256). A
+// store that batches (blob.Batcher: the directory store) gets a segment's
+// objects in one PutMany, made durable with one fdatasync per file and one
+// fsync per directory; what it did not confirm, and every object of a
+// store that does not batch (S3, whose puts are durable on return), is put
+// on its own, 8 at a time. A segment is deleted only when every object in
+// it is confirmed. Once a session's closing chunk is confirmed, its index
+// entry is written (one per UTC day the session touched; those of a
+// segment's sessions in one batch), then its spool file is removed
+// (spool.RemoveFinal, the removals of a segment together, so that they
+// share the spool's commits) and the ledger forgets it. Errors no retry
 // can cure (another object under the key) are logged and tried again every
 // minute: nothing is ever dropped.
 //

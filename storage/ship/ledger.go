@@ -262,7 +262,7 @@ func writeSegment(dir string, tick uint64, objs []object) (int64, error) {
 // readSegment reads a segment back; a segment that does not read whole is
 // an error (it was synced before its batch was logged).
 func readSegment(path string) ([]object, error) {
-	f, err := os.Open(path)
+	f, err := openRead(path)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +324,7 @@ func listSegments(dir string) ([]uint64, int64, error) {
 }
 
 func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := openFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("ship: %w", err)
 	}
@@ -340,7 +340,7 @@ func writeFileSync(path string, data []byte) error {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := openRead(dir)
 	if err != nil {
 		return fmt.Errorf("ship: %w", err)
 	}

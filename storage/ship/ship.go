@@ -97,7 +97,10 @@ type Shipper struct {
 	kick     chan struct{}
 	feed     *spool.ClosedFeed
 	noKey    atomic.Bool
-	readBuf  []byte // what a tick reads a session file into (under mu): the builder copies frames out
+	readBuf  []byte   // what a tick reads a session file into (under mu): the builder copies frames out
+	files    *readers // session files the shipper holds open (under mu)
+	order    []string // the ids of sessions, sorted; nil when sessions changed (under mu)
+	open     []spool.OpenSession
 
 	// counters
 	sealed, uploaded, uploadErrs, indexed atomic.Uint64
@@ -112,7 +115,11 @@ type tracked struct {
 	read  int64 // bytes of the file added to b (>= st.Offset)
 	limit int64 // bytes of the file that hold whole durable frames
 	final bool  // the recording is closed: everything up to limit, then a closing chunk
-	gone  bool  // the file is missing
+	sized bool  // final, and limit is the file's size (a final file does not grow)
+	// unreadSince: the tick that saw frames beyond read while the builder
+	// held none (zero: none seen, or read since); see readNow.
+	unreadSince time.Time
+	gone        bool // the file is missing
 }
 
 // New opens the shipper's directory: its ledger says what was sealed
@@ -140,7 +147,7 @@ func New(cfg Config) (*Shipper, error) {
 	}
 	s := &Shipper{cfg: cfg, log: log.With("component", "ship"),
 		sessions: map[string]*tracked{}, chunks: map[string][]chunkRecord{}, hours: map[int64][]chunk.DigestEntry{},
-		anchors: map[string]Anchor{}, kick: make(chan struct{}, 1)}
+		anchors: map[string]Anchor{}, kick: make(chan struct{}, 1), files: newReaders(maxReaders)}
 	led, err := openLedger(cfg.Dir, s.load)
 	if err != nil {
 		return nil, err
@@ -216,8 +223,7 @@ func (s *Shipper) load(b *batch) error {
 		}
 	}
 	for _, id := range b.Indexed {
-		delete(s.sessions, id)
-		delete(s.chunks, id)
+		s.forgetLocked(id)
 	}
 	return nil
 }
@@ -308,6 +314,11 @@ func (s *Shipper) Stats() Stats {
 func (s *Shipper) Run(ctx context.Context) error {
 	s.feed = s.cfg.Spool.WatchClosed()
 	defer s.feed.Stop()
+	defer func() {
+		s.mu.Lock()
+		s.files.closeAll()
+		s.mu.Unlock()
+	}()
 	if err := s.scan(); err != nil {
 		return err
 	}
@@ -370,8 +381,31 @@ func (s *Shipper) trackLocked(id string) *tracked {
 	if t == nil {
 		t = &tracked{st: sessionState{ID: id}}
 		s.sessions[id] = t
+		s.order = nil
 	}
 	return t
+}
+
+// forgetLocked drops a session the store holds whole.
+func (s *Shipper) forgetLocked(id string) {
+	delete(s.sessions, id)
+	delete(s.chunks, id)
+	s.files.drop(id)
+	s.order = nil
+}
+
+// orderLocked is the ids of the sessions, sorted (so that a tick's
+// objects come in a stable order), kept from tick to tick while no
+// session comes or goes.
+func (s *Shipper) orderLocked() []string {
+	if s.order == nil {
+		s.order = make([]string, 0, len(s.sessions))
+		for id := range s.sessions {
+			s.order = append(s.order, id)
+		}
+		sort.Strings(s.order)
+	}
+	return s.order
 }
 
 // Tick reads what the spool gained since the last tick, seals the chunks
@@ -395,23 +429,21 @@ func (s *Shipper) Tick() error {
 		}
 	}
 	var backlog int64
-	for _, o := range s.cfg.Spool.OpenSessions() {
+	// How far each live session's file holds durable frames comes from the
+	// spool's memory: an idle session costs no system call.
+	s.open = s.cfg.Spool.AppendOpenSessions(s.open[:0])
+	for _, o := range s.open {
 		t := s.trackLocked(o.ID)
 		t.limit = o.Applied
 	}
 	var out tickOutput
-	ids := make([]string, 0, len(s.sessions))
-	for id := range s.sessions {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range s.orderLocked() {
 		t := s.sessions[id]
-		if t.final && !t.st.Closed && !t.gone {
+		if t.final && !t.sized && !t.st.Closed && !t.gone {
 			fi, err := os.Stat(s.cfg.Spool.SessionFile(id))
 			switch {
 			case err == nil:
-				t.limit = fi.Size()
+				t.limit, t.sized = fi.Size(), true
 			case errors.Is(err, os.ErrNotExist):
 				t.gone = true
 			default:
@@ -420,6 +452,7 @@ func (s *Shipper) Tick() error {
 		}
 		backlog += t.limit
 		if t.st.Closed || t.gone {
+			s.files.drop(id)
 			continue
 		}
 		if err := s.advance(t, now, &out); err != nil {
@@ -565,7 +598,7 @@ func (s *Shipper) advance(t *tracked, now time.Time, out *tickOutput) error {
 		return nil
 	}
 
-	if t.read < t.limit {
+	if t.read < t.limit && s.readNow(t, now) {
 		if t.b == nil {
 			key := s.cfg.Auditor()
 			if key == nil {
@@ -588,6 +621,7 @@ func (s *Shipper) advance(t *tracked, now time.Time, out *tickOutput) error {
 		if err := s.read(t, st, seal); err != nil {
 			return err
 		}
+		t.unreadSince = time.Time{}
 	}
 	switch {
 	case t.b == nil:
@@ -611,29 +645,46 @@ func (s *Shipper) advance(t *tracked, now time.Time, out *tickOutput) error {
 	if sealedAny {
 		if st.Closed {
 			t.b = nil
+			s.files.drop(st.ID)
 		}
 		out.batch.Sessions = append(out.batch.Sessions, *st)
 	}
 	return nil
 }
 
+// readNow says whether a tick reads t's new frames, which it does only
+// when a chunk may be due: frames wait in the spool file (page cache)
+// rather than in the builder, and a live session costs one read per chunk
+// instead of one per tick. Final recordings are read at once; so is a
+// chunk's worth of frames. A builder holding frames is read when it is due
+// (and then sealed). An empty builder is read once MaxDuration less one
+// tick has passed since unread frames were first seen: their first event
+// is no older than the tick before, so the chunk is sealed no later than
+// if it had been read every tick.
+func (s *Shipper) readNow(t *tracked, now time.Time) bool {
+	maxBytes, maxDur := int64(s.cfg.MaxBytes), s.cfg.MaxDuration
+	if maxBytes <= 0 {
+		maxBytes = chunk.DefaultMaxBytes
+	}
+	if maxDur <= 0 {
+		maxDur = chunk.DefaultMaxDuration
+	}
+	switch {
+	case t.final, t.limit-t.read >= maxBytes:
+		return true
+	case t.b != nil && t.b.Pending() > 0:
+		return t.b.Due(now)
+	case t.unreadSince.IsZero():
+		t.unreadSince = now
+		return maxDur <= s.cfg.Tick
+	}
+	return now.Sub(t.unreadSince) >= maxDur-s.cfg.Tick
+}
+
 // read adds the whole frames of t's file between t.read and t.limit to its
 // builder, sealing full chunks on the way. A session.end frame of a session
 // that is not final yet is held back, so that it goes into the closing chunk.
 func (s *Shipper) read(t *tracked, st *sessionState, seal func(bool) error) error {
-	f, err := os.Open(s.cfg.Spool.SessionFile(st.ID))
-	if errors.Is(err, os.ErrNotExist) {
-		t.gone = true
-		return nil
-	}
-	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-		// Out of descriptors (sessions hold them): read it next tick.
-		return nil
-	}
-	if err != nil {
-		return fatal(fmt.Errorf("ship: %w", err))
-	}
-	defer f.Close()
 	budget := int64(maxReadPerTick)
 	for t.read < t.limit && budget > 0 {
 		want := min(t.limit-t.read, max(budget, 64<<10))
@@ -641,7 +692,16 @@ func (s *Shipper) read(t *tracked, st *sessionState, seal func(bool) error) erro
 			s.readBuf = make([]byte, want)
 		}
 		buf := s.readBuf[:want]
-		n, err := f.ReadAt(buf, t.read)
+		n, err := s.files.readAt(s.cfg.Spool, st.ID, t.final, buf, t.read)
+		if errors.Is(err, os.ErrNotExist) {
+			t.gone = true
+			return nil
+		}
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			// Out of descriptors (sessions hold them) for a file of the
+			// shipper's own: read it next tick.
+			return nil
+		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fatal(fmt.Errorf("ship: read %s: %w", st.ID, err))
 		}

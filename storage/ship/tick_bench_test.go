@@ -35,6 +35,7 @@ type tickRig struct {
 	tickTime, upTime time.Duration // spent in Tick, and in uploads
 	cpu              time.Duration // the process's CPU time (user and system) during steps
 	objects          int           // objects uploaded
+	mark             bool          // steps are marked for strace (not the rig's own)
 }
 
 func newTickRig(tb testing.TB, sessions int) *tickRig {
@@ -92,6 +93,7 @@ func newTickRig(tb testing.TB, sessions int) *tickRig {
 		r.step(tb)
 	}
 	r.tickTime, r.upTime, r.cpu, r.objects = 0, 0, 0, 0
+	r.mark = true
 	return r
 }
 
@@ -146,6 +148,12 @@ func (r *tickRig) settle(tb testing.TB) {
 // step is one tick of the shipper: seal, make durable, upload.
 func (r *tickRig) step(tb testing.TB) {
 	r.clock = r.clock.Add(DefaultTick)
+	// Markers for a tracer (strace -f): the system calls between them are
+	// the step's.
+	if r.mark {
+		syscall.Access("/ship-bench-step-start", 0)
+		defer syscall.Access("/ship-bench-step-end", 0)
+	}
 	cpu0 := processCPU()
 	defer func() { r.cpu += processCPU() - cpu0 }()
 	t0 := time.Now()
@@ -178,11 +186,11 @@ func processCPU() time.Duration {
 }
 
 // BenchmarkTick measures one shipper tick (seal, segment, ledger, upload
-// into a directory store) over live sessions that each got `events`
+// into a directory store) over live sessions that each got `pairs`
 // command/result pairs since the last tick; chunks are sealed every fifth
-// tick (1 s of events). Recording is outside the timer. Under `strace -c
-// -f`, the record=only variant is the baseline to subtract (same spool
-// work, no tick).
+// tick (1 s of events). Recording is outside the timer. Each step is
+// marked for strace -f (a faccessat of /ship-bench-step-start, then of
+// /ship-bench-step-end): the calls between the marks are the shipper's.
 func BenchmarkTick(b *testing.B) {
 	for _, c := range []struct{ sessions, pairs int }{{100, 2}, {1000, 2}, {1000, 0}} {
 		for _, tick := range []bool{true, false} {

@@ -56,6 +56,59 @@ func (s *Shipper) put(ctx context.Context, key string, data []byte, opts blob.Pu
 	}
 }
 
+// putAll stores objs, retrying each until the store confirms it or ctx
+// ends. A store that batches (blob.Batcher: the directory store) gets them
+// all in one PutMany, which makes them durable with one sync per file and
+// per directory; what it did not confirm, and every object of a store
+// that does not batch (S3, whose puts are durable on return), goes through
+// put, Config.Uploaders at a time.
+func (s *Shipper) putAll(ctx context.Context, objs []object) error {
+	todo := objs
+	if b, ok := s.cfg.Store.(blob.Batcher); ok && len(objs) > 0 {
+		batch := make([]blob.Object, len(objs))
+		for i, o := range objs {
+			batch[i] = blob.Object{Key: o.Key, Data: o.Data, Opts: o.Retain}
+		}
+		todo = nil
+		for i, err := range b.PutMany(ctx, batch) {
+			if err != nil {
+				todo = append(todo, objs[i])
+				continue
+			}
+			s.uploaded.Add(1)
+		}
+		if len(todo) > 0 {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.uploadErrs.Add(uint64(len(todo)))
+		}
+	}
+	var (
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, s.cfg.Uploaders)
+		errMu  sync.Mutex
+		putErr error
+	)
+	for i := range todo {
+		o := &todo[i]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.put(ctx, o.Key, o.Data, o.Retain); err != nil {
+				errMu.Lock()
+				putErr = err
+				errMu.Unlock()
+				return
+			}
+			s.uploaded.Add(1)
+		}()
+	}
+	wg.Wait()
+	return putErr
+}
+
 // uploader ships segments in order: every object of a segment, then the
 // index entries of the sessions it closes; then the segment is deleted and
 // the spool files of those sessions removed.
@@ -154,30 +207,8 @@ func (s *Shipper) ship(ctx context.Context, tick uint64) error {
 	if err != nil {
 		return err
 	}
-	var (
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, s.cfg.Uploaders)
-		errMu  sync.Mutex
-		putErr error
-	)
-	for i := range objs {
-		o := &objs[i]
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := s.put(ctx, o.Key, o.Data, o.Retain); err != nil {
-				errMu.Lock()
-				putErr = err
-				errMu.Unlock()
-				return
-			}
-			s.uploaded.Add(1)
-		}()
-	}
-	wg.Wait()
-	if putErr != nil {
-		return putErr
+	if err := s.putAll(ctx, objs); err != nil {
+		return err
 	}
 	var closes []string
 	for _, o := range objs {
@@ -194,18 +225,22 @@ func (s *Shipper) ship(ctx context.Context, tick uint64) error {
 }
 
 // index writes the index entries of closed sessions whose chunks are all in
-// the store, removes their spool files, and forgets them.
+// the store (all of them in one putAll), removes their spool files, and
+// forgets them.
 func (s *Shipper) index(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	var done []string
+	var objs []object
+	var ready []string
 	for _, id := range ids {
 		s.mu.Lock()
 		t := s.sessions[id]
 		var entry *archive.IndexEntry
+		var ret blob.PutOptions
 		if t != nil {
 			entry = s.entryLocked(t)
+			ret = blob.PutOptions{RetainUntil: t.st.Retain, Mode: blob.Mode(t.st.Mode)}
 		}
 		s.mu.Unlock()
 		if entry == nil {
@@ -215,30 +250,40 @@ func (s *Shipper) index(ctx context.Context, ids []string) error {
 		if err != nil {
 			return err
 		}
-		ret := blob.PutOptions{RetainUntil: t.st.Retain, Mode: blob.Mode(t.st.Mode)}
 		for _, day := range archive.Days(entry.Start, entry.End) {
-			if err := s.put(ctx, archive.IndexKey(day, id), b, ret); err != nil {
-				return err
-			}
+			objs = append(objs, object{Key: archive.IndexKey(day, id), Data: b, Retain: ret})
 		}
-		if err := s.cfg.Spool.RemoveFinal(ctx, id); err != nil {
-			s.log.Warn("a shipped recording stays in the spool", "session", id, "err", err)
-		}
-		done = append(done, id)
+		ready = append(ready, id)
 	}
-	if err := s.appendBatch(&batch{Indexed: done}); err != nil {
+	if err := s.putAll(ctx, objs); err != nil {
+		return err
+	}
+	// Each removal waits for a commit of the spool's journal: made
+	// together (up to 64 at once), they share commits.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, id := range ready {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := s.cfg.Spool.RemoveFinal(ctx, id); err != nil {
+				s.log.Warn("a shipped recording stays in the spool", "session", id, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.appendBatch(&batch{Indexed: ready}); err != nil {
 		return fatal(err)
 	}
 	s.mu.Lock()
-	for _, id := range done {
+	for _, id := range ready {
 		if t := s.sessions[id]; t != nil {
 			s.backlog.Add(-t.limit)
 		}
-		delete(s.sessions, id)
-		delete(s.chunks, id)
+		s.forgetLocked(id)
 	}
 	s.mu.Unlock()
-	s.indexed.Add(uint64(len(done)))
+	s.indexed.Add(uint64(len(ready)))
 	return nil
 }
 
