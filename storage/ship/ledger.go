@@ -235,6 +235,9 @@ type segmentEntry struct {
 	Retain time.Time `json:"retain,omitzero"`
 	Mode   string    `json:"mode,omitempty"`
 	Closes string    `json:"closes,omitempty"`
+	// Empty: the object has no bytes, and no record of its bytes follows
+	// (a record cannot be empty: zeros would read as records).
+	Empty bool `json:"empty,omitempty"`
 }
 
 func segmentPath(dir string, tick uint64) string {
@@ -246,12 +249,15 @@ func segmentPath(dir string, tick uint64) string {
 func writeSegment(dir string, tick uint64, objs []object) (int64, error) {
 	var buf []byte
 	for _, o := range objs {
-		meta, err := json.Marshal(segmentEntry{Key: o.Key, Retain: o.Retain.RetainUntil, Mode: string(o.Retain.Mode), Closes: o.Closes})
+		meta, err := json.Marshal(segmentEntry{Key: o.Key, Retain: o.Retain.RetainUntil, Mode: string(o.Retain.Mode),
+			Closes: o.Closes, Empty: len(o.Data) == 0})
 		if err != nil {
 			return 0, err
 		}
 		buf = appendRecord(buf, meta)
-		buf = appendRecord(buf, o.Data)
+		if len(o.Data) > 0 {
+			buf = appendRecord(buf, o.Data)
+		}
 	}
 	if err := writeFileSync(segmentPath(dir, tick), buf); err != nil {
 		return 0, err
@@ -278,6 +284,11 @@ func readSegment(path string) ([]object, error) {
 			var e segmentEntry
 			if err := json.Unmarshal(p, &e); err != nil {
 				return err
+			}
+			if e.Empty {
+				objs = append(objs, object{Key: e.Key, Closes: e.Closes,
+					Retain: blob.PutOptions{RetainUntil: e.Retain, Mode: blob.Mode(e.Mode)}})
+				return nil
 			}
 			pending = &e
 			return nil
