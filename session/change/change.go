@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
@@ -79,7 +80,25 @@ type Plan struct {
 	with    *pg_query.WithClause // the reads' WITH clause (nil: none)
 	match   *pg_query.Node       // the condition the after read shares with the before read (nil: by key only)
 	bound   int
+	afters  *afterReads // After's answers, by arguments (nil: not kept)
 }
+
+// afterReads keeps a plan's after reads: writing one deparses it and parses
+// it back, milliseconds of CPU, and a plan cached for a prepared statement
+// asks for the same few shapes at every execution.
+type afterReads struct {
+	mu    sync.Mutex
+	reads map[string]afterRead
+}
+
+type afterRead struct {
+	sql string
+	err error
+}
+
+// maxAfterReads bounds the shapes one plan keeps (row counts vary up to
+// the bound).
+const maxAfterReads = 64
 
 // Analyze plans the reads around one statement (sql is its whole text).
 // It returns (nil, nil) for a statement that changes no rows phigate
@@ -162,7 +181,8 @@ func (a *analysis) common(op Op, root *pg_query.Node, rel *pg_query.RangeVar) (*
 	if why != "" {
 		return nil, notAnalysed(op, "%s", why)
 	}
-	p := &Plan{Op: op, Target: displayName(rel), Params: a.params, version: a.version, rel: rel, ref: refName(rel), bound: a.bound}
+	p := &Plan{Op: op, Target: displayName(rel), Params: a.params, version: a.version, rel: rel, ref: refName(rel), bound: a.bound,
+		afters: &afterReads{reads: map[string]afterRead{}}}
 	return p, nil
 }
 
@@ -404,6 +424,28 @@ func (p *Plan) After(keys []string, rows, first int) (string, error) {
 	if p.NoAfter {
 		return "", nil
 	}
+	if p.afters == nil {
+		return p.after(keys, rows, first)
+	}
+	key := fmt.Sprintf("%d/%d/%q", rows, first, keys)
+	p.afters.mu.Lock()
+	r, ok := p.afters.reads[key]
+	p.afters.mu.Unlock()
+	if ok {
+		return r.sql, r.err
+	}
+	sql, err := p.after(keys, rows, first)
+	p.afters.mu.Lock()
+	if len(p.afters.reads) >= maxAfterReads {
+		clear(p.afters.reads)
+	}
+	p.afters.reads[key] = afterRead{sql, err}
+	p.afters.mu.Unlock()
+	return sql, err
+}
+
+// after is After, written afresh.
+func (p *Plan) after(keys []string, rows, first int) (string, error) {
 	byKey := len(keys) > 0 && rows > 0
 	for _, k := range keys {
 		if contains(p.Assigns, k) {
