@@ -10,6 +10,8 @@
 //	product    + the masking profile: the product as bench/pg measures it
 //	readahead  the product with read_ahead on its grant (proven reads run
 //	           while their event syncs; off by default)
+//	nosnap     the product without the before and after rows of data
+//	           changes (recording.disable_change_snapshots)
 //
 // relay, classify and nofsync need a phigate_bench build (make
 // bench-build: bin/phigate-bench; the stage is its PHIGATE_BENCH_STAGE);
@@ -47,6 +49,7 @@ var stages = []stage{
 	{name: "fsync", unmasked: true},
 	{name: "product"},
 	{name: "readahead", readAhead: true},
+	{name: "nosnap", noSnapshots: true},
 }
 
 // stage is one way of reaching the database.
@@ -57,8 +60,10 @@ type stage struct {
 	unmasked bool
 	// readAhead: the grant's read_ahead.
 	readAhead bool
-	ep        harness.Endpoint
-	proc      *harness.Process // nil: direct (PostgreSQL's own processes are not ours to count)
+	// noSnapshots: recording.disable_change_snapshots.
+	noSnapshots bool
+	ep          harness.Endpoint
+	proc        *harness.Process // nil: direct (PostgreSQL's own processes are not ours to count)
 }
 
 type config struct {
@@ -165,7 +170,7 @@ func run(ctx context.Context, cfg config) error {
 			defer p.Stop()
 			s.ep, s.proc = ep, p
 		default:
-			spec := harness.Phigate{Bin: cfg.phigate, Dir: filepath.Join(work, s.name), Unmasked: s.unmasked, ReadAhead: s.readAhead}
+			spec := harness.Phigate{Bin: cfg.phigate, Dir: filepath.Join(work, s.name), Unmasked: s.unmasked, ReadAhead: s.readAhead, NoChangeSnapshots: s.noSnapshots}
 			if s.bench {
 				spec.Bin = cfg.phigateBench
 				spec.Env = []string{"PHIGATE_BENCH_STAGE=" + s.env}

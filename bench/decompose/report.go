@@ -129,7 +129,7 @@ func (r *report) write(dir string) error {
 				}
 			}
 		}
-		notes := fmt.Sprintf("pgbench %s -M %s -c %d -j %d -T %d -n, scale %d, fsync on. Stages: relay (bytes only), classify (+classification and policy, no recording), nofsync (+recording, no fdatasync), fsync (the product, no masking profile), product (+masking profile), readahead (the product with read_ahead on its grant, off by default); relay/classify/nofsync run a phigate_bench build. cpu_us_per_tx: utime+stime of the proxy process from /proc per transaction",
+		notes := fmt.Sprintf("pgbench %s -M %s -c %d -j %d -T %d -n, scale %d, fsync on. Stages: relay (bytes only), classify (+classification and policy, no recording), nofsync (+recording, no fdatasync), fsync (the product, no masking profile), product (+masking profile), readahead (the product with read_ahead on its grant, off by default), nosnap (the product without change snapshots); relay/classify/nofsync run a phigate_bench build. cpu_us_per_tx: utime+stime of the proxy process from /proc per transaction",
 			spec.Workload, spec.Mode, spec.Clients, min(spec.Jobs, spec.Clients), int(spec.Duration.Seconds()), r.cfg.scale)
 		if err := bench.Write(dir, bench.Result{Name: "decompose-" + key(spec), Unit: "per key: tps, ms, µs CPU per transaction, ratios", HigherIsBetter: true, Values: v, Notes: notes, Time: now}); err != nil {
 			return err
@@ -153,7 +153,7 @@ func (r *report) write(dir string) error {
 	md.WriteString("# Where phigate's cost per command goes (bench/decompose)\n\n")
 	fmt.Fprintf(&md, "Written by `go run ./bench/decompose` (`make bench`). Run: %s, %s/%s, %d CPUs, scale %d, %s per pgbench run, %v.\n",
 		r.started.UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), r.cfg.scale, r.cfg.duration, time.Since(r.started).Round(time.Second))
-	md.WriteString("Stages, each adding to the one before: relay (bytes copied after login), classify (+classification and policy, nothing recorded), nofsync (+recording, no fdatasync), fsync (the product without a masking profile), product (+the masking profile), readahead (the product with the grant's read_ahead on: proven reads run while their event syncs; off by default). The first three are a `phigate_bench` build's stages (session/benchstage), never product modes. docs/performance.md reads these tables.\n")
+	md.WriteString("Stages, each adding to the one before: relay (bytes copied after login), classify (+classification and policy, nothing recorded), nofsync (+recording, no fdatasync), fsync (the product without a masking profile), product (+the masking profile), readahead (the product with the grant's read_ahead on: proven reads run while their event syncs; off by default), nosnap (the product without the before and after rows of data changes). The first three are a `phigate_bench` build's stages (session/benchstage), never product modes. docs/performance.md reads these tables.\n")
 	md.WriteString(r.table())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

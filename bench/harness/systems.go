@@ -130,6 +130,9 @@ type Phigate struct {
 	// Unmasked leaves the grant without its masking profile; ReadAhead
 	// sets its read_ahead (proven reads run while their event syncs).
 	Unmasked, ReadAhead bool
+	// NoChangeSnapshots turns off the before and after rows of data
+	// changes (recording.disable_change_snapshots), for decomposition.
+	NoChangeSnapshots bool
 	// Env is added to the node's environment (a phigate_bench build's
 	// PHIGATE_BENCH_STAGE, say).
 	Env []string
@@ -187,6 +190,9 @@ func StartPhigate(ctx context.Context, spec Phigate, pg *Postgres) (*Process, En
 	cfg := filepath.Join(dir, "phigate.yaml")
 	conf := PhigateConfig(filepath.Join(dir, "data"), port, pg.Addr(), pwFile, hex.EncodeToString(sum[:]),
 		Grant{Unmasked: spec.Unmasked, ReadAhead: spec.ReadAhead})
+	if spec.NoChangeSnapshots {
+		conf += "recording:\n  disable_change_snapshots: true\n"
+	}
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		return nil, Endpoint{}, err
 	}
