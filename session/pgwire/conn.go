@@ -259,10 +259,12 @@ func (c *conn) relay(ctx context.Context) {
 	toUpstream := func() error { return nil }
 	if c.writeAhead {
 		toUpstream = func() error {
-			if !c.fe.effects {
-				return nil // proven reads only (readAhead)
+			// Under read_ahead, a flush of proven reads (and messages
+			// that change nothing) goes out unsynced. Swapped before
+			// the sync: what sets it again later is synced next time.
+			if !c.fe.effects.Swap(false) && c.readAhead {
+				return nil
 			}
-			c.fe.effects = false
 			c.srv.writeAheadSyncs.Add(1)
 			return c.rec.Sync(ctx)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -33,11 +34,14 @@ type frontendState struct {
 	cin  *frameReader
 	uout *outBuf
 	// effects: what is buffered for the upstream may change something, so
-	// the recording must be durable before it is sent (write-ahead
-	// sessions); effectsBefore is effects before the message in hand.
-	// Only a proven read leaves it as it was (forwarding); defined: the
-	// session may have made objects the catalog cannot see.
-	effects, effectsBefore, defined bool
+	// the recording must be durable before it is sent (read_ahead
+	// sessions; other write-ahead sessions sync at every flush). Set for
+	// every message but the effect-free ones and by every change event;
+	// only a proven read leaves it as it was before the message
+	// (effectsBefore, forwarding). defined: the session may have made
+	// objects the catalog cannot see.
+	effects                atomic.Bool
+	effectsBefore, defined bool
 	// batch numbers the messages between two Syncs (a Query or FunctionCall
 	// is a batch of its own); every expect carries the batch it was sent in.
 	batch uint64
@@ -87,9 +91,9 @@ func (c *conn) frontend(ctx context.Context) error {
 		if err := c.readmit(); err != nil {
 			return err
 		}
-		fe.effectsBefore = fe.effects
+		fe.effectsBefore = fe.effects.Load()
 		if !effectFree[typ] {
-			fe.effects = true
+			fe.effects.Store(true)
 		}
 		fe.defined = fe.defined || typ == 'F'
 		switch typ {
@@ -766,7 +770,7 @@ func (c *conn) forwarding(ctx context.Context, stmts []sqlclass.Statement) {
 			return
 		}
 	}
-	c.fe.effects = c.fe.effectsBefore
+	c.fe.effects.Store(c.fe.effectsBefore)
 }
 
 // provenRead reports whether stmts only read: SELECTs classed read, calling

@@ -85,6 +85,16 @@ func TestReadAhead(t *testing.T) {
 	if ran < 10 {
 		t.Fatalf("only %d of the statements that must wait ran: the grant refused the rest, so this checks little", ran)
 	}
+	// A write read around (before and after rows): its command is durable
+	// before the before read runs, and the before rows before it runs.
+	if _, err := conn.Exec(ctx, "INSERT INTO audit_log (id, msg) VALUES (1000, 'x')"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeExec} {
+		if n, refused := run("UPDATE audit_log SET msg = 'y' WHERE id = 1000", mode); n < 2 || refused {
+			t.Errorf("an UPDATE read around (mode %v) waited %d times, refused %v; want the command, then its before rows", mode, n, refused)
+		}
+	}
 	// Once the session may have made objects the catalog cannot see, no
 	// read is proven.
 	if n, _ := run("CREATE TEMP VIEW tv AS SELECT 1 AS b", simple); n == 0 {
@@ -132,6 +142,18 @@ func TestWriteAheadByDefault(t *testing.T) {
 		if g.srv.WriteAheadSyncs() == before {
 			t.Fatal("a read went out before its event was durable without read_ahead")
 		}
+	}
+	// A write read around: the command, then its before rows, are each
+	// durable before what follows them goes to the server.
+	if _, err := conn.Exec(ctx, "INSERT INTO audit_log (id, msg) VALUES (1000, 'x')"); err != nil {
+		t.Fatal(err)
+	}
+	before := g.srv.WriteAheadSyncs()
+	if _, err := conn.Exec(ctx, "UPDATE audit_log SET msg = 'y' WHERE id = 1000", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.srv.WriteAheadSyncs() - before; n < 2 {
+		t.Fatalf("an UPDATE read around waited %d times; want the command, then its before rows", n)
 	}
 	conn.Close(ctx)
 	evs := only(t, g.sessions(t, 1))

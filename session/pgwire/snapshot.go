@@ -240,6 +240,7 @@ func (c *conn) appendChange(ch *record.Change) error {
 	if uint64(lsn) > c.cmdPos.Load() {
 		c.cmdPos.Store(uint64(lsn))
 	}
+	c.fe.effects.Store(true) // durable before the statement it reads around runs
 	return nil
 }
 
