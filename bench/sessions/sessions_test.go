@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -118,8 +119,18 @@ func TestHeapByPart(t *testing.T) {
 			t.Errorf("%s = %v, want %v", part, got[part], want)
 		}
 	}
-	// The profile of this test process itself reads and sorts.
-	if len(heapByPart(nodeprof.Heap())) == 0 {
+	// The profile of this test process itself reads and sorts. At Go's
+	// default rate (one sample per 512 KiB) it may hold nothing: sample
+	// everything, and keep something alive.
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = 1
+	live := make([][]byte, 64)
+	for i := range live {
+		live[i] = make([]byte, 4096)
+	}
+	parts := heapByPart(nodeprof.Heap())
+	runtime.KeepAlive(live)
+	if len(parts) == 0 {
 		t.Error("no live heap in this process")
 	}
 }
