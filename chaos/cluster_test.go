@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/phigate/phigate/internal/freeport"
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/session/identity"
 )
@@ -68,14 +69,9 @@ admins: {groups: [admins]}
 
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var out []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+	out, err := freeport.Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -107,17 +107,8 @@ type nodeProc struct {
 // connections.
 func (c *cluster) startNode(t *testing.T) *nodeProc {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, apiPort := ln.Addr().(*net.TCPAddr).Port, apiLn.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	apiLn.Close()
+	ports := freePorts(t, 2)
+	port, apiPort := ports[0], ports[1]
 	tmpl, err := os.ReadFile(c.config + ".tmpl")
 	if err != nil {
 		t.Fatal(err)

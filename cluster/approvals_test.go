@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +18,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/phigate/phigate/internal/freeport"
 	"github.com/phigate/phigate/session/approval"
 )
 
@@ -39,16 +39,6 @@ func apLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
-func apAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // apCluster starts a three-member cluster (n2 and n3 join n1 and become
 // voters) with the short test timeouts.
 func apCluster(t *testing.T) []*Member {
@@ -57,7 +47,7 @@ func apCluster(t *testing.T) []*Member {
 	config := func(name string) Config {
 		return Fast(Config{
 			Name: name, Dir: filepath.Join(t.TempDir(), name),
-			PeerAddr: apAddr(t), ClientAddr: apAddr(t), APIAddr: apAddr(t), GossipAddr: apAddr(t),
+			PeerAddr: freeport.TestAddr(t), ClientAddr: freeport.TestAddr(t), APIAddr: freeport.TestAddr(t), GossipAddr: freeport.TestAddr(t),
 			StartTimeout: 20 * time.Second, Logger: apLogger(),
 		})
 	}

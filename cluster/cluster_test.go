@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/phigate/phigate/cluster"
+	"github.com/phigate/phigate/internal/freeport"
 )
 
 // testNode is a member in a test: its config (for restarts) and the
@@ -45,7 +46,7 @@ func nodeConfig(t *testing.T, name string) cluster.Config {
 	}
 	return cluster.Fast(cluster.Config{
 		Name: name, Dir: filepath.Join(t.TempDir(), name),
-		PeerAddr: freeAddr(t), ClientAddr: freeAddr(t), APIAddr: freeAddr(t), GossipAddr: freeAddr(t),
+		PeerAddr: freeport.TestAddr(t), ClientAddr: freeport.TestAddr(t), APIAddr: freeport.TestAddr(t), GossipAddr: freeport.TestAddr(t),
 		StartTimeout: 20 * time.Second,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
 		Meta:         func() cluster.Meta { return cluster.Meta{Postgres: "127.0.0.1:5432", Version: "test"} },
@@ -313,7 +314,7 @@ func TestCluster(t *testing.T) {
 			return fmt.Errorf("n4 sees %+v", n4.m.Peers())
 		})
 		// A memberlist without the key cannot join.
-		host, port := splitAddr(t, freeAddr(t))
+		host, port := splitAddr(t, freeport.TestAddr(t))
 		c := memberlist.DefaultLANConfig()
 		c.Name, c.BindAddr, c.BindPort, c.AdvertiseAddr, c.AdvertisePort = "intruder", host, port, host, port
 		c.LogOutput = io.Discard

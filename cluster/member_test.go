@@ -4,29 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/phigate/phigate/cluster"
+	"github.com/phigate/phigate/internal/freeport"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func startMember(t *testing.T, dir string) *cluster.Member {
 	t.Helper()
 	m, err := cluster.Start(context.Background(), cluster.Config{
-		Name: "n1", Dir: dir, PeerAddr: freeAddr(t), ClientAddr: freeAddr(t), APIAddr: freeAddr(t), GossipAddr: freeAddr(t),
+		Name: "n1", Dir: dir, PeerAddr: freeport.TestAddr(t), ClientAddr: freeport.TestAddr(t), APIAddr: freeport.TestAddr(t), GossipAddr: freeport.TestAddr(t),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -12,20 +11,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/phigate/phigate/cluster"
+	"github.com/phigate/phigate/internal/freeport"
 )
 
 // indexMember is a one-member cluster in dir.
 func indexMember(t *testing.T, dir string) *cluster.Member {
 	t.Helper()
-	free := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}
-	m, err := cluster.Start(context.Background(), cluster.Config{Name: "n1", Dir: dir, PeerAddr: free(), ClientAddr: free()})
+	m, err := cluster.Start(context.Background(), cluster.Config{Name: "n1", Dir: dir, PeerAddr: freeport.TestAddr(t), ClientAddr: freeport.TestAddr(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

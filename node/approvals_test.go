@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/phigate/phigate/internal/freeport"
 	"github.com/phigate/phigate/node"
 	"github.com/phigate/phigate/session/approval"
 )
@@ -77,7 +78,7 @@ func (f *approvalsFixture) policyText() string {
 
 func (f *approvalsFixture) config(t *testing.T, id string) *node.Config {
 	t.Helper()
-	ports := []any{id, filepath.Join(f.dir, id), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	ports := []any{id, filepath.Join(f.dir, id), freeport.TestAddr(t), freeport.TestAddr(t), freeport.TestAddr(t), freeport.TestAddr(t), freeport.TestAddr(t)}
 	cfg, err := node.ParseConfig([]byte(fmt.Sprintf(clusterNodeConfig, ports...) + f.policyText()))
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/phigate/phigate/internal/freeport"
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/node"
 	"github.com/phigate/phigate/session/identity"
@@ -89,20 +90,10 @@ type testNode struct {
 	stop    func()
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // config is node id's configuration with the bootstrap policy.
 func (f *clusterFixture) config(t *testing.T, id string) *node.Config {
 	t.Helper()
-	ports := []any{id, filepath.Join(f.dir, id), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	ports := []any{id, filepath.Join(f.dir, id), freeport.TestAddr(t), freeport.TestAddr(t), freeport.TestAddr(t), freeport.TestAddr(t), freeport.TestAddr(t)}
 	cfg, err := node.ParseConfig([]byte(fmt.Sprintf(clusterNodeConfig, ports...) + f.policy("read", "a", "b")))
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/phigate/phigate/internal/freeport"
 	"github.com/phigate/phigate/internal/pgtest"
 )
 
@@ -110,15 +110,8 @@ func RandomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// FreePort is a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort is a loopback port reserved for this process (internal/freeport).
+func FreePort() (int, error) { return freeport.Port() }
 
 // ProcessesUnder lists the live processes whose command line mentions dir,
 // as "pid: command line": a test's proof that a run stopped every child it

@@ -38,6 +38,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/phigate/phigate/internal/freeport"
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/internal/synth"
 	"github.com/phigate/phigate/session/identity"
@@ -369,20 +370,8 @@ func (d *demo) writeConfigs(passwords map[string]string) error {
 	return nil
 }
 
-// freePorts finds count distinct free loopback ports, holding each until
-// all are found.
-func freePorts(count int) ([]int, error) {
-	var ports []int
-	for range count {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// freePorts finds count distinct loopback ports reserved for the demo.
+func freePorts(count int) ([]int, error) { return freeport.Ports(count) }
 
 const nodeConfig = `# Written by the phigate demo.
 node:

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/phigate/phigate/internal/freeport"
 	"github.com/phigate/phigate/internal/pgtest"
 	"github.com/phigate/phigate/node"
 	"github.com/phigate/phigate/session/identity"
@@ -301,24 +302,9 @@ func crashSummary(err error, log string) string {
 	return fmt.Sprintf("exit: %v\n%s", err, tail(log, 5))
 }
 
-// Ports the suites give a meaning of their own: lib/pq skips tests when
-// PGPORT is PgBouncer's (6432), Pgpool's (7432) or CockroachDB's (26257).
-var reservedPorts = map[int]bool{6432: true, 7432: true, 26257: true}
-
-func freePortAvoiding() (int, error) {
-	for range 10 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !reservedPorts[p] {
-			return p, nil
-		}
-	}
-	return 0, errors.New("no free port")
-}
+// freePortAvoiding is a reserved loopback port; internal/freeport never
+// hands out the ports lib/pq's tests give a meaning of their own.
+func freePortAvoiding() (int, error) { return freeport.Port() }
 
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

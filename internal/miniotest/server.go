@@ -20,6 +20,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/phigate/phigate/internal/freeport"
 	"github.com/phigate/phigate/internal/pgtest"
 )
 
@@ -110,14 +111,7 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return freeport.Port() }
 
 func (s *Server) start(ctx context.Context, bin string) error {
 	if !s.keepAddr {
