@@ -252,13 +252,21 @@ func (c *conn) relay(ctx context.Context) {
 	c.be.uin = newFrameReader("upstream", c.up.conn, bufSize, max)
 	// Durability points. Towards the upstream (write-ahead sessions): every
 	// event so far, so a command and the results before it are on disk
-	// before it runs. Towards the agent: the latest command, so no output
+	// before it runs; during a change snapshot, phigate's own reads wait
+	// for nothing and the statement for its command (snapWait). Towards the agent: the latest command, so no output
 	// leaves before the command that produced it is on disk; result events
 	// need no wait there, they become durable with the next group commit
 	// and at the latest before the session's next command is forwarded.
 	toUpstream := func() error { return nil }
 	if c.writeAhead {
 		toUpstream = func() error {
+			switch c.fe.snapWait {
+			case waitNothing:
+				return nil
+			case waitCommand:
+				c.srv.writeAheadSyncs.Add(1)
+				return c.rec.Wait(ctx, session.Position(c.fe.snapCmd))
+			}
 			// Under read_ahead, a flush of proven reads (and messages
 			// that change nothing) goes out unsynced. Swapped before
 			// the sync: what sets it again later is synced next time.

@@ -64,6 +64,16 @@ type frontendState struct {
 	// names of its own statements.
 	wrap    *wrap
 	snapSeq int
+	// resolved are the relation resolutions of earlier snapshots, by the
+	// names a plan reads (resolvedKey): a later snapshot naming the same
+	// relations checks them in the server (guardSQL) in the same round
+	// trip as its before read, instead of resolving them first.
+	resolved map[string]resolution
+	// snapWait is what a flush during a snapshot waits for before it goes
+	// out (conn.go's toUpstream; waitAll outside snapshots), and snapCmd
+	// the position of the statement's command event (waitCommand).
+	snapWait snapWait
+	snapCmd  uint64
 	// gate is the approval rule the command decide judged last matched
 	// (nil: none); reason is what the agent said with SET phigate.reason
 	// (approval.go).

@@ -143,8 +143,9 @@ func TestWriteAheadByDefault(t *testing.T) {
 			t.Fatal("a read went out before its event was durable without read_ahead")
 		}
 	}
-	// A write read around: the command, then its before rows, are each
-	// durable before what follows them goes to the server.
+	// A write read around: its command is durable before it goes to the
+	// server (its before rows need only be durable before its output and
+	// its commit: TestSnapshotRecordingFailureFailsClosed).
 	if _, err := conn.Exec(ctx, "INSERT INTO audit_log (id, msg) VALUES (1000, 'x')"); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestWriteAheadByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := g.srv.WriteAheadSyncs() - before; n < 2 {
-		t.Fatalf("an UPDATE read around waited %d times; want the command, then its before rows", n)
+		t.Fatalf("an UPDATE read around waited %d times; want its command, then everything before phigate's COMMIT", n)
 	}
 	conn.Close(ctx)
 	evs := only(t, g.sessions(t, 1))

@@ -49,16 +49,38 @@ import (
 //  4. Resolve every relation the reads name with to_regclass in the
 //     session (search_path, temporary tables): a read of a view, a foreign
 //     table or a table with rules could run code M would not, so the
-//     statement is then not analysed, and nothing was read.
+//     statement is then not analysed, and nothing was read. Names the
+//     session resolved before are not resolved again: the before read's
+//     step starts with a guard that fails, in the server, unless each
+//     still resolves to the same relation of the same kind (guardSQL);
+//     then the step is undone and the names are resolved.
 //  5. The before read, with M's own lock; its rows masked as results are
-//     (raw values sealed to the auditors), recorded and made durable
-//     before M goes out.
+//     (raw values sealed to the auditors), recorded.
 //  6. M, then (after its answer) the after read; DELETE has none.
+//
+// Durability (write-ahead sessions; see snapWait): M goes out once its
+// command event is durable, as every command does. phigate's reads are
+// its own and change nothing, so they go out without waiting, and the
+// before rows need not be durable before M runs: M runs inside a
+// transaction block, which commits only on a later flush (the agent's
+// COMMIT, or phigate's at the end of its block) that waits for every
+// event, and M's output waits for its before rows. A crash in between
+// loses the connection and so M's uncommitted effect with it.
 //
 // The agent receives the same bytes as without snapshots: same tags,
 // rows, errors and ReadyForQuery statuses (TestSnapshotClientViewUnchanged).
 // The reads run under the session's role, in its transaction, with its
 // parameters; their conditions are M's own parse tree (package change).
+
+// snapWait is what a flush waits for before it goes out during a
+// snapshot (conn.go's toUpstream in write-ahead sessions).
+type snapWait uint8
+
+const (
+	waitAll     snapWait = iota // every event appended so far (outside snapshots)
+	waitNothing                 // only phigate's reads and effect-free messages are buffered
+	waitCommand                 // the statement: its command event (conn.fe.snapCmd)
+)
 
 // snapshotSavepoint is the savepoint every read runs under.
 const snapshotSavepoint = "phigate_snapshot"
@@ -67,9 +89,50 @@ const snapshotSavepoint = "phigate_snapshot"
 // follows its search_path, temporary schema first): their OIDs, kinds and
 // whether rules rewrite statements on them. Every name is qualified, so no
 // look-alike on the search path is called.
-const resolveSQL = `SELECT u.i, c.oid, c.relkind, c.relhasrules
+// Its last column is the resolution in one string, as guardSQL compares it.
+const resolveSQL = `SELECT u.i, c.oid, c.relkind, c.relhasrules, ` + resolutionExpr + `
 FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS u(name, i)
 LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(u.name)::pg_catalog.oid`
+
+// resolutionExpr is one name's resolution as text: its OID, kind and
+// whether it has rules; "" for a name that resolves to nothing.
+const resolutionExpr = `pg_catalog.concat_ws(' ', c.oid, c.relkind, c.relhasrules)`
+
+// guardSQL checks, in the server, that every name ($1) still resolves as
+// it did when phigate resolved it ($2, resolutionExpr's strings): else it
+// fails (division by zero), and so does the rest of its step, before the
+// read after it can touch a relation that has become something else (a
+// view, a table with rules) since. It returns no rows.
+const guardSQL = `SELECT FROM (SELECT pg_catalog.count(*) FILTER (WHERE ` + resolutionExpr + ` OPERATOR(pg_catalog.=) u.want) AS good, pg_catalog.count(*) AS n
+FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) AS u(name, want)
+LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(u.name)::pg_catalog.oid) g
+WHERE 1 OPERATOR(pg_catalog./) (g.good OPERATOR(pg_catalog.=) g.n)::pg_catalog.int4 OPERATOR(pg_catalog.<) 0`
+
+// resolution is what the resolve step found for a plan's relations, and
+// passed checkRelations with: the target's OID and each name's
+// resolutionExpr string, for guardSQL.
+type resolution struct {
+	target uint32
+	want   [][]byte
+}
+
+// maxResolved bounds a session's remembered resolutions.
+const maxResolved = 256
+
+func resolvedKey(names []string) string { return strings.Join(names, "\x00") }
+
+// remember keeps a resolution that passed checkRelations.
+func (c *conn) remember(names []string, target uint32, rows [][][]byte) {
+	want := make([][]byte, len(names))
+	for _, r := range rows {
+		i, _ := strconv.Atoi(string(r[0]))
+		want[i-1] = append([]byte(nil), r[4]...)
+	}
+	if c.fe.resolved == nil || len(c.fe.resolved) >= maxResolved {
+		c.fe.resolved = map[string]resolution{}
+	}
+	c.fe.resolved[resolvedKey(names)] = resolution{target: target, want: want}
+}
 
 // oidTextArray is text[]'s type OID.
 const oidTextArray = 1009
@@ -325,9 +388,12 @@ func (c *conn) snapshot(ctx context.Context, cmd *command, stmt int, plan *chang
 		}
 		return c.send(ctx, query, forward, nil, nil)
 	}
+	cmdAt := c.cmdPos.Load() // the command event: appended, maybe not durable yet
 	if err := c.quiesce(ctx); err != nil {
 		return err
 	}
+	c.fe.snapWait, c.fe.snapCmd = waitNothing, cmdAt
+	defer func() { c.fe.snapWait = waitAll }()
 	tx := c.txNow()
 	switch {
 	case tx.skipping:
@@ -351,54 +417,93 @@ func (c *conn) snapshot(ctx context.Context, cmd *command, stmt int, plan *chang
 		}
 	}
 
-	// Which relations the reads name, resolved in the session; outside a
-	// transaction block, phigate's block opens first.
-	res := newStep()
-	res.read = &snapRead{raw: true, bound: len(plan.Relations)}
-	if tx.status == 'I' {
-		if err := c.hiddenExec(res, "BEGIN", nil, nil); err != nil {
-			return err
-		}
+	// Outside a transaction block, phigate's block opens first, in the
+	// same round trip as the first step.
+	begin := tx.status == 'I'
+	if begin {
 		c.fe.wrap = newWrap()
 	}
 	names := &extParams{values: [][]byte{textArray(plan.Relations)}, formats: []int16{0}, oids: []uint32{oidTextArray}}
-	if err := c.inSavepoint(res, resolveSQL, names); err != nil {
-		return err
-	}
-	if err := c.endStep(ctx, res, true); err != nil {
-		return err
-	}
-	var why string
-	var target uint32
-	if res.failed {
-		if err := c.restore(ctx); err != nil {
-			return err
-		}
-		why = "not analysed: phigate could not resolve the relations it names (SQLSTATE " + res.errCode + ")"
-	} else {
-		target, why = checkRelations(plan, res.read.rawRows)
-	}
-	if why != "" {
-		if err := c.recordNone(cmd.id, stmt, plan.Op, why); err != nil {
-			return err
-		}
-		return c.send(ctx, query, forward, nil, nil)
-	}
-	keys, keyErr := c.cat.keyOf(ctx, target)
-	table, _ := c.cat.relationName(ctx, target)
 
-	// Before: durable before the statement goes out (write-ahead).
-	before := &snapRead{phase: record.ChangeBefore, cmd: cmd.id, stmt: stmt, bound: c.srv.cfg.ChangeSnapshotRows, target: target}
-	if !plan.NoAfter {
-		before.keys = keys
+	// Relations resolved before: checked by the guard in the before read's
+	// step. When the guard (or the read) fails, the step is undone and the
+	// relations are resolved again.
+	var before *snapRead
+	var bs *step
+	var keys []int16
+	var keyErr error
+	var table string
+	if r, ok := c.fe.resolved[resolvedKey(plan.Relations)]; ok {
+		keys, keyErr = c.cat.keyOf(ctx, r.target)
+		table, _ = c.cat.relationName(ctx, r.target)
+		before, bs = c.beforeRead(cmd, stmt, plan, r.target, keys)
+		if err := c.hiddenBegin(bs, &begin); err != nil {
+			return err
+		}
+		guard := &extParams{values: [][]byte{names.values[0], byteaArray(r.want)}, formats: []int16{0, 0}, oids: []uint32{oidTextArray, oidTextArray}}
+		if err := c.hiddenExec(bs, "SAVEPOINT "+snapshotSavepoint, nil, nil); err != nil {
+			return err
+		}
+		if err := c.hiddenExec(bs, guardSQL, guard, nil); err != nil {
+			return err
+		}
+		if err := c.hiddenExec(bs, plan.Before, ext, before); err != nil {
+			return err
+		}
+		if err := c.hiddenExec(bs, "RELEASE SAVEPOINT "+snapshotSavepoint, nil, nil); err != nil {
+			return err
+		}
+		if err := c.endStep(ctx, bs, true); err != nil {
+			return err
+		}
+		if bs.failed {
+			if err := c.restore(ctx); err != nil {
+				return err
+			}
+			delete(c.fe.resolved, resolvedKey(plan.Relations))
+			bs = nil
+		}
 	}
-	bs := newStep()
-	bs.read = before
-	if err := c.inSavepoint(bs, plan.Before, ext); err != nil {
-		return err
-	}
-	if err := c.endStep(ctx, bs, true); err != nil {
-		return err
+	if bs == nil {
+		// Which relations the reads name, resolved in the session.
+		res := newStep()
+		res.read = &snapRead{raw: true, bound: len(plan.Relations)}
+		if err := c.hiddenBegin(res, &begin); err != nil {
+			return err
+		}
+		if err := c.inSavepoint(res, resolveSQL, names); err != nil {
+			return err
+		}
+		if err := c.endStep(ctx, res, true); err != nil {
+			return err
+		}
+		var why string
+		var target uint32
+		if res.failed {
+			if err := c.restore(ctx); err != nil {
+				return err
+			}
+			why = "not analysed: phigate could not resolve the relations it names (SQLSTATE " + res.errCode + ")"
+		} else {
+			target, why = checkRelations(plan, res.read.rawRows)
+		}
+		if why != "" {
+			if err := c.recordNone(cmd.id, stmt, plan.Op, why); err != nil {
+				return err
+			}
+			return c.send(ctx, query, forward, nil, nil)
+		}
+		c.remember(plan.Relations, target, res.read.rawRows)
+		keys, keyErr = c.cat.keyOf(ctx, target)
+		table, _ = c.cat.relationName(ctx, target)
+
+		before, bs = c.beforeRead(cmd, stmt, plan, target, keys)
+		if err := c.inSavepoint(bs, plan.Before, ext); err != nil {
+			return err
+		}
+		if err := c.endStep(ctx, bs, true); err != nil {
+			return err
+		}
 	}
 	ev := before.event(plan, table)
 	ev.Read = plan.Before
@@ -419,6 +524,27 @@ func (c *conn) snapshot(ctx context.Context, cmd *command, stmt int, plan *chang
 	})
 }
 
+// beforeRead is the before read of plan on target, and its step.
+func (c *conn) beforeRead(cmd *command, stmt int, plan *change.Plan, target uint32, keys []int16) (*snapRead, *step) {
+	before := &snapRead{phase: record.ChangeBefore, cmd: cmd.id, stmt: stmt, bound: c.srv.cfg.ChangeSnapshotRows, target: target}
+	if !plan.NoAfter {
+		before.keys = keys
+	}
+	s := newStep()
+	s.read = before
+	return before, s
+}
+
+// hiddenBegin queues phigate's BEGIN in step s when *begin says the block
+// is still to open, once.
+func (c *conn) hiddenBegin(s *step, begin *bool) error {
+	if !*begin {
+		return nil
+	}
+	*begin = false
+	return c.hiddenExec(s, "BEGIN", nil, nil)
+}
+
 // send forwards the agent's message. In a Query under phigate's block its
 // completion is held and the block ends after it. With run, it waits for
 // the statement's answer and then runs after (the after read) before
@@ -428,6 +554,13 @@ func (c *conn) send(ctx context.Context, query bool, forward func(hold *wrap) er
 	if query && c.fe.wrap != nil {
 		hold = c.fe.wrap
 		c.fe.wrap = nil // the Query ends it
+	}
+	// A statement read around waits for its command event only (its before
+	// rows are durable before its output and before its block commits);
+	// one that is not waits for everything, as any command does.
+	c.fe.snapWait = waitAll
+	if run != nil {
+		c.fe.snapWait = waitCommand
 	}
 	if err := forward(hold); err != nil {
 		return err
@@ -445,10 +578,12 @@ func (c *conn) send(ctx context.Context, query bool, forward func(hold *wrap) er
 		if err := c.await(ctx, run.done); err != nil {
 			return err
 		}
+		c.fe.snapWait = waitNothing // the after read
 		if err := after(); err != nil {
 			return err
 		}
 	}
+	c.fe.snapWait = waitAll
 	if hold != nil {
 		return c.endWrap(ctx, hold)
 	}
@@ -566,7 +701,7 @@ func checkRelations(plan *change.Plan, rows [][][]byte) (uint32, string) {
 	}
 	var target uint32
 	for _, r := range rows {
-		if len(r) != 4 {
+		if len(r) != 5 {
 			return 0, "not analysed: phigate could not resolve the relations it names"
 		}
 		i, _ := strconv.Atoi(string(r[0]))
@@ -612,6 +747,15 @@ func checkRelations(plan *change.Plan, rows [][][]byte) (uint32, string) {
 	return target, ""
 }
 
+// byteaArray is textArray of byte strings.
+func byteaArray(elems [][]byte) []byte {
+	ss := make([]string, len(elems))
+	for i, e := range elems {
+		ss[i] = string(e)
+	}
+	return textArray(ss)
+}
+
 // textArray is the text form of a text[] holding elems.
 func textArray(elems []string) []byte {
 	b := []byte{'{'}
@@ -634,6 +778,12 @@ func textArray(elems []string) []byte {
 // quiesce flushes and waits until the server has answered every message
 // sent so far (a Flush makes it answer within an open pipeline).
 func (c *conn) quiesce(ctx context.Context) error {
+	c.mu.Lock()
+	idle := len(c.queue) == 0
+	c.mu.Unlock()
+	if idle && len(c.fe.uout.buf) == 0 {
+		return nil // everything sent is answered, and nothing is unsent
+	}
 	if err := c.writeMsg(&pgproto3.Flush{}); err != nil {
 		return err
 	}
