@@ -23,7 +23,6 @@ import (
 var phigateHelpers = []string{"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT phigate_snapshot", "RELEASE SAVEPOINT phigate_snapshot",
 	"ROLLBACK TO SAVEPOINT phigate_snapshot"}
 
-
 // TestSnapshotRunsOnlyWhatIsRecorded runs the scripts of the client-view
 // test, hostile ones included, with the server logging every statement
 // it runs for the database, and holds the server's own account against
