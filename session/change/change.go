@@ -81,6 +81,12 @@ type Plan struct {
 	match   *pg_query.Node       // the condition the after read shares with the before read (nil: by key only)
 	bound   int
 	afters  *afterReads // After's answers, by arguments (nil: not kept)
+	// A plan made from a template's (template.go): the template's plan,
+	// and the constants its parameters stand for.
+	tmpl     *Plan
+	literals []string
+	// A template's plan: its reads split at their parameters.
+	splits *splits
 }
 
 // afterReads keeps a plan's after reads: writing one deparses it and parses
@@ -423,6 +429,9 @@ func (p *Plan) read(match *pg_query.Node) *pg_query.SelectStmt {
 func (p *Plan) After(keys []string, rows, first int) (string, error) {
 	if p.NoAfter {
 		return "", nil
+	}
+	if p.tmpl != nil {
+		return p.afterBound(keys, rows, first)
 	}
 	if p.afters == nil {
 		return p.after(keys, rows, first)
