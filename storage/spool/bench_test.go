@@ -22,6 +22,7 @@ func BenchmarkAppendWait(b *testing.B) {
 	frame := newRecorder(sessionID(0)).next() // a real command event, ~360 bytes
 	for _, sessions := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("journal/sessions=%d", sessions), func(b *testing.B) { benchJournal(b, sessions, frame, zeroFill) })
+		b.Run(fmt.Sprintf("journal-slow-sync/sessions=%d", sessions), func(b *testing.B) { benchJournalFS(b, sessions, frame, zeroFill, slowSyncFS{}) })
 		b.Run(fmt.Sprintf("journal-fallocate-only/sessions=%d", sessions), func(b *testing.B) { benchJournal(b, sessions, frame, fallocateOnly) })
 		b.Run(fmt.Sprintf("journal-no-prealloc/sessions=%d", sessions), func(b *testing.B) { benchJournal(b, sessions, frame, growing) })
 		b.Run(fmt.Sprintf("naive/sessions=%d", sessions), func(b *testing.B) { benchNaive(b, sessions, frame) })
@@ -69,9 +70,34 @@ func parallel(b *testing.B, n int, op func(worker int) error) {
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 }
 
+// slowSyncFS adds a millisecond to every fdatasync, as a disk (or network
+// volume) whose syncs are latency-bound would: syncs that overlap overlap
+// their added latency too. It shows what committing batches concurrently
+// buys when the sync's latency, not this machine's CPU, is the limit.
+type slowSyncFS struct{ osFS }
+
+type slowSyncFile struct{ file }
+
+func (f slowSyncFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
+	fl, err := f.osFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return slowSyncFile{fl}, nil
+}
+
+func (f slowSyncFile) Datasync() error {
+	time.Sleep(time.Millisecond)
+	return f.file.Datasync()
+}
+
 func benchJournal(b *testing.B, sessions int, frame []byte, prealloc preallocation) {
+	benchJournalFS(b, sessions, frame, prealloc, osFS{})
+}
+
+func benchJournalFS(b *testing.B, sessions int, frame []byte, prealloc preallocation, fsys fileSystem) {
 	dir := b.TempDir()
-	s, err := open(Config{Dir: dir}, osFS{}, prealloc)
+	s, err := open(Config{Dir: dir}, fsys, prealloc)
 	if err != nil {
 		b.Fatal(err)
 	}

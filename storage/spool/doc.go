@@ -12,13 +12,21 @@
 //   - Log.Append encodes a journal record {session id, offset in the session
 //     file, frame, CRC-32C} into a shared in-memory batch under a mutex and
 //     returns its LSN. It does no I/O and, in steady state, no allocation.
-//   - One syncer goroutine (Run) takes the whole batch, writes it to the
+//   - A syncer goroutine (Run) takes the whole batch, writes it to the
 //     journal with one write and makes it durable with one fdatasync, then
 //     wakes every waiter whose LSN it covers (Wait). There is no artificial
 //     delay: a batch is whatever accumulated while the previous fdatasync
 //     ran (the syncer only yields once, so that the waiters it woke can
 //     append again), so the batch grows with the load and the fsync rate
 //     does not.
+//   - Two group commits may be in flight: while one batch's fdatasync runs,
+//     a second syncer takes the next batch, writes it after the first (the
+//     writes are serialised) and syncs it at the same time, since file
+//     systems commit overlapping fdatasyncs together. Batches complete
+//     strictly in journal order: a batch whose sync returned first waits
+//     for its predecessor before it is published as durable, wakes its
+//     waiters or goes to the applier, and publishes nothing if the
+//     predecessor failed. A segment roll waits until no batch is in flight.
 //   - After the sync, an applier goroutine writes each frame into its
 //     session file at its offset (page cache, no fsync), so that readers
 //     see it. Log.Close waits for its frames to be applied, fdatasyncs the

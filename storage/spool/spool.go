@@ -69,13 +69,14 @@ type Config struct {
 	// OnCommit, if set, is called after each group commit of the journal
 	// with how long its fdatasync took and how much it made durable (for
 	// metrics). It runs on the committing goroutine, so it must be cheap
-	// and never block. Nil: nobody is told.
+	// and never block; calls come one at a time, in journal order. Nil:
+	// nobody is told.
 	OnCommit func(Commit)
 }
 
 // Commit describes one group commit, for Config.OnCommit.
 type Commit struct {
-	Sync   time.Duration // the journal's fdatasync
+	Sync   time.Duration // the journal's fdatasync (the other batch in flight may have synced meanwhile)
 	Frames int           // frames made durable, across all sessions
 	Bytes  int
 }
@@ -92,9 +93,12 @@ type Spool struct {
 	sessionsDir string
 	lock        *os.File
 
-	mu        sync.Mutex
-	cur       *batch // accumulating appends
-	flushing  *batch // being written and synced; nil when idle
+	mu  sync.Mutex
+	cur *batch // accumulating appends
+	// inFlight holds the batches taken from cur and not yet durable, in
+	// journal order (at most maxInFlight): being written or synced, or
+	// synced and waiting for their predecessor to complete.
+	inFlight  []*batch
 	free      []*batch
 	lsn       LSN // end of the last appended record
 	logs      map[string]*Log
@@ -111,11 +115,16 @@ type Spool struct {
 	closing   chan struct{} // closed by Close
 	runDone   chan struct{} // closed when Run returns
 
-	// Owned by the syncer goroutine (by Open before Run starts).
-	seg     *segment
-	nextSeq uint64
-	ckptBuf []byte
-	hdrBuf  []byte
+	// wmu serialises the journal's writers: taking a batch, rolling the
+	// segment and writing the batch at seg.pos (the fdatasync that
+	// follows runs outside it, so that two batches sync at once). It
+	// guards the fields below (Open uses them before Run starts).
+	wmu      sync.Mutex
+	seg      *segment
+	nextSeq  uint64
+	ckptBuf  []byte
+	hdrBuf   []byte
+	lastDone chan struct{} // done of the batch taken last; nil before the first
 
 	spareMu sync.Mutex
 	spare   *segment      // a preallocated segment with an invalid header, ready to use
@@ -151,6 +160,13 @@ type batch struct {
 	commit *commit
 	kicked bool
 	lazy   bool // the lazy timer is armed for this batch
+	// Set when a syncer takes the batch (under wmu). done is closed once
+	// the batch completed: published as durable and handed to the
+	// applier, or given up because the spool failed (failed first, so
+	// that a successor sees it). prev is the done of the batch taken
+	// before it: batches complete strictly in journal order, so the
+	// durable LSN and the applier's input stay a prefix of the journal.
+	done, prev chan struct{}
 }
 
 // applyRef locates a frame inside a batch and in its session file.
@@ -397,7 +413,8 @@ func (s *Spool) lazyKick() {
 	s.kickSyncer()
 }
 
-// kickSyncer tells the syncer a batch has work; one kick per batch.
+// kickSyncer tells a syncer a batch has work; one kick per batch (a
+// syncer busy with a batch in flight looks for the next one when done).
 func (s *Spool) kickSyncer() {
 	select {
 	case s.kick <- struct{}{}:
@@ -447,13 +464,20 @@ func (s *Spool) Wait(ctx context.Context, lsn LSN) error {
 		s.mu.Unlock()
 		return fmt.Errorf("spool: wait for LSN %d beyond the last append %d", lsn, s.lsn)
 	}
-	c := s.cur.commit
+	var c *commit
+	for _, b := range s.inFlight {
+		if lsn <= b.end {
+			c = b.commit // the first batch in flight that holds lsn
+			break
+		}
+	}
 	kick := false
-	if s.flushing != nil && lsn <= s.flushing.end {
-		c = s.flushing.commit
-	} else if !s.cur.kicked {
-		// Someone waits for lazy frames: commit them now.
-		s.cur.kicked, kick = true, true
+	if c == nil {
+		c = s.cur.commit
+		if !s.cur.kicked {
+			// Someone waits for lazy frames: commit them now.
+			s.cur.kicked, kick = true, true
+		}
 	}
 	s.mu.Unlock()
 	if kick {
@@ -514,8 +538,8 @@ func (s *Spool) fail(err error) {
 	}
 	s.err = fmt.Errorf("%w: %w", ErrFailed, err)
 	s.log.Error("spool failed: refusing further recordings", "err", err)
-	if s.flushing != nil {
-		finishLocked(s.flushing.commit, s.err)
+	for _, b := range s.inFlight {
+		finishLocked(b.commit, s.err)
 	}
 	finishLocked(s.cur.commit, s.err)
 	close(s.failed)
@@ -542,7 +566,11 @@ func (s *Spool) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.applier(work, jobs) })
 	wg.Go(func() { s.checkpointer(jobs) })
-	s.syncer(ctx, work)
+	var syncers sync.WaitGroup
+	for range maxInFlight {
+		syncers.Go(func() { s.syncer(ctx, work) })
+	}
+	syncers.Wait()
 	close(work) // the applier drains it, then closes jobs
 	wg.Wait()
 
@@ -566,10 +594,27 @@ type applyItem struct {
 	old   *segment
 }
 
+// maxInFlight is how many group commits may be in flight at once, one
+// syncer goroutine each. While one batch's fdatasync runs, the next batch
+// is written after it in the journal and synced at the same time: the file
+// system commits overlapping fdatasyncs together (on this VM's ext4, two
+// threads syncing 4 KiB writes to one file made 1.2 to 2.2 times the syncs
+// per second of one thread, depending on the disk's other load), so a
+// command appended during a sync need not wait for the running one and
+// then its own.
+const maxInFlight = 2
+
 func (s *Spool) syncer(ctx context.Context, work chan<- applyItem) {
 	for {
 		select {
 		case <-s.kick:
+			// The kick came from the first waiter to append after a
+			// commit woke it and the others: let them append too, so that
+			// this batch is not one frame while the other syncer's batch
+			// carries the rest (a yield, not a delay; measured with 1 ms
+			// syncs at 16 sessions: 8.3 appends a commit instead of 7.3,
+			// +10% appends per second).
+			runtime.Gosched()
 		case <-ctx.Done():
 			s.stopAppends()
 		case <-s.closing:
@@ -577,15 +622,7 @@ func (s *Spool) syncer(ctx context.Context, work chan<- applyItem) {
 		case <-s.failed:
 			return
 		}
-		for {
-			more, err := s.flush(work)
-			if err != nil {
-				s.fail(err)
-				return
-			}
-			if !more {
-				break
-			}
+		for s.flush(work) {
 			// Let the waiters just woken run before taking the next batch:
 			// on few cores they would otherwise append only after it was
 			// taken and wait for two commits instead of one (measured:
@@ -608,24 +645,28 @@ func (s *Spool) stopAppends() {
 	s.mu.Unlock()
 }
 
-// flush writes and syncs the current batch. more reports that it found a
-// batch (so there may be another one).
-func (s *Spool) flush(work chan<- applyItem) (more bool, err error) {
+// flush takes the current batch, writes it to the journal after the
+// batches in flight and syncs it (while the other syncer may be syncing
+// the batch before it), then completes it in journal order: once its
+// predecessor completed, it publishes it as durable, releases its waiters
+// and hands it to the applier. A failure fails the spool. flush reports
+// whether it committed a batch (so there may be another one).
+func (s *Spool) flush(work chan<- applyItem) bool {
+	s.wmu.Lock()
 	s.mu.Lock()
-	if s.err != nil {
-		s.mu.Unlock()
-		return false, nil
-	}
 	b := s.cur
-	if len(b.data) == 0 || (!b.kicked && !s.stopped) {
-		// Empty, or holding only lazy frames that nobody waits for yet:
-		// they ride along with the next commit (or the lazy timer's).
+	if s.err != nil || len(b.data) == 0 || (!b.kicked && !s.stopped) {
+		// Failed, empty, or holding only lazy frames that nobody waits for
+		// yet: they ride along with the next commit (or the lazy timer's).
 		s.mu.Unlock()
-		return false, nil
+		s.wmu.Unlock()
+		return false
 	}
 	b.end = s.lsn
 	s.cur = s.newBatchLocked()
-	s.flushing = b
+	b.prev, b.done = s.lastDone, make(chan struct{})
+	s.lastDone = b.done
+	s.inFlight = append(s.inFlight, b)
 	seg := s.seg
 	roll := seg.pos > seg.base && seg.pos+int64(len(b.data)) > s.cfg.SegmentBytes
 	var ckpt []byte
@@ -637,35 +678,67 @@ func (s *Spool) flush(work chan<- applyItem) (more bool, err error) {
 		ckpt = s.ckptBuf
 	}
 	s.mu.Unlock()
+	// Whatever happens, b completes, after the spool failed if it did: a
+	// successor waiting for it then publishes nothing.
+	defer close(b.done)
 
 	start := b.end - LSN(len(b.data))
 	var old *segment
 	if roll {
+		// The checkpoint also counts the frames of the batch still in
+		// flight, in the old segment: it must be durable before the new
+		// segment (which recovery would trust instead) is written. Rolls
+		// are rare; the next batch waits behind this one meanwhile.
+		if b.prev != nil {
+			<-b.prev
+		}
+		if s.Err() != nil {
+			s.wmu.Unlock()
+			return false
+		}
 		old = seg
+		var err error
 		if seg, err = s.rollTo(start, ckpt); err != nil {
-			return false, err
+			s.wmu.Unlock()
+			s.fail(err)
+			return false
 		}
 	}
 	if _, err := seg.f.WriteAt(b.data, seg.pos); err != nil {
-		return false, fmt.Errorf("write journal: %w", err)
-	}
-	syncStart := time.Now()
-	if err := seg.f.Datasync(); err != nil {
-		return false, fmt.Errorf("sync journal: %w", err)
-	}
-	if s.cfg.OnCommit != nil {
-		s.cfg.OnCommit(Commit{Sync: time.Since(syncStart), Frames: len(b.refs), Bytes: len(b.data)})
+		s.wmu.Unlock()
+		s.fail(fmt.Errorf("write journal: %w", err))
+		return false
 	}
 	seg.pos += int64(len(b.data))
+	s.wmu.Unlock()
+
+	syncStart := time.Now()
+	if err := seg.f.Datasync(); err != nil {
+		// Fail now, whether or not the predecessor is durable yet: the
+		// predecessor then publishes nothing either.
+		s.fail(fmt.Errorf("sync journal: %w", err))
+		return false
+	}
+	took := time.Since(syncStart)
 	s.commits.Add(1)
 
-	s.mu.Lock()
-	if s.err != nil { // the applier failed meanwhile; its failure stands
-		s.mu.Unlock()
-		return false, nil
+	if b.prev != nil {
+		<-b.prev // published, or the spool failed
 	}
+	if s.cfg.OnCommit != nil {
+		// Called in journal order, never two at once.
+		s.cfg.OnCommit(Commit{Sync: took, Frames: len(b.refs), Bytes: len(b.data)})
+	}
+	s.mu.Lock()
+	if s.err != nil { // a predecessor or the applier failed; that failure stands
+		s.mu.Unlock()
+		return false
+	}
+	if s.inFlight[0] != b {
+		panic("spool: group commits completing out of order")
+	}
+	s.inFlight = append(s.inFlight[:0], s.inFlight[1:]...)
 	s.durable.Store(uint64(b.end))
-	s.flushing = nil
 	finishLocked(b.commit, nil)
 	s.mu.Unlock()
 
@@ -673,7 +746,7 @@ func (s *Spool) flush(work chan<- applyItem) (more bool, err error) {
 		work <- applyItem{old: old}
 	}
 	work <- applyItem{batch: b}
-	return true, nil
+	return true
 }
 
 // checkpointLocked encodes the sessions that are open (as of everything
@@ -999,8 +1072,8 @@ func (s *Spool) Close() error {
 			<-s.runDone
 		}
 		s.mu.Lock()
-		if s.flushing != nil {
-			finishLocked(s.flushing.commit, ErrClosed)
+		for _, b := range s.inFlight {
+			finishLocked(b.commit, ErrClosed)
 		}
 		finishLocked(s.cur.commit, ErrClosed)
 		s.mu.Unlock()
