@@ -56,7 +56,9 @@ import (
 //     then the step is undone and the names are resolved.
 //  5. The before read, with M's own lock; its rows masked as results are
 //     (raw values sealed to the auditors), recorded.
-//  6. M, then (after its answer) the after read; DELETE has none.
+//  6. M, then the after read (DELETE has none): in the simple protocol in
+//     M's own flush, so that the server runs it right after M; in the
+//     extended protocol once M has answered (see send).
 //
 // Durability (write-ahead sessions; see snapWait): M goes out once its
 // command event is durable, as every command does. phigate's reads are
@@ -519,9 +521,7 @@ func (c *conn) snapshot(ctx context.Context, cmd *command, stmt int, plan *chang
 	}
 	run := &changeRun{plan: plan, ref: record.ChangeRef{Command: cmd.id, Statement: stmt}, done: make(chan struct{})}
 	cmd.change = run
-	return c.send(ctx, query, forward, run, func() error {
-		return c.after(ctx, run, before, bs.failed, keys, keyErr, table, ext)
-	})
+	return c.send(ctx, query, forward, run, c.planAfter(run, before, bs.failed, keys, keyErr, table, ext))
 }
 
 // beforeRead is the before read of plan on target, and its step.
@@ -546,10 +546,14 @@ func (c *conn) hiddenBegin(s *step, begin *bool) error {
 }
 
 // send forwards the agent's message. In a Query under phigate's block its
-// completion is held and the block ends after it. With run, it waits for
-// the statement's answer and then runs after (the after read) before
-// anything more of the agent's goes out.
-func (c *conn) send(ctx context.Context, query bool, forward func(hold *wrap) error, run *changeRun, after func() error) error {
+// completion is held and the block ends after it. With run, it reads the
+// rows after the statement (a) before anything more of the agent's goes
+// out: in the simple protocol the after read goes in the statement's own
+// flush (the server runs it after the statement; if the statement fails,
+// the read fails with it, in the aborted block, and is not undone); in the
+// extended protocol only once the statement has answered, since a failure
+// there makes the server skip to the next Sync, which must be the agent's.
+func (c *conn) send(ctx context.Context, query bool, forward func(hold *wrap) error, run *changeRun, a *afterRead) error {
 	var hold *wrap
 	if query && c.fe.wrap != nil {
 		hold = c.fe.wrap
@@ -566,7 +570,11 @@ func (c *conn) send(ctx context.Context, query bool, forward func(hold *wrap) er
 		return err
 	}
 	if run != nil {
-		if !query {
+		if query {
+			if err := c.queueAfter(a); err != nil {
+				return err
+			}
+		} else {
 			// The server keeps an Execute's answer until Flush or Sync.
 			if err := c.writeMsg(&pgproto3.Flush{}); err != nil {
 				return err
@@ -579,7 +587,12 @@ func (c *conn) send(ctx context.Context, query bool, forward func(hold *wrap) er
 			return err
 		}
 		c.fe.snapWait = waitNothing // the after read
-		if err := after(); err != nil {
+		if !query && run.failed == nil {
+			if err := c.queueAfter(a); err != nil {
+				return err
+			}
+		}
+		if err := c.finishAfter(ctx, run, a); err != nil {
 			return err
 		}
 	}
@@ -590,26 +603,26 @@ func (c *conn) send(ctx context.Context, query bool, forward func(hold *wrap) er
 	return nil
 }
 
-// after reads the rows as the statement left them and records them, with
-// its true count or its error.
-func (c *conn) after(ctx context.Context, run *changeRun, before *snapRead, beforeFailed bool, keys []int16, keyErr error, table string, ext *extParams) error {
+// afterRead is a statement's after read: planned before the statement
+// runs (it finds the rows again by the before rows' keys), recorded once
+// the statement and the read have answered.
+type afterRead struct {
+	plan   *change.Plan
+	table  string
+	sql    string // "": nothing to read, and why says why
+	why    string
+	params *extParams
+	read   *snapRead
+	step   *step // sent (nil: not)
+}
+
+// planAfter plans the after read of run's statement.
+func (c *conn) planAfter(run *changeRun, before *snapRead, beforeFailed bool, keys []int16, keyErr error, table string, ext *extParams) *afterRead {
 	plan := run.plan
-	ev := &record.Change{Command: run.ref.Command, Statement: run.ref.Statement, Phase: record.ChangeAfter, Op: string(plan.Op), Table: table}
-	if run.failed != nil {
-		ev.Error = run.failed
-		ev.Reason = "the statement failed: it changed nothing"
-		return c.appendChange(ev)
-	}
-	ev.Affected = tagCount(run.tag)
-	note := func(why string) string {
-		if run.suspended {
-			why += "; its portal was suspended, so the count is in the result of the Execute that completes it"
-		}
-		return strings.TrimPrefix(why, "; ")
-	}
+	a := &afterRead{plan: plan, table: table}
 	if plan.NoAfter {
-		ev.Reason = note("a DELETE leaves no rows to read")
-		return c.appendChange(ev)
+		a.why = "a DELETE leaves no rows to read"
+		return a
 	}
 	var names []string
 	rows := 0
@@ -621,61 +634,98 @@ func (c *conn) after(ctx context.Context, run *changeRun, before *snapRead, befo
 		nparams = len(ext.values)
 	}
 	sql, err := plan.After(names, rows, nparams+1)
-	why := ""
 	switch {
 	case err != nil:
-		why = err.Error()
+		a.why = err.Error()
 	case sql != "":
 	case keyErr != nil:
-		why = "not read: the table's key could not be read from the catalog"
+		a.why = "not read: the table's key could not be read from the catalog"
 	case beforeFailed:
-		why = "not read: the rows are found again by the keys of the before rows, which could not be read"
+		a.why = "not read: the rows are found again by the keys of the before rows, which could not be read"
 	case len(keys) == 0:
-		why = "not read: the table has no primary key or unique not-null key to find the rows again by"
+		a.why = "not read: the table has no primary key or unique not-null key to find the rows again by"
 	case names == nil:
-		why = "not read: the key columns were not among the columns the before read returned"
+		a.why = "not read: the key columns were not among the columns the before read returned"
 	case rows == 0:
-		why = "no rows to read: the before read found none"
+		a.why = "no rows to read: the before read found none"
 	default:
-		why = "not read: the statement assigns the key the rows would be found again by"
+		a.why = "not read: the statement assigns the key the rows would be found again by"
 	}
-	if sql == "" {
-		ev.Reason = note(why)
-		return c.appendChange(ev)
+	if err != nil || sql == "" {
+		return a
 	}
-	params := &extParams{}
+	a.sql = sql
+	a.params = &extParams{}
 	if ext != nil {
-		params.values = append(params.values, ext.values...)
-		params.formats = append(params.formats, ext.formats...)
-		params.oids = append(params.oids, ext.oids...)
+		a.params.values = append(a.params.values, ext.values...)
+		a.params.formats = append(a.params.formats, ext.formats...)
+		a.params.oids = append(a.params.oids, ext.oids...)
 	}
-	if names != nil {
-		for _, row := range before.keyValues[:rows] {
-			for j, v := range row {
-				params.values = append(params.values, v)
-				params.formats = append(params.formats, 0)
-				params.oids = append(params.oids, before.keyTypes[j])
-			}
+	for _, row := range before.keyValues[:rows] {
+		for j, v := range row {
+			a.params.values = append(a.params.values, v)
+			a.params.formats = append(a.params.formats, 0)
+			a.params.oids = append(a.params.oids, before.keyTypes[j])
 		}
 	}
-	after := &snapRead{phase: record.ChangeAfter, cmd: run.ref.Command, stmt: run.ref.Statement, bound: c.srv.cfg.ChangeSnapshotRows}
-	s := newStep()
-	s.read = after
-	if err := c.inSavepoint(s, sql, params); err != nil {
+	a.read = &snapRead{phase: record.ChangeAfter, cmd: run.ref.Command, stmt: run.ref.Statement, bound: c.srv.cfg.ChangeSnapshotRows}
+	return a
+}
+
+// queueAfter writes the after read's step, ended by its Sync (phigate's
+// reads run in a transaction block, where a Sync ends nothing), without
+// flushing it.
+func (c *conn) queueAfter(a *afterRead) error {
+	if a.sql == "" {
+		return nil
+	}
+	a.step = newStep()
+	a.step.read = a.read
+	if err := c.inSavepoint(a.step, a.sql, a.params); err != nil {
 		return err
 	}
-	if err := c.endStep(ctx, s, true); err != nil {
-		return err
+	return c.stepSync(a.step)
+}
+
+// finishAfter waits for the after read, if one was sent, and records the
+// rows as the statement left them, with its true count or its error.
+func (c *conn) finishAfter(ctx context.Context, run *changeRun, a *afterRead) error {
+	if a.step != nil {
+		if err := c.fe.uout.flush(); err != nil {
+			return c.recordingFailed(err)
+		}
+		if err := c.await(ctx, a.step.done); err != nil {
+			return err
+		}
 	}
-	got := after.event(plan, table)
-	got.Read, got.Affected = sql, ev.Affected
+	ev := &record.Change{Command: run.ref.Command, Statement: run.ref.Statement, Phase: record.ChangeAfter, Op: string(a.plan.Op), Table: a.table}
+	if run.failed != nil {
+		// A read sent with the statement failed in the block the
+		// statement aborted, before its savepoint: nothing to undo.
+		ev.Error = run.failed
+		ev.Reason = "the statement failed: it changed nothing"
+		return c.appendChange(ev)
+	}
+	ev.Affected = tagCount(run.tag)
+	note := func(why string) string {
+		if run.suspended {
+			why += "; its portal was suspended, so the count is in the result of the Execute that completes it"
+		}
+		return strings.TrimPrefix(why, "; ")
+	}
+	if a.step == nil {
+		ev.Reason = note(a.why)
+		return c.appendChange(ev)
+	}
+	got := a.read.event(a.plan, a.table)
+	got.Read, got.Affected = a.sql, ev.Affected
 	got.Reason = note(got.Reason)
-	if s.failed {
+	if a.step.failed {
 		if err := c.restore(ctx); err != nil {
 			return err
 		}
 		got.Columns, got.Rows, got.Base64, got.More, got.Masked = nil, nil, nil, false, nil
-		got.Reason = "the read failed (SQLSTATE " + s.errCode + ")"
+		got.Reason = "the read failed (SQLSTATE " + a.step.errCode + ")"
 	}
 	return c.appendChange(got)
 }
@@ -886,9 +936,7 @@ func (c *conn) inSavepoint(s *step, sql string, p *extParams) error {
 // its latest message as its last; then sends it and waits for its answers.
 func (c *conn) endStep(ctx context.Context, s *step, sync bool) error {
 	if sync {
-		c.push(&expect{kind: expSync, hidden: true, step: s, last: true})
-		c.fe.batch++
-		if err := c.writeMsg(&pgproto3.Sync{}); err != nil {
+		if err := c.stepSync(s); err != nil {
 			return err
 		}
 	} else {
@@ -901,6 +949,13 @@ func (c *conn) endStep(ctx context.Context, s *step, sync bool) error {
 		return c.recordingFailed(err)
 	}
 	return c.await(ctx, s.done)
+}
+
+// stepSync queues the Sync that ends step s.
+func (c *conn) stepSync(s *step) error {
+	c.push(&expect{kind: expSync, hidden: true, step: s, last: true})
+	c.fe.batch++
+	return c.writeMsg(&pgproto3.Sync{})
 }
 
 // markLast marks the latest queued message of s as its last.
