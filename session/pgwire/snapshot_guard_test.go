@@ -92,10 +92,10 @@ func TestSnapshotResolutionGuard(t *testing.T) {
 			failed++
 		}
 		if m := executeLine.FindStringSubmatch(e.msg); m != nil && strings.HasPrefix(m[1], "phigate_snapshot_") {
-			switch m[3] {
-			case pgwire.ResolveSQLForTest:
+			switch {
+			case m[3] == pgwire.ResolveSQLForTest:
 				resolves++
-			case pgwire.GuardSQLForTest:
+			case pgwire.IsGuardForTest(m[3]):
 				guards++
 			}
 		}
