@@ -9,6 +9,8 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/phigate/phigate/internal/protoorder"
 )
 
 // Op is the kind of data change a Plan reads around, as recorded
@@ -398,7 +400,10 @@ func (p *Plan) finish(match *pg_query.Node, lock pg_query.LockClauseStrength) er
 		return err
 	}
 	p.Before = sql
-	p.Relations = relations(sel)
+	p.Relations = []string{qualifiedName(p.rel)} // the target first
+	for _, r := range relations(sel) {
+		p.Relations = appendUnique(p.Relations, r)
+	}
 	return nil
 }
 
@@ -753,7 +758,7 @@ func walk(m protoreflect.Message, visit func(protoreflect.Message) bool) {
 	if !visit(m) {
 		return
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	protoorder.Range(m, func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Kind() != protoreflect.MessageKind {
 			return true
 		}

@@ -3,6 +3,8 @@ package lineage
 import (
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/phigate/phigate/internal/protoorder"
 )
 
 // definitions are the statements that define, change or drop objects,
@@ -109,7 +111,7 @@ func eachMessage(m protoreflect.Message, f func(protoreflect.Message) bool) bool
 		return false
 	}
 	more := true
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	protoorder.Range(m, func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		switch {
 		case fd.IsList() && fd.Message() != nil:
 			l := v.List()

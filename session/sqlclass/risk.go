@@ -8,6 +8,8 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/phigate/phigate/session/policy"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/phigate/phigate/internal/protoorder"
 )
 
 // Risks for approval rules (policy.Risk). What each node of a statement
@@ -623,7 +625,7 @@ func walkExpr(m protoreflect.Message, visit func(protoreflect.Message) bool) {
 	if !m.IsValid() || !visit(m) {
 		return
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	protoorder.Range(m, func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Kind() != protoreflect.MessageKind {
 			return true
 		}

@@ -35,6 +35,8 @@ import (
 	"github.com/pganalyze/pg_query_go/v6/parser"
 	"github.com/phigate/phigate/session/policy"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/phigate/phigate/internal/protoorder"
 )
 
 // Statement is one classified statement of a query string.
@@ -482,7 +484,7 @@ func walk(m protoreflect.Message, visit func(protoreflect.Message) bool) bool {
 		return false
 	}
 	ok := true
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	protoorder.Range(m, func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Kind() != protoreflect.MessageKind {
 			return true
 		}
