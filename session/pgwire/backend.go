@@ -379,7 +379,7 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 	if e.kind != expQuery && e.kind != expExecute {
 		return c.upstreamError(fmt.Sprintf("unexpected message %q", typ))
 	}
-	if e.kind == expExecute {
+	if e.kind == expExecute && typ != 'C' {
 		c.pop()
 	}
 	cmd := e.cmd
@@ -419,6 +419,11 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 			}
 			c.server.apply(st, d, tag, running)
 			c.mu.Unlock()
+		}
+		if e.kind == expExecute {
+			// Only now that the transaction's status says what the
+			// statement did: blockKnown must never see neither.
+			c.pop()
 		}
 	case 'I':
 		tag = "EMPTY"

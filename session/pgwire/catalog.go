@@ -32,9 +32,10 @@ type catalog struct {
 	funcNames map[string]funcEntry
 	lineages  map[string]lineageEntry
 	// rewrites are the relations the server rewrites writes to (views,
-	// foreign tables, tables with rules); nil until fetched, and again
-	// after DDL or ttl.
-	rewrites *rewritten
+	// foreign tables, tables with rules), and codeRels those where reading
+	// or writing may run code that is not a built-in (codeRelationsQuery);
+	// nil until fetched, and again after DDL or ttl.
+	rewrites, codeRels *relationSet
 	// keys are tables' key columns (attnums), by OID, for snapshots.
 	keys map[uint32]keyEntry
 }
@@ -259,10 +260,9 @@ func (c *catalog) lookalikesOf(ctx context.Context) (*lookalikes, error) {
 	return l, nil
 }
 
-// rewritten are the relations whose writes the server rewrites, by
-// "schema.name" and by bare name (an unqualified name in a statement may
-// resolve to any of them).
-type rewritten struct {
+// relationSet is a set of relations by "schema.name" and by bare name (an
+// unqualified name in a statement may resolve to any of them).
+type relationSet struct {
 	names   map[string]bool
 	fetched time.Time
 }
@@ -271,25 +271,61 @@ const rewrittenQuery = `SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relkind IN ('v', 'f') OR c.relhasrules`
 
+// codeRelationsQuery finds the relations where a statement may run code
+// that is not a built-in of the server, or reach past the relation: views
+// and tables with rules (a view's query may call any function), foreign
+// and partitioned tables, tables with triggers (foreign keys included),
+// row security policies or inheritance children, columns of a type that
+// is not a built-in (its input and output functions, a domain's checks),
+// and defaults, generated columns, constraints or index expressions that
+// depend on a function that is not a built-in. Built-in functions do not
+// show here (PostgreSQL records no dependency on them); the allowlist
+// judges those where a statement names them.
+const codeRelationsQuery = `SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('v', 'f', 'p') OR c.relhasrules OR c.relhastriggers OR c.relrowsecurity OR c.relhassubclass
+  OR EXISTS (SELECT FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+    WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+      AND t.oid OPERATOR(pg_catalog.>=) 16384 AND t.typtype OPERATOR(pg_catalog.<>) 'e')
+  OR EXISTS (SELECT FROM pg_catalog.pg_depend d
+    WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND (
+      (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND (d.objid OPERATOR(pg_catalog.=) c.oid
+        OR d.objid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid)))
+      OR (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+        AND d.objid IN (SELECT ad.oid FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid OPERATOR(pg_catalog.=) c.oid))
+      OR (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass
+        AND d.objid IN (SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid OPERATOR(pg_catalog.=) c.oid))))`
+
 // rewrittenOf returns the relations whose writes the server rewrites,
 // fetched at most once per ttl (and again after DDL).
 func (c *catalog) rewrittenOf(ctx context.Context) (map[string]bool, error) {
+	return c.relationSetOf(ctx, &c.rewrites, rewrittenQuery, "views and rules")
+}
+
+// codeRelationsOf returns the relations where a statement may run code
+// that is not a built-in (codeRelationsQuery), fetched at most once per
+// ttl (and again after DDL).
+func (c *catalog) codeRelationsOf(ctx context.Context) (map[string]bool, error) {
+	return c.relationSetOf(ctx, &c.codeRels, codeRelationsQuery, "relations that run code")
+}
+
+func (c *catalog) relationSetOf(ctx context.Context, slot **relationSet, query, what string) (map[string]bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.rewrites != nil && time.Since(c.rewrites.fetched) <= c.ttl {
-		return c.rewrites.names, nil
+	if *slot != nil && time.Since((*slot).fetched) <= c.ttl {
+		return (*slot).names, nil
 	}
-	var r *rewritten
-	err := c.query(ctx, rewrittenQuery, nil, nil, func() {
-		r = &rewritten{names: map[string]bool{}, fetched: time.Now()}
+	var r *relationSet
+	err := c.query(ctx, query, nil, nil, func() {
+		r = &relationSet{names: map[string]bool{}, fetched: time.Now()}
 	}, func(v [][]byte) {
 		r.names[string(v[0])+"."+string(v[1])] = true
 		r.names[string(v[1])] = true
 	})
 	if err != nil {
-		return nil, fmt.Errorf("catalog: look up views and rules: %w", err)
+		return nil, fmt.Errorf("catalog: look up %s: %w", what, err)
 	}
-	c.rewrites = r
+	*slot = r
 	return r.names, nil
 }
 
@@ -302,7 +338,7 @@ func (c *catalog) invalidate() {
 	clear(c.funcNames)
 	clear(c.lineages)
 	clear(c.keys)
-	c.looks, c.rewrites = nil, nil
+	c.looks, c.rewrites, c.codeRels = nil, nil, nil
 	c.mu.Unlock()
 }
 
@@ -323,7 +359,7 @@ func (c *catalog) retarget(r *resource.Resource) {
 	}
 	c.closeConn()
 	c.res = r
-	c.rels, c.looks, c.rewrites = map[uint32]*relation{}, nil, nil
+	c.rels, c.looks, c.rewrites, c.codeRels = map[uint32]*relation{}, nil, nil, nil
 	c.relNames, c.funcNames, c.lineages = map[string]relEntry{}, map[string]funcEntry{}, map[string]lineageEntry{}
 	c.keys = map[uint32]keyEntry{}
 }

@@ -267,10 +267,10 @@ func (c *conn) relay(ctx context.Context) {
 				c.srv.writeAheadSyncs.Add(1)
 				return c.rec.Wait(ctx, session.Position(c.fe.snapCmd))
 			}
-			// Under read_ahead, a flush of proven reads (and messages
-			// that change nothing) goes out unsynced. Swapped before
-			// the sync: what sets it again later is synced next time.
-			if !c.fe.effects.Swap(false) && c.readAhead {
+			// A flush of what may run ahead (forwarding) goes out
+			// unsynced. Swapped before the sync: what sets it again
+			// later is synced next time.
+			if !c.fe.effects.Swap(false) {
 				return nil
 			}
 			c.srv.writeAheadSyncs.Add(1)

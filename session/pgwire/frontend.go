@@ -33,15 +33,19 @@ const refusedStmt = "phigate_refused"
 type frontendState struct {
 	cin  *frameReader
 	uout *outBuf
-	// effects: what is buffered for the upstream may change something, so
-	// the recording must be durable before it is sent (read_ahead
-	// sessions; other write-ahead sessions sync at every flush). Set for
-	// every message but the effect-free ones and by every change event;
-	// only a proven read leaves it as it was before the message
-	// (effectsBefore, forwarding). defined: the session may have made
-	// objects the catalog cannot see.
-	effects                atomic.Bool
-	effectsBefore, defined bool
+	// effects: what is buffered for the upstream may have an effect that
+	// can outlast the session's transaction, so the recording must be
+	// durable before it is sent (write-ahead sessions; see ahead). Set for
+	// every message but the effect-free ones, and for those too in a
+	// session without read_ahead unless inBlock; a command that may run
+	// ahead leaves it as it was before the message (effectsBefore,
+	// forwarding). defined: the session may have made objects the catalog
+	// cannot see. inBlock: the server is in a transaction block for the
+	// message being handled, whatever runs before it (blockKnown).
+	// runAhead: the command being forwarded may run ahead inside a
+	// transaction block (ahead), so a snapshot's statement needs no wait.
+	effects                                   atomic.Bool
+	effectsBefore, defined, inBlock, runAhead bool
 	// batch numbers the messages between two Syncs (a Query or FunctionCall
 	// is a batch of its own); every expect carries the batch it was sent in.
 	batch uint64
@@ -102,7 +106,8 @@ func (c *conn) frontend(ctx context.Context) error {
 			return err
 		}
 		fe.effectsBefore = fe.effects.Load()
-		if !effectFree[typ] {
+		fe.inBlock = c.writeAhead && c.blockKnown()
+		if !effectFree[typ] || !(c.readAhead || fe.inBlock && typ != 'B') {
 			fe.effects.Store(true)
 		}
 		fe.defined = fe.defined || typ == 'F'
@@ -601,6 +606,10 @@ func (c *conn) onBind(ctx context.Context, body []byte) error {
 		p.paramFormats = append([]int16(nil), b.ParameterFormatCodes...)
 	}
 	e.portal = p
+	if c.fe.inBlock && !c.readAhead && c.ahead(ctx, stmt.stmts) {
+		// Binding plans the statement, which may run functions it calls.
+		c.fe.effects.Store(c.fe.effectsBefore)
+	}
 	c.push(e)
 	return c.fe.uout.write(c.fe.cin.raw)
 }
@@ -749,17 +758,23 @@ func (c *conn) onExecute(ctx context.Context, body []byte) error {
 // every other message (COPY data, function calls...) may have effects.
 var effectFree = map[byte]bool{'P': true, 'B': true, 'D': true, 'C': true, 'S': true, 'H': true}
 
-// forwarding is told of each command about to be forwarded, as judged.
-// In a session whose grant says read_ahead, it lets a proven read
-// (provenRead) go to the upstream before its event is durable: nothing it
-// does can change data, and its output still waits for the event. A read
-// of a view, a foreign table or a table with rules is not proven (a view
-// may call a function with effects), nor is any read once the session has
-// run a statement that could define objects the catalog cannot see (a
-// temporary view): DDL, admin, or any call of a function off the
-// allowlist.
+// forwarding is told of each command about to be forwarded, as judged,
+// and lets it go to the upstream before its event is durable (its output
+// still waits for the event) in two cases:
+//
+//   - In a transaction block, a statement that may run ahead (ahead): its
+//     effects are the block's, which end with the session if phigate does:
+//     they commit only with a later message (COMMIT, END, a Sync ending
+//     phigate's own block), which is not such a statement and so waits for
+//     every event before it goes out.
+//   - In a session whose grant says read_ahead, a proven read (provenRead):
+//     nothing it does can change data.
+//
+// Neither once the session has run a statement that could define objects
+// the catalog cannot see (a temporary view or table with a trigger): DDL,
+// admin, or any call of a function off the allowlist.
 func (c *conn) forwarding(ctx context.Context, stmts []sqlclass.Statement) {
-	if !c.readAhead {
+	if !c.writeAhead {
 		return
 	}
 	for i := range stmts {
@@ -768,19 +783,97 @@ func (c *conn) forwarding(ctx context.Context, stmts []sqlclass.Statement) {
 			c.fe.defined = true
 		}
 	}
-	if c.fe.defined || !provenRead(stmts) {
-		return
+	c.fe.runAhead = false
+	if c.fe.gate != nil || c.fe.defined {
+		return // an approval is durable before the command runs
 	}
-	rw, err := c.cat.rewrittenOf(ctx)
-	if err != nil {
-		return
+	if c.fe.inBlock || c.snapshotsOn() {
+		c.fe.runAhead = c.ahead(ctx, stmts)
+	}
+	if c.fe.inBlock && c.fe.runAhead || c.readAhead && provenRead(stmts) && c.plainRelations(ctx, stmts) {
+		c.fe.effects.Store(c.fe.effectsBefore)
+	}
+}
+
+// ahead reports whether stmts may run before their event is durable inside
+// a transaction block: each is a plain SELECT, INSERT, UPDATE, DELETE or
+// MERGE (none can end the block), calls only built-ins on the side-effect
+// free allowlist (no look-alike of them in the database), and reads and
+// writes only relations where nothing but built-ins run (plainRelations),
+// in a session that has defined nothing the catalog cannot see. Whatever
+// such a statement does is undone with its block.
+func (c *conn) ahead(ctx context.Context, stmts []sqlclass.Statement) bool {
+	if c.fe.defined || len(stmts) == 0 {
+		return false
 	}
 	for i := range stmts {
-		if slices.ContainsFunc(stmts[i].Reads, func(r string) bool { return rw[r] }) {
-			return
+		s := &stmts[i]
+		if !blockNeutral[s.Kind] || (s.Class != policy.Read && s.Class != policy.Write) || len(s.Calls) > 0 ||
+			s.Refused != "" || s.Effect != sqlclass.EffectNone || s.Inner != nil || s.Execute != "" {
+			return false
 		}
 	}
-	c.fe.effects.Store(c.fe.effectsBefore)
+	if resolved, deny := c.withLookalikes(ctx, stmts, &record.Command{}); deny != nil || slices.ContainsFunc(resolved, func(s sqlclass.Statement) bool { return len(s.Calls) > 0 }) {
+		return false
+	}
+	return c.plainRelations(ctx, stmts)
+}
+
+// plainRelations reports whether every relation stmts read or write is one
+// where nothing but built-ins run (catalog.codeRelationsOf); false when
+// the catalog cannot say.
+func (c *conn) plainRelations(ctx context.Context, stmts []sqlclass.Statement) bool {
+	code, err := c.cat.codeRelationsOf(ctx)
+	if err != nil {
+		return false
+	}
+	for i := range stmts {
+		if slices.ContainsFunc(stmts[i].Reads, func(r string) bool { return code[r] }) ||
+			slices.ContainsFunc(stmts[i].Writes, func(r string) bool { return code[r] }) {
+			return false
+		}
+	}
+	return true
+}
+
+// blockKnown reports whether the server will be in a transaction block
+// (open or failed) when the next message reaches it: the last status it
+// reported says so, and nothing sent since and not yet answered can end
+// the block. Outside phigate's own block only, whose end phigate sends.
+func (c *conn) blockKnown() bool {
+	if c.fe.wrap != nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tx.status != 'T' && c.tx.status != 'E' {
+		return false
+	}
+	for _, e := range c.queue {
+		if !e.keepsBlock() {
+			return false
+		}
+	}
+	return true
+}
+
+// keepsBlock reports whether the message e answers cannot end a
+// transaction block: parsing, binding, describing, closing, Sync (which
+// ends only an implicit transaction), a statement of the agent's that is
+// plain DML or SELECT, and phigate's own snapshot statements but the
+// COMMIT or ROLLBACK that ends its block (a pass step).
+func (e *expect) keepsBlock() bool {
+	switch e.kind {
+	case expParse, expBind, expDescribeStmt, expDescribePortal, expClose, expSync:
+		return true
+	case expQuery, expExecute:
+		if e.step != nil {
+			return !e.step.pass
+		}
+		return e.cmd != nil && len(e.cmd.stmts) > 0 &&
+			!slices.ContainsFunc(e.cmd.stmts, func(s sqlclass.Statement) bool { return !blockNeutral[s.Kind] })
+	}
+	return false
 }
 
 // provenRead reports whether stmts only read: SELECTs classed read, calling

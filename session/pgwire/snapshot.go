@@ -60,13 +60,14 @@ import (
 //     M's own flush, so that the server runs it right after M; in the
 //     extended protocol once M has answered (see send).
 //
-// Durability (write-ahead sessions; see snapWait): M goes out once its
-// command event is durable, as every command does. phigate's reads are
-// its own and change nothing, so they go out without waiting, and the
-// before rows need not be durable before M runs: M runs inside a
+// Durability (write-ahead sessions; see snapWait): M runs inside a
 // transaction block, which commits only on a later flush (the agent's
 // COMMIT, or phigate's at the end of its block) that waits for every
-// event, and M's output waits for its before rows. A crash in between
+// event, and M's output waits for its events. phigate's reads are its own
+// and change nothing, so they go out without waiting, and the before rows
+// need not be durable before M runs. M itself goes out without waiting
+// when it may run ahead (forwarding: nothing it does can reach past the
+// block), else once its command event is durable. A crash in between
 // loses the connection and so M's uncommitted effect with it.
 //
 // The agent receives the same bytes as without snapshots: same tags,
@@ -338,7 +339,6 @@ func (c *conn) appendChange(ch *record.Change) error {
 	if uint64(lsn) > c.cmdPos.Load() {
 		c.cmdPos.Store(uint64(lsn))
 	}
-	c.fe.effects.Store(true) // durable before the statement it reads around runs
 	return nil
 }
 
@@ -601,7 +601,10 @@ func (c *conn) send(ctx context.Context, query bool, forward func(hold *wrap) er
 	// rows are durable before its output and before its block commits);
 	// one that is not waits for everything, as any command does.
 	c.fe.snapWait = waitAll
-	if run != nil {
+	switch {
+	case run != nil && c.fe.runAhead:
+		c.fe.snapWait = waitNothing // its block commits later (forwarding)
+	case run != nil:
 		c.fe.snapWait = waitCommand
 	}
 	if err := forward(hold); err != nil {
@@ -1037,6 +1040,7 @@ func (c *conn) endWrap(ctx context.Context, w *wrap) error {
 	}
 	s := newStep()
 	s.pass, s.release, s.errFor = true, w, w.errFor
+	c.fe.effects.Store(true) // the block commits: every event first
 	switch {
 	case w.status == 'I':
 		// Ended already: the server's state is what the agent's messages

@@ -19,22 +19,24 @@ import (
 )
 
 // TestSnapshotRecordingFailureFailsClosed: a statement read around goes
-// to the server once its command is durable, before its before rows are
-// (snapshot.go, "Durability"); what keeps the promise is that its
-// transaction commits only after every event of it is durable. The
-// attack is the disk filling up in between: updates that make small rows
-// large (so the after rows are what fills it), in both protocols, on a
-// 1 MiB disk, until recording fails. Every row the
-// database holds changed must have its before
-// and after rows in the recording recovered from that disk, and at most
-// one update more than the agent saw acknowledged may have committed.
+// to the server before its before rows are durable (snapshot.go,
+// "Durability"), and inside a transaction block before its command event
+// is (forwarding, "ahead"); what keeps the promise is that its transaction
+// commits only after every event of it is durable. The attack is the disk
+// filling up in between: updates that make small rows large (so the after
+// rows are what fills it), in both protocols, alone and inside the
+// agent's own blocks, on a 1 MiB disk, until recording fails. Every row
+// the database holds changed must have its command, before and after rows
+// in the recording recovered from that disk, and at most one update more
+// than the agent saw acknowledged may have committed.
 func TestSnapshotRecordingFailureFailsClosed(t *testing.T) {
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
-		t.Run(mode.String(), func(t *testing.T) { snapshotDiskFull(t, mode) })
+		t.Run(mode.String(), func(t *testing.T) { snapshotDiskFull(t, mode, false) })
+		t.Run(mode.String()+" in a block", func(t *testing.T) { snapshotDiskFull(t, mode, true) })
 	}
 }
 
-func snapshotDiskFull(t *testing.T, mode pgx.QueryExecMode) {
+func snapshotDiskFull(t *testing.T, mode pgx.QueryExecMode, block bool) {
 	mnt := t.TempDir()
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
 		t.Skipf("cannot mount a small tmpfs here (needs root): %v", err)
@@ -66,12 +68,36 @@ func snapshotDiskFull(t *testing.T, mode pgx.QueryExecMode) {
 	defer conn.Close(ctx)
 	acked := 0
 	var failure error
+	run := func(sql string) error {
+		_, err := conn.Exec(ctx, sql, mode)
+		return err
+	}
 	for i := 1; i <= n; i++ {
-		if _, err := conn.Exec(ctx, fmt.Sprintf("UPDATE audit_log SET msg = repeat('y', 30000) WHERE id = %d", i), mode); err != nil {
-			failure = err
+		update := fmt.Sprintf("UPDATE audit_log SET msg = repeat('y', 30000) WHERE id = %d", i)
+		if block {
+			// Two updates a block, the second of the next row: a block
+			// that does not commit leaves both rows as they were.
+			failure = run("BEGIN")
+			if failure == nil {
+				failure = run(update)
+			}
+			if failure == nil && i < n {
+				failure = run(fmt.Sprintf("UPDATE audit_log SET msg = repeat('y', 30000) WHERE id = %d", i+1))
+			}
+			if failure == nil {
+				failure = run("COMMIT")
+			}
+			i++
+		} else {
+			failure = run(update)
+		}
+		if failure != nil {
 			break
 		}
 		acked++
+		if block && i <= n {
+			acked++
+		}
 	}
 	if failure == nil {
 		t.Fatalf("%d updates to 30 kB rows recorded on a 1 MiB disk", n)
@@ -94,7 +120,7 @@ func snapshotDiskFull(t *testing.T, mode pgx.QueryExecMode) {
 	if rows.Err() != nil {
 		t.Fatal(rows.Err())
 	}
-	if len(changed) < acked || len(changed) > acked+1 {
+	if len(changed) < acked || len(changed) > acked+2 {
 		t.Fatalf("%d rows changed in the database, %d updates acknowledged", len(changed), acked)
 	}
 
@@ -112,7 +138,7 @@ func snapshotDiskFull(t *testing.T, mode pgx.QueryExecMode) {
 	}
 	defer sp.Close()
 	ids, _ := os.ReadDir(filepath.Join(recovered, "sessions"))
-	withBefore, withAfter := map[int]bool{}, map[int]bool{}
+	withCommand, withBefore, withAfter := map[int]bool{}, map[int]bool{}, map[int]bool{}
 	for _, f := range ids {
 		id := strings.TrimSuffix(f.Name(), ".rec")
 		rc, err := spool.DirStore{Dir: recovered}.Open(ctx, id)
@@ -125,6 +151,7 @@ func snapshotDiskFull(t *testing.T, mode pgx.QueryExecMode) {
 			case ev.Kind == record.KindCommand && ev.Command.Postgres != nil:
 				if _, rest, ok := strings.Cut(ev.Command.Postgres.SQL, "WHERE id = "); ok {
 					target[ev.Command.ID], _ = strconv.Atoi(rest)
+					withCommand[target[ev.Command.ID]] = true
 				}
 			case ev.Kind == record.KindChange && ev.Change.Phase == record.ChangeBefore && len(ev.Change.Rows) == 1:
 				withBefore[target[ev.Change.Command]] = true
@@ -139,8 +166,8 @@ func snapshotDiskFull(t *testing.T, mode pgx.QueryExecMode) {
 		}
 	}
 	for id := range changed {
-		if !withBefore[id] || !withAfter[id] {
-			t.Errorf("row %d changed in the database, but the recording holds before rows %v, after rows %v", id, withBefore[id], withAfter[id])
+		if !withCommand[id] || !withBefore[id] || !withAfter[id] {
+			t.Errorf("row %d changed in the database, but the recording holds its command %v, before rows %v, after rows %v", id, withCommand[id], withBefore[id], withAfter[id])
 		}
 	}
 	t.Logf("%d updates acknowledged, %d rows changed, %d before and %d after reads recorded", acked, len(changed), len(withBefore), len(withAfter))
