@@ -30,7 +30,8 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("helper process for TestCrashRecovery")
 	}
 	seg, _ := strconv.ParseInt(os.Getenv(crashDirEnv+"_SEGMENT"), 10, 64)
-	s, err := Open(Config{Dir: dir, SegmentBytes: seg})
+	maxOpen, _ := strconv.Atoi(os.Getenv(crashDirEnv + "_MAX_OPEN"))
+	s, err := Open(Config{Dir: dir, SegmentBytes: seg, MaxOpenFiles: maxOpen})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)
@@ -95,20 +96,26 @@ func TestCrashRecovery(t *testing.T) {
 		name          string
 		segment       int64
 		losePageCache bool // remove the session files after the kill, as if never written back
+		maxOpen       int  // Config.MaxOpenFiles of the child; 0: the default
 	}{
-		{"small segments", minSegmentBytes, false},
-		{"journal only", DefaultSegmentBytes, true},
+		{"small segments", minSegmentBytes, false, 0},
+		{"journal only", DefaultSegmentBytes, true, 0},
+		// Eight writers, three session files open: files are closed and
+		// opened again all the time, across segment rolls.
+		{"small segments, 3 open files", minSegmentBytes, false, 3},
 	}
 	for _, tc := range cases {
 		for _, kill := range []int{150, 1500, 4000} {
-			t.Run(fmt.Sprintf("%s/kill after %d", tc.name, kill), func(t *testing.T) { crashAndRecover(t, tc.segment, tc.losePageCache, kill) })
+			t.Run(fmt.Sprintf("%s/kill after %d", tc.name, kill), func(t *testing.T) {
+				crashAndRecover(t, tc.segment, tc.maxOpen, tc.losePageCache, kill)
+			})
 		}
 	}
 }
 
-func crashAndRecover(t *testing.T, segment int64, losePageCache bool, kill int) {
+func crashAndRecover(t *testing.T, segment int64, maxOpen int, losePageCache bool, kill int) {
 	dir := t.TempDir()
-	acked, closed := runAndKill(t, dir, segment, kill)
+	acked, closed := runAndKill(t, dir, segment, maxOpen, kill)
 	if losePageCache {
 		files, _ := filepath.Glob(filepath.Join(dir, "sessions", "*.rec"))
 		for _, f := range files {
@@ -185,10 +192,11 @@ func crashAndRecover(t *testing.T, segment int64, losePageCache bool, kill int) 
 // runAndKill runs TestCrashChild on dir until it has acknowledged n events,
 // kills it, and returns the last acknowledged event index per session and
 // the sessions whose Close returned.
-func runAndKill(t *testing.T, dir string, segment int64, n int) (acked map[string]int, closed map[string]bool) {
+func runAndKill(t *testing.T, dir string, segment int64, maxOpen, n int) (acked map[string]int, closed map[string]bool) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, fmt.Sprintf("%s_SEGMENT=%d", crashDirEnv, segment))
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, fmt.Sprintf("%s_SEGMENT=%d", crashDirEnv, segment),
+		fmt.Sprintf("%s_MAX_OPEN=%d", crashDirEnv, maxOpen))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -31,6 +31,14 @@
 //     session file at its offset (page cache, no fsync), so that readers
 //     see it. Log.Close waits for its frames to be applied, fdatasyncs the
 //     session file and journals a close marker.
+//   - Session files are not held open for a session's life: the applier
+//     opens a file when it has frames for it and keeps at most
+//     Config.MaxOpenFiles open (256), closing the least recently written
+//     first, after an fdatasync if it holds writes no sync covered yet.
+//     An idle session costs no descriptor; readers of a closed one open
+//     it for the read (ReadOpen, Log.Last). No file is closed with writes
+//     that are not durable, so a checkpoint need not sync files that are
+//     no longer open.
 //
 // Journal segments are preallocated and zero-filled, so that an fdatasync
 // of an append does not also have to commit file-size or extent metadata
@@ -87,11 +95,13 @@
 // # Failure
 //
 // The spool is fail-closed. If a write or an fdatasync fails (disk full,
-// I/O error) it never retries (after a failed fsync the kernel may have
-// dropped the dirty pages, so a retry could report success for lost data):
-// every pending and later Wait and Append returns an error wrapping
-// ErrFailed, so the proxy refuses to forward anything. The node must
-// restart, and recovery replays the journal.
+// I/O error), or the applier cannot open a session file (out of
+// descriptors even after closing its own), it never retries (after a
+// failed fsync the kernel may have dropped the dirty pages, so a retry
+// could report success for lost data): every pending and later Wait and
+// Append returns an error wrapping ErrFailed, so the proxy refuses to
+// forward anything. The node must restart, and recovery replays the
+// journal.
 //
 // The package stores opaque frames; it never decodes or logs them (they
 // hold PHI). session/record defines the frames, replay presents them.

@@ -13,13 +13,16 @@ import (
 )
 
 // faultFS is the real file system with faults injected on demand: fail is
-// asked before every write and sync and returns the error to inject.
+// asked before every open, write and sync and returns the error to inject.
 type faultFS struct {
 	osFS
 	fail func(op, path string) error
 }
 
 func (f *faultFS) OpenFile(name string, flag int, perm fs.FileMode) (file, error) {
+	if err := f.fail("open", name); err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
 	fl, err := f.osFS.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err

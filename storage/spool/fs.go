@@ -38,12 +38,20 @@ type fileSystem interface {
 
 type osFS struct{}
 
+// OpenFile is os.OpenFile without its probe of the network poller (four
+// fcntl and a failing epoll_ctl for every regular file): the applier
+// opens session files again and again (openFiles).
 func (osFS) OpenFile(name string, flag int, perm fs.FileMode) (file, error) {
-	f, err := os.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
+	for {
+		fd, err := syscall.Open(name, flag|syscall.O_CLOEXEC, uint32(perm.Perm()))
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+		return osFile{os.NewFile(uintptr(fd), name)}, nil
 	}
-	return osFile{f}, nil
 }
 
 func (osFS) Remove(name string) error                     { return os.Remove(name) }

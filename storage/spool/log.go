@@ -29,11 +29,19 @@ type Log struct {
 
 	dirtyEpoch uint64       // owned by the applier: the checkpoint epoch it was last written in
 	applied    atomic.Int64 // bytes written to the file
+	synced     atomic.Int64 // bytes of the file made durable by an fdatasync (or by recovery)
 
-	// fmu guards f: reads and syncs hold it shared (ReadOpen never waits
-	// for a checkpoint's fdatasync), closing it exclusive.
-	fmu sync.RWMutex
-	f   file // nil once closed
+	// fmu guards f and released: reads and syncs hold it shared (ReadOpen
+	// never waits for an fdatasync), opening and closing f exclusive.
+	// f is open only while the file is in Spool.files (openFiles says who
+	// may touch it when).
+	fmu      sync.RWMutex
+	f        file // nil while the file is not open
+	released bool // Close is done with the file: it is never opened again
+
+	// Guarded by Spool.files.mu.
+	newer, older *Log
+	listed       bool
 }
 
 // ID is the session identifier.
@@ -100,13 +108,11 @@ func (l *Log) Last() ([]byte, error) {
 	if last < 0 {
 		return nil, nil
 	}
-	l.fmu.RLock()
-	defer l.fmu.RUnlock()
-	if l.f == nil {
-		return nil, fmt.Errorf("%w: session %s", ErrClosed, l.id)
-	}
 	buf := make([]byte, size-last)
-	if _, err := l.f.ReadAt(buf, last); err != nil {
+	if _, err := l.readAt(buf, last); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w: session %s", ErrClosed, l.id)
+		}
 		return nil, fmt.Errorf("spool: read last frame of %s: %w", l.id, err)
 	}
 	return buf, nil
@@ -129,12 +135,7 @@ func (l *Log) Close(ctx context.Context) error {
 	s.mu.Unlock()
 
 	if size == 0 {
-		l.fmu.Lock()
-		if l.f != nil {
-			l.f.Close()
-			l.f = nil
-		}
-		l.fmu.Unlock()
+		l.release()
 		err := s.fs.Remove(s.sessionPath(l.id))
 		l.forget()
 		if err != nil {
@@ -149,11 +150,12 @@ func (l *Log) Close(ctx context.Context) error {
 	if err := s.waitApplied(ctx, last); err != nil {
 		return err
 	}
+	// A file the spool closed since its last write was synced before it
+	// was closed (openFiles); only an open one may need a sync.
 	l.fmu.RLock()
 	var err error
 	if l.f != nil {
-		err = l.f.Datasync()
-		s.sessionSyncs.Add(1)
+		err = l.syncLocked()
 	}
 	l.fmu.RUnlock()
 	if err != nil {
@@ -187,12 +189,7 @@ func (l *Log) Close(ctx context.Context) error {
 		return err
 	}
 
-	l.fmu.Lock()
-	if l.f != nil {
-		err = l.f.Close()
-		l.f = nil
-	}
-	l.fmu.Unlock()
+	err = l.release()
 	l.forget()
 	// The recording is final: synced, and its close durable in the
 	// journal (even if closing the descriptor failed).
@@ -201,6 +198,21 @@ func (l *Log) Close(ctx context.Context) error {
 		return fmt.Errorf("spool: close session %s: %w", l.id, err)
 	}
 	return nil
+}
+
+// release closes the session's file if the spool holds it open, for good:
+// neither the applier nor a reader opens it through l again.
+func (l *Log) release() error {
+	l.s.files.remove(l)
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	l.released = true
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
 }
 
 func (l *Log) forget() {

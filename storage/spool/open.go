@@ -47,13 +47,16 @@ func (s *Spool) AppendOpenSessions(dst []OpenSession) []OpenSession {
 }
 
 // ReadOpen reads the file of a session being recorded in this run (made
-// by Create or Reopen, not closed yet) at off, through the descriptor the
-// spool writes it with, so that a reader of live sessions needs no
-// descriptor, open or close of its own: one pread. The first Applied bytes
-// (OpenSessions) hold whole durable frames; read no further. It returns
-// ErrNotFound for every other session (closed, recovered and not reopened,
-// unknown), whose file is read through SessionFile. It never waits for a
-// commit or for a sync of the file.
+// by Create or Reopen, not closed yet) at off. While the spool holds the
+// file open (it was written recently, see Config.MaxOpenFiles) the read is
+// one pread through the spool's descriptor, so that a reader of live
+// sessions needs no descriptor of its own; otherwise the file is opened
+// for this read and closed again. An error opening it (EMFILE, ENFILE)
+// is returned wrapped, for the caller to try again later. The first
+// Applied bytes (OpenSessions) hold whole durable frames; read no further.
+// It returns ErrNotFound for every other session (closed, recovered and
+// not reopened, unknown), whose file is read through SessionFile. It never
+// waits for a commit or for a sync of the file.
 func (s *Spool) ReadOpen(id string, p []byte, off int64) (int, error) {
 	s.mu.Lock()
 	l := s.logs[id]
@@ -61,13 +64,8 @@ func (s *Spool) ReadOpen(id string, p []byte, off int64) (int, error) {
 	if l == nil {
 		return 0, fmt.Errorf("%w: %s is not open", ErrNotFound, id)
 	}
-	l.fmu.RLock()
-	defer l.fmu.RUnlock()
-	if l.f == nil {
-		return 0, fmt.Errorf("%w: %s is not open", ErrNotFound, id)
-	}
-	n, err := l.f.ReadAt(p, off)
-	if err != nil && !errors.Is(err, io.EOF) {
+	n, err := l.readAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, ErrNotFound) {
 		return n, fmt.Errorf("spool: read %s: %w", id, err)
 	}
 	return n, err

@@ -66,6 +66,13 @@ type Config struct {
 	// LazyDelay bounds how long a frame appended with AppendLazy waits for
 	// a group commit when nothing else asks for one. Zero means 2 ms.
 	LazyDelay time.Duration
+	// MaxOpenFiles bounds the session files the spool holds open at once.
+	// A session's file is opened when there are frames to write into it
+	// and closed, least recently written first, when more than
+	// MaxOpenFiles are open (after an fdatasync if it holds writes not yet
+	// durable), so an idle session holds no descriptor. Zero means
+	// DefaultMaxOpenFiles (256).
+	MaxOpenFiles int
 	// OnCommit, if set, is called after each group commit of the journal
 	// with how long its fdatasync took and how much it made durable (for
 	// metrics). It runs on the committing goroutine, so it must be cheap
@@ -141,6 +148,10 @@ type Spool struct {
 	// session files, and segment rolls whose older segment was recycled:
 	// what tests and benchmarks observe of the commit path.
 	commits, sessionSyncs, checkpoints atomic.Uint64
+	sessionOpens                       atomic.Uint64 // session files opened by the applier
+
+	files   openFiles // the session files held open
+	victims []*Log    // owned by the applier: files it is closing
 
 	closed closedFeeds // sessions whose recording became final, for ClosedFeed
 
@@ -220,6 +231,12 @@ func open(cfg Config, fsys fileSystem, prealloc preallocation) (*Spool, error) {
 	if cfg.LazyDelay <= 0 {
 		cfg.LazyDelay = 2 * time.Millisecond
 	}
+	if cfg.MaxOpenFiles == 0 {
+		cfg.MaxOpenFiles = DefaultMaxOpenFiles
+	}
+	if cfg.MaxOpenFiles < 0 {
+		return nil, fmt.Errorf("spool: MaxOpenFiles %d is negative", cfg.MaxOpenFiles)
+	}
 	if cfg.SegmentBytes < minSegmentBytes {
 		return nil, fmt.Errorf("spool: SegmentBytes %d below the minimum %d", cfg.SegmentBytes, minSegmentBytes)
 	}
@@ -241,6 +258,7 @@ func open(cfg Config, fsys fileSystem, prealloc preallocation) (*Spool, error) {
 		runDone:     make(chan struct{}),
 		appliedCh:   make(chan struct{}),
 		prealloc:    prealloc,
+		files:       openFiles{max: cfg.MaxOpenFiles},
 	}
 	s.lazyTimer = time.AfterFunc(time.Hour, s.lazyKick)
 	s.lazyTimer.Stop()
@@ -332,7 +350,8 @@ func validID(id string) bool {
 	return true
 }
 
-// Create starts the recording file of a new session.
+// Create starts the recording file of a new session. The file is created
+// empty and closed again: the applier opens it when it has frames for it.
 func (s *Spool) Create(sessionID string) (*Log, error) {
 	if !validID(sessionID) {
 		return nil, fmt.Errorf("spool: invalid session id %q", sessionID)
@@ -347,14 +366,17 @@ func (s *Spool) Create(sessionID string) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: create session: %w", err)
 	}
+	if err := f.Close(); err != nil {
+		s.fs.Remove(s.sessionPath(sessionID))
+		return nil, fmt.Errorf("spool: create session: %w", err)
+	}
 	s.created.Store(true)
-	l := &Log{s: s, id: sessionID, f: f, last: -1}
+	l := &Log{s: s, id: sessionID, last: -1}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.logs[sessionID]; dup || s.err != nil || s.stopped {
 		// Stopped or failed meanwhile (or a Log whose empty file was just
 		// removed by its Close): take back the file this call created.
-		f.Close()
 		s.fs.Remove(s.sessionPath(sessionID))
 		if err := s.appendableLocked(); err != nil {
 			return nil, err
@@ -376,12 +398,16 @@ func (s *Spool) Reopen(sessionID string) (*Log, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s is not a recovered open session", ErrNotFound, sessionID)
 	}
+	// The file stays closed until the applier has frames for it; opening
+	// it here checks that it is there and writable.
 	f, err := s.fs.OpenFile(s.sessionPath(sessionID), os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("spool: reopen session: %w", err)
 	}
-	l := &Log{s: s, id: sessionID, f: f, size: st.size, last: st.last}
+	f.Close()
+	l := &Log{s: s, id: sessionID, size: st.size, last: st.last}
 	l.applied.Store(st.size)
+	l.synced.Store(st.size) // recovery synced it
 	delete(s.recovered, sessionID)
 	s.logs[sessionID] = l
 	return l, nil
@@ -580,7 +606,8 @@ func (s *Spool) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	// Nothing more will be written to the journal: release it and the
 	// directory lock, so that the spool can be opened again (a restart in
-	// the same process). Open Logs keep their files until closed.
+	// the same process). Session files still open stay open until their
+	// Log or the spool is closed.
 	if rerr := s.releaseJournal(); err == nil && rerr != nil {
 		err = fmt.Errorf("spool: %w", rerr)
 	}
@@ -879,7 +906,13 @@ func (s *Spool) applier(work <-chan applyItem, jobs chan<- checkpointJob) {
 		for i := range runs {
 			r := &runs[i]
 			l := r.log
-			if _, err := l.f.WriteAt(r.data, r.off); err != nil {
+			f, err := s.fileForWrite(l)
+			if err != nil {
+				s.fail(fmt.Errorf("open session %s: %w", l.id, err))
+				broken = true
+				break
+			}
+			if _, err := f.WriteAt(r.data, r.off); err != nil {
 				s.fail(fmt.Errorf("write session %s: %w", l.id, err))
 				broken = true
 				break
@@ -978,14 +1011,18 @@ func (s *Spool) checkpoint(old *segment, dirty []*Log) (err error) {
 	for _, l := range dirty {
 		l.fmu.RLock()
 		var err error
-		if l.f != nil { // Close synced and closed it already
-			err = l.f.Datasync()
-			s.sessionSyncs.Add(1)
+		if l.f != nil { // else synced before it was closed, by openFiles or Close
+			err = l.syncLocked()
 		}
 		l.fmu.RUnlock()
 		if err != nil {
 			return fmt.Errorf("sync session %s: %w", l.id, err)
 		}
+	}
+	if err := s.Err(); err != nil {
+		// A sync elsewhere failed (the applier's before it closed a
+		// file): the file may not hold what the old segment does.
+		return err
 	}
 	if s.created.Swap(false) {
 		if err := s.fs.SyncDir(s.sessionsDir); err != nil {
@@ -1091,6 +1128,7 @@ func (s *Spool) closeFiles() error {
 	}
 	s.mu.Unlock()
 	for _, l := range logs {
+		s.files.remove(l)
 		l.fmu.Lock()
 		if l.f != nil {
 			errs = append(errs, l.f.Close())
