@@ -56,8 +56,10 @@ type Config struct {
 		// MaxSessions caps the PostgreSQL sessions the node holds at
 		// once; a login beyond it is refused with 53300 (too many
 		// connections), before its token is read. Zero: what the
-		// process's open-file limit allows, (RLIMIT_NOFILE - 1024) / 3
-		// (see sessionCap). Set above that, the node warns at start.
+		// process's open-file limit allows, (RLIMIT_NOFILE - 1024 -
+		// 256) / 2: two sockets a session, a reserve, and the spool's
+		// open session files (see sessionCap). Set above that, the node
+		// warns at start.
 		MaxSessions int `yaml:"max_sessions"`
 	} `yaml:"limits"`
 

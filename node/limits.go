@@ -1,13 +1,23 @@
 package node
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/phigate/phigate/storage/spool"
+)
 
 // What bounds the sessions a node holds is its open-file limit: each
-// PostgreSQL session holds sessionFDs descriptors (the agent's socket,
-// the upstream's socket and its recording's spool file) for its whole
-// life, and a node out of descriptors can neither accept nor record.
+// PostgreSQL session holds sessionFDs descriptors for its whole life (the
+// agent's socket and the upstream's socket), and a node out of
+// descriptors can neither accept nor record. Its recording's spool file
+// is not one of them: the spool holds at most spoolFiles session files
+// open, those written most recently, whatever the number of sessions.
 const (
-	sessionFDs = 3
+	sessionFDs = 2
+	// spoolFiles is what the spool's open session files may take
+	// (spool.Config.MaxOpenFiles, left at its default by the node): all
+	// of it once that many sessions are being written at once.
+	spoolFiles = spool.DefaultMaxOpenFiles
 	// fdReserve is what the cap leaves for everything else. An idle
 	// node holds about 35 descriptors (etcd's WAL, snapshot and
 	// database, its peer and client listeners and streams, gossip, the
@@ -16,8 +26,9 @@ const (
 	// that grows with load rather than with sessions: connections still
 	// in their TLS handshake (up to the handshake timeout, not counted
 	// as sessions), catalog connections per resource, store uploads,
-	// API and /metrics clients, other nodes' streams. 1024 covers a
-	// storm's handshakes at a few hundred per second on top of those.
+	// API and /metrics clients, other nodes' streams, the auditors' log.
+	// 1024 covers a storm's handshakes at a few hundred per second on
+	// top of those.
 	fdReserve = 1024
 )
 
@@ -26,8 +37,8 @@ const (
 // sessions that limit leaves room for.
 func sessionCap(configured int, nofile uint64) (limit, fit int) {
 	fit = 1
-	if nofile > fdReserve+sessionFDs {
-		fit = int(min(nofile-fdReserve, 1<<40) / sessionFDs)
+	if reserved := uint64(fdReserve + spoolFiles); nofile > reserved+sessionFDs {
+		fit = int(min(nofile-reserved, 1<<40) / sessionFDs)
 	}
 	if configured > 0 {
 		return configured, fit
@@ -49,10 +60,10 @@ func (n *Node) sessionCap() int {
 	switch {
 	case n.cfg.Limits.MaxSessions == 0:
 		n.log.Info("sessions capped by the open-file limit", "max_sessions", limit, "rlimit_nofile", r.Cur,
-			"fds_per_session", sessionFDs, "fds_reserved", fdReserve)
+			"fds_per_session", sessionFDs, "fds_reserved", fdReserve, "fds_spool_files", spoolFiles)
 	case limit > fit:
 		n.log.Warn("limits.max_sessions is above what the open-file limit allows: sessions beyond it fail for want of file descriptors (raise LimitNOFILE / ulimit -n)",
-			"max_sessions", limit, "allowed", fit, "rlimit_nofile", r.Cur, "fds_per_session", sessionFDs, "fds_reserved", fdReserve)
+			"max_sessions", limit, "allowed", fit, "rlimit_nofile", r.Cur, "fds_per_session", sessionFDs, "fds_reserved", fdReserve, "fds_spool_files", spoolFiles)
 	default:
 		n.log.Info("sessions capped", "max_sessions", limit, "rlimit_nofile", r.Cur)
 	}
