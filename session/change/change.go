@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/phigate/phigate/internal/protoorder"
+	"github.com/phigate/phigate/session/protoorder"
 )
 
 // Op is the kind of data change a Plan reads around, as recorded

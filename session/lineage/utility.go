@@ -4,7 +4,7 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/phigate/phigate/internal/protoorder"
+	"github.com/phigate/phigate/session/protoorder"
 )
 
 // definitions are the statements that define, change or drop objects,

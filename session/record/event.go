@@ -113,9 +113,11 @@ type SessionStart struct {
 	Masking      string   `json:"masking,omitempty"`
 	Upstream     string   `json:"upstream,omitempty"` // target address (never its credential)
 	// Durability says when the session's commands were durable: before
-	// they ran (DurabilityCommand), before their output left (a read-only
-	// grant, DurabilityOutput), or before they ran except for proven
-	// reads, which ran while their event synced (DurabilityReadAhead).
+	// they ran, or, for plain DML and SELECT inside a transaction block,
+	// before their output left and before the block could commit
+	// (DurabilityCommand); before their output left (a read-only grant,
+	// DurabilityOutput); or as with DurabilityCommand, and proven reads
+	// ran while their event synced (DurabilityReadAhead).
 	// Empty in recordings made before it was recorded: command.
 	Durability string `json:"durability,omitempty"`
 }

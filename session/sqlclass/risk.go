@@ -7,9 +7,8 @@ import (
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/protoorder"
 	"google.golang.org/protobuf/reflect/protoreflect"
-
-	"github.com/phigate/phigate/internal/protoorder"
 )
 
 // Risks for approval rules (policy.Risk). What each node of a statement

@@ -34,9 +34,8 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
 	"github.com/phigate/phigate/session/policy"
+	"github.com/phigate/phigate/session/protoorder"
 	"google.golang.org/protobuf/reflect/protoreflect"
-
-	"github.com/phigate/phigate/internal/protoorder"
 )
 
 // Statement is one classified statement of a query string.

@@ -17,8 +17,10 @@
 // holds durable frames comes from the spool's memory, so an idle session
 // costs no system call. A live session is read when a chunk may be due
 // (about once per MaxDuration, not every tick: the frames wait in the page
-// cache, not in the builder) through the spool's own descriptor
-// (spool.ReadOpen): one pread, and no descriptor of the shipper's. Final
+// cache, not in the builder) through spool.ReadOpen: one pread through
+// the spool's descriptor while the spool holds the file open (it was
+// written lately), else an open, a pread and a close; an EMFILE there is
+// retried at the next tick. Final
 // and recovered files are read through files of the shipper's own, kept
 // open across ticks, at most 64 (least recently used closed first), and
 // closed once the closing chunk is sealed. Such a file removed while open
