@@ -31,6 +31,10 @@ type backendState struct {
 	// txError is the SQLSTATE of the first error in their transaction.
 	pending []pendingChange
 	txError string
+	// ddlInTx: DDL completed in the transaction not yet ended; the
+	// catalog forgets what it read again when the transaction ends, since
+	// its own connection could not see the DDL before the commit.
+	ddlInTx bool
 }
 
 // backend relays upstream -> agent: it resolves result columns, masks rows,
@@ -402,6 +406,7 @@ func (c *conn) onCommandDone(e *expect, typ byte, body []byte) error {
 		}
 		if st.Class == policy.DDL && c.cat != nil {
 			c.cat.invalidate()
+			c.be.ddlInTx = true
 		}
 		if run := cmd.change; run != nil && run.ref.Statement == cmd.index {
 			c.changeCompleted(run, tag)
@@ -673,6 +678,10 @@ func (c *conn) onReady(body []byte) error {
 	}
 	if outcome != "" {
 		c.endChanges(outcome, reason, nil)
+	}
+	if body[0] == 'I' && c.be.ddlInTx {
+		c.be.ddlInTx = false
+		c.cat.invalidate() // what runs code may have changed (forwarding)
 	}
 	if w := last.hold; w != nil {
 		// The end of the implicit transaction phigate's block stands in

@@ -142,6 +142,43 @@ func TestRunAheadInBlock(t *testing.T) {
 		}
 	}
 
+	// A trigger created in another session's open block: the catalog
+	// cannot see it until that block commits, so what it read meanwhile
+	// must not outlive the commit.
+	other, err := pgx.Connect(ctx, g.dsn("owner-ci", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE TABLE later (id int PRIMARY KEY, v int); INSERT INTO later VALUES (1, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec(ctx, "CREATE TRIGGER later_bump BEFORE UPDATE ON later FOR EACH ROW EXECUTE FUNCTION trig_bump()"); err != nil {
+		t.Fatal(err)
+	}
+	third, err := pgx.Connect(ctx, g.dsn("owner-ci", "disable")) // a session that has run no DDL
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close(ctx)
+	run3 := syncCounter(t, g, third)
+	run3("BEGIN", simple) // the catalog reads what runs code again, without the trigger
+	if n, _ := run3("UPDATE audit_log SET msg = 'w' WHERE id = 1000", simple); n != 0 {
+		t.Errorf("an UPDATE of a plain table waited %d times", n)
+	}
+	run3("COMMIT", simple)
+	if _, err := other.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	run3("BEGIN", simple)
+	if n, _ := run3("UPDATE later SET v = v + 1 WHERE id = 1", simple); n == 0 {
+		t.Error("an UPDATE of a table whose trigger committed meanwhile went out before its event was durable")
+	}
+	run3("COMMIT", simple)
+
 	// A pipeline: COMMIT, then an UPDATE sent before COMMIT's answer. The
 	// UPDATE runs outside the block and must wait for its event.
 	begin()
