@@ -67,8 +67,8 @@ func TestRunAheadInBlock(t *testing.T) {
 	}
 	begin := func() {
 		t.Helper()
-		if n, _ := run("BEGIN", simple); n == 0 {
-			t.Fatal("BEGIN went out before its event was durable")
+		if n, _ := run("BEGIN", simple); n != 0 {
+			t.Fatalf("BEGIN, which changes nothing, waited %d times", n)
 		}
 	}
 	commit := func() {
@@ -129,6 +129,19 @@ func TestRunAheadInBlock(t *testing.T) {
 	}
 	if ran < 22 { // bump() and abs() are refused under this grant
 		t.Fatalf("only %d of the statements that must wait ran: the grant refused the rest, so this checks little", ran)
+	}
+	// BEGIN with anything else in its Query is no BEGIN alone.
+	for _, sql := range []string{"BEGIN; UPDATE audit_log SET msg = 'b' WHERE id = 1000", "UPDATE audit_log SET msg = 'b' WHERE id = 1000; BEGIN"} {
+		if n, _ := run(sql, simple); n == 0 {
+			t.Errorf("%q went out before its event was durable", sql)
+		}
+		run("ROLLBACK", simple)
+	}
+	for _, mode := range modes {
+		if n, _ := run("BEGIN", mode); n != 0 {
+			t.Errorf("BEGIN (mode %v) waited %d times", mode, n)
+		}
+		run("ROLLBACK", simple)
 	}
 	for _, mode := range modes {
 		begin()

@@ -36,10 +36,9 @@ type frontendState struct {
 	// effects: what is buffered for the upstream may have an effect that
 	// can outlast the session's transaction, so the recording must be
 	// durable before it is sent (write-ahead sessions; see ahead). Set for
-	// every message but the effect-free ones, and for those too in a
-	// session without read_ahead unless inBlock; a command that may run
-	// ahead leaves it as it was before the message (effectsBefore,
-	// forwarding). defined: the session may have made objects the catalog
+	// every message but the effect-free ones, and for Bind in a session
+	// without read_ahead; a command that may run ahead leaves it as it was
+	// before the message (effectsBefore, forwarding, onBind). defined: the session may have made objects the catalog
 	// cannot see. inBlock: the server is in a transaction block for the
 	// message being handled, whatever runs before it (blockKnown).
 	// runAhead: the command being forwarded may run ahead inside a
@@ -107,8 +106,8 @@ func (c *conn) frontend(ctx context.Context) error {
 		}
 		fe.effectsBefore = fe.effects.Load()
 		fe.inBlock = c.writeAhead && c.blockKnown()
-		if !effectFree[typ] || !(c.readAhead || fe.inBlock && typ != 'B') {
-			fe.effects.Store(true)
+		if !effectFree[typ] || typ == 'B' && !c.readAhead {
+			fe.effects.Store(true) // Bind plans, which may run functions: see onBind
 		}
 		fe.defined = fe.defined || typ == 'F'
 		switch typ {
@@ -606,7 +605,7 @@ func (c *conn) onBind(ctx context.Context, body []byte) error {
 		p.paramFormats = append([]int16(nil), b.ParameterFormatCodes...)
 	}
 	e.portal = p
-	if c.fe.inBlock && !c.readAhead && c.ahead(ctx, stmt.stmts) {
+	if !c.readAhead && (opensBlock(stmt.stmts) || c.fe.inBlock && c.ahead(ctx, stmt.stmts)) {
 		// Binding plans the statement, which may run functions it calls.
 		c.fe.effects.Store(c.fe.effectsBefore)
 	}
@@ -767,6 +766,7 @@ var effectFree = map[byte]bool{'P': true, 'B': true, 'D': true, 'C': true, 'S': 
 //     they commit only with a later message (COMMIT, END, a Sync ending
 //     phigate's own block), which is not such a statement and so waits for
 //     every event before it goes out.
+//   - A BEGIN alone (opensBlock).
 //   - In a session whose grant says read_ahead, a proven read (provenRead):
 //     nothing it does can change data.
 //
@@ -784,8 +784,14 @@ func (c *conn) forwarding(ctx context.Context, stmts []sqlclass.Statement) {
 		}
 	}
 	c.fe.runAhead = false
-	if c.fe.gate != nil || c.fe.defined {
+	switch {
+	case c.fe.gate != nil:
 		return // an approval is durable before the command runs
+	case opensBlock(stmts):
+		c.fe.effects.Store(c.fe.effectsBefore)
+		return
+	case c.fe.defined:
+		return
 	}
 	if c.fe.inBlock || c.snapshotsOn() {
 		c.fe.runAhead = c.ahead(ctx, stmts)
@@ -793,6 +799,13 @@ func (c *conn) forwarding(ctx context.Context, stmts []sqlclass.Statement) {
 	if c.fe.inBlock && c.fe.runAhead || c.readAhead && provenRead(stmts) && c.plainRelations(ctx, stmts) {
 		c.fe.effects.Store(c.fe.effectsBefore)
 	}
+}
+
+// opensBlock reports whether stmts are one BEGIN or START TRANSACTION,
+// which changes nothing but the transaction's state: nothing it does can
+// outlast a block that commits only after every event is durable.
+func opensBlock(stmts []sqlclass.Statement) bool {
+	return len(stmts) == 1 && stmts[0].Effect == sqlclass.EffectBegin && stmts[0].Refused == ""
 }
 
 // ahead reports whether stmts may run before their event is durable inside
