@@ -177,7 +177,11 @@ func (m *Member) Leave(ctx context.Context) error {
 	if _, err := m.client.Delete(ctx, nodesPrefix+m.cfg.Name); err != nil {
 		return fmt.Errorf("cluster: leave: remove this node from the registry: %w", err)
 	}
-	// etcd stops itself once its member is removed; that is no failure.
+	// etcd stops itself once its member is removed; that is no failure,
+	// but a stop before the removal was asked for is.
+	if m.stopped() {
+		return errors.New("cluster: leave: the etcd member has stopped; it cannot remove itself")
+	}
 	m.leaving.Store(true)
 	err := m.retry(ctx, "remove self", func() error {
 		// Bounded per attempt: once the removal is applied, etcd stops
@@ -185,8 +189,10 @@ func (m *Member) Leave(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		_, err := m.client.MemberRemove(actx, uint64(me))
-		if err != nil && !m.etcd.Server.IsMemberExist(me) {
-			// Removed: etcd stopped before it answered.
+		if err != nil && (!m.etcd.Server.IsMemberExist(me) || m.stopped()) {
+			// Removed: etcd stopped before it answered, having applied
+			// the removal, or told by a peer that it was removed before
+			// it applied it (then its own member list still has it).
 			return nil
 		}
 		return err
@@ -199,6 +205,16 @@ func (m *Member) Leave(ctx context.Context) error {
 	m.closeErr = m.shutdown()
 	m.log.Info("cluster: left the cluster")
 	return m.closeErr
+}
+
+// stopped reports whether the etcd server has stopped.
+func (m *Member) stopped() bool {
+	select {
+	case <-m.etcd.Server.StopNotify():
+		return true
+	default:
+		return false
+	}
 }
 
 // retry calls f until it succeeds or ctx ends. etcd refuses a membership
